@@ -1,0 +1,60 @@
+# lunboot — see README.md. Every target installs what it needs first.
+SHELL := /bin/bash
+GO    ?= go
+OUT   ?= out
+CACHE ?= .cache
+export LUNBOOT_OUT   := $(abspath $(OUT))
+export LUNBOOT_CACHE := $(abspath $(CACHE))
+
+# Debian's GOAMD64 baseline: the image must run on any x86-64 (and under TCG).
+IMAGE_ENV := GOAMD64=v1 CGO_ENABLED=0
+
+.PHONY: all deps build image fixtures test unit demo bench fuzz vet clean
+
+all: build
+
+## deps: Debian packages and the Debian kernel (idempotent).
+deps:
+	@scripts/deps.sh $(CACHE)
+
+## build: the lunboot host binary in out/.
+build:
+	@mkdir -p $(OUT)
+	$(GO) build -o $(OUT)/lunboot ./cmds/lunboot
+
+## image: out/lunboot.cpio.xz and out/vmlinuz, the boot image.
+image: deps
+	$(IMAGE_ENV) $(GO) run ./initramfs/mkimage -out $(OUT) -kernel $(CACHE)/kernel/current
+
+## fixtures: the lab's disk images in out/fixtures (cached by content).
+fixtures: deps
+	$(GO) run ./qemu/cmd/mkfixtures -out $(OUT)/fixtures
+
+## test: every suite — unit, fuzz seeds, tgtd interop, QEMU end to end.
+test: deps image fixtures
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 85m ./...
+
+## unit: the quick tests only (no root, no tgtd, no QEMU).
+unit:
+	$(GO) test -count=1 -short ./...
+
+## demo: boot a disk over iSCSI in QEMU and show it working.
+demo: deps image fixtures
+	$(GO) run ./qemu/cmd/demo -out $(OUT)
+
+## bench: lunboot vs iscsi-perf against tgtd; writes docs/benchmarks.md.
+bench: deps build
+	scripts/bench.sh $(OUT)/lunboot docs/benchmarks.md
+
+## fuzz: run every fuzz target for FUZZTIME each (default 20s).
+FUZZTIME ?= 20s
+fuzz:
+	@scripts/fuzz.sh $(FUZZTIME)
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+
+clean:
+	rm -rf $(OUT)
