@@ -1,0 +1,50 @@
+package scsi
+
+import "fmt"
+
+// Linux returns the LUN as the Linux SCSI midlayer numbers it (the integer in
+// /sys/class/scsi_device/H:C:T:L, /dev/disk/by-path/*-lun-L and what OS
+// scripts such as dracut expect). The mapping swaps each 16-bit addressing
+// level into place so that a single-level LUN n (bytes 00 0n 00…) becomes n;
+// see scsilun_to_int in the kernel's drivers/scsi/scsi_common.c.
+func (l LUN) Linux() uint64 {
+	var n uint64
+	for i := 0; i < len(l); i += 2 {
+		n |= uint64(l[i])<<((i+1)*8) | uint64(l[i+1])<<(i*8)
+	}
+	return n
+}
+
+// LUNFromLinux is the inverse of LUN.Linux (the kernel's int_to_scsilun).
+func LUNFromLinux(n uint64) LUN {
+	var l LUN
+	for i := 0; i < len(l); i += 2 {
+		l[i] = byte(n >> ((i + 1) * 8))
+		l[i+1] = byte(n >> (i * 8))
+	}
+	return l
+}
+
+// String formats the LUN as RFC 4173 writes it: up to four '-'-separated
+// 16-bit hex groups, trailing zero groups omitted ("0", "1a", "4000-0001").
+func (l LUN) String() string {
+	last := 0
+	for g := 0; g < 4; g++ {
+		if l[2*g] != 0 || l[2*g+1] != 0 {
+			last = g
+		}
+	}
+	s := ""
+	for g := 0; g <= last; g++ {
+		if g > 0 {
+			s += "-"
+		}
+		v := uint16(l[2*g])<<8 | uint16(l[2*g+1])
+		if g == 0 {
+			s += fmt.Sprintf("%x", v)
+		} else {
+			s += fmt.Sprintf("%04x", v)
+		}
+	}
+	return s
+}
