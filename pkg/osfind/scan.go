@@ -1,0 +1,160 @@
+package osfind
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/u-root/u-root/pkg/boot"
+	"github.com/u-root/u-root/pkg/boot/bls"
+	"github.com/u-root/u-root/pkg/boot/grub"
+	"github.com/u-root/u-root/pkg/boot/syslinux"
+	"github.com/u-root/u-root/pkg/mount"
+	"github.com/u-root/u-root/pkg/mount/block"
+)
+
+// ScanDir reads the boot entries of one mounted file system at dir, which
+// is partition device. devices and pool let GRUB's `search --fs-uuid` reach
+// other partitions of the same disk; both may be nil.
+func ScanDir(ctx context.Context, log *slog.Logger, dir, device string, devices block.BlockDevices, pool *mount.Pool) ([]*Entry, Partition) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if pool == nil {
+		pool = &mount.Pool{}
+	}
+	p := Partition{Device: device, Mounted: dir, Found: map[Format]int{}}
+	var entries []*Entry
+	add := func(f Format, imgs []boot.OSImage) {
+		for _, img := range imgs {
+			li, ok := img.(*boot.LinuxImage)
+			if !ok {
+				p.Skipped = append(p.Skipped, f.label(img.Label())+" (not a Linux kernel entry)")
+				continue
+			}
+			if li.Kernel == nil {
+				p.Skipped = append(p.Skipped, f.label(li.Name)+" (kernel file missing)")
+				continue
+			}
+			label := li.Name
+			if label == "" {
+				label = li.Label()
+			}
+			entries = append(entries, &Entry{
+				Label: label, Format: f, Device: device,
+				Cmdline: li.Cmdline, Kernel: li.Kernel, Initrd: li.Initrd, Image: li,
+			})
+			p.Found[f]++
+		}
+	}
+
+	ulog := slogPrintf{log.With("partition", device)}
+	if imgs, err := bls.ScanBLSEntries(ulog, dir, nil, ""); err == nil {
+		add(BLS, blsDefaultFirst(dir, imgs))
+	} else {
+		log.Debug("no BLS entries", "partition", device, "err", err)
+	}
+	if imgs, err := grub.ParseLocalConfig(ctx, dir, devices, pool); err == nil {
+		add(GRUB, imgs)
+	} else {
+		log.Debug("no GRUB config", "partition", device, "err", err)
+	}
+	if imgs, err := syslinux.ParseLocalConfig(ctx, dir); err == nil {
+		add(Syslinux, imgs)
+	} else {
+		log.Debug("no syslinux config", "partition", device, "err", err)
+	}
+	return entries, p
+}
+
+func (f Format) label(name string) string { return string(f) + " entry " + quote(name) }
+
+func quote(s string) string { return "\"" + s + "\"" }
+
+// blsDefaultFirst moves the entry named by loader/loader.conf's `default`
+// (a glob over entry file names, systemd-boot's loader.conf(5)) to the
+// front. u-root v0.16.0's bls.sortImages never honours it (its match test
+// is inverted), so without this the newest-sorting file name would win.
+func blsDefaultFirst(dir string, imgs []boot.OSImage) []boot.OSImage {
+	pattern := readLoaderConfDefault(filepath.Join(dir, "loader", "loader.conf"))
+	if pattern == "" || len(imgs) < 2 {
+		return imgs
+	}
+	for _, entriesDir := range []string{"loader/entries", "boot/loader/entries"} {
+		files, _ := filepath.Glob(filepath.Join(dir, entriesDir, "*.conf"))
+		sort.Sort(sort.Reverse(sort.StringSlice(files)))
+		for _, file := range files {
+			id := strings.TrimSuffix(filepath.Base(file), ".conf")
+			if ok, _ := filepath.Match(pattern, id); !ok && pattern != id+".conf" {
+				continue
+			}
+			name := blsName(file)
+			for i, img := range imgs {
+				if li, ok := img.(*boot.LinuxImage); ok && li.Name == name {
+					out := append([]boot.OSImage{img}, imgs[:i]...)
+					return append(out, imgs[i+1:]...)
+				}
+			}
+		}
+	}
+	return imgs
+}
+
+func readLoaderConfDefault(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		k, v, _ := strings.Cut(strings.TrimSpace(s.Text()), " ")
+		if k == "default" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+// blsName rebuilds the name u-root gives a BLS entry: "title version".
+func blsName(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	vals := map[string]string{}
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		line := strings.TrimSpace(s.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, v, _ := strings.Cut(line, " ")
+		vals[k] = strings.TrimSpace(v)
+	}
+	var parts []string
+	for _, k := range []string{"title", "version"} {
+		if vals[k] != "" {
+			parts = append(parts, vals[k])
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+// closeEntries closes the entries' files that can be closed.
+func closeEntries(entries []*Entry) error {
+	for _, e := range entries {
+		for _, r := range []io.ReaderAt{e.Kernel, e.Initrd} {
+			if c, ok := r.(io.Closer); ok {
+				c.Close()
+			}
+		}
+	}
+	return nil
+}
