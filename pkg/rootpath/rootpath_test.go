@@ -158,7 +158,11 @@ func TestParseCmdlineMatrix(t *testing.T) {
 		{in: "iscsi:10.0.0.1::3260::eth1:1a:" + good, errField: ok,
 			want: func() RootPath { r := rp("10.0.0.1", 3260, lun(0, 0x1a), good); r.NetDev = "eth1"; return r }()},
 		{in: "iscsi:10.0.0.1::3260:default:eth1::" + good, errField: ok, warnings: 1,
-			want: func() RootPath { r := rp("10.0.0.1", 3260, lun(), good); r.Iface, r.NetDev = "default", "eth1"; return r }()},
+			want: func() RootPath {
+				r := rp("10.0.0.1", 3260, lun(), good)
+				r.Iface, r.NetDev = "default", "eth1"
+				return r
+			}()},
 		{in: "iscsi:10.0.0.1::3260::::" + good, errField: ok, want: rp("10.0.0.1", 3260, lun(), good)},
 		{in: "iscsi:10.0.0.1::3260::eth/1:0:" + good, errField: FieldNetDev},
 		{in: "iscsi:fe80::1::::" + good, errField: FieldServer, errHas: "ambiguous"},
