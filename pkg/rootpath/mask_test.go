@@ -2,6 +2,7 @@ package rootpath
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -58,7 +59,8 @@ func TestSecretsNeverShown(t *testing.T) {
 				var buf bytes.Buffer
 				slog.New(slog.NewTextHandler(&buf, nil)).Info("t", "rp", r)
 				slog.New(slog.NewJSONHandler(&buf, nil)).Info("t", "rp", r)
-				outs = append(outs, r.String(), r.Masked(), r.Portal(), buf.String(), fmt.Sprint(r), fmt.Sprintln(r),
+				js, _ := json.Marshal(struct{ R RootPath }{r})
+				outs = append(outs, string(js), r.String(), r.Masked(), r.Portal(), buf.String(), fmt.Sprint(r), fmt.Sprintln(r),
 					fmt.Sprintf("%v|%+v|%#v|%s|%q|%x|%d", r, r, r, r, r, r, r), fmt.Sprintf("%v", []RootPath{r}),
 					fmt.Sprintf("%+v", struct{ R RootPath }{r}), fmt.Sprintf("%#v", &r), strings.Join(r.Warnings, " "))
 			}

@@ -84,12 +84,12 @@ func checkIQN(s string) error {
 	return nil
 }
 
-// checkHostname validates a DNS host name (RFC 1123 §2.1, RFC 3696 §2): dot
+// CheckHostname reports whether s is a valid DNS host name (RFC 1123 §2.1, RFC 3696 §2): dot
 // separated labels of letters, digits and '-', no label starting or ending
 // with '-', at most 63 bytes a label and 253 in all, an optional trailing
 // dot, and a last label that is not all digits (so "10.0.0.256" is reported
 // as a bad address rather than looked up as a name).
-func checkHostname(s string) error {
+func CheckHostname(s string) error {
 	name := strings.TrimSuffix(s, ".")
 	if name == "" {
 		return errors.New("empty host name")

@@ -188,6 +188,12 @@ func (r RootPath) Format(f fmt.State, verb rune) {
 	}
 }
 
+// MarshalText implements encoding.TextMarshaler with String(), so that
+// encoding/json (and slog's JSON handler) never serialise the CHAP fields.
+func (r RootPath) MarshalText() ([]byte, error) {
+	return []byte(r.String()), nil
+}
+
 func maskIfSet(s string) string {
 	if s == "" {
 		return ""
@@ -208,7 +214,7 @@ func (r *RootPath) setServer(s string) error {
 		r.Server, r.Addr = a.String(), a
 		return nil
 	}
-	if err := checkHostname(s); err != nil {
+	if err := CheckHostname(s); err != nil {
 		return err
 	}
 	r.Server = s
