@@ -89,10 +89,10 @@ func TestParseText(t *testing.T) {
 		{"TargetAddress=[::1]:3260,1\x00", []KV{{"TargetAddress", "[::1]:3260,1"}}, false},
 		{"A=b=c\x00", []KV{{"A", "b=c"}}, false},
 		{"", nil, false},
-		{"A=1", nil, true},            // not terminated
-		{"A\x00", nil, true},          // no '='
-		{"=1\x00", nil, true},         // empty key
-		{"A B=1\x00", nil, true},      // bad key character
+		{"A=1", nil, true},       // not terminated
+		{"A\x00", nil, true},     // no '='
+		{"=1\x00", nil, true},    // empty key
+		{"A B=1\x00", nil, true}, // bad key character
 		{strings.Repeat("k", 64) + "=1\x00", nil, true},
 		{"K=" + strings.Repeat("v", MaxValueLen+1) + "\x00", nil, true},
 	}

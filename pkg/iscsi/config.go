@@ -1,0 +1,367 @@
+package iscsi
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/lunboot/lunboot/pkg/iscsi/internal/wire"
+)
+
+// Config says where and how to log in.
+type Config struct {
+	// Portal is "host:port" or "host" (port 3260); IPv6 as "[addr]:port".
+	Portal string
+	// TargetName is the target's iSCSI name; empty only for Discover.
+	TargetName string
+	// InitiatorName is our iSCSI name (iqn.…, eui.…, naa.…).
+	InitiatorName string
+	// ISID is the initiator part of the session identity. Zero means one
+	// random ISID (RFC 7143 §11.12.5, type 10b "random") chosen at Login
+	// and kept for the session's whole life, so that every reconnect
+	// reinstates the same session instead of leaving a stale one behind.
+	ISID ISID
+	// CHAP enables CHAP authentication; nil offers AuthMethod=None only.
+	CHAP *CHAP
+	// HeaderDigest and DataDigest offer CRC32C,None (CRC32C preferred);
+	// false offers None.
+	HeaderDigest, DataDigest bool
+	// Params overrides the operational keys we offer; nil uses
+	// DefaultParams. A non-nil Params is used as is: start from
+	// DefaultParams() and change what you need.
+	Params *Params
+	// LoginTimeout bounds one login attempt, TCP connect included
+	// (default 10s).
+	LoginTimeout time.Duration
+	// RecoveryTimeout is how long a command may wait across reconnects (or
+	// for a closed command window to open) before it fails with
+	// ErrRecoveryTimeout (default 60s; 0 uses the default). Negative
+	// disables recovery: a connection failure fails the outstanding
+	// commands and closes the session.
+	RecoveryTimeout time.Duration
+	// KeepAlive is the NOP-Out ping interval on an idle connection
+	// (default 5s); a ping unanswered for 3×KeepAlive means the
+	// connection is dead. Negative disables pings.
+	KeepAlive time.Duration
+	// Dial opens TCP connections; nil uses a net.Dialer.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Logger receives protocol events; nil discards them.
+	Logger *slog.Logger
+
+	// loginChunk, when non-zero, caps the text we put in one login PDU
+	// (tests use it to force C-bit continuation).
+	loginChunk int
+}
+
+// Defaults for Config's zero values.
+const (
+	DefaultLoginTimeout    = 10 * time.Second
+	DefaultRecoveryTimeout = 60 * time.Second
+	DefaultKeepAlive       = 5 * time.Second
+	DefaultPort            = 3260
+)
+
+// CHAP holds CHAP credentials (RFC 7143 §12.1.3).
+type CHAP struct {
+	// Username and Secret are the initiator's identity (one-way CHAP).
+	Username, Secret string
+	// TargetUsername and TargetSecret, both set, make CHAP mutual: the
+	// target must prove it knows TargetSecret. It must differ from Secret.
+	TargetUsername, TargetSecret string
+	// Algorithms lists the digests we offer, most preferred first; nil
+	// means SHA3-256, SHA-256, SHA-1, MD5.
+	Algorithms []CHAPAlgorithm
+}
+
+// mutual reports whether the target must authenticate too.
+func (c *CHAP) mutual() bool { return c != nil && (c.TargetUsername != "" || c.TargetSecret != "") }
+
+// CHAPAlgorithm is a CHAP digest (CHAP_A value, IANA PPP authentication
+// algorithms as RFC 7143 §12.1.3 uses them).
+type CHAPAlgorithm uint8
+
+// CHAP algorithms.
+const (
+	CHAPMD5     CHAPAlgorithm = wire.CHAPMD5
+	CHAPSHA1    CHAPAlgorithm = wire.CHAPSHA1
+	CHAPSHA256  CHAPAlgorithm = wire.CHAPSHA256
+	CHAPSHA3256 CHAPAlgorithm = wire.CHAPSHA3256
+)
+
+// DefaultCHAPAlgorithms is what we offer when CHAP.Algorithms is nil.
+var DefaultCHAPAlgorithms = []CHAPAlgorithm{CHAPSHA3256, CHAPSHA256, CHAPSHA1, CHAPMD5}
+
+func (a CHAPAlgorithm) String() string {
+	switch a {
+	case CHAPMD5:
+		return "MD5"
+	case CHAPSHA1:
+		return "SHA-1"
+	case CHAPSHA256:
+		return "SHA-256"
+	case CHAPSHA3256:
+		return "SHA3-256"
+	case 0:
+		return "none"
+	}
+	return fmt.Sprintf("CHAP_A %d", uint8(a))
+}
+
+// digestSize is the response length of the algorithm, 0 if unknown.
+func (a CHAPAlgorithm) digestSize() int {
+	if h := wire.CHAPHash(int(a)); h != nil {
+		return h.Size()
+	}
+	return 0
+}
+
+// ISID is the 6-byte initiator session identifier (RFC 7143 §11.12.5).
+type ISID [6]byte
+
+// String formats the ISID as 12 hex digits.
+func (i ISID) String() string { return hex.EncodeToString(i[:]) }
+
+// randomISID returns a type 10b ("random") ISID: T=10b, A reserved (zero),
+// B and C random (24 bits), D a random qualifier (16 bits).
+func randomISID() (ISID, error) {
+	var id ISID
+	if _, err := io.ReadFull(rand.Reader, id[1:]); err != nil {
+		return id, err
+	}
+	id[0] = 0x80
+	return id, nil
+}
+
+// Params are the operational keys of a session (RFC 7143 §13). As offers
+// they are what we propose; in SessionInfo they are the negotiated result,
+// with MaxRecvDataSegmentLength being what we declared we can receive.
+type Params struct {
+	MaxConnections           int
+	InitialR2T               bool
+	ImmediateData            bool
+	MaxRecvDataSegmentLength int
+	MaxBurstLength           int
+	FirstBurstLength         int
+	DefaultTime2Wait         int // seconds
+	DefaultTime2Retain       int // seconds
+	MaxOutstandingR2T        int
+	DataPDUInOrder           bool
+	DataSequenceInOrder      bool
+	ErrorRecoveryLevel       int
+}
+
+// DefaultParams returns what lunboot offers: RFC 7143 defaults, except
+// for throughput InitialR2T=No (unsolicited data), a 256 KiB receive
+// segment (one Data-In PDU per 128 KiB read), MaxBurstLength at its
+// maximum and a 256 KiB first burst — the values open-iscsi offers.
+func DefaultParams() Params {
+	return Params{
+		MaxConnections:           1,
+		InitialR2T:               false,
+		ImmediateData:            true,
+		MaxRecvDataSegmentLength: 262144,
+		MaxBurstLength:           16776192,
+		FirstBurstLength:         262144,
+		DefaultTime2Wait:         2,
+		DefaultTime2Retain:       20,
+		MaxOutstandingR2T:        1,
+		DataPDUInOrder:           true,
+		DataSequenceInOrder:      true,
+		ErrorRecoveryLevel:       0,
+	}
+}
+
+// rfcDefaults are the values a key has when it is not negotiated (RFC 7143
+// §13). A key the target rejects or does not answer keeps these.
+func rfcDefaults() Params {
+	return Params{
+		MaxConnections:           1,
+		InitialR2T:               true,
+		ImmediateData:            true,
+		MaxRecvDataSegmentLength: 8192,
+		MaxBurstLength:           262144,
+		FirstBurstLength:         65536,
+		DefaultTime2Wait:         2,
+		DefaultTime2Retain:       20,
+		MaxOutstandingR2T:        1,
+		DataPDUInOrder:           true,
+		DataSequenceInOrder:      true,
+		ErrorRecoveryLevel:       0,
+	}
+}
+
+// Validate checks that every value is within its RFC 7143 §13 range and
+// that this initiator supports it.
+func (p *Params) Validate() error {
+	check := func(name string, v, lo, hi int) error {
+		if v < lo || v > hi {
+			return fmt.Errorf("iscsi: Params.%s = %d, want %d..%d", name, v, lo, hi)
+		}
+		return nil
+	}
+	for _, c := range []struct {
+		name      string
+		v, lo, hi int
+	}{
+		{"MaxConnections", p.MaxConnections, 1, 65535},
+		{"MaxRecvDataSegmentLength", p.MaxRecvDataSegmentLength, 512, wire.MaxDataSegment},
+		{"MaxBurstLength", p.MaxBurstLength, 512, wire.MaxDataSegment},
+		{"FirstBurstLength", p.FirstBurstLength, 512, p.MaxBurstLength},
+		{"DefaultTime2Wait", p.DefaultTime2Wait, 0, 3600},
+		{"DefaultTime2Retain", p.DefaultTime2Retain, 0, 3600},
+		{"MaxOutstandingR2T", p.MaxOutstandingR2T, 1, 65535},
+		{"ErrorRecoveryLevel", p.ErrorRecoveryLevel, 0, 0},
+	} {
+		if err := check(c.name, c.v, c.lo, c.hi); err != nil {
+			return err
+		}
+	}
+	if !p.DataPDUInOrder || !p.DataSequenceInOrder {
+		return errors.New("iscsi: Params: DataPDUInOrder and DataSequenceInOrder must be true (out-of-order data is not supported)")
+	}
+	return nil
+}
+
+// CHAPMode says how a session authenticated.
+type CHAPMode uint8
+
+// CHAP modes.
+const (
+	CHAPNone CHAPMode = iota
+	CHAPOneWay
+	CHAPMutual
+)
+
+func (m CHAPMode) String() string {
+	switch m {
+	case CHAPOneWay:
+		return "one-way"
+	case CHAPMutual:
+		return "mutual"
+	}
+	return "none"
+}
+
+// SessionInfo describes a logged-in session.
+type SessionInfo struct {
+	TargetName, InitiatorName string
+	TargetAlias               string
+	ISID                      ISID
+	TSIH                      uint16
+	// TPGT is the target portal group tag the target declared.
+	TPGT uint16
+	// Portal is the host:port connected to, after any redirection.
+	Portal string
+	// Params are the negotiated operational values.
+	Params Params
+	// TargetMaxRecvDataSegmentLength is what the target declared it can
+	// receive; our Data-Out and immediate data PDUs are no larger.
+	TargetMaxRecvDataSegmentLength int
+	HeaderDigest, DataDigest       bool
+	CHAP                           CHAPMode
+	CHAPAlgorithm                  CHAPAlgorithm
+	// Reconnects counts successful recoveries (session reinstatements).
+	Reconnects int
+}
+
+// Target is one target a SendTargets discovery returned.
+type Target struct {
+	Name      string
+	Addresses []TargetAddress
+}
+
+// TargetAddress is a portal of a target (RFC 7143 §13.8 TargetAddress).
+type TargetAddress struct {
+	Host string // DNS name or IP literal, without brackets
+	Port uint16
+	TPGT uint16
+}
+
+// String formats the address as host:port,tpgt.
+func (a TargetAddress) String() string {
+	return fmt.Sprintf("%s,%d", net.JoinHostPort(a.Host, fmt.Sprint(a.Port)), a.TPGT)
+}
+
+// Portal returns the address as a Config.Portal value.
+func (a TargetAddress) Portal() string { return net.JoinHostPort(a.Host, fmt.Sprint(a.Port)) }
+
+// normalize fills defaults and validates; discovery tells whether an empty
+// TargetName is allowed.
+func (c Config) normalize(discovery bool) (Config, Params, error) {
+	if c.InitiatorName == "" {
+		return c, Params{}, errors.New("iscsi: Config.InitiatorName is required")
+	}
+	if !discovery && c.TargetName == "" {
+		return c, Params{}, errors.New("iscsi: Config.TargetName is required (use Discover to list targets)")
+	}
+	if _, _, err := splitPortal(c.Portal); err != nil {
+		return c, Params{}, err
+	}
+	if c.LoginTimeout <= 0 {
+		c.LoginTimeout = DefaultLoginTimeout
+	}
+	if c.RecoveryTimeout == 0 {
+		c.RecoveryTimeout = DefaultRecoveryTimeout
+	}
+	if c.KeepAlive == 0 {
+		c.KeepAlive = DefaultKeepAlive
+	}
+	if c.Dial == nil {
+		var d net.Dialer
+		c.Dial = d.DialContext
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	p := DefaultParams()
+	if c.Params != nil {
+		p = *c.Params
+	}
+	if err := p.Validate(); err != nil {
+		return c, p, err
+	}
+	if err := c.CHAP.validate(c.Logger); err != nil {
+		return c, p, err
+	}
+	return c, p, nil
+}
+
+// validate checks the credentials before anything is sent: secrets must be
+// present, and mutual CHAP must not reuse the initiator's secret (RFC 7143
+// §12.1.3 forbids one secret in both directions).
+func (c *CHAP) validate(log *slog.Logger) error {
+	if c == nil {
+		return nil
+	}
+	if c.Username == "" || c.Secret == "" {
+		return errors.New("iscsi: CHAP needs both Username and Secret")
+	}
+	if c.mutual() {
+		if c.TargetUsername == "" || c.TargetSecret == "" {
+			return errors.New("iscsi: mutual CHAP needs both TargetUsername and TargetSecret")
+		}
+		if c.TargetSecret == c.Secret {
+			return errors.New("iscsi: mutual CHAP: the target secret equals the initiator secret; " +
+				"RFC 7143 §12.1.3 requires a different secret in each direction")
+		}
+	}
+	for _, a := range c.Algorithms {
+		if a.digestSize() == 0 {
+			return fmt.Errorf("iscsi: CHAP algorithm %d not supported (use 5 MD5, 6 SHA-1, 7 SHA-256, 8 SHA3-256)", uint8(a))
+		}
+	}
+	// RFC 7143 §12.1.3 asks for at least 96-bit secrets without IPsec.
+	if len(c.Secret) < 12 {
+		log.Warn("iscsi: CHAP secret shorter than 12 bytes; many targets and the OS initiator refuse it", "length", len(c.Secret))
+	}
+	if c.mutual() && len(c.TargetSecret) < 12 {
+		log.Warn("iscsi: CHAP target secret shorter than 12 bytes", "length", len(c.TargetSecret))
+	}
+	return nil
+}

@@ -1,0 +1,24 @@
+// Package iscsi is lunboot's userspace iSCSI initiator (RFC 7143): login
+// with security and operational negotiation, CHAP (one-way and mutual,
+// MD5/SHA-1/SHA-256/SHA3-256), SendTargets discovery, and a full-feature
+// session that carries many SCSI commands at once inside the target's
+// command window, with immediate and unsolicited data, R2T-driven writes,
+// CRC32C digests, NOP keepalives, asynchronous events, clean logout and
+// error-recovery level 0 (session reinstatement with the same ISID and
+// re-issue of every outstanding command).
+//
+// A Session implements scsi.Executor: the package carries CDBs and data and
+// knows nothing of their meaning beyond the transfer direction and length.
+//
+//	s, err := iscsi.Login(ctx, iscsi.Config{
+//		Portal:        "192.0.2.1:3260",
+//		TargetName:    "iqn.2001-04.com.example:disk",
+//		InitiatorName: "iqn.2026-01.org.lunboot:host",
+//	})
+//	...
+//	res, err := s.Execute(ctx, &scsi.Command{CDB: cdb, DataIn: buf})
+//	...
+//	err = s.Logout(ctx)
+//
+// Secrets given in CHAP never appear in logs or errors.
+package iscsi
