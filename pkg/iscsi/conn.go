@@ -720,6 +720,13 @@ func (c *conn) logout(ctx context.Context, reason uint8) (wire.LogoutResponse, e
 	case r := <-ch:
 		return r, nil
 	case <-c.failed:
+		// The target closes the connection right after its response: the
+		// reader may have delivered it just before failing.
+		select {
+		case r := <-ch:
+			return r, nil
+		default:
+		}
 		return wire.LogoutResponse{}, fmt.Errorf("connection failed before the Logout Response: %w", c.err)
 	case <-ctx.Done():
 		return wire.LogoutResponse{}, fmt.Errorf("no Logout Response: %w", ctx.Err())

@@ -3,10 +3,7 @@ package iscsi
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/binary"
-	"log/slog"
-	"os"
+				"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -73,33 +70,6 @@ func (e *tgtdEnv) start(t *testing.T) {
 	t.Cleanup(func() { srv.Stop() })
 }
 
-func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type tWriter struct{ t *testing.T }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Logf("%s", bytes.TrimRight(p, "\n"))
-	return len(p), nil
-}
-
-func read10(lba uint32, blocks uint16) []byte {
-	cdb := make([]byte, 10)
-	cdb[0] = 0x28
-	binary.BigEndian.PutUint32(cdb[2:], lba)
-	binary.BigEndian.PutUint16(cdb[7:], blocks)
-	return cdb
-}
-
-func write10(lba uint32, blocks uint16) []byte {
-	cdb := read10(lba, blocks)
-	cdb[0] = 0x2a
-	return cdb
-}
-
-func lunN(n int) scsi.LUN { return scsi.LUN{0, byte(n)} }
-
 func TestTgtdBasic(t *testing.T) {
 	e := startTgtd(t, 1, 64<<20)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -121,7 +91,7 @@ func TestTgtdBasic(t *testing.T) {
 		}
 	}
 	data := make([]byte, 1<<20)
-	rand.Read(data)
+	copy(data, randBytes(len(data)))
 	res, err := s.Execute(ctx, &scsi.Command{LUN: lunN(1), CDB: write10(100, 2048), DataOut: data})
 	if err != nil || res.Status != 0 {
 		t.Fatalf("WRITE(10) = %+v, %v", res, err)
