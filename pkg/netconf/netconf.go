@@ -1,0 +1,156 @@
+package netconf
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Configure is stage 3 of the boot. It
+//   - lists the candidate links (FindLinks with o.Select; o.Static.Device
+//     narrows the selection when set),
+//   - sets them up and waits for carrier, in parallel, each for at most
+//     o.CarrierTimeout,
+//   - runs DHCP on them (Acquire), or picks the link for o.Static
+//     (StaticConfig),
+//   - applies the result (Apply): address, routes, MTU, resolv.conf.
+//
+// The returned Config says what was configured and what the boot needs
+// (root-path, initiator IQN, driver module, PCI address), with the step
+// durations in Timings and every link's fate in Links. Call Down before
+// kexec. On failure nothing stays configured; the error names each link
+// (see *Error).
+func Configure(ctx context.Context, o Options) (*Config, error) {
+	log := o.logger()
+	start := time.Now()
+	sel := o.Select
+	if o.Static != nil && o.Static.Device != "" && sel.Name == "" {
+		sel.Name = o.Static.Device
+	}
+	links, err := FindLinks(o.SysfsRoot, sel)
+	if err != nil {
+		return nil, fmt.Errorf("netconf: %w", err)
+	}
+	find := time.Since(start)
+	log.Debug("netconf: candidate links", "links", links, "took", find)
+
+	var c *Config
+	if o.Static != nil {
+		c, err = StaticConfig(ctx, links, o)
+	} else {
+		c, err = Acquire(ctx, links, o)
+	}
+	if err != nil {
+		return nil, err
+	}
+	c.Timings.Find = find
+	if err := c.Apply(o); err != nil {
+		if derr := c.Down(); derr != nil {
+			err = errors.Join(err, fmt.Errorf("undo: %w", derr))
+		}
+		return nil, err
+	}
+	for _, w := range c.Warnings {
+		log.Warn("netconf: "+w, "link", c.Link.Name)
+	}
+	log.Info("netconf: configured", "config", c)
+	return c, nil
+}
+
+// StaticConfig prepares o.Static for one of links without DHCP. The link is
+// the one named by o.Static.Device; else the only candidate; else the only
+// candidate with carrier (all are set up and waited for in parallel). The
+// chosen link must get carrier within o.CarrierTimeout: with a static
+// address there is no server reply to wait for instead, and an iSCSI login
+// over a dead link fails later with a less helpful message.
+func StaticConfig(ctx context.Context, links []Link, o Options) (*Config, error) {
+	s := o.Static
+	if s == nil {
+		return nil, errors.New("static: no static configuration given")
+	}
+	if !s.Address.IsValid() || !s.Address.Addr().Is4() || s.Address.Bits() == 0 {
+		return nil, fmt.Errorf("static: address %v is not an IPv4 address with a prefix length (ip=<client>:…:<netmask>:…)", s.Address)
+	}
+	if s.Gateway.IsValid() && !s.Gateway.Is4() {
+		return nil, fmt.Errorf("static: gateway %v is not IPv4", s.Gateway)
+	}
+	if len(links) == 0 {
+		return nil, fmt.Errorf("static: %w", ErrNoLinks)
+	}
+	cands := links
+	if s.Device != "" {
+		i := slices.IndexFunc(links, func(l Link) bool { return l.Name == s.Device })
+		if i < 0 {
+			return nil, fmt.Errorf("static: %w named %s", ErrNoLinks, s.Device)
+		}
+		cands = links[i : i+1]
+	}
+
+	// Bring the candidates up and wait for carrier in parallel.
+	type res struct {
+		i       int
+		report  LinkReport
+		wasDown bool
+	}
+	ch := make(chan res)
+	for i, l := range cands {
+		go func() {
+			r := res{i: i, report: LinkReport{Link: l}}
+			r.wasDown, r.report.Err = setUp(l)
+			if r.report.Err == nil {
+				r.report.Carrier, r.report.Err = waitCarrier(ctx, l, o.carrierTimeout())
+			}
+			ch <- r
+		}()
+	}
+	reports := make([]LinkReport, len(cands))
+	wasDown := make([]bool, len(cands))
+	var up []int
+	for range cands {
+		r := <-ch
+		reports[r.i], wasDown[r.i] = r.report, r.wasDown
+		if r.report.Err == nil {
+			up = append(up, r.i)
+		}
+	}
+	slices.Sort(up)
+	lowerExcept := func(keep int) {
+		for i, l := range cands {
+			if i != keep && wasDown[i] {
+				if err := setDown(l); err != nil {
+					o.logger().Warn("static: could not set link down", "link", l.Name, "err", err)
+				}
+			}
+		}
+	}
+	switch {
+	case len(up) == 0:
+		lowerExcept(-1)
+		return nil, &Error{Op: "static", Links: reports}
+	case len(up) > 1:
+		lowerExcept(-1)
+		names := make([]string, len(up))
+		for j, i := range up {
+			names[j] = cands[i].Name
+		}
+		return nil, fmt.Errorf("static: ip= names no device and %s all have carrier: add the device to ip= or pass BOOTIF", strings.Join(names, ", "))
+	}
+	i := up[0]
+	lowerExcept(i)
+	return &Config{
+		Link:     cands[i],
+		Origin:   OriginStatic,
+		Address:  s.Address,
+		Gateway:  s.Gateway,
+		DNS:      slices.Clone(s.DNS),
+		Hostname: s.Hostname,
+		Domain:   s.Domain,
+		MTU:      s.MTU,
+		Links:    reports,
+		Timings:  Timings{Carrier: reports[i].Carrier},
+		raised:   wasDown[i],
+	}, nil
+}
