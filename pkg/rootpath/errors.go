@@ -70,6 +70,16 @@ func echo(s string) string {
 	return s[:maxEcho] + "…"
 }
 
+// Redact returns s with the CHAP passwords masked, as the parsers' errors
+// show it: s may be a root-path in the dracut form or an iscsi:// URL, valid
+// or not. Use it to echo a target string that failed some other check.
+func Redact(s string) string {
+	if len(s) >= len(urlScheme) && strings.EqualFold(s[:len(urlScheme)], urlScheme) {
+		return maskURL(s)
+	}
+	return maskRootPath(s)
+}
+
 // maskAuth masks the passwords in a dracut-style "user:pass[:ruser:rpass]"
 // credential string. With an unexpected number of parts everything but the
 // first (the user name) is masked, so a password containing ':' never leaks.
