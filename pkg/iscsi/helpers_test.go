@@ -5,7 +5,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"io"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -141,3 +143,5 @@ func writeRead(t *testing.T, s *Session, lun int, lba uint32, data []byte) {
 		t.Fatalf("READ(10) lba %d returned different data than written", lba)
 	}
 }
+
+func ioReadFull(c net.Conn, b []byte) (int, error) { return io.ReadFull(c, b) }

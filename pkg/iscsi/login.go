@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"time"
 
@@ -294,8 +295,15 @@ func login(ctx context.Context, nc net.Conn, in *loginInput) (*loginResult, erro
 		return auth, neg.receive(rest)
 	}
 	fail := func(err error) (*loginResult, error) {
-		if ctx.Err() != nil && !errors.As(err, new(*LoginError)) {
+		if errors.As(err, new(*LoginError)) {
+			return nil, err
+		}
+		if ctx.Err() != nil {
 			return nil, fmt.Errorf("iscsi: login to %s: %w (%w)", in.portal, context.Cause(ctx), err)
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// The socket deadline (the context's) fired first.
+			return nil, fmt.Errorf("iscsi: login to %s: no answer in time: %w (%w)", in.portal, context.DeadlineExceeded, err)
 		}
 		return nil, err
 	}
