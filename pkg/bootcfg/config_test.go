@@ -401,3 +401,45 @@ func TestSecretsNeverShown(t *testing.T) {
 }
 
 func rootpathNormalize(s string) (string, error) { return rootpath.NormalizeName(s) }
+
+// TestDocExamples parses the command lines docs/configuration.md shows,
+// so the documentation cannot drift from the parser.
+func TestDocExamples(t *testing.T) {
+	for _, tc := range []struct {
+		cmdline string
+		report  []string
+	}{
+		{"", nil},
+		{"netroot=iscsi:192.0.2.1:::1a:iqn.2001-04.com.example:node7 rd.iscsi.initiator=iqn.2001-04.com.example:node7",
+			[]string{"target iscsi:192.0.2.1::3260:1a:iqn.2001-04.com.example:node7 (portal 192.0.2.1:3260, LUN 1a = Linux LUN 26) (from kernel cmdline netroot)"}},
+		{"BOOTIF=01-52-54-00-12-34-56 ip=192.0.2.57::192.0.2.254:24:node7::off nameserver=192.0.2.53 " +
+			"netroot=iscsi:192.0.2.1::::iqn.2001-04.com.example:node7 " +
+			"rd.iscsi.username=node7 rd.iscsi.password=use-a-long-random-secret lunboot.rescue=0 lunboot.retries=forever",
+			[]string{
+				"initiator iqn.2026-11.org.lunboot:525400123456 (from default (derived from MAC 52:54:00:12:34:56))",
+				`chap one-way user "node7" (from kernel cmdline rd.iscsi.username)`,
+				"interface 52:54:00:12:34:56 (from kernel cmdline BOOTIF)",
+				"ip static 192.0.2.57/24 gateway 192.0.2.254 dns 192.0.2.53 hostname node7 (from kernel cmdline ip)",
+				"retries forever, timeout 0s, dhcp timeout 30s, carrier timeout 10s",
+			}},
+		{"rd.iscsi.firmware=1 lunboot.entry=1", []string{`handoff both, force false, rescue true, entry "1", menu timeout 0s`}},
+		{"ip=eth0:dhcp:9000", []string{"ip dhcp mtu 9000 (from kernel cmdline ip)"}},
+		{"ip=192.0.2.10::192.0.2.254:255.255.255.0:node7:eth0:off", []string{"ip static 192.0.2.10/24 gateway 192.0.2.254 hostname node7 (from kernel cmdline ip)"}},
+		{"ip=192.0.2.10::192.0.2.254:24::eth0:none:192.0.2.53:192.0.2.54", []string{"ip static 192.0.2.10/24 gateway 192.0.2.254 dns 192.0.2.53,192.0.2.54 (from kernel cmdline ip)"}},
+		{"ip=[2001:db8::10]::[2001:db8::1]:64::eth0:none", []string{"ip static 2001:db8::10/64 gateway 2001:db8::1 (from kernel cmdline ip)"}},
+		{"ip=::::node7:eth0:dhcp", []string{"ip dhcp hostname node7 (from kernel cmdline ip)"}},
+		{"lunboot.target=iscsi://192.0.2.1/iqn.2001-04.com.example:node7/26",
+			[]string{"target iscsi:192.0.2.1::3260:1a:iqn.2001-04.com.example:node7 (portal 192.0.2.1:3260, LUN 1a = Linux LUN 26) (from kernel cmdline lunboot.target)"}},
+		{`lunboot.entry="Debian GNU/Linux, with Linux 6.1" lunboot.append="console=ttyS0,115200 quiet" lunboot.dhcp-timeout=60`,
+			[]string{`entry "Debian GNU/Linux, with Linux 6.1"`, "dhcp timeout 1m0s"}},
+	} {
+		src := mustCmdline(t, tc.cmdline)
+		c := Resolve(src, Source{}, Source{})
+		rep := strings.Join(c.Report(), "\n")
+		for _, w := range tc.report {
+			if !strings.Contains(rep, w) {
+				t.Errorf("Resolve(ParseCmdline(%q)).Report() =\n%s\nwant a line containing %q", tc.cmdline, rep, w)
+			}
+		}
+	}
+}
