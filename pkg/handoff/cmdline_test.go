@@ -1,0 +1,267 @@
+package handoff
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/lunboot/lunboot/pkg/ibft"
+	"github.com/lunboot/lunboot/pkg/scsi"
+)
+
+func TestParseCmdline(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want []Arg
+	}{
+		{"", nil},
+		{"  quiet  ", []Arg{{Key: "quiet", Raw: "quiet"}}},
+		{"root=UUID=abc ro", []Arg{
+			{Key: "root", Value: "UUID=abc", HasValue: true, Raw: "root=UUID=abc"},
+			{Key: "ro", Raw: "ro"},
+		}},
+		{`splash="a b" x`, []Arg{
+			{Key: "splash", Value: "a b", HasValue: true, Raw: `splash="a b"`},
+			{Key: "x", Raw: "x"},
+		}},
+		{`"dyndbg=file x +p" y=`, []Arg{
+			{Key: "dyndbg", Value: "file x +p", HasValue: true, Raw: `"dyndbg=file x +p"`},
+			{Key: "y", Value: "", HasValue: true, Raw: "y="},
+		}},
+		{"a\tb\nc", []Arg{{Key: "a", Raw: "a"}, {Key: "b", Raw: "b"}, {Key: "c", Raw: "c"}}},
+		{`open="never closed`, []Arg{{Key: "open", Value: "never closed", HasValue: true, Raw: `open="never closed`}}},
+		{"=x", []Arg{{Key: "=x", Raw: "=x"}}},
+		{"-- init arg", []Arg{{Key: "--", Raw: "--"}, {Key: "init", Raw: "init"}, {Key: "arg", Raw: "arg"}}},
+	} {
+		got := ParseCmdline(tt.in)
+		if diff := cmp.Diff(tt.want, got); diff != "" {
+			t.Errorf("ParseCmdline(%q) (-want +got):\n%s", tt.in, diff)
+		}
+	}
+}
+
+func FuzzParseCmdline(f *testing.F) {
+	for _, s := range []string{`root=UUID=x ro quiet`, `a="b c" "d=e f" -- g`, `x="`, "\t=\"\"=", `ip=10.0.0.2::10.0.0.1:255.255.255.0:h::none`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		args := ParseCmdline(s)
+		for _, a := range args {
+			if a.Raw == "" {
+				t.Fatalf("ParseCmdline(%q): empty Raw in %+v", s, a)
+			}
+		}
+		// Writing the arguments back and parsing again gives the same.
+		again := ParseCmdline(JoinCmdline(args))
+		if !cmp.Equal(args, again) {
+			t.Fatalf("ParseCmdline(JoinCmdline(ParseCmdline(%q))) = %+v, want %+v", s, again, args)
+		}
+	})
+}
+
+// labInfo is the session of the QEMU lab: DHCP on virtio_net at 00:03.0.
+func labInfo() *Info {
+	mac, _ := net.ParseMAC("52:54:00:12:34:56")
+	return &Info{
+		InitiatorName: "iqn.2025-01.org.lunboot:client",
+		Target: Target{
+			Addr: netip.MustParseAddrPort("10.0.2.2:3260"),
+			Name: "iqn.2003-01.org.linux-iscsi.lab:disk1",
+			LUN:  scsi.LUN{0, 1},
+			TPGT: 1,
+		},
+		NIC: NIC{
+			Name:       "eth0",
+			MAC:        mac,
+			Driver:     "virtio_net",
+			PCI:        &PCIAddr{Bus: 0, Device: 3, Function: 0},
+			Addr:       netip.MustParsePrefix("10.0.2.15/24"),
+			Gateway:    netip.MustParseAddr("10.0.2.2"),
+			DNS:        []netip.Addr{netip.MustParseAddr("10.0.2.3")},
+			DHCPServer: netip.MustParseAddr("10.0.2.2"),
+			Origin:     ibft.OriginDHCP,
+		},
+	}
+}
+
+func staticInfo() *Info {
+	in := labInfo()
+	in.NIC.Origin = ibft.OriginManual
+	in.NIC.DHCPServer = netip.Addr{}
+	in.NIC.Hostname = "client-1"
+	in.NIC.DNS = append(in.NIC.DNS, netip.MustParseAddr("10.0.2.4"))
+	return in
+}
+
+func chapInfo(mutual bool) *Info {
+	in := labInfo()
+	in.CHAP = &CHAP{Username: "alice", Secret: "s3cret-s3cret"}
+	if mutual {
+		in.CHAP.TargetUsername, in.CHAP.TargetSecret = "tgt", "t4rget-secret"
+	}
+	return in
+}
+
+var (
+	dracutLegacy   = Dialect{GeneratorDracut, NetLegacy}
+	dracutNM       = Dialect{GeneratorDracut, NetNetworkManager}
+	dracutNetworkd = Dialect{GeneratorDracut, NetNetworkd}
+	debian         = Dialect{GeneratorInitramfsTools, NetKlibc}
+)
+
+func TestCmdlineGolden(t *testing.T) {
+	const entry = "BOOT_IMAGE=/vmlinuz-6.1 root=UUID=1234 ro quiet"
+	for _, tt := range []struct {
+		name string
+		info *Info
+		d    Dialect
+		mode Mode
+		want string
+	}{
+		{"dracut dhcp", labInfo(), dracutLegacy, ModeCmdline,
+			entry + " netroot=iscsi:10.0.2.2::3260:1:iqn.2003-01.org.linux-iscsi.lab:disk1 rd.iscsi.initiator=iqn.2025-01.org.lunboot:client ip=dhcp BOOTIF=01-52-54-00-12-34-56 rd.bootif=1 rd.neednet=1"},
+		{"dracut static", staticInfo(), dracutNM, ModeCmdline,
+			entry + " netroot=iscsi:10.0.2.2::3260:1:iqn.2003-01.org.linux-iscsi.lab:disk1 rd.iscsi.initiator=iqn.2025-01.org.lunboot:client ip=10.0.2.15::10.0.2.2:255.255.255.0:client-1::none:10.0.2.3:10.0.2.4 BOOTIF=01-52-54-00-12-34-56 rd.bootif=1 rd.neednet=1"},
+		{"dracut mutual chap", chapInfo(true), dracutLegacy, ModeCmdline,
+			entry + " netroot=iscsi:10.0.2.2::3260:1:iqn.2003-01.org.linux-iscsi.lab:disk1 rd.iscsi.initiator=iqn.2025-01.org.lunboot:client rd.iscsi.username=alice rd.iscsi.password=s3cret-s3cret rd.iscsi.in.username=tgt rd.iscsi.in.password=t4rget-secret ip=dhcp BOOTIF=01-52-54-00-12-34-56 rd.bootif=1 rd.neednet=1"},
+		{"dracut ibft", labInfo(), dracutLegacy, ModeIBFT,
+			entry + " rd.iscsi.firmware=1 rd.iscsi.initiator=iqn.2025-01.org.lunboot:client rd.iscsi.ibft=1 rd.neednet=1"},
+		{"dracut ibft networkd", labInfo(), dracutNetworkd, ModeIBFT,
+			entry + " rd.iscsi.firmware=1 rd.iscsi.initiator=iqn.2025-01.org.lunboot:client ip=dhcp BOOTIF=01-52-54-00-12-34-56 rd.bootif=1 rd.neednet=1"},
+		{"dracut both", labInfo(), dracutLegacy, ModeBoth,
+			entry + " netroot=iscsi:10.0.2.2::3260:1:iqn.2003-01.org.linux-iscsi.lab:disk1 rd.iscsi.initiator=iqn.2025-01.org.lunboot:client ip=dhcp BOOTIF=01-52-54-00-12-34-56 rd.bootif=1 rd.neednet=1"},
+		{"dracut both chap stays off the cmdline", chapInfo(false), dracutLegacy, ModeBoth,
+			entry + " rd.iscsi.firmware=1 rd.iscsi.initiator=iqn.2025-01.org.lunboot:client rd.iscsi.ibft=1 rd.neednet=1"},
+		{"debian dhcp", labInfo(), debian, ModeCmdline,
+			entry + " ip=dhcp BOOTIF=01-52-54-00-12-34-56 iscsi_initiator=iqn.2025-01.org.lunboot:client iscsi_target_name=iqn.2003-01.org.linux-iscsi.lab:disk1 iscsi_target_ip=10.0.2.2 iscsi_target_port=3260"},
+		{"debian static", staticInfo(), debian, ModeCmdline,
+			entry + " ip=10.0.2.15::10.0.2.2:255.255.255.0:client-1::off:10.0.2.3:10.0.2.4 BOOTIF=01-52-54-00-12-34-56 iscsi_initiator=iqn.2025-01.org.lunboot:client iscsi_target_name=iqn.2003-01.org.linux-iscsi.lab:disk1 iscsi_target_ip=10.0.2.2 iscsi_target_port=3260"},
+		{"debian chap", chapInfo(true), debian, ModeCmdline,
+			entry + " ip=dhcp BOOTIF=01-52-54-00-12-34-56 iscsi_initiator=iqn.2025-01.org.lunboot:client iscsi_target_name=iqn.2003-01.org.linux-iscsi.lab:disk1 iscsi_target_ip=10.0.2.2 iscsi_target_port=3260 iscsi_username=alice iscsi_password=s3cret-s3cret iscsi_in_username=tgt iscsi_in_password=t4rget-secret"},
+		{"debian ibft static", staticInfo(), debian, ModeIBFT, entry + " iscsi_auto"},
+		{"debian ibft dhcp", labInfo(), debian, ModeIBFT, entry + " iscsi_auto ip=dhcp BOOTIF=01-52-54-00-12-34-56"},
+		{"debian both chap", chapInfo(false), debian, ModeBoth, entry + " iscsi_auto ip=dhcp BOOTIF=01-52-54-00-12-34-56"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := Cmdline(entry, tt.info, tt.d, tt.mode)
+			if err != nil {
+				t.Fatalf("Cmdline() error: %v", err)
+			}
+			if got != tt.want {
+				t.Errorf("Cmdline(%v, %v) =\n  %s\nwant\n  %s", tt.d, tt.mode, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestCmdlineVariants(t *testing.T) {
+	in := labInfo()
+	in.Target.Addr = netip.MustParseAddrPort("[2001:db8::1]:3261")
+	in.Target.LUN = scsi.LUN{0x40, 0x01}
+	in.Target.TPGT = 2
+	got, err := Cmdline("", in, dracutLegacy, ModeCmdline)
+	if err != nil || !strings.HasPrefix(got, "netroot=iscsi:[2001:db8::1]::3261:16385:iqn.") {
+		t.Errorf("dracut IPv6/flat LUN: Cmdline() = %q, %v; want netroot=iscsi:[2001:db8::1]::3261:16385:…", got, err)
+	}
+	got, err = Cmdline("", in, debian, ModeCmdline)
+	if err != nil || !strings.Contains(got, " iscsi_target_ip=2001:db8::1 iscsi_target_port=3261 iscsi_target_group=2") {
+		t.Errorf("debian IPv6/TPGT: Cmdline() = %q, %v", got, err)
+	}
+	v6 := staticInfo()
+	v6.NIC.Addr = netip.MustParsePrefix("2001:db8::10/64")
+	v6.NIC.Gateway = netip.MustParseAddr("2001:db8::1")
+	v6.NIC.DNS = nil
+	got, err = Cmdline("", v6, dracutLegacy, ModeCmdline)
+	if err != nil || !strings.Contains(got, " ip=[2001:db8::10]::[2001:db8::1]:64:client-1::none ") {
+		t.Errorf("dracut static IPv6: Cmdline() = %q, %v", got, err)
+	}
+	if _, err := Cmdline("", v6, debian, ModeCmdline); !errors.Is(err, ErrDialect) {
+		t.Errorf("debian static IPv6: err = %v, want ErrDialect", err)
+	}
+}
+
+func TestCmdlineConflicts(t *testing.T) {
+	entry := `BOOT_IMAGE=(hd0,gpt2)/vmlinuz root=UUID=1234 ro quiet splash="a b" ` +
+		`ip=ens3:dhcp netroot=iscsi:@192.0.2.99::3260::iqn.old:t rd.iscsi.initiator=iqn.old:i ` +
+		`rd.iscsi.firmware rd.iscsi.target.name=iqn.dead BOOTIF=01-aa-aa-aa-aa-aa-aa rd.bootif=0 ` +
+		`iscsi_auto console=ttyS0 -- single "init arg"`
+	got, err := Cmdline(entry, labInfo(), dracutLegacy, ModeCmdline)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `BOOT_IMAGE=(hd0,gpt2)/vmlinuz root=UUID=1234 ro quiet splash="a b" iscsi_auto console=ttyS0 ` +
+		`netroot=iscsi:10.0.2.2::3260:1:iqn.2003-01.org.linux-iscsi.lab:disk1 rd.iscsi.initiator=iqn.2025-01.org.lunboot:client ` +
+		`ip=dhcp BOOTIF=01-52-54-00-12-34-56 rd.bootif=1 rd.neednet=1 -- single "init arg"`
+	if got != want {
+		t.Errorf("Cmdline(dracut) =\n  %s\nwant\n  %s", got, want)
+	}
+
+	// Debian: the Debian keys go, dracut's stay (the initrd ignores them).
+	got, err = Cmdline(entry, labInfo(), debian, ModeCmdline)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, gone := range []string{"ip=ens3:dhcp", "iscsi_auto", "BOOTIF=01-aa"} {
+		if strings.Contains(got, gone) {
+			t.Errorf("Cmdline(debian) = %q still has %q", got, gone)
+		}
+	}
+	if !strings.HasSuffix(got, " -- single \"init arg\"") || !strings.Contains(got, `splash="a b"`) {
+		t.Errorf("Cmdline(debian) = %q, want the entry's other arguments kept in place", got)
+	}
+
+	// An entry already in firmware mode stays in firmware mode under
+	// ModeBoth (an installer's iBFT install), keeping root=.
+	got, err = Cmdline("root=LABEL=r rd.iscsi.firmware=1 rd.iscsi.ibft=1", labInfo(), dracutNM, ModeBoth)
+	if err != nil || got != "root=LABEL=r rd.iscsi.firmware=1 rd.iscsi.initiator=iqn.2025-01.org.lunboot:client rd.iscsi.ibft=1 rd.neednet=1" {
+		t.Errorf("firmware entry under both: Cmdline() = %q, %v", got, err)
+	}
+}
+
+func TestCmdlineErrors(t *testing.T) {
+	spaced := chapInfo(false)
+	spaced.CHAP.Secret = "has space"
+	vlan := labInfo()
+	vlan.NIC.VLAN = 10
+	noMAC := labInfo()
+	noMAC.NIC.MAC = nil
+	for _, tt := range []struct {
+		name string
+		info *Info
+		d    Dialect
+		mode Mode
+		want error
+	}{
+		{"unknown generator", labInfo(), Dialect{}, ModeCmdline, ErrDialect},
+		{"secret with space", spaced, debian, ModeCmdline, ErrDialect},
+		{"vlan on the cmdline", vlan, dracutLegacy, ModeCmdline, ErrDialect},
+		{"no MAC", noMAC, debian, ModeCmdline, ErrInfo},
+		{"unresolved mode", labInfo(), debian, ModeAuto, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := Cmdline("root=/dev/sda1", tt.info, tt.d, tt.mode)
+			if err == nil || tt.want != nil && !errors.Is(err, tt.want) {
+				t.Fatalf("Cmdline() = %q, %v; want error %v", got, err, tt.want)
+			}
+			if strings.Contains(err.Error(), "has space") {
+				t.Errorf("error %q shows the secret", err)
+			}
+		})
+	}
+	// VLAN with a table: ModeBoth falls back to firmware mode.
+	if got, err := Cmdline("", vlan, dracutLegacy, ModeBoth); err != nil || !strings.Contains(got, "rd.iscsi.ibft=1") {
+		t.Errorf("VLAN under both: Cmdline() = %q, %v; want firmware mode", got, err)
+	}
+}
+
+func TestCHAPMasked(t *testing.T) {
+	c := chapInfo(true).CHAP
+	for _, s := range []string{c.String(), c.LogValue().String()} {
+		if strings.Contains(s, "s3cret") || strings.Contains(s, "t4rget") {
+			t.Errorf("CHAP text %q shows a secret", s)
+		}
+	}
+}

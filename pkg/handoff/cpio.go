@@ -1,0 +1,211 @@
+package handoff
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+)
+
+// The initramfs "newc" cpio format the kernel unpacks (init/initramfs.c,
+// Documentation/driver-api/early-userspace/buffer-format.rst): a 110-byte
+// ASCII header ("070701" or "070702" and thirteen 8-digit hex fields), the
+// NUL-terminated name padded so the data starts 4-byte aligned, the data
+// padded to 4 bytes; the archive ends with an entry named "TRAILER!!!".
+// u-root's pkg/cpio needs an io.ReaderAt and keeps records; the inspector
+// streams decompressed data and keeps only names, so it has its own reader.
+
+const (
+	newcHeaderLen = 110
+	newcTrailer   = "TRAILER!!!"
+	// maxNameLen is the kernel's limit (init/initramfs.c: name_len >
+	// PATH_MAX is "bad name").
+	maxNameLen = 4096
+)
+
+// File type bits of a cpio mode (S_IFMT and friends).
+const (
+	modeTypeMask = 0o170000
+	modeDir      = 0o040000
+	modeRegular  = 0o100000
+	modeSymlink  = 0o120000
+)
+
+// newcHeader holds the fields of a newc header the inspector uses.
+type newcHeader struct {
+	Ino, Mode, UID, GID, Nlink, Mtime uint32
+	FileSize                          uint32
+	NameSize                          uint32
+	Name                              string
+}
+
+// errNotCPIO reports a header without newc magic.
+var errNotCPIO = errors.New("not a newc cpio header")
+
+// posReader tracks how many bytes were consumed, for the 4-byte alignment
+// rules, which count from the start of the stream. It implements
+// io.ByteReader so compress/flate consumes exactly the bytes of a gzip member.
+type posReader struct {
+	r   *bufio.Reader
+	pos int64
+}
+
+func newPosReader(r io.Reader, pos int64) *posReader {
+	return &posReader{r: bufio.NewReaderSize(r, 64<<10), pos: pos}
+}
+
+func (p *posReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	p.pos += int64(n)
+	return n, err
+}
+
+func (p *posReader) ReadByte() (byte, error) {
+	c, err := p.r.ReadByte()
+	if err == nil {
+		p.pos++
+	}
+	return c, err
+}
+
+func (p *posReader) Peek(n int) ([]byte, error) { return p.r.Peek(n) }
+
+func (p *posReader) discard(n int64) error {
+	for n > 0 {
+		k := int(min(n, 1<<30))
+		d, err := p.r.Discard(k)
+		p.pos += int64(d)
+		n -= int64(d)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// align skips the padding up to the next multiple of 4.
+func (p *posReader) align() error {
+	if pad := (4 - p.pos%4) % 4; pad > 0 {
+		if err := p.discard(pad); err != nil {
+			return noEOF(err)
+		}
+	}
+	return nil
+}
+
+// skipZeros consumes NUL bytes (padding between archives) and reports
+// whether anything follows.
+func (p *posReader) skipZeros() (more bool, err error) {
+	for {
+		b, err := p.r.Peek(1)
+		if err == io.EOF {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		if b[0] != 0 {
+			return true, nil
+		}
+		// Skip a run of zeros at once.
+		buf, _ := p.r.Peek(p.r.Buffered())
+		n := 0
+		for n < len(buf) && buf[n] == 0 {
+			n++
+		}
+		if err := p.discard(int64(n)); err != nil {
+			return false, err
+		}
+	}
+}
+
+// noEOF turns a clean EOF in the middle of a structure into
+// io.ErrUnexpectedEOF.
+func noEOF(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// readHeader reads one newc header and its name. The caller must then read
+// or skip exactly FileSize bytes and call align.
+func readHeader(p *posReader) (newcHeader, error) {
+	var h newcHeader
+	if p.pos%4 != 0 {
+		// init/initramfs.c do_reset: "broken padding".
+		return h, fmt.Errorf("cpio header at offset %d is not 4-byte aligned", p.pos)
+	}
+	var raw [newcHeaderLen]byte
+	if _, err := io.ReadFull(p, raw[:]); err != nil {
+		return h, noEOF(err)
+	}
+	if !bytes.Equal(raw[:6], []byte("070701")) && !bytes.Equal(raw[:6], []byte("070702")) {
+		return h, fmt.Errorf("%w (magic %q)", errNotCPIO, raw[:6])
+	}
+	var f [13]uint32
+	for i := range f {
+		v, err := strconv.ParseUint(string(raw[6+8*i:14+8*i]), 16, 32)
+		if err != nil {
+			return h, fmt.Errorf("cpio header field %d %q is not hex", i, raw[6+8*i:14+8*i])
+		}
+		f[i] = uint32(v)
+	}
+	h = newcHeader{Ino: f[0], Mode: f[1], UID: f[2], GID: f[3], Nlink: f[4], Mtime: f[5], FileSize: f[6], NameSize: f[11]}
+	if h.NameSize == 0 || h.NameSize > maxNameLen {
+		return h, fmt.Errorf("cpio name size %d out of range 1..%d", h.NameSize, maxNameLen)
+	}
+	name := make([]byte, h.NameSize)
+	if _, err := io.ReadFull(p, name); err != nil {
+		return h, noEOF(err)
+	}
+	if name[len(name)-1] != 0 {
+		return h, fmt.Errorf("cpio name %q is not NUL-terminated", name)
+	}
+	h.Name = string(name[:len(name)-1])
+	if err := p.align(); err != nil {
+		return h, err
+	}
+	return h, nil
+}
+
+// newcWriter writes a newc archive the way the kernel reads it.
+type newcWriter struct {
+	buf bytes.Buffer
+	ino uint32
+}
+
+func (w *newcWriter) add(name string, mode uint32, data []byte) {
+	w.ino++
+	nlink := uint32(1)
+	if mode&modeTypeMask == modeDir {
+		nlink = 2
+	}
+	if name == newcTrailer {
+		w.ino, nlink = 0, 1
+	}
+	fmt.Fprintf(&w.buf, "070701%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x",
+		w.ino, mode, 0, 0, nlink, 0, len(data), 0, 0, 0, 0, len(name)+1, 0)
+	w.buf.WriteString(name)
+	w.buf.WriteByte(0)
+	w.pad(4)
+	w.buf.Write(data)
+	w.pad(4)
+}
+
+func (w *newcWriter) pad(n int) {
+	for w.buf.Len()%n != 0 {
+		w.buf.WriteByte(0)
+	}
+}
+
+// finish writes the trailer and pads the archive to a multiple of 512 bytes
+// (what GNU cpio does, and more than the 4-byte alignment the kernel needs
+// for the archive that follows).
+func (w *newcWriter) finish() []byte {
+	w.add(newcTrailer, 0, nil)
+	w.pad(512)
+	return w.buf.Bytes()
+}

@@ -1,0 +1,191 @@
+package handoff
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+
+	"github.com/lunboot/lunboot/pkg/ibft"
+	"github.com/lunboot/lunboot/pkg/scsi"
+)
+
+// Info is what the hand-off needs to know about the session lunboot used,
+// so that the OS initrd can open the same one again.
+type Info struct {
+	// InitiatorName is the IQN lunboot logged in with; the OS must use the
+	// same one or the target's ACL refuses it.
+	InitiatorName string
+	Target        Target
+	// CHAP holds the credentials the target actually required, nil when it
+	// required none.
+	CHAP *CHAP
+	NIC  NIC
+}
+
+// Target is the iSCSI target and LUN that were booted from.
+type Target struct {
+	// Addr is the portal lunboot logged in to.
+	Addr netip.AddrPort
+	Name string
+	// LUN is the boot LUN as SAM bytes; the OS sees it as LUN.Linux().
+	LUN scsi.LUN
+	// TPGT is the target portal group tag from the login response, 0 when
+	// unknown (open-iscsi then assumes 1).
+	TPGT uint16
+}
+
+// CHAP holds CHAP credentials. Its String and LogValue mask the secrets.
+type CHAP struct {
+	// Username and Secret authenticate the initiator to the target.
+	Username string
+	Secret   string
+	// TargetUsername and TargetSecret authenticate the target to the
+	// initiator (mutual CHAP); empty for one-way CHAP.
+	TargetUsername string
+	TargetSecret   string
+}
+
+// Mutual reports whether the target also authenticates itself.
+func (c *CHAP) Mutual() bool { return c != nil && c.TargetUsername != "" }
+
+// String describes the credentials without the secrets.
+func (c *CHAP) String() string {
+	if c == nil {
+		return "none"
+	}
+	if c.Mutual() {
+		return fmt.Sprintf("mutual CHAP (user %q, target %q, secrets masked)", c.Username, c.TargetUsername)
+	}
+	return fmt.Sprintf("CHAP (user %q, secret masked)", c.Username)
+}
+
+// LogValue keeps the secrets out of structured logs.
+func (c *CHAP) LogValue() slog.Value { return slog.StringValue(c.String()) }
+
+// NIC is the network interface lunboot booted through, described in terms
+// that survive the OS renaming it: MAC and PCI address.
+type NIC struct {
+	// Name is the firmware kernel's interface name, for messages only; the
+	// OS names the NIC differently.
+	Name string
+	MAC  net.HardwareAddr
+	// Driver is the kernel module bound to the NIC (virtio_net, e1000e…);
+	// the OS initrd must carry it.
+	Driver string
+	// PCI is the NIC's PCI address, nil when it is not a PCI device.
+	PCI *PCIAddr
+	// Addr is the address and prefix length lunboot used.
+	Addr     netip.Prefix
+	Gateway  netip.Addr
+	DNS      []netip.Addr
+	Hostname string
+	// DHCPServer is the server that gave the lease, when Origin is DHCP.
+	DHCPServer netip.Addr
+	// Origin says whether the address came from DHCP (the OS asks again)
+	// or was configured statically (the OS reuses it).
+	Origin ibft.Origin
+	VLAN   uint16
+}
+
+// PCIAddr is a PCI function address.
+type PCIAddr struct {
+	Domain   uint16
+	Bus      uint8
+	Device   uint8
+	Function uint8
+}
+
+// String formats the address as sysfs names PCI devices ("0000:00:03.0").
+func (p PCIAddr) String() string {
+	return fmt.Sprintf("%04x:%02x:%02x.%x", p.Domain, p.Bus, p.Device, p.Function)
+}
+
+// ErrInfo is wrapped by Info.Validate errors.
+var ErrInfo = errors.New("handoff: incomplete session information")
+
+// Validate checks that the hand-off has what every dialect needs.
+func (in *Info) Validate() error {
+	var missing []string
+	if in.InitiatorName == "" {
+		missing = append(missing, "initiator name")
+	}
+	if in.Target.Name == "" {
+		missing = append(missing, "target name")
+	}
+	if !in.Target.Addr.Addr().IsValid() {
+		missing = append(missing, "target address")
+	}
+	if len(in.NIC.MAC) != 6 {
+		missing = append(missing, "NIC MAC address")
+	}
+	if in.NIC.Origin != ibft.OriginDHCP && !in.NIC.Addr.IsValid() {
+		missing = append(missing, "NIC address (static configuration)")
+	}
+	if c := in.CHAP; c != nil {
+		if c.Username == "" || c.Secret == "" {
+			missing = append(missing, "CHAP user name and secret")
+		}
+		if (c.TargetUsername == "") != (c.TargetSecret == "") {
+			missing = append(missing, "mutual CHAP target user name and secret (both or neither)")
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%w: missing %s", ErrInfo, strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// Table builds the iBFT describing the session: one initiator, the boot
+// NIC and the boot target, all flagged valid and boot-selected, CHAP
+// credentials only when the target required them. The PCI address is
+// stored only for PCI segment 0, the only one the table can name (Linux then
+// has no device link and open-iscsi falls back to matching the MAC).
+func (in *Info) Table() (*ibft.Table, error) {
+	if err := in.Validate(); err != nil {
+		return nil, err
+	}
+	nic := ibft.NIC{
+		Flags:      ibft.FlagValid | ibft.FlagBoot,
+		IP:         in.NIC.Addr,
+		Origin:     in.NIC.Origin,
+		Gateway:    in.NIC.Gateway,
+		DHCPServer: in.NIC.DHCPServer,
+		VLAN:       in.NIC.VLAN,
+		MAC:        in.NIC.MAC,
+		Hostname:   in.NIC.Hostname,
+	}
+	if a := in.NIC.Addr.Addr(); a.IsValid() && !a.IsLinkLocalUnicast() {
+		nic.Flags |= ibft.FlagGlobal
+	}
+	for i, d := range in.NIC.DNS {
+		if i < len(nic.DNS) {
+			nic.DNS[i] = d
+		}
+	}
+	if p := in.NIC.PCI; p != nil && p.Domain == 0 {
+		nic.PCI = ibft.BDF{Bus: p.Bus, Device: p.Device, Function: p.Function}
+	}
+	tgt := ibft.Target{
+		Flags: ibft.FlagValid | ibft.FlagBoot,
+		Addr:  in.Target.Addr,
+		LUN:   in.Target.LUN,
+		Name:  in.Target.Name,
+	}
+	if c := in.CHAP; c != nil {
+		tgt.CHAPType = ibft.CHAPOneWay
+		tgt.CHAPName, tgt.CHAPSecret = c.Username, c.Secret
+		if c.Mutual() {
+			tgt.CHAPType = ibft.CHAPMutual
+			tgt.ReverseCHAPName, tgt.ReverseCHAPSecret = c.TargetUsername, c.TargetSecret
+		}
+	}
+	return &ibft.Table{
+		Signature: ibft.SignatureACPI,
+		Initiator: ibft.Initiator{Flags: ibft.FlagValid | ibft.FlagBoot, Name: in.InitiatorName},
+		NICs:      []ibft.NIC{nic},
+		Targets:   []ibft.Target{tgt},
+	}, nil
+}

@@ -1,0 +1,218 @@
+package handoff
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Mode is how the session parameters reach the OS (lunboot.handoff=).
+//
+// The trade-off: the command line works under every kernel, including one
+// locked down by Secure Boot, but whatever it carries is readable by every
+// user in /proc/cmdline, CHAP secrets included. The iBFT keeps the secrets
+// in a table only root can read (/sys/firmware/ibft, /sys/firmware/acpi),
+// but the kernel ignores a table from the initrd when locked down or built
+// without CONFIG_ACPI_TABLE_UPGRADE, and the initrd needs iscsi_ibft.
+type Mode int
+
+// Modes.
+const (
+	// ModeAuto picks ModeBoth without CHAP, ModeIBFT with CHAP, and
+	// ModeCmdline when the OS cannot use an iBFT (see ResolveMode).
+	ModeAuto Mode = iota
+	// ModeCmdline writes the target, initiator, network and any CHAP
+	// credentials on the command line in the initrd's dialect; no table.
+	ModeCmdline
+	// ModeIBFT delivers an iBFT and switches the initrd to firmware mode
+	// (dracut rd.iscsi.firmware, initramfs-tools iscsi_auto).
+	ModeIBFT
+	// ModeBoth delivers an iBFT and writes the explicit parameters too, so
+	// the boot works even if the kernel drops the table. With CHAP (whose
+	// secrets stay off the command line) or an entry already in firmware
+	// mode, the command line is the firmware-mode one.
+	ModeBoth
+)
+
+// ParseMode parses a lunboot.handoff= value; "" and "auto" are ModeAuto.
+func ParseMode(s string) (Mode, error) {
+	switch s {
+	case "", "auto":
+		return ModeAuto, nil
+	case "cmdline":
+		return ModeCmdline, nil
+	case "ibft":
+		return ModeIBFT, nil
+	case "both":
+		return ModeBoth, nil
+	}
+	return ModeAuto, fmt.Errorf("handoff: mode %q is none of auto, cmdline, ibft, both", s)
+}
+
+// String returns the lunboot.handoff= spelling.
+func (m Mode) String() string {
+	switch m {
+	case ModeCmdline:
+		return "cmdline"
+	case ModeIBFT:
+		return "ibft"
+	case ModeBoth:
+		return "both"
+	}
+	return "auto"
+}
+
+// DeliversTable reports whether the mode puts an iBFT in front of the initrd.
+func (m Mode) DeliversTable() bool { return m == ModeIBFT || m == ModeBoth }
+
+// Support is a tri-state answer about the OS kernel.
+type Support int
+
+// Support values.
+const (
+	Unknown Support = iota
+	Yes
+	No
+)
+
+func (s Support) String() string {
+	return map[Support]string{Unknown: "unknown", Yes: "yes", No: "no"}[s]
+}
+
+// KernelSupport is what the OS kernel's build configuration says about
+// taking an iBFT from the initrd.
+type KernelSupport struct {
+	// TableUpgrade: CONFIG_ACPI_TABLE_UPGRADE (install tables from the
+	// initrd's kernel/firmware/acpi/).
+	TableUpgrade Support
+	// IBFTDriver: CONFIG_ISCSI_IBFT (y or m), which exports the table under
+	// /sys/firmware/ibft.
+	IBFTDriver Support
+	// ForcedLockdown: CONFIG_LOCK_DOWN_KERNEL_FORCE_INTEGRITY or
+	// _CONFIDENTIALITY; the table override is then always refused.
+	ForcedLockdown Support
+	// LockdownInSecureBoot: CONFIG_LOCK_DOWN_IN_EFI_SECURE_BOOT; the table
+	// is refused when the machine booted with Secure Boot.
+	LockdownInSecureBoot Support
+}
+
+// ParseKernelConfig reads a kernel .config (the OS's /boot/config-<ver>).
+func ParseKernelConfig(r io.Reader) (KernelSupport, error) {
+	k := KernelSupport{TableUpgrade: No, IBFTDriver: No, ForcedLockdown: No, LockdownInSecureBoot: No}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	seen := false
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "CONFIG_") {
+			continue
+		}
+		seen = true
+		key, val, _ := strings.Cut(line, "=")
+		on := val == "y" || val == "m"
+		set := func(s *Support) {
+			if on {
+				*s = Yes
+			}
+		}
+		switch key {
+		case "CONFIG_ACPI_TABLE_UPGRADE":
+			set(&k.TableUpgrade)
+		case "CONFIG_ISCSI_IBFT":
+			set(&k.IBFTDriver)
+		case "CONFIG_LOCK_DOWN_KERNEL_FORCE_INTEGRITY", "CONFIG_LOCK_DOWN_KERNEL_FORCE_CONFIDENTIALITY":
+			set(&k.ForcedLockdown)
+		case "CONFIG_LOCK_DOWN_IN_EFI_SECURE_BOOT":
+			set(&k.LockdownInSecureBoot)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return KernelSupport{}, fmt.Errorf("handoff: read kernel config: %w", err)
+	}
+	if !seen {
+		return KernelSupport{}, errors.New("handoff: read kernel config: no CONFIG_ lines")
+	}
+	return k, nil
+}
+
+// TableAccepted reports whether the OS kernel will install an iBFT from the
+// initrd, with the reason when it will not. Unknown counts as yes: the
+// common distribution kernels accept it.
+func (k KernelSupport) TableAccepted(secureBoot bool) (bool, string) {
+	switch {
+	case k.TableUpgrade == No:
+		return false, "the OS kernel is built without CONFIG_ACPI_TABLE_UPGRADE"
+	case k.IBFTDriver == No:
+		return false, "the OS kernel is built without CONFIG_ISCSI_IBFT"
+	case k.ForcedLockdown == Yes:
+		return false, "the OS kernel always runs locked down and ignores tables from the initrd"
+	case secureBoot && k.LockdownInSecureBoot == Yes:
+		return false, "Secure Boot is on, so the OS kernel locks down and ignores tables from the initrd"
+	}
+	return true, ""
+}
+
+// SecureBoot reports whether the machine booted with UEFI Secure Boot on,
+// from the SecureBoot EFI variable under <sysfs>/firmware/efi/efivars (4
+// attribute bytes, then 1 = enabled). A machine without EFI reports false.
+func SecureBoot(sysfs string) (bool, error) {
+	p := filepath.Join(sysfs, "firmware", "efi", "efivars", "SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c")
+	b, err := os.ReadFile(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("handoff: read %s: %w", p, err)
+	}
+	if len(b) < 5 {
+		return false, fmt.Errorf("handoff: %s: %d bytes, want 5", p, len(b))
+	}
+	return b[4] == 1, nil
+}
+
+// ResolveMode turns the requested mode into the one to use, given the
+// session (CHAP or not), what the initrd can do and whether the OS kernel
+// takes the table. It returns notes for the boot log, and an error when an
+// explicitly requested mode cannot work.
+func ResolveMode(requested Mode, info *Info, c *Capability, tableOK bool, tableWhy string) (Mode, []string, error) {
+	usable, why := tableOK, tableWhy
+	if usable && c != nil && !c.IBFT {
+		usable, why = false, "the OS initrd lacks the iscsi_ibft module"
+	}
+	chap := info.CHAP != nil
+	secretsNote := "CHAP secrets are on the OS command line (readable in /proc/cmdline)"
+	switch requested {
+	case ModeCmdline:
+		if chap {
+			return ModeCmdline, []string{secretsNote}, nil
+		}
+		return ModeCmdline, nil, nil
+	case ModeIBFT:
+		if !usable {
+			return 0, nil, fmt.Errorf("handoff: lunboot.handoff=ibft cannot work: %s; use lunboot.handoff=cmdline", why)
+		}
+		return ModeIBFT, nil, nil
+	case ModeBoth:
+		if chap && !usable {
+			return 0, nil, fmt.Errorf("handoff: lunboot.handoff=both keeps CHAP secrets in the iBFT, which cannot work: %s; use lunboot.handoff=cmdline", why)
+		}
+		var notes []string
+		if !usable {
+			notes = append(notes, "the iBFT will be ignored: "+why)
+		}
+		return ModeBoth, notes, nil
+	}
+	switch {
+	case !chap && usable:
+		return ModeBoth, nil, nil
+	case !chap:
+		return ModeCmdline, []string{"no iBFT: " + why}, nil
+	case usable:
+		return ModeIBFT, []string{"CHAP: parameters go in the iBFT, not on the command line"}, nil
+	}
+	return ModeCmdline, []string{"no iBFT: " + why, secretsNote}, nil
+}
