@@ -25,6 +25,7 @@ type CmdlineError struct {
 	Err   error
 }
 
+// Error formats the problem as `kernel cmdline <key>="<value>": <why>`.
 func (e *CmdlineError) Error() string {
 	var rp *rootpath.Error
 	if e.Value == "" || errors.As(e.Err, &rp) {
@@ -116,8 +117,6 @@ type handler struct {
 	secret bool
 	// target options may carry credentials; errors show them redacted.
 	target bool
-	// help is the one-line description for docs and "did you mean".
-	help string
 }
 
 // lunbootKeys are the lunboot.* options; names use '_' (the parser also
@@ -129,8 +128,8 @@ var lunbootKeys = map[string]handler{
 			return err
 		}
 		return p.setTarget(k, r)
-	}, target: true, help: "target: iscsi:<server>:<proto>:<port>:<LUN>:<target> (dracut credentials allowed) or iscsi://host[:port]/<target>/<decimal LUN>"},
-	"lunboot.initiator": {fn: (*cmdParser).initiator, help: "initiator IQN"},
+	}, target: true},
+	"lunboot.initiator": {fn: (*cmdParser).initiator},
 	"lunboot.iface": {fn: func(p *cmdParser, k, v string, _ bool) error {
 		if mac, err := net.ParseMAC(v); err == nil {
 			return setOnce(p, &p.src.InterfaceMAC, mac, k, macEqual)
@@ -139,26 +138,26 @@ var lunbootKeys = map[string]handler{
 			return fmt.Errorf("neither a MAC address nor an interface name: %w", err)
 		}
 		return setOnce(p, &p.src.InterfaceName, v, k, eq)
-	}, help: "boot interface: a name (eth0) or a MAC address"},
-	"lunboot.dhcp_timeout":    {fn: durationOpt(func(s *Source) *Setting[time.Duration] { return &s.DHCPTimeout }, time.Second), help: "how long to try for a DHCP lease"},
-	"lunboot.carrier_timeout": {fn: durationOpt(func(s *Source) *Setting[time.Duration] { return &s.CarrierTimeout }, 0), help: "how long to wait for link carrier"},
-	"lunboot.retries":         {fn: (*cmdParser).retries, help: "attempts after the first failure, or forever"},
-	"lunboot.timeout":         {fn: durationOpt(func(s *Source) *Setting[time.Duration] { return &s.Timeout }, 0), help: "overall limit to reach kexec (0 = none)"},
-	"lunboot.rescue":          {fn: boolOpt(func(s *Source) *Setting[bool] { return &s.Rescue }), help: "on failure, 1 = rescue shell, 0 = reboot"},
+	}},
+	"lunboot.dhcp_timeout":    {fn: durationOpt(func(s *Source) *Setting[time.Duration] { return &s.DHCPTimeout }, time.Second)},
+	"lunboot.carrier_timeout": {fn: durationOpt(func(s *Source) *Setting[time.Duration] { return &s.CarrierTimeout }, 0)},
+	"lunboot.retries":         {fn: (*cmdParser).retries},
+	"lunboot.timeout":         {fn: durationOpt(func(s *Source) *Setting[time.Duration] { return &s.Timeout }, 0)},
+	"lunboot.rescue":          {fn: boolOpt(func(s *Source) *Setting[bool] { return &s.Rescue })},
 	"lunboot.entry": {fn: func(p *cmdParser, k, v string, _ bool) error {
 		if v == "" {
 			return errors.New("empty; give a boot entry's title, id or index")
 		}
 		return setOnce(p, &p.src.Entry, v, k, eq)
-	}, help: "boot entry to start (title, id or 0-based index)"},
-	"lunboot.menu_timeout": {fn: durationOpt(func(s *Source) *Setting[time.Duration] { return &s.MenuTimeout }, 0), help: "how long to show the boot menu"},
+	}},
+	"lunboot.menu_timeout": {fn: durationOpt(func(s *Source) *Setting[time.Duration] { return &s.MenuTimeout }, 0)},
 	"lunboot.handoff": {fn: enumOpt(func(s *Source) *Setting[Handoff] { return &s.Handoff },
-		map[string]Handoff{"cmdline": HandoffCmdline, "ibft": HandoffIBFT, "both": HandoffBoth}), help: "cmdline, ibft or both"},
-	"lunboot.force":         {fn: boolOpt(func(s *Source) *Setting[bool] { return &s.Force }), help: "kexec even if the OS initrd looks unable to log in"},
-	"lunboot.header_digest": {fn: enumOpt(func(s *Source) *Setting[Digest] { return &s.HeaderDigest }, digestValues), help: "none, crc32c or prefer"},
-	"lunboot.data_digest":   {fn: enumOpt(func(s *Source) *Setting[Digest] { return &s.DataDigest }, digestValues), help: "none, crc32c or prefer"},
+		map[string]Handoff{"cmdline": HandoffCmdline, "ibft": HandoffIBFT, "both": HandoffBoth})},
+	"lunboot.force":         {fn: boolOpt(func(s *Source) *Setting[bool] { return &s.Force })},
+	"lunboot.header_digest": {fn: enumOpt(func(s *Source) *Setting[Digest] { return &s.HeaderDigest }, digestValues)},
+	"lunboot.data_digest":   {fn: enumOpt(func(s *Source) *Setting[Digest] { return &s.DataDigest }, digestValues)},
 	"lunboot.loglevel": {fn: enumOpt(func(s *Source) *Setting[slog.Level] { return &s.LogLevel },
-		map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "warning": slog.LevelWarn, "error": slog.LevelError}), help: "debug, info, warn or error"},
+		map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "warning": slog.LevelWarn, "error": slog.LevelError})},
 	"lunboot.debug": {fn: func(p *cmdParser, k, v string, hasVal bool) error {
 		on, err := parseBool(v, hasVal)
 		if err != nil {
@@ -169,15 +168,15 @@ var lunbootKeys = map[string]handler{
 			lvl = slog.LevelDebug
 		}
 		return setOnce(p, &p.src.LogLevel, lvl, k, eq)
-	}, help: "same as lunboot.loglevel=debug"},
+	}},
 	"lunboot.append": {fn: func(p *cmdParser, k, v string, _ bool) error {
 		if strings.ContainsAny(v, "\x00\n") {
 			return errors.New("contains a NUL or newline")
 		}
 		return setOnce(p, &p.src.Append, v, k, eq)
-	}, help: "text appended to the OS kernel command line"},
+	}},
 	"lunboot.ibft": {fn: enumOpt(func(s *Source) *Setting[IBFTPolicy] { return &s.IBFT },
-		map[string]IBFTPolicy{"prefer": IBFTPrefer, "fallback": IBFTFallback, "ignore": IBFTIgnore, "1": IBFTPrefer, "0": IBFTIgnore}), help: "prefer, fallback or ignore the firmware iBFT"},
+		map[string]IBFTPolicy{"prefer": IBFTPrefer, "fallback": IBFTFallback, "ignore": IBFTIgnore, "1": IBFTPrefer, "0": IBFTIgnore})},
 }
 
 var digestValues = map[string]Digest{"none": DigestNone, "crc32c": DigestCRC32C, "prefer": DigestPrefer}
@@ -450,10 +449,7 @@ func credOpt(field func(*cmdParser) *Setting[string]) func(*cmdParser, string, s
 		if v == "" {
 			return errors.New("empty")
 		}
-		if err := setOnce(p, field(p), v, key, eq); err != nil {
-			return err
-		}
-		return nil
+		return setOnce(p, field(p), v, key, eq)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -381,4 +382,26 @@ func FuzzParseCmdline(f *testing.F) {
 		_ = c.Report()
 		_ = fmt.Sprintf("%v %+v %#v", c, s, s)
 	})
+}
+
+// TestOptionsDocumented checks that docs/configuration.md mentions every
+// option the parser accepts.
+func TestOptionsDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, keys := range []map[string]handler{lunbootKeys, otherKeys} {
+		for k := range keys {
+			if !strings.Contains(string(doc), "`"+k) && !strings.Contains(string(doc), " "+k+"=") && !strings.Contains(string(doc), "("+k) {
+				t.Errorf("option %s is not in docs/configuration.md", k)
+			}
+		}
+	}
+	for k := range ignoredKeys {
+		base := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(k, ".name"), ".ip"), ".port"), ".group")
+		if !strings.Contains(string(doc), base) {
+			t.Errorf("ignored option %s is not in docs/configuration.md", k)
+		}
+	}
 }

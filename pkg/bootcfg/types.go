@@ -89,6 +89,7 @@ const (
 	IPStatic                   // a static address from ip= or the iBFT
 )
 
+// String returns the mode as ip= writes it: "dhcp" or "static".
 func (m IPMode) String() string {
 	switch m {
 	case IPDHCP:
@@ -116,6 +117,7 @@ func (h Handoff) Cmdline() bool { return h&HandoffCmdline != 0 }
 // IBFT reports whether the hand-off provides an iBFT.
 func (h Handoff) IBFT() bool { return h&HandoffIBFT != 0 }
 
+// String returns the lunboot.handoff= value: "cmdline", "ibft" or "both".
 func (h Handoff) String() string {
 	switch h {
 	case HandoffCmdline:
@@ -139,6 +141,7 @@ const (
 	DigestPrefer                   // offer CRC32C,None: use it if the target agrees
 )
 
+// String returns the lunboot.*_digest= value: "none", "crc32c" or "prefer".
 func (d Digest) String() string {
 	switch d {
 	case DigestNone:
@@ -173,6 +176,7 @@ const (
 	IBFTIgnore                         // not used at all
 )
 
+// String returns the lunboot.ibft= value: "fallback", "prefer" or "ignore".
 func (p IBFTPolicy) String() string {
 	switch p {
 	case IBFTFallback:
@@ -196,6 +200,7 @@ type Interface struct {
 	MAC  net.HardwareAddr // hardware address (BOOTIF=)
 }
 
+// String returns the name and/or MAC, or "any" when neither is set.
 func (i Interface) String() string {
 	switch {
 	case i.Name != "" && len(i.MAC) > 0:
@@ -221,6 +226,8 @@ type IP struct {
 	MTU int
 }
 
+// String describes the configuration on one line, for example
+// "static 192.0.2.10/24 gateway 192.0.2.254 dns 192.0.2.53".
 func (ip IP) String() string {
 	var b strings.Builder
 	b.WriteString(ip.Mode.String())
