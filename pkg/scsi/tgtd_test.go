@@ -91,7 +91,10 @@ func (e *tgtd) login(t *testing.T) *iscsi.Session {
 
 type testWriter struct{ t *testing.T }
 
-func (w testWriter) Write(p []byte) (int, error) { w.t.Log(string(bytes.TrimSpace(p))); return len(p), nil }
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(bytes.TrimSpace(p)))
+	return len(p), nil
+}
 
 func open(t *testing.T, s scsi.Executor, lun int, opts scsi.DiskOptions) *scsi.Disk {
 	t.Helper()
