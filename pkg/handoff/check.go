@@ -3,6 +3,7 @@ package handoff
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -117,8 +118,12 @@ func (in *Initrd) Check(req Requirements) *Capability {
 	add := func(it Item) { c.Items = append(c.Items, it) }
 	module := func(name, fix string, required bool) Item {
 		it := Item{Name: name + " kernel module", Fix: fix, Required: required}
+		vers := in.KernelVersions()
 		if where, ok := in.Module(name, req.KernelVersion, req.ExtraBuiltin...); ok {
 			it.Present, it.Where = true, where
+		} else if req.KernelVersion != "" && len(vers) > 0 && !slices.Contains(vers, req.KernelVersion) {
+			// An initrd for another kernel: nothing in it will load.
+			it.Where = "the initrd has modules for " + strings.Join(vers, ", ") + ", not for the OS kernel " + req.KernelVersion
 		} else if !in.HasBuiltinList(req.KernelVersion) {
 			it.Unknown = true
 			it.Where = "no " + name + ".ko in the initrd, and no modules.builtin to tell whether it is built in"
