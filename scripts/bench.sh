@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# bench.sh measures lunboot's initiator against libiscsi's iscsi-perf on one
+# tgtd target (1 GiB LUN in /dev/shm, loopback) and writes the table to the
+# given Markdown file. `make bench` runs it as:
+#
+#   scripts/bench.sh out/lunboot docs/benchmarks.md
+#
+# Needs root, tgtd/tgtadm (Debian tgt) and iscsi-perf (Debian libiscsi-bin).
+# Environment: BENCH_DURATION (default 10s per test), BENCH_RUNS (default 3
+# rounds, medians reported), BENCH_CPUPROFILE (a file for a CPU profile of
+# lunboot's sequential read; inspect with `go tool pprof <lunboot> <file>`).
+# All the work, including cleanup on failure, is in scripts/benchtarget.
+set -euo pipefail
+
+if [ $# -ne 2 ]; then
+  echo "usage: $0 <lunboot-binary> <out.md>" >&2
+  exit 2
+fi
+lunboot=$1
+out=$2
+cd "$(dirname "$0")/.."
+[ -x "$lunboot" ] || { echo "bench: $lunboot is not an executable (run \`make build\`)" >&2; exit 1; }
+[ "$(id -u)" -eq 0 ] || { echo "bench: needs root to run tgtd" >&2; exit 1; }
+for b in tgtd tgtadm iscsi-perf; do
+  command -v "$b" >/dev/null || [ -x "/usr/sbin/$b" ] || {
+    echo "bench: $b not found (run \`make deps\`)" >&2; exit 1; }
+done
+
+exec go run ./scripts/benchtarget \
+  -lunboot "$lunboot" -out "$out" \
+  -duration "${BENCH_DURATION:-10s}" -runs "${BENCH_RUNS:-3}" \
+  ${BENCH_CPUPROFILE:+-cpuprofile "$BENCH_CPUPROFILE"} \
+  -command "scripts/bench.sh $lunboot $out (make bench), BENCH_DURATION=${BENCH_DURATION:-10s} BENCH_RUNS=${BENCH_RUNS:-3}"

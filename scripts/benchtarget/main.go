@@ -1,0 +1,409 @@
+// Command benchtarget measures lunboot's initiator against libiscsi's
+// iscsi-perf on the same tgtd target and writes the comparison as Markdown.
+// scripts/bench.sh (make bench) runs it.
+//
+// Synopsis:
+//
+//	go run ./scripts/benchtarget -lunboot out/lunboot -out docs/benchmarks.md [options]
+//
+// It needs root (tgtd), tgtd/tgtadm (Debian tgt) and iscsi-perf (Debian
+// libiscsi-bin). It creates a LUN file in /dev/shm filled with
+// pseudo-random data (so the target reads real pages, not holes), starts
+// tgtd on a free 127.0.0.1 port, and for each of -runs rounds runs, one
+// after the other so they share the machine's conditions: lunboot bench
+// (sequential 128 KiB and random 4 KiB reads, 32 in flight), iscsi-perf
+// with the same shapes, lunboot bench with CRC32C digests, and lunboot's
+// write tests. The report gives the median of the rounds. Everything it
+// started is stopped and removed on exit, including after errors and
+// Ctrl-C.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/lunboot/lunboot/internal/tgt"
+)
+
+const (
+	targetIQN = "iqn.2026-11.org.lunboot:bench"
+	seqBlock  = 128 << 10
+	randBlock = 4 << 10
+	depth     = 32
+)
+
+type options struct {
+	lunboot  string
+	out      string
+	size     int64
+	duration time.Duration
+	runs     int
+	dir      string
+	command  string
+	profile  string
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.lunboot, "lunboot", "out/lunboot", "lunboot binary to measure")
+	flag.StringVar(&o.out, "out", "docs/benchmarks.md", "Markdown report to write")
+	flag.Int64Var(&o.size, "size", 1<<30, "LUN size in bytes")
+	flag.DurationVar(&o.duration, "duration", 10*time.Second, "length of each test (whole seconds)")
+	flag.IntVar(&o.runs, "runs", 3, "rounds; the report shows medians")
+	flag.StringVar(&o.dir, "dir", "/dev/shm", "where the LUN file lives")
+	flag.StringVar(&o.command, "command", "", "command line to record in the report (default: this one)")
+	flag.StringVar(&o.profile, "cpuprofile", "", "also write a CPU profile of lunboot's sequential read to this file")
+	flag.Parse()
+	if o.command == "" {
+		o.command = "go run ./scripts/benchtarget " + strings.Join(os.Args[1:], " ")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, "benchtarget:", err)
+		os.Exit(1)
+	}
+}
+
+// measurement is one tool's figures for one test in one round.
+type measurement struct {
+	MBps, IOPS, CPUPerGiB float64
+}
+
+type results map[string][]measurement // key: tool/test
+
+func (r results) add(key string, m measurement) { r[key] = append(r[key], m) }
+
+func run(ctx context.Context, o options) error {
+	if os.Geteuid() != 0 {
+		return errors.New("needs root (tgtd)")
+	}
+	for _, b := range []string{"tgtd", "tgtadm", "iscsi-perf"} {
+		if _, err := lookPath(b); err != nil {
+			return fmt.Errorf("%s not found: run `make deps` (Debian tgt, libiscsi-bin)", b)
+		}
+	}
+	if st, err := os.Stat(o.lunboot); err != nil || st.IsDir() {
+		return fmt.Errorf("lunboot binary %s: not found (run `make build`)", o.lunboot)
+	}
+	secs := int(o.duration / time.Second)
+	if secs < 1 || o.runs < 1 {
+		return errors.New("-duration must be at least 1s and -runs at least 1")
+	}
+
+	img := filepath.Join(o.dir, fmt.Sprintf("lunboot-bench-%d.img", os.Getpid()))
+	defer os.Remove(img)
+	fmt.Fprintf(os.Stderr, "benchtarget: filling %s (%d MiB)\n", img, o.size>>20)
+	if err := fillImage(img, o.size); err != nil {
+		return err
+	}
+	logFile := filepath.Join(os.TempDir(), fmt.Sprintf("lunboot-bench-tgtd-%d.log", os.Getpid()))
+	defer os.Remove(logFile)
+	portal, err := freePortal()
+	if err != nil {
+		return err
+	}
+	srv, err := tgt.Start(ctx, tgt.Options{Portal: portal, LogFile: logFile})
+	if err != nil {
+		return err
+	}
+	defer srv.Stop()
+	if err := srv.AddTarget(1, targetIQN); err != nil {
+		return err
+	}
+	if err := srv.AddLUN(1, 1, img); err != nil {
+		return err
+	}
+	host, port, _ := strings.Cut(portal, ":")
+	rootPath := fmt.Sprintf("iscsi:%s::%s:1:%s", host, port, targetIQN)
+	url := fmt.Sprintf("iscsi://%s/%s/1", portal, targetIQN)
+
+	res := results{}
+	dur := fmt.Sprintf("%ds", secs)
+	for round := 1; round <= o.runs; round++ {
+		fmt.Fprintf(os.Stderr, "benchtarget: round %d of %d\n", round, o.runs)
+		args := []string{"--duration", dur, "--depth", strconv.Itoa(depth), "--tests", "seq-read,rand-read"}
+		if round == 1 && o.profile != "" {
+			args = append(args, "--cpuprofile", o.profile)
+		}
+		if err := lunbootBench(ctx, o.lunboot, rootPath, "lunboot", args, res); err != nil {
+			return err
+		}
+		if err := perf(ctx, url, "seq-read", secs, seqBlock, false, res); err != nil {
+			return err
+		}
+		if err := perf(ctx, url, "rand-read", secs, randBlock, true, res); err != nil {
+			return err
+		}
+		if err := lunbootBench(ctx, o.lunboot, rootPath, "lunboot+digests",
+			[]string{"--duration", dur, "--depth", strconv.Itoa(depth), "--tests", "seq-read", "--header-digest", "--data-digest"}, res); err != nil {
+			return err
+		}
+		if err := lunbootBench(ctx, o.lunboot, rootPath, "lunboot",
+			[]string{"--duration", dur, "--depth", strconv.Itoa(depth), "--write", "--tests", "seq-write,rand-write"}, res); err != nil {
+			return err
+		}
+	}
+	md := report(o, res)
+	if err := os.WriteFile(o.out, []byte(md), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "benchtarget: wrote %s\n", o.out)
+	fmt.Print(md)
+	return nil
+}
+
+// fillImage writes size bytes of pseudo-random data: a fast generator is
+// enough, the point is that every page is backed.
+func fillImage(path string, size int64) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	rng := rand.NewChaCha8([32]byte{'l', 'u', 'n', 'b', 'o', 'o', 't'})
+	buf := make([]byte, 4<<20)
+	for done := int64(0); done < size; {
+		n := min(int64(len(buf)), size-done)
+		rng.Read(buf[:n])
+		if _, err := f.Write(buf[:n]); err != nil {
+			return fmt.Errorf("fill %s: %w", path, err)
+		}
+		done += n
+	}
+	return f.Close()
+}
+
+// lunbootBench runs `lunboot bench --json` and records its results under
+// tool.
+func lunbootBench(ctx context.Context, bin, target, tool string, args []string, res results) error {
+	args = append([]string{"bench", "--json"}, append(args, target)...)
+	cmd := exec.CommandContext(ctx, bin, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s %s: %w: %s", bin, strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
+	}
+	var rep struct {
+		Results []struct {
+			Test      string  `json:"test"`
+			MBps      float64 `json:"mb_per_s"`
+			IOPS      float64 `json:"iops"`
+			CPUPerGiB float64 `json:"cpu_s_per_gib"`
+		} `json:"results"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		return fmt.Errorf("lunboot bench output: %w", err)
+	}
+	for _, r := range rep.Results {
+		res.add(tool+"/"+r.Test, measurement{MBps: r.MBps, IOPS: r.IOPS, CPUPerGiB: r.CPUPerGiB})
+		fmt.Fprintf(os.Stderr, "  %-16s %-10s %8.1f MB/s %8.0f IOPS %6.3f CPU s/GiB\n", tool, r.Test, r.MBps, r.IOPS, r.CPUPerGiB)
+	}
+	return nil
+}
+
+var iopsAverage = regexp.MustCompile(`iops average (\d+)`)
+
+// perf runs iscsi-perf for secs seconds with depth requests of block bytes
+// (512-byte LUN blocks) and records its average IOPS and its CPU time.
+func perf(ctx context.Context, url, test string, secs, block int, random bool, res results) error {
+	args := []string{"-m", strconv.Itoa(depth), "-b", strconv.Itoa(block / 512), "-t", strconv.Itoa(secs)}
+	if random {
+		args = append(args, "-r")
+	}
+	args = append(args, url)
+	cmd := exec.CommandContext(ctx, "iscsi-perf", args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("iscsi-perf %s: %w: %s", strings.Join(args, " "), err, tail(out.String()))
+	}
+	m := iopsAverage.FindAllStringSubmatch(out.String(), -1)
+	if len(m) == 0 {
+		return fmt.Errorf("iscsi-perf %s: no \"iops average\" in its output: %s", strings.Join(args, " "), tail(out.String()))
+	}
+	iops, _ := strconv.ParseFloat(m[len(m)-1][1], 64)
+	cpu := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	// iscsi-perf averages over its own run time, which is secs.
+	bytesMoved := iops * float64(block) * float64(secs)
+	r := measurement{MBps: iops * float64(block) / 1e6, IOPS: iops}
+	if bytesMoved > 0 {
+		r.CPUPerGiB = cpu.Seconds() / (bytesMoved / (1 << 30))
+	}
+	res.add("iscsi-perf/"+test, r)
+	fmt.Fprintf(os.Stderr, "  %-16s %-10s %8.1f MB/s %8.0f IOPS %6.3f CPU s/GiB\n", "iscsi-perf", test, r.MBps, r.IOPS, r.CPUPerGiB)
+	return nil
+}
+
+func tail(s string) string {
+	s = strings.TrimSpace(strings.ReplaceAll(s, "\r", "\n"))
+	if len(s) > 400 {
+		s = "…" + s[len(s)-400:]
+	}
+	return s
+}
+
+func median(ms []measurement, f func(measurement) float64) (float64, bool) {
+	if len(ms) == 0 {
+		return 0, false
+	}
+	v := make([]float64, len(ms))
+	for i, m := range ms {
+		v[i] = f(m)
+	}
+	slices.Sort(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2], true
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2, true
+}
+
+func mbps(m measurement) float64 { return m.MBps }
+func iops(m measurement) float64 { return m.IOPS }
+func cpu(m measurement) float64  { return m.CPUPerGiB }
+
+func report(o options, res results) string {
+	var b strings.Builder
+	w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
+	w("# Benchmarks\n\n")
+	w("lunboot's userspace initiator (`lunboot bench`, which reads and writes through the same\n")
+	w("`scsi.Disk` and `iscsi.Session` the boot path serves NBD from) against libiscsi's\n")
+	w("`iscsi-perf`, on the same tgtd target in the same run. Higher is better except CPU.\n\n")
+	w("- date: %s\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
+	w("- machine: %d CPUs (`nproc`), %s, Linux %s, %s\n", runtime.NumCPU(), cpuModel(), kernelRelease(), runtime.Version())
+	w("- target: tgtd %s on 127.0.0.1, one %d MiB LUN in %s (512-byte blocks), filled with data\n", tgtVersion(), o.size>>20, o.dir)
+	w("- each figure: the median of %d rounds of %v per test; the tools run one after the other\n", o.runs, o.duration)
+	w("- command: `%s`\n\n", o.command)
+
+	w("| test | lunboot | iscsi-perf | lunboot / iscsi-perf |\n|---|---:|---:|---:|\n")
+	row := func(label, test string, f func(measurement) float64, unit string) {
+		l, okL := median(res["lunboot/"+test], f)
+		p, okP := median(res["iscsi-perf/"+test], f)
+		ls, ps, ratio := "n/a", "n/a¹", ""
+		if okL {
+			ls = fmt.Sprintf("%.0f %s", l, unit)
+		}
+		if okP {
+			ps = fmt.Sprintf("%.0f %s", p, unit)
+		}
+		if okL && okP && p > 0 {
+			ratio = fmt.Sprintf("%.2f", l/p)
+			if l < p {
+				ratio += " ⚠"
+			}
+		}
+		w("| %s | %s | %s | %s |\n", label, ls, ps, ratio)
+	}
+	row("sequential read, 128 KiB × 32 in flight", "seq-read", mbps, "MB/s")
+	row("random read, 4 KiB × 32 in flight", "rand-read", iops, "IOPS")
+	row("sequential write, 128 KiB × 32 in flight", "seq-write", mbps, "MB/s")
+	row("random write, 4 KiB × 32 in flight", "rand-write", iops, "IOPS")
+	w("\n¹ `iscsi-perf` (libiscsi-bin %s) only issues READ(16); it has no write mode, so the write\n", pkgVersion("libiscsi-bin"))
+	w("rows have no comparison.\n\n")
+
+	w("CPU time per GiB read (sequential 128 KiB reads, 32 in flight; user + system time of the\n")
+	w("initiator process only, from getrusage; tgtd's own CPU is not counted):\n\n")
+	w("| initiator | digests | CPU s/GiB |\n|---|---|---:|\n")
+	for _, c := range []struct{ key, name, dig string }{
+		{"lunboot/seq-read", "lunboot", "none"},
+		{"lunboot+digests/seq-read", "lunboot", "header + data CRC32C"},
+		{"iscsi-perf/seq-read", "iscsi-perf", "none (it offers None first)"},
+	} {
+		if v, ok := median(res[c.key], cpu); ok {
+			w("| %s | %s | %.3f |\n", c.name, c.dig, v)
+		}
+	}
+	w("\nMB/s are 10^6 bytes per second. `iscsi-perf`'s MB/s is derived from its average IOPS\n")
+	w("times the request size (its own printout divides by 2^20). Its random reads start at any\n")
+	w("512-byte block; lunboot's are 4 KiB aligned. On a shared machine the absolute numbers move\n")
+	w("from run to run; the ratio, measured back to back, is the figure to compare.\n")
+	return b.String()
+}
+
+func cpuModel() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return "unknown CPU"
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown CPU"
+}
+
+func kernelRelease() string {
+	var u syscall.Utsname
+	if err := syscall.Uname(&u); err != nil {
+		return "?"
+	}
+	var s []byte
+	for _, c := range u.Release {
+		if c == 0 {
+			break
+		}
+		s = append(s, byte(c))
+	}
+	return string(s)
+}
+
+func tgtVersion() string {
+	p, err := lookPath("tgtd")
+	if err != nil {
+		return "?"
+	}
+	out, err := exec.Command(p, "--version").Output()
+	if err != nil {
+		return "?"
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func pkgVersion(name string) string {
+	out, err := exec.Command("dpkg-query", "-W", "-f=${Version}", name).Output()
+	if err != nil {
+		return "?"
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func lookPath(name string) (string, error) {
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	for _, dir := range []string{"/usr/sbin", "/sbin"} {
+		p := filepath.Join(dir, name)
+		if st, err := os.Stat(p); err == nil && st.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", exec.ErrNotFound
+}
+
+// freePortal returns a 127.0.0.1 address nothing listens on now.
+func freePortal() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("finding a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
