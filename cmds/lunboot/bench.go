@@ -114,11 +114,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	d, err := scsi.OpenDisk(octx, s, lun, scsi.DiskOptions{Logger: tf.logger(), Timeout: tf.timeout, ReadOnly: !*write})
 	cancel()
 	if err != nil {
-		return fmt.Errorf("bench %s: %w", pos[0], lunHint(ctx, s, lun, err))
+		return fmt.Errorf("bench %s: %w", tf.shown, lunHint(ctx, s, lun, err))
 	}
 	defer d.Close()
 	if *write && d.ReadOnly() {
-		return fmt.Errorf("bench %s: the LUN is write-protected; run without --write", pos[0])
+		return fmt.Errorf("bench %s: the LUN is write-protected; run without --write", tf.shown)
 	}
 
 	if *cpuProfile != "" {
@@ -134,10 +134,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 
 	info := s.Info()
-	rep := benchReport{Target: pos[0], LUN: lun.Linux(), Size: d.Size(), HeaderDigest: info.HeaderDigest, DataDigest: info.DataDigest}
-	if i := strings.Index(rep.Target, "@"); i >= 0 && strings.HasPrefix(rep.Target, "iscsi://") {
-		rep.Target = "iscsi://" + rep.Target[i+1:] // never echo a URL's password
-	}
+	rep := benchReport{Target: tf.shown, LUN: lun.Linux(), Size: d.Size(), HeaderDigest: info.HeaderDigest, DataDigest: info.DataDigest}
 	for _, t := range tests {
 		size := int(seqSize)
 		if strings.HasPrefix(t, "rand") {
@@ -151,7 +148,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		r, err := benchOne(ctx, d, t, size, *depth, *duration)
 		if err != nil {
-			return fmt.Errorf("bench %s: %s: %w", pos[0], t, err)
+			return fmt.Errorf("bench %s: %s: %w", tf.shown, t, err)
 		}
 		rep.Results = append(rep.Results, r)
 	}

@@ -62,7 +62,7 @@ func runLUNs(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	luns, err := scsi.ReportLUNs(cctx, s, scsi.LUN{})
 	cancel()
 	if err != nil {
-		return fmt.Errorf("list LUNs of %s: %w", pos[0], err)
+		return fmt.Errorf("list LUNs of %s: %w", tf.shown, err)
 	}
 	infos := make([]lunInfo, 0, len(luns))
 	for _, l := range luns {

@@ -71,7 +71,7 @@ func runRead(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	d, err := scsi.OpenDisk(octx, s, lun, scsi.DiskOptions{Logger: tf.logger(), Timeout: tf.timeout, ReadOnly: true})
 	cancel()
 	if err != nil {
-		return fmt.Errorf("read %s: %w", pos[0], lunHint(ctx, s, lun, err))
+		return fmt.Errorf("read %s: %w", tf.shown, lunHint(ctx, s, lun, err))
 	}
 	defer d.Close()
 	if offset > d.Size() {
@@ -91,7 +91,7 @@ func runRead(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	n, err := copyOut(ctx, d, w, offset, length, int(chunk), *inflight, prog)
 	if err != nil {
-		return fmt.Errorf("read %s at byte %d: %w", pos[0], offset+n, err)
+		return fmt.Errorf("read %s at byte %d: %w", tf.shown, offset+n, err)
 	}
 	if file != nil {
 		if err := file.Sync(); err != nil {

@@ -62,7 +62,10 @@ type targetFlags struct {
 	verbose          bool
 	// lunOptional lets a URL without its /<lun> through (luns lists them all).
 	lunOptional bool
-	log         *slog.Logger
+	// shown is the target as the user wrote it with any password masked,
+	// set by config: the form messages quote.
+	shown string
+	log   *slog.Logger
 }
 
 // addTargetFlags registers the shared target options on fs.
@@ -191,6 +194,7 @@ func (f *targetFlags) config(target string) (iscsi.Config, scsi.LUN, error) {
 	if err != nil {
 		return iscsi.Config{}, scsi.LUN{}, fmt.Errorf("%w: %v", errUsage, err)
 	}
+	f.shown = rp.Masked()
 	for _, w := range rp.Warnings {
 		f.logger().Warn("target: " + w)
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -244,9 +245,28 @@ func runCmd(t *testing.T, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	var out, errb bytes.Buffer
+	var out, errb syncBuffer
 	err = run(ctx, args, &out, &errb)
 	return out.String(), errb.String(), err
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent use: pkg/iscsi may
+// still log from a connection goroutine as the session winds down.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
 
 func TestCHAPInterop(t *testing.T) {
@@ -278,6 +298,8 @@ func TestCHAPInterop(t *testing.T) {
 			"--target-user", labTargetUser, "--target-secret-file", targetFile, l.rootPath(1)}},
 		{name: "mutual, target proves a wrong secret", env: labSecret, args: []string{"inquiry", "--chap-user", labUser,
 			"--target-user", labTargetUser, "--target-secret-file", wrongFile, l.rootPath(1)}, wantErr: "authentication failed"},
+		{name: "URL naming an absent LUN", args: []string{"inquiry", strings.TrimSuffix(url, "/1") + "/7"}, wantErr: "iscsi://" + labUser + "%***@"},
+		{name: "URL with a wrong password", args: []string{"luns", strings.Replace(url, labSecret, "wrong-secret-999", 1)}, wantErr: "authentication failed"},
 		{name: "wrong secret", args: []string{"inquiry", "-v", "--chap-user", labUser, "--chap-secret-file", wrongFile, l.rootPath(1)}, wantErr: "check --chap-user"},
 		{name: "no CHAP", args: []string{"inquiry", l.rootPath(1)}, wantErr: "authentication failed"},
 	} {

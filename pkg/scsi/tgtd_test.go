@@ -77,7 +77,7 @@ func (e *tgtd) login(t *testing.T) *iscsi.Session {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	s, err := iscsi.Login(ctx, iscsi.Config{Portal: e.portal, TargetName: tgtIQN, InitiatorName: initIQN,
-		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+		Logger: testLogger()})
 	if err != nil {
 		t.Fatalf("iscsi.Login: %v", err)
 	}
@@ -89,11 +89,14 @@ func (e *tgtd) login(t *testing.T) *iscsi.Session {
 	return s
 }
 
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(string(bytes.TrimSpace(p)))
-	return len(p), nil
+// testLogger shows the initiator's warnings with go test -v. It writes to
+// stderr rather than t.Log: session goroutines may still log after the
+// test has returned, and t.Log then panics.
+func testLogger() *slog.Logger {
+	if !testing.Verbose() {
+		return slog.New(slog.DiscardHandler)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
 func open(t *testing.T, s scsi.Executor, lun int, opts scsi.DiskOptions) *scsi.Disk {
