@@ -431,13 +431,22 @@ func TestDiskTimeout(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		tgt := newMemTarget()
 		tgt.addDisk(lun1, 512, 8)
-		d := openTest(t, tgt, lun1, DiskOptions{Timeout: 5 * time.Second})
+		d := openTest(t, tgt, lun1, DiskOptions{Timeout: 8 * time.Second})
 		hang(tgt)
-		start := time.Now()
-		_, err := d.ReadAt(make([]byte, 512), 0)
-		if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) != 5*time.Second {
-			t.Errorf("ReadAt on a hung target = %v after %v, want deadline exceeded after 5s", err, time.Since(start))
+		// Operations started at different times each get at least the
+		// timeout and at most 9/8 of it.
+		var wg sync.WaitGroup
+		for _, delay := range []time.Duration{0, 300 * time.Millisecond, 999 * time.Millisecond, 1500 * time.Millisecond} {
+			wg.Go(func() {
+				time.Sleep(delay)
+				start := time.Now()
+				_, err := d.ReadAt(make([]byte, 512), 0)
+				if el := time.Since(start); !errors.Is(err, context.DeadlineExceeded) || el < 8*time.Second || el > 9*time.Second {
+					t.Errorf("ReadAt on a hung target, started at +%v = %v after %v, want deadline exceeded after 8s to 9s", delay, err, el)
+				}
+			})
 		}
+		wg.Wait()
 	})
 }
 
