@@ -234,3 +234,34 @@ func (in *Initrd) Check(req Requirements) *Capability {
 	}
 	return c
 }
+
+// Report lists every item, present or not, and the notes, one per line,
+// for the boot log or a diagnostic command.
+func (c *Capability) Report() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "initrd: %s\n", c.Dialect)
+	for _, it := range c.Items {
+		state := "ok     "
+		switch {
+		case it.Present:
+		case it.Unknown:
+			state = "unknown"
+		case it.Required:
+			state = "MISSING"
+		default:
+			state = "absent "
+		}
+		fmt.Fprintf(&b, "  %s %s", state, it.Name)
+		if it.Where != "" {
+			fmt.Fprintf(&b, " (%s)", it.Where)
+		}
+		b.WriteByte('\n')
+		if !it.Present && it.Fix != "" {
+			fmt.Fprintf(&b, "          fix: %s\n", it.Fix)
+		}
+	}
+	for _, n := range c.Notes {
+		fmt.Fprintf(&b, "  note: %s\n", n)
+	}
+	return b.String()
+}

@@ -243,3 +243,19 @@ func TestResolveMode(t *testing.T) {
 		t.Errorf("ParseMode(firmware) = nil error")
 	}
 }
+
+func TestCapabilityReport(t *testing.T) {
+	in := inspectBytes(t, cpioOf(without(debianFiles(), "iscsistart", "modules.builtin")...))
+	r := in.Check(Requirements{NICModule: "e1000e"}).Report()
+	for _, want := range []string{
+		"initrd: initramfs-tools (klibc ipconfig)",
+		"ok      open-iscsi boot script (scripts/local-top/iscsi)",
+		"MISSING iscsistart",
+		"fix: in the OS: `apt install open-iscsi`",
+		"unknown e1000e kernel module",
+	} {
+		if !strings.Contains(r, want) {
+			t.Errorf("Report() =\n%s\nwant a line with %q", r, want)
+		}
+	}
+}

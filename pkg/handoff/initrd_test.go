@@ -371,3 +371,40 @@ func FuzzInspect(f *testing.F) {
 		in.Check(Requirements{NICModule: "virtio_net", Mode: ModeIBFT})
 	})
 }
+
+// TestInspectRealInitrd inspects an initrd named by $LUNBOOT_OS_INITRD (a
+// Debian or Fedora /boot/initrd.img-*, say one built by the lab with
+// debootstrap) and logs what Inspect and Check make of it. Optional:
+// nothing in the build produces such a file, so it skips without one.
+//
+//	LUNBOOT_OS_INITRD=/path/initrd.img LUNBOOT_OS_NIC_MODULE=virtio_net \
+//	  go test -run TestInspectRealInitrd -v ./pkg/handoff
+func TestInspectRealInitrd(t *testing.T) {
+	p := os.Getenv("LUNBOOT_OS_INITRD")
+	if p == "" {
+		t.Skip("set LUNBOOT_OS_INITRD=<initrd image> to inspect a real OS initrd")
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := Inspect(f, st.Size())
+	if err != nil {
+		t.Fatalf("Inspect(%s): %v", p, err)
+	}
+	for _, s := range in.Segments {
+		t.Logf("segment at %d: %s, %d entries, %d bytes unpacked", s.Offset, s.Compression, s.Entries, s.Unpacked)
+	}
+	t.Logf("kernel versions %v, dracut modules %v, initramfs.conf %v, baked initiator %q",
+		in.KernelVersions(), in.DracutModules, in.InitramfsConf, in.InitiatorName)
+	c := in.Check(Requirements{NICModule: os.Getenv("LUNBOOT_OS_NIC_MODULE")})
+	t.Logf("\n%s", c.Report())
+	if in.Generator == GeneratorUnknown {
+		t.Errorf("generator not recognised")
+	}
+}
