@@ -290,6 +290,7 @@ func report(o options, res results) string {
 	w("- machine: %d CPUs (`nproc`), %s, Linux %s, %s\n", runtime.NumCPU(), cpuModel(), kernelRelease(), runtime.Version())
 	w("- target: tgtd %s on 127.0.0.1, one %d MiB LUN in %s (512-byte blocks), filled with data\n", tgtVersion(), o.size>>20, o.dir)
 	w("- each figure: the median of %d rounds of %v per test; the tools run one after the other\n", o.runs, o.duration)
+	w("- lunboot: %s\n", gitVersion())
 	w("- command: `%s`\n\n", o.command)
 
 	w("| test | lunboot | iscsi-perf | lunboot / iscsi-perf |\n|---|---:|---:|---:|\n")
@@ -375,6 +376,20 @@ func tgtVersion() string {
 		return "?"
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// gitVersion names the checkout the measured binary was presumably built
+// from; "+ local changes" when the work tree differs from the commit.
+func gitVersion() string {
+	out, err := exec.Command("git", "log", "-1", "--format=%h (%cs)").Output()
+	if err != nil {
+		return "unknown commit"
+	}
+	v := "commit " + strings.TrimSpace(string(out))
+	if st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(bytes.TrimSpace(st)) > 0 {
+		v += " + local changes"
+	}
+	return v
 }
 
 func pkgVersion(name string) string {
