@@ -1,0 +1,208 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+)
+
+// console collects a guest's serial output: the raw bytes go to a log file,
+// a cleaned text copy (no CR, no escape sequences) stays in memory for
+// Expect, and complete lines go to an optional callback.
+type console struct {
+	start  time.Time
+	file   *os.File
+	onLine func(string)
+
+	mu      sync.Mutex
+	text    []byte
+	stamps  []stamp // arrival time of each chunk of text
+	cursor  int     // Expect consumes text up to here
+	partial []byte  // the current line, not yet passed to onLine
+	changed chan struct{}
+	ended   bool
+	endErr  error
+}
+
+type stamp struct {
+	end int // text offset after the chunk
+	at  time.Duration
+}
+
+// maxConsoleText bounds the in-memory copy; older text that Expect has
+// already consumed is dropped first (the log file keeps everything).
+const maxConsoleText = 64 << 20
+
+func newConsole(path string, onLine func(string)) (*console, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	return &console{start: time.Now(), file: f, onLine: onLine, changed: make(chan struct{})}, nil
+}
+
+// Write receives serial output (QEMU's stdout).
+func (c *console) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	if c.file != nil {
+		_, _ = c.file.Write(p)
+	}
+	clean := cleanConsole(p)
+	c.text = append(c.text, clean...)
+	c.stamps = append(c.stamps, stamp{end: len(c.text), at: time.Since(c.start)})
+	if len(c.text) > maxConsoleText && c.cursor > len(c.text)/2 {
+		c.drop(c.cursor)
+	}
+	var lines []string
+	if c.onLine != nil {
+		c.partial = append(c.partial, clean...)
+		for {
+			i := strings.IndexByte(string(c.partial), '\n')
+			if i < 0 {
+				break
+			}
+			lines = append(lines, string(c.partial[:i]))
+			c.partial = c.partial[i+1:]
+		}
+	}
+	close(c.changed)
+	c.changed = make(chan struct{})
+	c.mu.Unlock()
+	for _, l := range lines {
+		c.onLine(l)
+	}
+	return len(p), nil
+}
+
+// drop forgets text before n; called with mu held.
+func (c *console) drop(n int) {
+	c.text = append([]byte(nil), c.text[n:]...)
+	c.cursor -= n
+	var st []stamp
+	for _, s := range c.stamps {
+		if s.end > n {
+			st = append(st, stamp{end: s.end - n, at: s.at})
+		}
+	}
+	c.stamps = st
+}
+
+// end marks the output as finished (the guest exited) with why.
+func (c *console) end(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ended {
+		return
+	}
+	c.ended, c.endErr = true, err
+	if len(c.partial) > 0 && c.onLine != nil {
+		line := string(c.partial)
+		c.partial = nil
+		defer c.onLine(line)
+	}
+	if c.file != nil {
+		c.file.Close()
+		c.file = nil
+	}
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+// cleanConsole drops carriage returns, ANSI/VT100 escape sequences and other
+// control characters that firmware and kernels write to the serial line.
+func cleanConsole(p []byte) []byte {
+	out := make([]byte, 0, len(p))
+	for i := 0; i < len(p); i++ {
+		b := p[i]
+		switch {
+		case b == 0x1b:
+			// ESC [ params final, or ESC followed by one character.
+			if i+1 < len(p) && p[i+1] == '[' {
+				j := i + 2
+				for j < len(p) && (p[j] < 0x40 || p[j] > 0x7e) {
+					j++
+				}
+				i = j
+			} else {
+				i++
+			}
+		case b == '\n' || b == '\t' || b >= 0x20 && b != 0x7f:
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// Match is what Expect found.
+type Match struct {
+	// Groups are the regexp's match and submatches.
+	Groups []string
+	// At is when the matching output arrived, measured from QEMU's start:
+	// the figure to compare boot times with.
+	At time.Duration
+}
+
+// DefaultExpectTimeout bounds an Expect whose context has no deadline.
+const DefaultExpectTimeout = 5 * time.Minute
+
+// expect waits for re in the output after the cursor and moves the cursor
+// past the match, so successive calls see successive output.
+func (c *console) expect(ctx context.Context, re *regexp.Regexp) (*Match, error) {
+	for {
+		c.mu.Lock()
+		if loc := re.FindSubmatchIndex(c.text[c.cursor:]); loc != nil {
+			groups := make([]string, len(loc)/2)
+			for i := range groups {
+				if loc[2*i] >= 0 {
+					groups[i] = string(c.text[c.cursor+loc[2*i] : c.cursor+loc[2*i+1]])
+				}
+			}
+			end := c.cursor + loc[1]
+			c.cursor = end
+			m := &Match{Groups: groups, At: c.arrival(end)}
+			c.mu.Unlock()
+			return m, nil
+		}
+		if c.ended {
+			err := c.endErr
+			c.mu.Unlock()
+			return nil, &expectEnded{err}
+		}
+		ch := c.changed
+		c.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// arrival returns when the text up to offset end had arrived.
+func (c *console) arrival(end int) time.Duration {
+	for _, s := range c.stamps {
+		if s.end >= end {
+			return s.at
+		}
+	}
+	return time.Since(c.start)
+}
+
+type expectEnded struct{ err error }
+
+func (e *expectEnded) Error() string { return fmt.Sprintf("guest exited (%s)", exitText(e.err)) }
+
+// String returns all the cleaned output kept in memory.
+func (c *console) String() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return string(c.text)
+}
+
+func (c *console) tail(n int) []string {
+	return lastLines(c.String(), n)
+}

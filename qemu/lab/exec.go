@@ -1,0 +1,258 @@
+package lab
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// commandTimeout bounds every short command the lab runs (ip, mkfs…).
+const commandTimeout = 30 * time.Second
+
+// cmdLog is commands.log: every command the lab runs, when, how long it
+// took and how it ended, so a failure can be replayed by hand.
+type cmdLog struct {
+	mu    sync.Mutex
+	f     *os.File
+	start time.Time
+}
+
+func openCmdLog(path string) (*cmdLog, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	return &cmdLog{f: f, start: time.Now()}, nil
+}
+
+func (c *cmdLog) printf(format string, args ...any) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.f == nil {
+		return
+	}
+	fmt.Fprintf(c.f, "%s [+%7.3fs] %s\n", time.Now().Format("15:04:05.000"),
+		time.Since(c.start).Seconds(), fmt.Sprintf(format, args...))
+}
+
+func (c *cmdLog) close() {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.f != nil {
+		c.f.Close()
+		c.f = nil
+	}
+}
+
+// quoteArgs renders argv as a shell would need it, for the command log.
+func quoteArgs(argv []string) string {
+	var b strings.Builder
+	for i, a := range argv {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		if a != "" && !strings.ContainsAny(a, " \t\n'\"\\$`|&;<>()*?[]{}!#~") {
+			b.WriteString(a)
+			continue
+		}
+		b.WriteByte('\'')
+		b.WriteString(strings.ReplaceAll(a, "'", `'\''`))
+		b.WriteByte('\'')
+	}
+	return b.String()
+}
+
+// run executes a short command, bounded by commandTimeout, and records it in
+// the command log. The error names the command and carries its output.
+func (l *Lab) run(ctx context.Context, argv ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
+	defer cancel()
+	start := time.Now()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	text := strings.TrimSpace(out.String())
+	status := "ok"
+	if err != nil {
+		status = err.Error()
+	}
+	l.cmds.printf("$ %s  -> %s (%s)", quoteArgs(argv), status, time.Since(start).Round(time.Millisecond))
+	if text != "" && err != nil {
+		l.cmds.printf("  output: %s", strings.ReplaceAll(text, "\n", "\n  output: "))
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%w (gave up after %s)", ctx.Err(), commandTimeout)
+		}
+		return text, fmt.Errorf("%s: %w: %s (see %s)", quoteArgs(argv), err, text, l.cmdsPath)
+	}
+	return text, nil
+}
+
+// process is a long-running child (dnsmasq, QEMU, a client tool). It runs in
+// its own process group so stop can reach anything it forks, and with
+// PDEATHSIG so it dies with the test binary even when that is SIGKILLed.
+type process struct {
+	component string
+	logPath   string
+	cmd       *exec.Cmd
+	done      chan struct{}
+	err       error // valid after done is closed
+	once      sync.Once
+}
+
+// startProcess starts argv with stderr (and stdout, unless given) appended to
+// logPath.
+func (l *Lab) startProcess(component, logPath string, stdin io.Reader, stdout io.Writer, argv []string) (*process, error) {
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("%s: log file: %w", component, err)
+	}
+	defer f.Close() // the child holds its own descriptor
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdin = stdin
+	cmd.Stdout, cmd.Stderr = f, f
+	if stdout != nil {
+		cmd.Stdout = stdout
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		l.cmds.printf("& %s  -> %v", quoteArgs(argv), err)
+		return nil, fmt.Errorf("%s: start %s: %w", component, argv[0], err)
+	}
+	l.cmds.printf("& %s  -> pid %d, log %s", quoteArgs(argv), cmd.Process.Pid, logPath)
+	p := &process{component: component, logPath: logPath, cmd: cmd, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		l.cmds.printf("  %s (pid %d) exited: %v", component, cmd.Process.Pid, exitText(p.err))
+		close(p.done)
+	}()
+	l.mu.Lock()
+	l.procs = append(l.procs, p)
+	l.mu.Unlock()
+	return p, nil
+}
+
+func exitText(err error) string {
+	if err == nil {
+		return "status 0"
+	}
+	return err.Error()
+}
+
+// exited reports whether the process has ended.
+func (p *process) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop ends the process group: SIGTERM, then SIGKILL after grace. It waits
+// (bounded) for the process to be reaped and is safe to call more than once.
+func (p *process) stop(grace time.Duration) error {
+	var err error
+	p.once.Do(func() {
+		if p.exited() {
+			return
+		}
+		pgid := p.cmd.Process.Pid
+		if grace > 0 {
+			_ = syscall.Kill(-pgid, syscall.SIGTERM)
+			select {
+			case <-p.done:
+				return
+			case <-time.After(grace):
+			}
+		}
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+			err = fmt.Errorf("%s (pid %d) did not die after SIGKILL", p.component, pgid)
+		}
+	})
+	return err
+}
+
+// wait waits for the process to end or ctx to expire.
+func (p *process) wait(ctx context.Context) error {
+	select {
+	case <-p.done:
+		return p.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// tailFile returns the last n lines of a log file for an error message.
+func tailFile(path string, n int) []string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return []string{fmt.Sprintf("(cannot read %s: %v)", path, err)}
+	}
+	return lastLines(string(b), n)
+}
+
+func lastLines(s string, n int) []string {
+	s = strings.TrimRight(s, "\n")
+	if s == "" {
+		return nil
+	}
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return lines
+}
+
+// componentError names the failing component and its log, with the log's
+// last lines, which is what a reader needs first.
+func componentError(component, logPath string, err error) error {
+	tail := tailFile(logPath, 12)
+	return &ComponentError{Component: component, LogFile: logPath, Tail: tail, Err: err}
+}
+
+// ComponentError is a failure of one lab component (dnsmasq, tgtd, QEMU…),
+// with the log file to read and its last lines.
+type ComponentError struct {
+	Component string
+	LogFile   string
+	Tail      []string
+	Err       error
+}
+
+// Error formats the failure with the log's last lines indented below it.
+func (e *ComponentError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: %v (log %s)", e.Component, e.Err, e.LogFile)
+	for _, l := range e.Tail {
+		b.WriteString("\n    | ")
+		b.WriteString(l)
+	}
+	return b.String()
+}
+
+// Unwrap returns the cause.
+func (e *ComponentError) Unwrap() error { return e.Err }
+
+// errClosed is returned by operations on a closed lab.
+var errClosed = errors.New("lab is closed")

@@ -1,0 +1,497 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Options configures a lab.
+type Options struct {
+	// Name labels the lab in its namespace name and log folder
+	// ("gpt-bls"). Letters, digits, '-' and '_' are kept; default "lab".
+	Name string
+	// LogDir is the folder that receives every component's log. Default:
+	// $LUNBOOT_OUT/lab-logs/<name>-<time>-<pid>-<seq> (or under the system
+	// temporary directory when LUNBOOT_OUT is unset). The lab never deletes
+	// it: the caller decides whether logs are kept.
+	LogDir string
+	// Taps is the number of tap interfaces on the bridge, one per guest NIC
+	// (default 1).
+	Taps int
+	// Logger receives progress messages (components started and stopped).
+	// nil discards them; commands.log in LogDir records everything anyway.
+	Logger *slog.Logger
+	// NoSignalHandler leaves SIGINT and SIGTERM alone. By default, while any
+	// lab is open, either signal tears every open lab down and then
+	// terminates the process with that signal: `go test` dies on ^C without
+	// running cleanups, which would leave namespaces and daemons behind.
+	// Programs that handle signals themselves and call Close set this.
+	NoSignalHandler bool
+}
+
+// Tap is one tap interface of the lab's bridge and the MAC address the
+// guest NIC on it gets by default.
+type Tap struct {
+	Name string
+	MAC  net.HardwareAddr
+}
+
+// Lab is a running lab: a network namespace holding a bridge with the
+// server address, its taps, and the daemons and guests started on it. All
+// traffic stays inside the namespace: it has no route out and no link to the
+// host's namespace.
+type Lab struct {
+	opts     Options
+	log      *slog.Logger
+	seq      int
+	ns       string
+	bridge   string
+	prefix   netip.Prefix
+	server   netip.Addr
+	prefix6  netip.Prefix
+	server6  netip.Addr
+	taps     []Tap
+	logDir   string
+	workDir  string
+	cmds     *cmdLog
+	cmdsPath string
+	created  time.Time
+
+	mu        sync.Mutex
+	closed    bool
+	closeErr  error
+	procs     []*process
+	vms       []*VM
+	dhcp      *DHCP
+	targets   []*Target
+	late      []*LateTarget
+	clientSeq int
+}
+
+// nsPrefix starts every namespace a lab creates; the process ID that follows
+// lets a later lab find and remove what a killed test binary left behind.
+const nsPrefix = "lunboot-"
+
+var nsPattern = regexp.MustCompile(`^` + nsPrefix + `([0-9]+)-[0-9]+`)
+
+// registry tracks open labs for the signal handler and hands out sequence
+// numbers that make names unique within the process.
+var registry struct {
+	mu      sync.Mutex
+	seq     int
+	open    map[*Lab]struct{}
+	handled int // open labs that want the signal handler
+	sigc    chan os.Signal
+}
+
+// New creates a lab: it removes what dead lab processes left behind, then
+// makes the namespace, the bridge (with IPv4 <prefix>.1/24 and an IPv6 ULA
+// /64 for router advertisements) and the taps. Close undoes all of it and
+// everything started on the lab since.
+func New(ctx context.Context, opts Options) (*Lab, error) {
+	if opts.Taps <= 0 {
+		opts.Taps = 1
+	}
+	if opts.Taps > 16 {
+		return nil, fmt.Errorf("lab: %d taps requested, at most 16", opts.Taps)
+	}
+	name := sanitizeName(opts.Name)
+	if name == "" {
+		name = "lab"
+	}
+	registry.mu.Lock()
+	registry.seq++
+	seq := registry.seq
+	registry.mu.Unlock()
+
+	pid := os.Getpid()
+	l := &Lab{
+		opts:    opts,
+		log:     opts.Logger,
+		seq:     seq,
+		ns:      fmt.Sprintf("%s%d-%d-%s", nsPrefix, pid, seq, name),
+		bridge:  "br0",
+		created: time.Now(),
+	}
+	if l.log == nil {
+		l.log = slog.New(slog.DiscardHandler)
+	}
+	// The namespace isolates the lab, so addresses need not differ between
+	// labs; they do anyway, which keeps logs of parallel labs apart.
+	a, b := byte(20+seq%200), byte(1+pid%250)
+	l.prefix = netip.PrefixFrom(netip.AddrFrom4([4]byte{10, a, b, 0}), 24)
+	l.server = netip.AddrFrom4([4]byte{10, a, b, 1})
+	u6 := [16]byte{0xfd, 0x6c, 0x62, 0x00, 0, a, 0, b}
+	l.prefix6 = netip.PrefixFrom(netip.AddrFrom16(u6), 64)
+	u6[15] = 1
+	l.server6 = netip.AddrFrom16(u6)
+	for i := range opts.Taps {
+		l.taps = append(l.taps, Tap{
+			Name: fmt.Sprintf("tap%d", i),
+			MAC:  net.HardwareAddr{0x52, 0x54, 0x00, a, b, byte(i)},
+		})
+	}
+
+	l.logDir = opts.LogDir
+	if l.logDir == "" {
+		base := os.Getenv("LUNBOOT_OUT")
+		if base == "" {
+			base = filepath.Join(os.TempDir(), "lunboot")
+		}
+		l.logDir = filepath.Join(base, "lab-logs",
+			fmt.Sprintf("%s-%s-%d-%d", name, l.created.Format("20060102-150405"), pid, seq))
+	}
+	if err := os.MkdirAll(l.logDir, 0o755); err != nil {
+		return nil, fmt.Errorf("lab: log folder: %w", err)
+	}
+	var err error
+	l.cmdsPath = filepath.Join(l.logDir, "commands.log")
+	if l.cmds, err = openCmdLog(l.cmdsPath); err != nil {
+		return nil, fmt.Errorf("lab: %w", err)
+	}
+	l.cmds.printf("lab %s: namespace %s, bridge %s %s %s, logs %s", name, l.ns, l.bridge,
+		netip.PrefixFrom(l.server, 24), netip.PrefixFrom(l.server6, 64), l.logDir)
+	if l.workDir, err = os.MkdirTemp("", "lunboot-lab-*"); err != nil {
+		l.cmds.close()
+		return nil, fmt.Errorf("lab: work folder: %w", err)
+	}
+
+	l.register()
+	l.sweepStale(ctx)
+	if err := l.setupNetwork(ctx); err != nil {
+		cerr := l.Close()
+		return nil, errors.Join(fmt.Errorf("lab: network: %w", err), cerr)
+	}
+	l.log.Info("lab up", "namespace", l.ns, "server", l.server, "logs", l.logDir)
+	return l, nil
+}
+
+func sanitizeName(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if b.Len() >= 40 {
+			break
+		}
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_':
+			b.WriteRune(r)
+		case r == '/' || r == ' ' || r == '.':
+			b.WriteByte('-')
+		}
+	}
+	return b.String()
+}
+
+func (l *Lab) setupNetwork(ctx context.Context) error {
+	ip := func(args ...string) error {
+		_, err := l.run(ctx, append([]string{"ip"}, args...)...)
+		return err
+	}
+	n := l.ns
+	steps := [][]string{
+		{"netns", "add", n},
+		{"-n", n, "link", "set", "lo", "up"},
+		// forward_delay 0: a port joins forwarding as soon as QEMU opens
+		// its tap; STP stays off (the default).
+		{"-n", n, "link", "add", l.bridge, "type", "bridge", "forward_delay", "0"},
+		{"-n", n, "addr", "add", netip.PrefixFrom(l.server, 24).String(), "dev", l.bridge},
+		{"-n", n, "addr", "add", netip.PrefixFrom(l.server6, 64).String(), "dev", l.bridge, "nodad"},
+		{"-n", n, "link", "set", l.bridge, "up"},
+	}
+	for _, t := range l.taps {
+		steps = append(steps,
+			[]string{"-n", n, "tuntap", "add", t.Name, "mode", "tap"},
+			[]string{"-n", n, "link", "set", t.Name, "master", l.bridge, "up"})
+	}
+	for _, s := range steps {
+		if err := ip(s...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// NetNS returns the name of the lab's network namespace (for
+// `ip netns exec`).
+func (l *Lab) NetNS() string { return l.ns }
+
+// Bridge returns the bridge's interface name inside the namespace.
+func (l *Lab) Bridge() string { return l.bridge }
+
+// ServerIP returns the bridge's IPv4 address, where dnsmasq and tgtd listen.
+func (l *Lab) ServerIP() netip.Addr { return l.server }
+
+// Prefix returns the lab's IPv4 subnet.
+func (l *Lab) Prefix() netip.Prefix { return l.prefix }
+
+// ServerIP6 returns the bridge's IPv6 (ULA) address.
+func (l *Lab) ServerIP6() netip.Addr { return l.server6 }
+
+// Taps returns the lab's taps.
+func (l *Lab) Taps() []Tap { return append([]Tap(nil), l.taps...) }
+
+// LogDir returns the folder holding every component's log.
+func (l *Lab) LogDir() string { return l.logDir }
+
+// WorkDir returns a scratch folder (private disk copies) that Close removes.
+func (l *Lab) WorkDir() string { return l.workDir }
+
+// LogPath returns the path of a file in the log folder.
+func (l *Lab) LogPath(name string) string { return filepath.Join(l.logDir, name) }
+
+// Logf appends a line to the lab's command log, for a test's own notes.
+func (l *Lab) Logf(format string, args ...any) { l.cmds.printf("# "+format, args...) }
+
+// Close tears everything down: guests, DHCP, targets, client namespaces,
+// any process still inside the namespace, the namespace itself and the
+// work folder. It is bounded (tens of seconds at worst), safe to call more
+// than once and from several goroutines, and returns what could not be
+// undone. The log folder stays.
+func (l *Lab) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return l.closeErr
+	}
+	l.closed = true
+	vms, late, targets, dhcp, procs := l.vms, l.late, l.targets, l.dhcp, l.procs
+	l.mu.Unlock()
+
+	var errs []error
+	for _, v := range vms {
+		v.Kill()
+	}
+	for _, lt := range late {
+		lt.cancel()
+	}
+	for _, lt := range late {
+		if t := lt.wait(); t != nil {
+			targets = append(targets, t)
+		}
+	}
+	if dhcp != nil {
+		if err := dhcp.Stop(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, t := range targets {
+		t.Stop()
+	}
+	for _, p := range procs {
+		if err := p.stop(500 * time.Millisecond); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := l.removeNamespaces(ctx, func(ns string) bool {
+		return ns == l.ns || strings.HasPrefix(ns, l.ns+"-c")
+	}); err != nil {
+		errs = append(errs, err)
+	}
+	if err := os.RemoveAll(l.workDir); err != nil {
+		errs = append(errs, fmt.Errorf("lab: remove work folder: %w", err))
+	}
+	l.unregister()
+	l.cmds.printf("lab closed after %s", time.Since(l.created).Round(time.Millisecond))
+	l.cmds.close()
+	l.log.Info("lab down", "namespace", l.ns)
+
+	l.mu.Lock()
+	l.closeErr = errors.Join(errs...)
+	l.mu.Unlock()
+	return l.closeErr
+}
+
+// removeNamespaces kills every process inside the selected namespaces and
+// deletes them. Deleting a namespace also deletes the bridge, taps and veth
+// ends inside it.
+func (l *Lab) removeNamespaces(ctx context.Context, match func(string) bool) error {
+	names, err := listNetNS()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, ns := range names {
+		if !match(ns) {
+			continue
+		}
+		if err := l.killInside(ctx, ns); err != nil {
+			errs = append(errs, err)
+		}
+		if _, err := l.run(ctx, "ip", "netns", "delete", ns); err != nil {
+			errs = append(errs, fmt.Errorf("lab: delete namespace: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// killInside SIGKILLs every process in namespace ns and waits (bounded) until
+// none is left: a process still inside keeps the namespace, and its
+// interfaces, alive after `ip netns delete`.
+func (l *Lab) killInside(ctx context.Context, ns string) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, err := l.run(ctx, "ip", "netns", "pids", ns)
+		if err != nil {
+			return err
+		}
+		pids := strings.Fields(out)
+		if len(pids) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("lab: processes %v still inside namespace %s after SIGKILL", pids, ns)
+		}
+		for _, s := range pids {
+			if pid, err := strconv.Atoi(s); err == nil {
+				l.cmds.printf("  killing straggler pid %d (%s) in %s", pid, procName(pid), ns)
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func procName(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	if err != nil {
+		return "?"
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// listNetNS returns the named network namespaces (/run/netns).
+func listNetNS() ([]string, error) {
+	ents, err := os.ReadDir("/run/netns")
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("lab: list namespaces: %w", err)
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	return names, nil
+}
+
+// sweepStale removes namespaces (and the processes in them) that belong to
+// lab processes that no longer exist: a test binary killed with SIGKILL
+// cannot clean up, so the next lab does.
+func (l *Lab) sweepStale(ctx context.Context) {
+	err := l.removeNamespaces(ctx, func(ns string) bool {
+		m := nsPattern.FindStringSubmatch(ns)
+		if m == nil {
+			return false
+		}
+		pid, err := strconv.Atoi(m[1])
+		if err != nil || pid == os.Getpid() {
+			return false
+		}
+		alive := syscall.Kill(pid, 0) == nil || errors.Is(syscall.Kill(pid, 0), syscall.EPERM)
+		if !alive {
+			l.cmds.printf("# removing stale namespace %s (process %d is gone)", ns, pid)
+		}
+		return !alive
+	})
+	if err != nil {
+		l.log.Warn("removing stale lab namespaces", "err", err)
+	}
+}
+
+func (l *Lab) register() {
+	registry.mu.Lock()
+	defer registry.mu.Unlock()
+	if registry.open == nil {
+		registry.open = make(map[*Lab]struct{})
+	}
+	registry.open[l] = struct{}{}
+	if l.opts.NoSignalHandler {
+		return
+	}
+	registry.handled++
+	if registry.sigc == nil {
+		registry.sigc = make(chan os.Signal, 1)
+		signal.Notify(registry.sigc, os.Interrupt, syscall.SIGTERM)
+		go onSignal(registry.sigc)
+	}
+}
+
+func (l *Lab) unregister() {
+	registry.mu.Lock()
+	defer registry.mu.Unlock()
+	if _, ok := registry.open[l]; !ok {
+		return
+	}
+	delete(registry.open, l)
+	if l.opts.NoSignalHandler {
+		return
+	}
+	registry.handled--
+	if registry.handled == 0 && registry.sigc != nil {
+		signal.Stop(registry.sigc)
+		close(registry.sigc)
+		registry.sigc = nil
+	}
+}
+
+// onSignal tears down every open lab, then lets the signal do what it would
+// have done without us.
+func onSignal(c chan os.Signal) {
+	sig, ok := <-c
+	if !ok {
+		return
+	}
+	registry.mu.Lock()
+	var labs []*Lab
+	for l := range registry.open {
+		labs = append(labs, l)
+	}
+	registry.mu.Unlock()
+	fmt.Fprintf(os.Stderr, "lab: %v: tearing down %d lab(s)\n", sig, len(labs))
+	var wg sync.WaitGroup
+	for _, l := range labs {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = l.Close() }()
+	}
+	wg.Wait()
+	signal.Reset(sig)
+	if s, ok := sig.(syscall.Signal); ok {
+		_ = syscall.Kill(os.Getpid(), s)
+	}
+	time.Sleep(time.Second)
+	os.Exit(1)
+}
+
+// addVM, addTarget… record components for Close; they fail once the lab is
+// closed so nothing can be started behind Close's back.
+func (l *Lab) addVM(v *VM) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return errClosed
+	}
+	l.vms = append(l.vms, v)
+	return nil
+}
+
+func (l *Lab) isClosed() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.closed
+}
