@@ -115,3 +115,25 @@ func Get(args []Arg, key string) (string, bool) {
 	}
 	return v, ok
 }
+
+// MaskCmdline returns the command line with CHAP secrets replaced by "***"
+// (the *password= parameters of both dialects and the credentials part of
+// an iscsi: root-path), for logs and the console.
+func MaskCmdline(s string) string {
+	args := ParseCmdline(s)
+	for i, a := range args {
+		switch {
+		case a.HasValue && strings.Contains(a.Key, "password"):
+			args[i] = Arg{Key: a.Key, Value: "***", HasValue: true}
+		case a.HasValue && (a.Key == "netroot" || a.Key == "root") && strings.HasPrefix(a.Value, "iscsi:") && strings.Contains(a.Value, "@"):
+			// iscsi:user:pass[:ruser:rpass]@server:… (dracut, Debian)
+			creds, rest, _ := strings.Cut(strings.TrimPrefix(a.Value, "iscsi:"), "@")
+			f := strings.Split(creds, ":")
+			for j := 1; j < len(f); j += 2 {
+				f[j] = "***"
+			}
+			args[i] = Arg{Key: a.Key, Value: "iscsi:" + strings.Join(f, ":") + "@" + rest, HasValue: true}
+		}
+	}
+	return JoinCmdline(args)
+}

@@ -265,3 +265,26 @@ func TestCHAPMasked(t *testing.T) {
 		}
 	}
 }
+
+func TestMaskCmdline(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"root=UUID=1 rd.iscsi.username=alice rd.iscsi.password=s3cret rd.iscsi.in.password=t4rget quiet",
+			"root=UUID=1 rd.iscsi.username=alice rd.iscsi.password=*** rd.iscsi.in.password=*** quiet"},
+		{"iscsi_password=s3cret iscsi_in_password=t4rget iscsi_username=alice",
+			"iscsi_password=*** iscsi_in_password=*** iscsi_username=alice"},
+		{"netroot=iscsi:alice:s3cret:tgt:t4rget@192.0.2.1::3260::iqn.x:y root=iscsi:u:s3cret@192.0.2.1::::iqn.x:y",
+			"netroot=iscsi:alice:***:tgt:***@192.0.2.1::3260::iqn.x:y root=iscsi:u:***@192.0.2.1::::iqn.x:y"},
+		{"netroot=iscsi:192.0.2.1::3260::iqn.x:y", "netroot=iscsi:192.0.2.1::3260::iqn.x:y"},
+	} {
+		if got := MaskCmdline(tt.in); got != tt.want {
+			t.Errorf("MaskCmdline(%q) =\n  %q\nwant\n  %q", tt.in, got, tt.want)
+		}
+	}
+	full, err := Cmdline("ro", chapInfo(true), debian, ModeCmdline)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := MaskCmdline(full); strings.Contains(m, "s3cret") || strings.Contains(m, "t4rget") {
+		t.Errorf("MaskCmdline(%q) = %q still shows a secret", full, m)
+	}
+}

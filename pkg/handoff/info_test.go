@@ -152,6 +152,9 @@ func TestPrepare(t *testing.T) {
 			if !strings.Contains(p.Cmdline, tt.wantInCmd) || !strings.HasPrefix(p.Cmdline, "root=UUID=1234 ro ") {
 				t.Errorf("Cmdline = %q, want it to keep the entry and contain %q", p.Cmdline, tt.wantInCmd)
 			}
+			if !strings.Contains(strings.Join(p.Notes, "\n"), "boot LUN 1 (RFC 4173 hex) is LUN 1 to Linux") {
+				t.Errorf("Notes = %q, want the LUN in both notations", p.Notes)
+			}
 			for _, n := range p.Notes {
 				if strings.Contains(n, "s3cret") {
 					t.Errorf("note %q shows the secret", n)

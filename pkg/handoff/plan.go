@@ -32,7 +32,9 @@ type Request struct {
 
 // Plan is a prepared hand-off.
 type Plan struct {
-	Mode    Mode
+	Mode Mode
+	// Cmdline is the OS command line. In ModeCmdline with CHAP it holds
+	// the secrets: log MaskCmdline(Cmdline), never Cmdline.
 	Cmdline string
 	// Table is the encoded iBFT, nil unless Mode delivers one.
 	Table []byte
@@ -74,6 +76,9 @@ func Prepare(req Request) (*Plan, error) {
 	}
 	p.Mode = mode
 	p.Notes = append(p.Notes, notes...)
+	if l := req.Info.Target.LUN; l.Linux() != 0 {
+		p.Notes = append(p.Notes, fmt.Sprintf("boot LUN %s (RFC 4173 hex) is LUN %d to Linux", l, l.Linux()))
+	}
 	if p.Cmdline, err = Cmdline(req.Entry, req.Info, capab.Dialect, mode); err != nil {
 		return p, err
 	}
