@@ -73,6 +73,7 @@ type NotReadyError struct {
 // ErrNotReady is matched by errors.Is for a NotReadyError.
 var ErrNotReady = errors.New("handoff: the OS initrd cannot log in to the iSCSI target")
 
+// Error lists the missing items and their fixes.
 func (e *NotReadyError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "the OS initrd (%s) cannot log in to the iSCSI target after kexec:", e.Dialect)

@@ -26,6 +26,7 @@ const (
 	GeneratorInitramfsTools
 )
 
+// String names the generator.
 func (g Generator) String() string {
 	switch g {
 	case GeneratorDracut:
@@ -51,6 +52,7 @@ const (
 	NetKlibc                     // initramfs-tools: klibc ipconfig
 )
 
+// String names the backend as dracut names its module.
 func (n NetBackend) String() string {
 	return map[NetBackend]string{
 		NetUnknown: "unknown", NetLegacy: "network-legacy", NetNetworkManager: "network-manager",
@@ -64,6 +66,7 @@ type Dialect struct {
 	Network   NetBackend
 }
 
+// String names generator and network backend.
 func (d Dialect) String() string { return d.Generator.String() + " (" + d.Network.String() + ")" }
 
 // Dialect returns the inspected initrd's dialect.

@@ -79,6 +79,7 @@ const (
 	No
 )
 
+// String returns "unknown", "yes" or "no".
 func (s Support) String() string {
 	return map[Support]string{Unknown: "unknown", Yes: "yes", No: "no"}[s]
 }
