@@ -263,7 +263,12 @@ func dora(ctx context.Context, l Link, o *Options, log *slog.Logger) (*Config, e
 		return nil, fmt.Errorf("%s: open DHCP socket: %w", l.Name, err)
 	}
 	defer nc.Close()
+	return exchange(ctx, nc, l, o, log)
+}
 
+// exchange runs the DHCP exchange for l over nc (tests pass a client on an
+// in-memory connection).
+func exchange(ctx context.Context, nc *nclient4.Client, l Link, o *Options, log *slog.Logger) (*Config, error) {
 	c := &client{
 		link: l, o: o, log: log, c: nc, start: time.Now(),
 		mods: []dhcpv4.Modifier{
@@ -287,7 +292,7 @@ func dora(ctx context.Context, l Link, o *Options, log *slog.Logger) (*Config, e
 			log.Debug("dhcp: back to DISCOVER", "link", l.Name, "err", err)
 			if errors.Is(err, ErrNak) {
 				// Don't storm a server that offers and then refuses.
-				if werr := sleepCtx(ctx, retransmitDelay(0, c.base(), c.base(), o.rand)); werr != nil {
+				if werr := sleepCtx(ctx, retransmitDelay(0, c.base(), c.base(), nil)); werr != nil {
 					return nil, c.ctxErr(ctx, err)
 				}
 			}
@@ -317,10 +322,7 @@ func (c *client) secs() uint16 {
 // answers a little after the site's address-only server still wins
 // (RFC 2131 §4.4.1 lets the client wait for several offers).
 func (c *client) discover(ctx context.Context) (*dhcpv4.DHCPv4, error) {
-	disc, err := dhcpv4.NewDiscovery(c.link.MAC, c.mods...)
-	if err != nil {
-		return nil, fmt.Errorf("%s: build DHCPDISCOVER: %w", c.link.Name, err)
-	}
+	disc := newDiscover(c.link.MAC, c.mods...)
 	var held []*dhcpv4.DHCPv4
 	match := func(p *dhcpv4.DHCPv4) bool {
 		if p.MessageType() != dhcpv4.MessageTypeOffer {
@@ -341,7 +343,7 @@ func (c *client) discover(ctx context.Context) (*dhcpv4.DHCPv4, error) {
 	}
 	for n := 0; ; n++ {
 		disc.NumSeconds = c.secs()
-		wait := retransmitDelay(n, c.base(), c.maxDelay(), c.o.rand)
+		wait := retransmitDelay(n, c.base(), c.maxDelay(), nil)
 		actx, cancel := context.WithTimeout(ctx, wait)
 		c.discovers++
 		p, err := c.c.SendAndRead(actx, nclient4.DefaultServers, disc, match)
@@ -414,16 +416,13 @@ func offerHasRootPath(p *dhcpv4.DHCPv4, accept func(string) error) bool {
 // request sends DHCPREQUESTs for offer (SELECTING state, RFC 2131 §4.3.2)
 // until the offering server ACKs or NAKs, at most maxRequests times.
 func (c *client) request(ctx context.Context, offer *dhcpv4.DHCPv4) (*dhcpv4.DHCPv4, error) {
-	req, err := dhcpv4.NewRequestFromOffer(offer, c.mods...)
-	if err != nil {
-		return nil, fmt.Errorf("%s: build DHCPREQUEST: %w", c.link.Name, err)
-	}
+	req := newRequest(offer, c.mods...)
 	sid := offer.ServerIdentifier()
 	match := nclient4.IsAll(nclient4.IsCorrectServer(sid),
 		nclient4.IsMessageType(dhcpv4.MessageTypeAck, dhcpv4.MessageTypeNak))
 	for n := range maxRequests {
 		req.NumSeconds = c.secs()
-		actx, cancel := context.WithTimeout(ctx, retransmitDelay(n, c.base(), c.maxDelay(), c.o.rand))
+		actx, cancel := context.WithTimeout(ctx, retransmitDelay(n, c.base(), c.maxDelay(), nil))
 		p, err := c.c.SendAndRead(actx, nclient4.DefaultServers, req, match)
 		if err != nil && ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) {
 			c.lastErr = fmt.Errorf("%s: send DHCPREQUEST: %w", c.link.Name, err)

@@ -50,6 +50,7 @@ var scenarios = map[string]func(t *testing.T){
 	"twolinks":    childTwoLinks,
 	"static":      childStatic,
 	"findlinks":   childFindLinks,
+	"guest":       childGuest,
 }
 
 // serverLab is a client namespace with lb0 joined to srv0 in a server
@@ -390,6 +391,29 @@ func childFindLinks(t *testing.T) {
 			}
 		})
 	}
+}
+
+// childGuest is the real boot's stage 3 with default options (physical
+// NICs, RFC 2131 retransmission from 1 s, root-path required), for running
+// the test binary inside a QEMU guest: LUNBOOT_NETCONF_CHILD=guest
+// netconf.test -test.run=^TestNetnsChild$ -test.v. It checks what the
+// package learns about a real NIC (driver, module, PCI address).
+func childGuest(t *testing.T) {
+	o := Options{ResolvConf: filepath.Join(t.TempDir(), "resolv.conf")}
+	o.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	start := time.Now()
+	c, err := Configure(ctx(t), o)
+	if err != nil {
+		t.Fatalf("Configure() = %v", err)
+	}
+	t.Logf("configured in %v: %v", time.Since(start), c.LogValue())
+	if c.Link.Driver == "" || c.Link.Module == "" || c.Link.PCI == "" {
+		t.Errorf("Link = %+v, want driver, module and PCI address of a real NIC", c.Link)
+	}
+	if bdf, ok := c.Link.PCIBDF(); !ok {
+		t.Errorf("Link.PCIBDF() = %#x, false, want a segment-0 address", bdf)
+	}
+	downOrFail(t, c)
 }
 
 // labOptions are the options the scenarios share: veth links, short but

@@ -11,14 +11,19 @@
 // initiator IQN (option 203, or 43.203), each with the option it came from.
 // The root-path is returned as text; pkg/rootpath parses it.
 //
-// The DHCP client is github.com/insomniacslk/dhcp's nclient4 (raw AF_PACKET
-// sockets, so the kernel needs CONFIG_PACKET), driven by this package's own
-// DISCOVER/REQUEST retransmission loop (RFC 2131 §4.1 backoff, bounded by
-// the caller). u-root's pkg/dhclient is not used: it requests no root-path
-// (option 17 is missing from its Parameter Request List), retransmits with a
-// fixed doubling and no randomisation, logs through the log package, always
-// writes /etc/resolv.conf and has nothing to undo a configuration before
-// kexec.
+// The DHCP client is github.com/insomniacslk/dhcp's nclient4 for the raw
+// AF_PACKET socket and reply matching (so the kernel needs CONFIG_PACKET),
+// driven by this package's own DISCOVER/REQUEST state machine: RFC 2131
+// §4.1 retransmission bounded by the caller, offers without a root-path
+// held back while a boot server may still answer, NAK handling (§4.4.1).
+// Messages are built here, not with dhcpv4.NewDiscovery, whose transaction
+// ID waits for the kernel CRNG for up to two minutes (see msg.go) — the
+// reason u-root v0.16.0's dhclient got no lease in the QEMU lab. u-root's
+// pkg/dhclient is not used: besides that, it requests no root-path (option
+// 17 is missing from its Parameter Request List, and dnsmasq and ISC dhcpd
+// only send what is requested), retransmits with a fixed doubling and no
+// randomisation, logs through the log package, always writes
+// /etc/resolv.conf and keeps nothing to undo a configuration before kexec.
 //
 // Side effects, all undone by [Config.Down]: links are set up (links that
 // lost the DHCP race are set down again by [Acquire] itself), one IPv4

@@ -21,8 +21,10 @@ import (
 // The returned Config says what was configured and what the boot needs
 // (root-path, initiator IQN, driver module, PCI address), with the step
 // durations in Timings and every link's fate in Links. Call Down before
-// kexec. On failure nothing stays configured; the error names each link
-// (see *Error).
+// kexec. On failure no address or route is configured and the error names
+// each link (see *Error); links stay up only under the address-only leases
+// of an ErrNoRootPath failure (Error.Leases), so that a rescue shell can
+// Apply one — call Down on them otherwise.
 func Configure(ctx context.Context, o Options) (*Config, error) {
 	log := o.logger()
 	start := time.Now()

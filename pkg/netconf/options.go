@@ -72,6 +72,16 @@ func (s Source) String() string {
 	return "Source(" + strconv.Itoa(int(s)) + ")"
 }
 
+// Option returns the option alone, "option 17", "option 43.201", "option
+// 203" or "option 43.203" (the form pkg/bootcfg.Network takes), or "" for
+// SourceNone.
+func (s Source) Option() string {
+	if s == SourceNone || s > SourceOption43Sub203 {
+		return ""
+	}
+	return strings.TrimPrefix(s.String(), "DHCP ")
+}
+
 // Sourced is a text value from a lease with the option it came from.
 type Sourced struct {
 	Value  string

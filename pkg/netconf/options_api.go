@@ -88,9 +88,6 @@ type Options struct {
 	// Logger receives progress and DHCP message summaries at debug level;
 	// nil discards.
 	Logger *slog.Logger
-
-	// rand randomises retransmission delays; tests fix it.
-	rand *rand.Rand
 }
 
 func (o *Options) logger() *slog.Logger {

@@ -262,6 +262,17 @@ func TestSourcedString(t *testing.T) {
 	}
 }
 
+func TestSourceOption(t *testing.T) {
+	for s, want := range map[Source]string{
+		SourceNone: "", SourceOption17: "option 17", SourceOption43Sub201: "option 43.201",
+		SourceOption203: "option 203", SourceOption43Sub203: "option 43.203", Source(99): "",
+	} {
+		if got := s.Option(); got != want {
+			t.Errorf("Source(%d).Option() = %q, want %q", s, got, want)
+		}
+	}
+}
+
 func TestAcceptISCSI(t *testing.T) {
 	for _, tt := range []struct {
 		in string
