@@ -140,37 +140,63 @@ func (p *outPDU) release() {
 	pduPool.Put(p)
 }
 
-// writer is the connection's send queue.
+// writer is the connection's send queue. Producers append under mu and
+// poke kick; the writer goroutine takes the whole queue at once, so PDUs
+// queued while it writes go out together in the next write.
 type writer struct {
 	mu     sync.Mutex
-	cond   sync.Cond
 	q      []*outPDU
 	spare  []*outPDU
 	closed bool
+	kick   chan struct{}
+	stop   chan struct{}
 	iov    [][]byte
 	buf    []byte
 }
 
-func (w *writer) init(nc net.Conn) { w.cond.L = &w.mu }
+func (w *writer) init(nc net.Conn) {
+	w.kick = make(chan struct{}, 1)
+	w.stop = make(chan struct{})
+}
 
-// add queues a PDU; after close it is dropped.
-func (w *writer) add(p *outPDU) {
+// add queues a PDU; after close it is dropped and add returns false.
+// A PDU holding a task reference goes through addTask instead.
+func (w *writer) add(p *outPDU) bool {
 	w.mu.Lock()
 	if w.closed {
 		w.mu.Unlock()
-		p.release()
-		return
+		if p.t == nil {
+			p.release()
+		}
+		return false
 	}
 	w.q = append(w.q, p)
 	w.mu.Unlock()
-	w.cond.Signal()
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// addTask queues a PDU whose data belongs to t, counting the reference.
+// t.mu is held (so release, which takes it, cannot run before the count).
+func (w *writer) addTask(t *task, p *outPDU) {
+	t.refs++
+	if !w.add(p) {
+		t.refs--
+		p.t = nil
+		p.release()
+	}
 }
 
 func (w *writer) close() {
 	w.mu.Lock()
-	w.closed = true
+	if !w.closed {
+		w.closed = true
+		close(w.stop)
+	}
 	w.mu.Unlock()
-	w.cond.Broadcast()
 }
 
 // coalesceLimit: batches up to this size are copied into one buffer and
@@ -184,7 +210,12 @@ func (c *conn) writeLoop() {
 	for {
 		w.mu.Lock()
 		for len(w.q) == 0 && !w.closed {
-			w.cond.Wait()
+			w.mu.Unlock()
+			select {
+			case <-w.kick:
+			case <-w.stop:
+			}
+			w.mu.Lock()
 		}
 		if w.closed {
 			q := w.q
@@ -273,12 +304,11 @@ func (c *conn) sendCommand(t *task) {
 	}
 	cmd.Final = unsol == imm
 	cmd.Encode(&h)
-	var owner *task
 	if imm > 0 {
-		owner = t
-		t.refs++
+		c.w.addTask(t, c.newPDU(&h, out[:imm], t))
+	} else {
+		c.w.add(c.newPDU(&h, nil, nil))
 	}
-	c.w.add(c.newPDU(&h, out[:imm], owner))
 	c.queueDataOut(t, out, uint32(imm), uint32(unsol-imm), wire.ReservedTag)
 }
 
@@ -297,8 +327,7 @@ func (c *conn) queueDataOut(t *task, out []byte, off, n, ttt uint32) {
 		}
 		var h wire.BHS
 		d.Encode(&h)
-		t.refs++
-		c.w.add(c.newPDU(&h, out[pos:pos+chunk], t))
+		c.w.addTask(t, c.newPDU(&h, out[pos:pos+chunk], t))
 		pos += chunk
 		sn++
 	}

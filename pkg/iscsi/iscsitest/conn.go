@@ -54,6 +54,7 @@ type Conn struct {
 	immediate            bool
 
 	ffp       atomic.Bool
+	frozen    atomic.Bool
 	closeOnce sync.Once
 	done      chan struct{}
 }
@@ -140,6 +141,9 @@ const (
 // MaxCmdSN (bytes 24–35, common to every target PDU) at the moment of
 // sending so that StatSN follows the order on the wire.
 func (c *Conn) send(h *wire.BHS, data []byte, mode statMode, bad corruption) error {
+	if c.frozen.Load() {
+		return nil
+	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.mu.Lock()
@@ -704,8 +708,12 @@ func (c *Conn) apply(key, v string) {
 // old session.
 func (c *Conn) finishLogin(ls *loginState) error {
 	t := c.t
+	t.mu.Lock()
+	window := t.opts.Window
+	c.ffp.Store(!c.discovery)
+	t.mu.Unlock()
 	c.mu.Lock()
-	c.window = t.opts.Window
+	c.window = window
 	if c.first > c.burst {
 		c.first = c.burst
 	}
@@ -806,7 +814,6 @@ func (c *Conn) serveFFP() {
 	c.r.MaxData = t.opts.MaxRecvDataSegmentLength
 	c.r.HeaderDigest, c.r.DataDigest = c.hd, c.dd
 	c.mu.Unlock()
-	c.ffp.Store(true)
 	if iv := t.opts.NOPInterval; iv > 0 {
 		go func() {
 			tk := time.NewTicker(iv)
@@ -825,6 +832,10 @@ func (c *Conn) serveFFP() {
 		var h wire.BHS
 		if err := c.r.ReadHeader(&h); err != nil {
 			c.readFailed(err)
+			return
+		}
+		if c.frozen.Load() {
+			<-c.done
 			return
 		}
 		var err error
@@ -1119,14 +1130,20 @@ func (c *Conn) answer(tc *tcmd, fault Fault) {
 			seg = min(seg, t.opts.DataInSegment)
 		}
 		collapse := !t.opts.NoPhaseCollapse
+		if fault == FaultDropMidData {
+			// Half of the data, then the connection goes.
+			half := max(len(res.data)/2, 1)
+			d := wire.DataIn{LUN: tc.lun, ITT: tc.itt, TTT: wire.ReservedTag}
+			var h wire.BHS
+			d.Encode(&h)
+			c.send(&h, res.data[:min(half, seg)], statNone, corruptNone)
+			c.Close()
+			return
+		}
 		var sn uint32
 		for off := 0; off < len(res.data); {
 			n := min(seg, len(res.data)-off)
 			last := off+n == len(res.data)
-			if fault == FaultDropMidData && off >= len(res.data)/2 {
-				c.Close()
-				return
-			}
 			d := wire.DataIn{Final: last, LUN: tc.lun, ITT: tc.itt, TTT: wire.ReservedTag, DataSN: sn, BufferOffset: uint32(off)}
 			mode := statNone
 			if last && collapse {
@@ -1149,10 +1166,6 @@ func (c *Conn) answer(tc *tcmd, fault Fault) {
 			sn++
 		}
 		if collapse {
-			return
-		}
-		if fault == FaultDropMidData {
-			c.Close()
 			return
 		}
 		r := wire.SCSIResponse{Status: res.status, ITT: tc.itt, ExpDataSN: sn, Underflow: under, Overflow: over, Residual: resid}

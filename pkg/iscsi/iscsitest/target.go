@@ -459,6 +459,16 @@ func (t *Target) DropConnections() {
 	}
 }
 
+// Freeze makes every current connection stop reading and answering, as a
+// hung target or a pulled cable would; new connections are served normally.
+func (t *Target) Freeze() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for c := range t.conns {
+		c.frozen.Store(true)
+	}
+}
+
 // Ping sends a NOP-In ping to every connection in full feature phase.
 func (t *Target) Ping() {
 	for _, c := range t.fullFeature() {
