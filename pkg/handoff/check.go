@@ -20,6 +20,9 @@ type Requirements struct {
 	ExtraBuiltin []string
 	// Mode is the requested hand-off; ModeIBFT makes iscsi_ibft required.
 	Mode Mode
+	// Dialect, when its Generator is known, replaces the detected one: the
+	// items of that generator are checked.
+	Dialect Dialect
 }
 
 // Item is one thing the OS initrd needs.
@@ -116,6 +119,12 @@ const (
 // stack, and iscsi_ibft for the iBFT hand-off.
 func (in *Initrd) Check(req Requirements) *Capability {
 	c := &Capability{Dialect: in.Dialect()}
+	if req.Dialect.Generator != GeneratorUnknown {
+		if c.Dialect.Generator != GeneratorUnknown && c.Dialect.Generator != req.Dialect.Generator {
+			c.Notes = append(c.Notes, fmt.Sprintf("the initrd looks like %s, but %s was requested", c.Dialect.Generator, req.Dialect.Generator))
+		}
+		c.Dialect = req.Dialect
+	}
 	add := func(it Item) { c.Items = append(c.Items, it) }
 	module := func(name, fix string, required bool) Item {
 		it := Item{Name: name + " kernel module", Fix: fix, Required: required}
@@ -143,7 +152,7 @@ func (in *Initrd) Check(req Requirements) *Capability {
 		return it
 	}
 
-	switch in.Generator {
+	switch c.Dialect.Generator {
 	case GeneratorInitramfsTools:
 		it := Item{Name: "open-iscsi boot script", Fix: fixDebianISCSI, Required: true}
 		if p, ok := in.findFile("scripts/local-top/iscsi"); ok {
@@ -188,8 +197,8 @@ func (in *Initrd) Check(req Requirements) *Capability {
 			add(module(req.NICModule, fmt.Sprintf(fixDracutDriver, req.NICModule), true))
 		}
 		nw := Item{Name: "dracut network module", Fix: fixDracutNetwork, Required: true}
-		if in.Network != NetUnknown {
-			nw.Present, nw.Where = true, in.Network.String()
+		if c.Dialect.Network != NetUnknown {
+			nw.Present, nw.Where = true, c.Dialect.Network.String()
 		} else {
 			nw.Where = "none of network-manager, systemd-networkd, connman, network-legacy"
 		}
@@ -209,7 +218,7 @@ func (in *Initrd) Check(req Requirements) *Capability {
 			}
 			add(sc)
 		}
-		if in.Network == NetNetworkd {
+		if c.Dialect.Network == NetNetworkd {
 			c.Notes = append(c.Notes, "dracut uses systemd-networkd, which ignores ip=ibft: the network is given explicitly with ip= even in firmware mode")
 		}
 		var baked []string

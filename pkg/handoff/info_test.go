@@ -189,3 +189,34 @@ func TestPrepare(t *testing.T) {
 		t.Errorf("Prepare() notes = %q, %v; want the overridden initiator name", p.Notes, err)
 	}
 }
+
+func TestPrepareOverrides(t *testing.T) {
+	// A custom initrd (unknown generator) is refused unless a dialect is
+	// named; with one, the named generator's items are checked.
+	custom := inspectBytes(t, cpioOf(append(without(debianFiles(), "conf/", "scripts/functions"),
+		file("init", "#!/bin/sh\n"))...))
+	if _, err := Prepare(Request{Info: labInfo(), Initrd: custom}); !errors.Is(err, ErrNotReady) {
+		t.Fatalf("Prepare(unknown generator) = %v, want ErrNotReady", err)
+	}
+	p, err := Prepare(Request{Entry: "ro", Info: labInfo(), Initrd: custom, Dialect: debian})
+	if err != nil || !strings.Contains(p.Cmdline, "iscsi_target_name=") {
+		t.Fatalf("Prepare(Dialect: initramfs-tools) = %+v, %v", p, err)
+	}
+	// Checked as dracut, the same initrd lacks iscsiadm; NoCheck proceeds
+	// and says what was overridden.
+	if _, err := Prepare(Request{Info: labInfo(), Initrd: custom, Dialect: dracutLegacy}); !errors.Is(err, ErrNotReady) || !strings.Contains(err.Error(), "iscsiadm") {
+		t.Errorf("Prepare(Dialect: dracut) = %v, want missing iscsiadm", err)
+	}
+	p, err = Prepare(Request{Info: labInfo(), Initrd: custom, Dialect: dracutLegacy, NoCheck: true})
+	if err != nil || !strings.Contains(p.Cmdline, "netroot=iscsi:") || !strings.Contains(strings.Join(p.Notes, "\n"), "check overridden: missing iscsiadm") {
+		t.Errorf("Prepare(NoCheck) = %+v, %v", p, err)
+	}
+	// No initrd at all (one Inspect could not read): a dialect is required.
+	if _, err := Prepare(Request{Info: labInfo()}); err == nil {
+		t.Errorf("Prepare(no initrd, no dialect) = nil error")
+	}
+	p, err = Prepare(Request{Info: labInfo(), Dialect: dracutNM})
+	if err != nil || p.Mode != ModeBoth || !strings.Contains(strings.Join(p.Notes, "\n"), "not verified") {
+		t.Errorf("Prepare(no initrd, dracut) = %+v, %v", p, err)
+	}
+}

@@ -14,8 +14,16 @@ type Request struct {
 	Info  *Info
 	// Mode is the requested lunboot.handoff= mode (ModeAuto by default).
 	Mode Mode
-	// Initrd is the inspected OS initrd.
+	// Initrd is the inspected OS initrd. It may be nil only when Dialect
+	// is set (an initrd Inspect could not read).
 	Initrd *Initrd
+	// Dialect, when its Generator is known, overrides the detected one:
+	// for initrds that speak a dialect without looking like its generator
+	// (custom or test initrds). The check then runs for that generator.
+	Dialect Dialect
+	// NoCheck turns missing items from a refusal into notes, for users who
+	// know better than the check (an initrd that logs in by other means).
+	NoCheck bool
 	// KernelVersion is the OS kernel's version, when known, to check
 	// modules for that kernel only.
 	KernelVersion string
@@ -50,24 +58,38 @@ type Plan struct {
 // error when the initrd check failed, so that the caller can print every
 // missing item (the error is then a *NotReadyError).
 func Prepare(req Request) (*Plan, error) {
-	if req.Info == nil || req.Initrd == nil {
-		return nil, errors.New("handoff: Prepare needs Info and Initrd")
+	if req.Info == nil || req.Initrd == nil && req.Dialect.Generator == GeneratorUnknown {
+		return nil, errors.New("handoff: Prepare needs Info, and Initrd or a Dialect")
 	}
 	if err := req.Info.Validate(); err != nil {
 		return nil, err
 	}
-	capab := req.Initrd.Check(Requirements{
-		NICModule:     req.Info.NIC.Driver,
-		KernelVersion: req.KernelVersion,
-		ExtraBuiltin:  req.ExtraBuiltin,
-		Mode:          req.Mode,
-	})
+	var capab *Capability
+	if req.Initrd != nil {
+		capab = req.Initrd.Check(Requirements{
+			NICModule:     req.Info.NIC.Driver,
+			KernelVersion: req.KernelVersion,
+			ExtraBuiltin:  req.ExtraBuiltin,
+			Mode:          req.Mode,
+			Dialect:       req.Dialect,
+		})
+	} else {
+		capab = &Capability{Dialect: req.Dialect, IBFT: true,
+			Notes: []string{"the OS initrd was not inspected: its iSCSI support is not verified"}}
+	}
 	p := &Plan{Capability: capab, Notes: append([]string(nil), capab.Notes...)}
 	if err := capab.Err(); err != nil {
-		return p, err
+		if !req.NoCheck {
+			return p, err
+		}
+		for _, it := range capab.Missing() {
+			p.Notes = append(p.Notes, "check overridden: missing "+it.Name)
+		}
 	}
-	if n := req.Initrd.InitiatorName; n != "" && n != req.Info.InitiatorName {
-		p.Notes = append(p.Notes, fmt.Sprintf("the initrd's own initiator name %q is overridden with %q", n, req.Info.InitiatorName))
+	if req.Initrd != nil {
+		if n := req.Initrd.InitiatorName; n != "" && n != req.Info.InitiatorName {
+			p.Notes = append(p.Notes, fmt.Sprintf("the initrd's own initiator name %q is overridden with %q", n, req.Info.InitiatorName))
+		}
 	}
 	ok, why := req.Kernel.TableAccepted(req.SecureBoot)
 	mode, notes, err := ResolveMode(req.Mode, req.Info, capab, ok, why)
