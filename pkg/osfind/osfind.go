@@ -34,6 +34,9 @@ type Entry struct {
 	Format Format
 	// Device is the partition holding the configuration, e.g. /dev/nbd0p1.
 	Device string
+	// Root is where that partition is mounted while the Found is open (the
+	// hand-off reads the kernel's config-<version> there).
+	Root string
 	// Cmdline is the kernel command line the entry gives.
 	Cmdline string
 	// Kernel and Initrd read the entry's files; Initrd is nil when the
@@ -124,9 +127,10 @@ func (f *Found) Summary() string {
 }
 
 // Choose returns the entry to boot. An empty selector picks the default
-// (the first entry in boot order). Otherwise the selector is a 1-based index
-// into Entries, an exact label, or a case-insensitive substring of exactly
-// one label. The error lists the available entries.
+// (the first entry in boot order). Otherwise the selector is a 0-based index
+// into Entries (as lunboot.entry= and the menu number them), an exact
+// label, or a case-insensitive substring of exactly one label. The error
+// lists the available entries.
 func (f *Found) Choose(selector string) (*Entry, error) {
 	if len(f.Entries) == 0 {
 		return nil, fmt.Errorf("%w:\n%s", ErrNoEntries, f.Summary())
@@ -135,8 +139,8 @@ func (f *Found) Choose(selector string) (*Entry, error) {
 		return f.Entries[0], nil
 	}
 	if n, err := strconv.Atoi(selector); err == nil {
-		if n >= 1 && n <= len(f.Entries) {
-			return f.Entries[n-1], nil
+		if n >= 0 && n < len(f.Entries) {
+			return f.Entries[n], nil
 		}
 		return nil, fmt.Errorf("boot entry %d does not exist; entries are:\n%s", n, f.List())
 	}
@@ -161,11 +165,11 @@ func (f *Found) Choose(selector string) (*Entry, error) {
 	}
 }
 
-// List formats the entries as a numbered menu, default first.
+// List formats the entries as a menu numbered from 0, default first.
 func (f *Found) List() string {
 	var b strings.Builder
 	for i, e := range f.Entries {
-		fmt.Fprintf(&b, "  %d. %s\n", i+1, e)
+		fmt.Fprintf(&b, "  %d. %s\n", i, e)
 	}
 	return strings.TrimSuffix(b.String(), "\n")
 }

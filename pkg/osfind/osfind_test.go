@@ -127,11 +127,13 @@ func TestChoose(t *testing.T) {
 		wantErr string
 	}{
 		{"", "Debian GNU/Linux, with Linux 6.1.0-56-amd64", ""},
-		{"2", "Debian GNU/Linux, with Linux 6.1.0-56-amd64 (recovery mode)", ""},
+		{"1", "Debian GNU/Linux, with Linux 6.1.0-56-amd64 (recovery mode)", ""},
+		{"0", "Debian GNU/Linux, with Linux 6.1.0-56-amd64", ""},
 		{"probe", "probe", ""},
 		{"RECOVERY", "Debian GNU/Linux, with Linux 6.1.0-56-amd64 (recovery mode)", ""},
 		{"debian", "", "ambiguous"},
-		{"7", "", "does not exist"},
+		{"3", "", "does not exist"},
+		{"-1", "", "does not exist"},
 		{"windows", "", "no boot entry matches"},
 	} {
 		e, err := f.Choose(tt.sel)

@@ -46,7 +46,7 @@ func ScanDir(ctx context.Context, log *slog.Logger, dir, device string, devices 
 				label = li.Label()
 			}
 			entries = append(entries, &Entry{
-				Label: label, Format: f, Device: device,
+				Label: label, Format: f, Device: device, Root: dir,
 				Cmdline: li.Cmdline, Kernel: li.Kernel, Initrd: li.Initrd, Image: li,
 			})
 			p.Found[f]++
