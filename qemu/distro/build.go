@@ -409,6 +409,11 @@ func (b *builder) ensureStage(ctx context.Context, name string) (*stage, error) 
 		}
 	}
 	if err := build(ctx, tmp); err != nil {
+		// The log keeps what went wrong (debootstrap's own log included);
+		// a half-built tree is only in the way.
+		if rerr := os.RemoveAll(tmp); rerr != nil {
+			b.log.Warn("remove failed stage", "dir", tmp, "err", rerr)
+		}
 		return nil, fmt.Errorf("distro: %s root: %w (log: %s)", name, err, filepath.Join(b.dir, "build.log"))
 	}
 	rel, err := kernelRelease(filepath.Join(tmp, "boot"))

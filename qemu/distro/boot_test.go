@@ -1,0 +1,191 @@
+package distro_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lunboot/lunboot/pkg/handoff"
+	"github.com/lunboot/lunboot/qemu/distro"
+	"github.com/lunboot/lunboot/qemu/distro/distrotest"
+	"github.com/lunboot/lunboot/qemu/distro/osproof"
+	"github.com/lunboot/lunboot/qemu/lab"
+	"github.com/lunboot/lunboot/qemu/lab/labtest"
+)
+
+// Bounds on one guest under TCG: the initramfs-tools boot reaches the proof
+// in about a minute and the dracut one in about two; both get generous room
+// on a shared two-core machine.
+const (
+	proofTimeout    = 10 * time.Minute
+	poweroffTimeout = 3 * time.Minute
+)
+
+const testInitiatorPrefix = "iqn.2026-11.org.lunboot.test:distro-"
+
+// TestBootOwnInitrd boots the Debian and dracut systems from a tgtd LUN with
+// their own kernel and initrd, no lunboot involved, passing by hand the
+// command line lunboot's hand-off would write in each initrd's dialect.
+// Each must log in, mount its root from the LUN, reach multi-user.target
+// and print a proof that shows the root on that iSCSI session. This checks
+// the systems (and the hand-off parameters) independently of lunboot.
+func TestBootOwnInitrd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipping in -short mode: each boot takes 1–3 minutes under TCG")
+	}
+	labtest.Require(t)
+	set := distrotest.Systems(t)
+	for _, tc := range []struct {
+		sys     *distro.System
+		dialect func(portal string, port uint16, target, initiator string) string
+	}{
+		{set.Debian, func(ip string, port uint16, target, initiator string) string {
+			// open-iscsi's initramfs local-top/iscsi and initramfs-tools'
+			// configure_networking (klibc ipconfig).
+			return fmt.Sprintf("ip=dhcp iscsi_initiator=%s iscsi_target_name=%s iscsi_target_ip=%s iscsi_target_port=%d", initiator, target, ip, port)
+		}},
+		{set.Dracut, func(ip string, port uint16, target, initiator string) string {
+			// dracut 74iscsi parse-iscsiroot.sh: netroot=iscsi:<server>:
+			// <protocol>:<port>:<LUN>:<target>, LUN in decimal as Linux
+			// numbers it (tgtd's LUN 0 is its controller, the disk is 1).
+			return fmt.Sprintf("netroot=iscsi:%s::%d:1:%s rd.iscsi.initiator=%s ip=dhcp", ip, port, target, initiator)
+		}},
+	} {
+		sys := tc.sys
+		t.Run(sys.Name, func(t *testing.T) {
+			l := labtest.Start(t, lab.Options{Name: "distro-" + sys.Name})
+			tg := labtest.Target(t, l)
+			exp, err := tg.Export(lab.ExportSpec{Images: []string{sys.Disk}})
+			if err != nil {
+				t.Fatalf("Export(%s): %v", sys.Disk, err)
+			}
+			labtest.DHCP(t, l, lab.DHCPConfig{})
+			initiator := testInitiatorPrefix + sys.Name
+			cmdline := tc.dialect(exp.Portal.Addr().String(), exp.Portal.Port(), exp.IQN, initiator) + " " + sys.Cmdline + " " + osproof.PoweroffArg
+			t.Logf("booting %s (%s initrd) with: %s", sys.Name, sys.Generator, cmdline)
+			vm := labtest.VM(t, l, lab.VMConfig{Name: sys.Name, Memory: "2G", Kernel: sys.Kernel, Initrd: sys.Initrd, Cmdline: cmdline})
+
+			m := labtest.Expect(t, vm, proofTimeout, osproof.Pattern)
+			p, err := osproof.Parse(m.Groups[1])
+			if err != nil {
+				t.Fatalf("proof line: %v\n%s", err, m.Groups[0])
+			}
+			t.Logf("%s: proof at +%s QEMU time, guest uptime %.1f s, systemd %s, root %s (%s) on %s, by-path %v",
+				sys.Name, m.At.Round(time.Millisecond), p.UptimeSeconds, p.Systemd.State, p.Root.Source, p.Root.FSType,
+				p.Root.Session, p.Root.ByPath)
+			if len(p.Errors) > 0 {
+				t.Logf("%s: proof could not collect: %v", sys.Name, p.Errors)
+			}
+			noIBFT := false
+			if err := p.Verify(osproof.Expect{
+				Target: exp.IQN, Initiator: initiator, Portal: exp.Portal, LUN: 1,
+				RootUUID: sys.RootUUID, IBFT: &noIBFT,
+			}); err != nil {
+				t.Errorf("%s booted, but: %v", sys.Name, err)
+			}
+			for _, a := range handoff.ParseCmdline(cmdline) {
+				if v, ok := p.Arg(a.Key); !ok || v != a.Value {
+					t.Errorf("booted /proc/cmdline %q lacks %s", p.Cmdline, a.Raw)
+				}
+			}
+			if !strings.Contains(vm.Console(), "login: ") {
+				t.Errorf("no login prompt on the console before the proof")
+			}
+
+			ctx, cancel := context.WithTimeout(context.Background(), poweroffTimeout)
+			defer cancel()
+			start := time.Now()
+			if err := vm.Wait(ctx); err != nil {
+				t.Errorf("%s did not power off within %s after the proof (%v); console tail:\n%s", sys.Name, poweroffTimeout, err, tailLines(vm.Console(), 20))
+			} else {
+				t.Logf("%s: powered off %s after the proof (%s QEMU time in all)", sys.Name, time.Since(start).Round(time.Second), vm.Elapsed().Round(time.Second))
+			}
+		})
+	}
+}
+
+func tailLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// TestHandoffInspectsInitrds runs lunboot's OS-initrd inspector (package
+// pkg/handoff) on the three real initrds: it must tell initramfs-tools from
+// dracut, find both able to log in (with virtio_net, the lab's NIC), and
+// refuse the one built without open-iscsi, saying what is missing.
+func TestHandoffInspectsInitrds(t *testing.T) {
+	set := distrotest.Systems(t)
+	for _, tc := range []struct {
+		sys       *distro.System
+		generator handoff.Generator
+		network   handoff.NetBackend
+		ready     bool
+		// missing are items a refusal must name (substrings of Item.Name).
+		missing []string
+	}{
+		{set.Debian, handoff.GeneratorInitramfsTools, handoff.NetKlibc, true, nil},
+		{set.Dracut, handoff.GeneratorDracut, handoff.NetLegacy, true, nil},
+		{set.NoISCSI, handoff.GeneratorInitramfsTools, handoff.NetKlibc, false, []string{"open-iscsi boot script", "iscsistart"}},
+	} {
+		sys := tc.sys
+		t.Run(sys.Name, func(t *testing.T) {
+			f, err := os.Open(sys.Initrd)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			info, err := f.Stat()
+			if err != nil {
+				t.Fatal(err)
+			}
+			in, err := handoff.Inspect(f, info.Size())
+			if err != nil {
+				t.Fatalf("handoff.Inspect(%s): %v", sys.Initrd, err)
+			}
+			t.Logf("%s: %d segments, generator %s, network %s, dracut %s, kernels %v, warnings %v",
+				sys.Name, len(in.Segments), in.Generator, in.Network, in.DracutVersion, in.KernelVersions(), in.Warnings)
+			if in.Generator != tc.generator {
+				t.Errorf("Inspect(%s).Generator = %s, want %s", sys.Name, in.Generator, tc.generator)
+			}
+			if in.Network != tc.network {
+				t.Errorf("Inspect(%s).Network = %s, want %s", sys.Name, in.Network, tc.network)
+			}
+			c := in.Check(handoff.Requirements{NICModule: "virtio_net", KernelVersion: sys.KernelRelease})
+			for _, it := range c.Items {
+				t.Logf("%s: item %-28s present=%-5v required=%-5v unknown=%-5v %s", sys.Name, it.Name, it.Present, it.Required, it.Unknown, it.Where)
+			}
+			for _, n := range c.Notes {
+				t.Logf("%s: note: %s", sys.Name, n)
+			}
+			if c.OK() != tc.ready {
+				t.Errorf("Check(%s).OK() = %v, want %v (missing %v)", sys.Name, c.OK(), tc.ready, c.Missing())
+			}
+			err = c.Err()
+			if tc.ready {
+				if err != nil {
+					t.Errorf("Check(%s).Err() = %v, want nil", sys.Name, err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("Check(%s).Err() = nil, want a refusal", sys.Name)
+			}
+			t.Logf("%s: refusal message: %v", sys.Name, err)
+			var missing []string
+			for _, it := range c.Missing() {
+				missing = append(missing, it.Name)
+			}
+			for _, want := range tc.missing {
+				if !strings.Contains(strings.Join(missing, " "), want) {
+					t.Errorf("Check(%s).Missing() = %v, want it to name %s", sys.Name, missing, want)
+				}
+			}
+		})
+	}
+}
