@@ -174,11 +174,16 @@ type Error struct {
 	Leases []*Config
 }
 
-// Error lists the links: "dhcp: no usable lease on 2 links: eth0: …; eth1: …".
+// Error lists the links: "dhcp: no usable lease on 2 links: eth0: …; eth1: …"
+// or "static: no carrier on 2 links: …".
 func (e *Error) Error() string {
 	var sb strings.Builder
 	sb.WriteString(e.Op)
-	fmt.Fprintf(&sb, ": no usable lease on %d link", len(e.Links))
+	what := "no usable lease"
+	if e.Op == "static" {
+		what = "no carrier"
+	}
+	fmt.Fprintf(&sb, ": %s on %d link", what, len(e.Links))
 	if len(e.Links) != 1 {
 		sb.WriteByte('s')
 	}
