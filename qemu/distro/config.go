@@ -103,13 +103,15 @@ func rootFiles(c sysConfig) []file {
 
 // proofUnit runs the proof once the boot is complete. Ordered after
 // multi-user.target (which also wants it) so that the target is reached
-// before it looks; Type=simple so that its own start job does not hold the
-// boot "starting" while it waits in `systemctl is-system-running --wait`.
+// before it looks, and after getty.target so that the login prompt is on
+// the console before a test's power-off; Type=simple so that its own start
+// job does not hold the boot "starting" while it waits in `systemctl
+// is-system-running --wait`.
 var proofUnit = `[Unit]
 Description=lunboot hand-off proof (prints ` + strings.TrimSpace(osproof.Marker) + ` on ttyS0)
 Documentation=https://github.com/lunboot/lunboot (qemu/distro)
 Wants=network-online.target
-After=network-online.target remote-fs.target multi-user.target
+After=network-online.target remote-fs.target multi-user.target getty.target
 
 [Service]
 Type=simple

@@ -7,7 +7,7 @@
 //
 // Usage:
 //
-//	lunboot-proof [-console /dev/ttyS0] [-wait 3m]
+//	lunboot-proof [-console /dev/ttyS0] [-wait 3m] [-poweroff-delay 2s]
 //
 // It exits 0 even when part of the evidence is missing: the proof line lists
 // what could not be read, and the test reading it decides.
@@ -42,6 +42,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	console := fs.String("console", "/dev/ttyS0", "serial console to print the proof on (empty: standard output only)")
 	wait := fs.Duration("wait", 3*time.Minute, "how long to wait for systemd to finish booting")
+	delay := fs.Duration("poweroff-delay", 2*time.Second, "pause before powering off, so the console shows the login prompt")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -60,7 +61,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	key, val, _ := strings.Cut(osproof.PoweroffArg, "=")
 	if v, ok := p.Arg(key); ok && v == val {
-		fmt.Fprintln(stdout, "lunboot-proof: powering off ("+osproof.PoweroffArg+")")
+		fmt.Fprintf(stdout, "lunboot-proof: powering off in %s (%s)\n", *delay, osproof.PoweroffArg)
+		time.Sleep(*delay)
 		if out, err := exec.Command("systemctl", "poweroff").CombinedOutput(); err != nil {
 			return fmt.Errorf("systemctl poweroff: %v: %s", err, out)
 		}
