@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/lunboot/lunboot/pkg/bootflow"
+	"github.com/lunboot/lunboot/pkg/netconf"
+	"golang.org/x/sys/unix"
+)
+
+func init() {
+	register(&command{
+		name:    "boot",
+		summary: "boot the OS on an iSCSI LUN (the image's init runs this)",
+		run:     runBoot,
+	})
+}
+
+func runBoot(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("boot", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	noExec := fs.Bool("n", false, "do everything but the final jump: load the OS kernel, shut down, and exit")
+	cmdline := fs.String("cmdline", "", "use this kernel command line instead of /proc/cmdline")
+	virtual := fs.Bool("virtual-nics", false, "also consider virtual NICs (veth, tap) for DHCP")
+	skipModules := fs.Bool("skip-modules", false, "do not load the image's kernel modules")
+	fs.Usage = usageFunc(fs, "boot [options]",
+		"Does what a NIC iSCSI boot ROM does: loads drivers, configures the network (DHCP or\n"+
+			"ip=), logs in to the target named by the RFC 4173 root-path (DHCP option 17 or\n"+
+			"netroot= on the command line), exposes the LUN as /dev/nbd0, finds the OS boot\n"+
+			"entry on it, and kexecs the OS with a hand-off its initrd understands.\n"+
+			"Configuration comes from the kernel command line: see docs/configuration.md.\n"+
+			"On failure it says what failed and what to check, then returns to the rescue\n"+
+			"shell, or reboots when lunboot.rescue=0.", false)
+	if _, err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	level := new(slog.LevelVar)
+	con := &console{w: stdout, start: time.Now()}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	fmt.Fprintf(stdout, "lunboot: iSCSI boot starting\n")
+	err := bootflow.Boot(ctx, bootflow.Options{
+		Console:     con,
+		Logger:      log,
+		Cmdline:     *cmdline,
+		NoExec:      *noExec,
+		SkipModules: *skipModules,
+		Menu:        os.Stdin,
+		LogLevel:    level,
+		Network:     netconf.Selector{Virtual: *virtual},
+	})
+	if err == nil {
+		fmt.Fprintf(stdout, "lunboot: OS loaded, not executed (-n)\n")
+		return nil
+	}
+	var se *bootflow.StageError
+	if !errors.As(err, &se) {
+		return err
+	}
+	fmt.Fprintf(stdout, "lunboot: BOOT FAILED in stage %s after %s\n", se.Stage, time.Since(con.start).Round(10*time.Millisecond))
+	for _, line := range strings.Split(se.Err.Error(), "\n") {
+		fmt.Fprintf(stdout, "lunboot:   %s\n", line)
+	}
+	if se.Check != "" {
+		fmt.Fprintf(stdout, "lunboot: check: %s\n", se.Check)
+	}
+	if se.Reboot {
+		fmt.Fprintf(stdout, "lunboot: rebooting in 10s (lunboot.rescue=0)\n")
+		time.Sleep(10 * time.Second)
+		unix.Sync()
+		if rerr := unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART); rerr != nil {
+			return fmt.Errorf("reboot: %w", rerr)
+		}
+	}
+	fmt.Fprintf(stdout, "lunboot: dropping to the rescue shell; `lunboot boot` tries again, `lunboot help` lists tools\n")
+	return fmt.Errorf("boot failed in stage %s", se.Stage)
+}
+
+// console prints the boot's stage lines: elapsed time since start, the
+// stage, its result. It is the only place that formats them.
+type console struct {
+	mu    sync.Mutex
+	w     io.Writer
+	start time.Time
+}
+
+func (c *console) stamp() string {
+	return fmt.Sprintf("[%7.2fs]", time.Since(c.start).Seconds())
+}
+
+func (c *console) Stage(name string, took time.Duration, summary string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	fmt.Fprintf(c.w, "%s %-10s %s (%s)\n", c.stamp(), name, summary, took.Round(10*time.Millisecond))
+}
+
+func (c *console) Failed(name string, took time.Duration, err error, attempt, attempts int, retryIn time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	msg := strings.ReplaceAll(err.Error(), "\n", "\n             ")
+	tries := ""
+	if attempts > 1 {
+		tries = fmt.Sprintf(" (attempt %d/%d)", attempt, attempts)
+		if attempts >= 1<<30 {
+			tries = fmt.Sprintf(" (attempt %d)", attempt)
+		}
+	}
+	fmt.Fprintf(c.w, "%s %-10s FAILED%s after %s: %s\n", c.stamp(), name, tries, took.Round(10*time.Millisecond), msg)
+	if retryIn > 0 {
+		fmt.Fprintf(c.w, "%s %-10s retrying in %s\n", c.stamp(), name, retryIn)
+	}
+}
+
+func (c *console) Info(format string, args ...any) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	fmt.Fprintf(c.w, "%s %s\n", strings.Repeat(" ", 10), fmt.Sprintf(format, args...))
+}

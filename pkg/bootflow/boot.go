@@ -1,0 +1,236 @@
+// Package bootflow is lunboot's boot: the sequence of stages a NIC iSCSI
+// boot ROM goes through, composed from the project's libraries.
+//
+//	modules → config → network → target → login → nbd → os → load → handoff → shutdown → kexec
+//
+// Each stage reports one line to the Console with its result and duration.
+// Stages that a retry can fix (DHCP, the login while a target is coming up
+// or unreachable) are retried with backoff within lunboot.retries= and
+// lunboot.timeout=; a permanent failure (wrong CHAP secret, unknown target
+// name, missing LUN) ends the boot at once. The error returned is a
+// *StageError carrying what to check; the command then drops to a rescue
+// shell or reboots.
+package bootflow
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/lunboot/lunboot/pkg/bootcfg"
+	"github.com/lunboot/lunboot/pkg/iscsi"
+	"github.com/lunboot/lunboot/pkg/nbd"
+	"github.com/lunboot/lunboot/pkg/netconf"
+	"github.com/lunboot/lunboot/pkg/osfind"
+	"github.com/lunboot/lunboot/pkg/scsi"
+)
+
+// Options configure Boot. The zero value, with a Console, is a real boot.
+type Options struct {
+	// Console receives the stage lines. Required.
+	Console Console
+	// Logger receives details (debug level and up, as the command
+	// filters); nil discards.
+	Logger *slog.Logger
+	// Cmdline is the kernel command line; empty reads /proc/cmdline.
+	Cmdline string
+	// Sysfs is the sysfs mount point ("/sys" when empty).
+	Sysfs string
+	// TempDir holds the copies of the OS kernel and initrd handed to
+	// kexec_file_load (os.TempDir() when empty: tmpfs in the image).
+	TempDir string
+	// Menu, when set, reads the boot-menu choice (the console's input);
+	// the menu is shown only when lunboot.menu= gives it a timeout.
+	Menu io.Reader
+	// NoExec stops after the OS kernel is loaded and the session is shut
+	// down, without executing it (for tests and `lunboot boot -n`).
+	NoExec bool
+	// SkipModules skips stage 1 (a host that already has its drivers).
+	SkipModules bool
+	// Network overrides stage 3's interface selection defaults, for
+	// hosts and labs whose NICs are virtual.
+	Network netconf.Selector
+	// LogLevel, when set, is adjusted to lunboot.loglevel= once the
+	// command line is read, so the command's log handler follows it.
+	LogLevel *slog.LevelVar
+}
+
+// Boot runs the boot. It returns only on failure (a *StageError) or, with
+// NoExec, after the OS kernel has been loaded and everything shut down.
+//
+// Side effects, in order: loads the image's kernel modules; configures one
+// network interface (address, routes, /etc/resolv.conf); logs in to the
+// iSCSI target; attaches /dev/nbdN served from the LUN; mounts the LUN's
+// partitions read-only under TempDir; copies the chosen kernel and initrd
+// to TempDir; kexec_file_load; unmounts, detaches NBD, logs out, takes the
+// interface down; kexec. On failure everything set up so far is undone
+// before returning, so that `lunboot boot` can be run again from the
+// rescue shell.
+func Boot(ctx context.Context, o Options) (err error) {
+	if o.Console == nil {
+		return errors.New("bootflow: Options.Console is required")
+	}
+	b := &boot{o: o, log: o.Logger, start: time.Now()}
+	if b.log == nil {
+		b.log = slog.New(slog.DiscardHandler)
+	}
+	if b.o.Sysfs == "" {
+		b.o.Sysfs = "/sys"
+	}
+	if b.o.TempDir == "" {
+		b.o.TempDir = os.TempDir()
+	}
+	// One ISID for the whole boot (RFC 7143 §4.4.3): every login retry
+	// and recovery reinstates the same session instead of leaving
+	// half-open ones behind on the target.
+	b.isid = newISID()
+	defer func() {
+		if err != nil {
+			b.undo()
+			var se *StageError
+			if errors.As(err, &se) && b.configured && !b.cfg.Rescue {
+				se.Reboot = true
+			}
+		}
+	}()
+
+	// Stage 1 and 2 run once; their failures are reported but only a bad
+	// command line stops the boot.
+	if !o.SkipModules {
+		if err := run(ctx, o.Console, "modules", RetryPolicy{}, false, b.modules); err != nil {
+			return err
+		}
+	}
+	if err := run(ctx, o.Console, "config", RetryPolicy{}, false, b.config); err != nil {
+		return err
+	}
+	b.configured = true
+	if o.LogLevel != nil {
+		o.LogLevel.Set(b.cfg.LogLevel)
+	}
+	if b.cfg.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, b.cfg.Timeout)
+		defer cancel()
+	}
+	policy := b.retryPolicy()
+	stages := []struct {
+		name  string
+		retry bool
+		fn    func(context.Context) (string, error)
+	}{
+		{"network", true, b.network},
+		{"target", false, b.target},
+		{"login", true, b.login},
+		{"nbd", false, b.attach},
+		{"os", false, b.findOS},
+		{"load", false, b.load},
+		{"handoff", false, b.handoff},
+		{"kexec-load", false, b.kexecLoad},
+		{"shutdown", false, b.shutdown},
+	}
+	for _, s := range stages {
+		if err := run(ctx, o.Console, s.name, policy, s.retry, s.fn); err != nil {
+			return err
+		}
+	}
+	o.Console.Info("booting %s after %s", b.entry.Label, time.Since(b.start).Round(10*time.Millisecond))
+	if o.NoExec {
+		return nil
+	}
+	return b.exec()
+}
+
+// boot is the state the stages build up, in stage order.
+type boot struct {
+	o     Options
+	log   *slog.Logger
+	start time.Time
+	isid  iscsi.ISID
+
+	configured bool // the command line was read: cfg.Rescue is meaningful
+
+	cmdline  bootcfg.Source
+	firmware bootcfg.Source
+	cfg      bootcfg.Config // after "config": local settings; after "target": all
+
+	net     *netconf.Config
+	netOpts netconf.Options
+
+	session *iscsi.Session
+	disk    *scsi.Disk
+	nbd     *nbd.Device
+
+	found *osfind.Found
+	entry *osfind.Entry
+
+	kernel, initrd string // copies in TempDir
+	osCmdline      string // the final command line (may hold secrets)
+}
+
+func (b *boot) retryPolicy() RetryPolicy {
+	attempts := b.cfg.Retries + 1
+	if b.cfg.Retries == bootcfg.RetryForever {
+		attempts = 1 << 30
+	}
+	return RetryPolicy{Attempts: attempts, Backoff: time.Second, MaxBackoff: 16 * time.Second}
+}
+
+// undo releases what the stages set up, newest first, after a failure.
+func (b *boot) undo() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if b.found != nil {
+		if err := b.found.Close(); err != nil {
+			b.log.Warn("unmounting the LUN's partitions", "err", err)
+		}
+		b.found = nil
+	}
+	if b.nbd != nil {
+		if err := b.nbd.Detach(ctx); err != nil {
+			b.log.Warn("detaching NBD", "err", err)
+		}
+		b.nbd = nil
+	}
+	if b.disk != nil {
+		b.disk.Close()
+		b.disk = nil
+	}
+	if b.session != nil {
+		if err := b.session.Logout(ctx); err != nil {
+			b.log.Warn("iSCSI logout", "err", err)
+			b.session.Close()
+		}
+		b.session = nil
+	}
+	for _, f := range []string{b.kernel, b.initrd} {
+		if f != "" {
+			os.Remove(f)
+		}
+	}
+	// The network stays up: the rescue shell may need it.
+}
+
+// newISID returns a random ISID of type 10b (RFC 7143 §11.12.5: the "T"
+// field 10b means the remaining 46 bits are random).
+func newISID() iscsi.ISID {
+	var id iscsi.ISID
+	rand.Read(id[:])
+	id[0] = 0x80 | id[0]&0x3f
+	return id
+}
+
+func (b *boot) tempPath(name string) string { return filepath.Join(b.o.TempDir, name) }
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return fmt.Sprintf("%d %s", n, one)
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}

@@ -1,0 +1,119 @@
+package bootflow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/lunboot/lunboot/pkg/bootcfg"
+	"github.com/lunboot/lunboot/pkg/netconf"
+)
+
+// network is stage 3: links up, then DHCP on every candidate NIC (or the
+// static ip= address), and the winner configured.
+func (b *boot) network(ctx context.Context) (string, error) {
+	if b.net != nil { // a retry after a later failure in this stage
+		b.net.Down()
+		b.net = nil
+	}
+	sel := b.o.Network
+	if b.cfg.Interface.MAC != nil {
+		sel.BootIF = b.cfg.Interface.MAC
+	}
+	if b.cfg.Interface.Name != "" {
+		sel.Name = b.cfg.Interface.Name
+	}
+	o := netconf.Options{
+		Select:         sel,
+		SysfsRoot:      b.o.Sysfs,
+		CarrierTimeout: b.cfg.CarrierTimeout,
+		DHCPTimeout:    b.cfg.DHCPTimeout,
+		RootPath:       netconf.RootPathRequired,
+		Logger:         b.log,
+	}
+	// A target from the command line or the firmware makes DHCP's
+	// root-path optional: DHCP then only has to give an address.
+	if b.cmdline.Target.IsSet() || b.firmware.Target.IsSet() {
+		o.RootPath = netconf.RootPathOptional
+	}
+	if b.cfg.IP.Mode == bootcfg.IPStatic {
+		o.Static = &netconf.Static{
+			Device:   b.cfg.Interface.Name,
+			Address:  b.cfg.IP.Address,
+			Gateway:  b.cfg.IP.Gateway,
+			DNS:      b.cfg.IP.DNS,
+			Hostname: b.cfg.IP.Hostname,
+			MTU:      b.cfg.IP.MTU,
+		}
+	}
+	b.netOpts = o
+	c, err := netconf.Configure(ctx, o)
+	if err != nil {
+		return "", networkAdvice(err, o)
+	}
+	b.net = c
+	for _, w := range c.Warnings {
+		b.o.Console.Info("warning: %s", w)
+	}
+	l := c.Link
+	var s strings.Builder
+	fmt.Fprintf(&s, "%s (%s", l.Name, l.MAC)
+	if l.Driver != "" {
+		fmt.Fprintf(&s, ", %s", l.Driver)
+	}
+	fmt.Fprintf(&s, ") %s", c.Address)
+	if c.Gateway.IsValid() {
+		fmt.Fprintf(&s, " via %s", c.Gateway)
+	}
+	if c.Origin == netconf.OriginDHCP {
+		fmt.Fprintf(&s, ", DHCP from %s in %s", c.Server, c.Timings.DHCP.Round(10e6))
+	} else {
+		s.WriteString(", static")
+	}
+	if c.RootPath.Value != "" {
+		fmt.Fprintf(&s, "; root-path from %s", c.RootPath.Source.Option())
+	}
+	return s.String(), nil
+}
+
+// networkAdvice turns a stage 3 failure into what the operator should check.
+func networkAdvice(err error, o netconf.Options) error {
+	switch {
+	case errors.Is(err, netconf.ErrNoLinks):
+		return permanent(withCheck(err, "no usable network interface: is the NIC driver in the image (lunboot modules) and does BOOTIF=/lunboot.iface= name an existing NIC?"))
+	case errors.Is(err, netconf.ErrNoRootPath):
+		return withCheck(err, "the DHCP server gave an address but no iSCSI root-path: set DHCP option 17 (e.g. dnsmasq dhcp-option=17,\"iscsi:<server>::::<target>\") or put netroot=iscsi:… on the kernel command line")
+	case errors.Is(err, netconf.ErrNoCarrier) && !errors.Is(err, netconf.ErrNoOffer):
+		return withCheck(err, "no link: check the cable and the switch port")
+	case errors.Is(err, netconf.ErrNoOffer):
+		return withCheck(err, "no DHCP server answered within %s: check that one serves this network (and this MAC), or give a static ip=", o.DHCPTimeout)
+	}
+	return err
+}
+
+// target is stage 4 and 5: the three sources merged — command line, DHCP,
+// firmware iBFT, defaults — into one validated configuration: the target
+// (RFC 4173 root-path, parsed strictly), the initiator IQN, CHAP.
+func (b *boot) target(ctx context.Context) (string, error) {
+	n := bootcfg.Network{
+		Interface: b.net.Link.Name,
+		MAC:       b.net.Link.MAC,
+		Lease:     b.net.Origin == netconf.OriginDHCP,
+	}
+	if n.Lease {
+		n.Address, n.Router, n.DNS, n.Hostname = b.net.Address, b.net.Gateway, b.net.DNS, b.net.Hostname
+		n.RootPath, n.RootPathOption = b.net.RootPath.Value, b.net.RootPath.Source.Option()
+		n.InitiatorName, n.InitiatorNameOption = b.net.InitiatorIQN.Value, b.net.InitiatorIQN.Source.Option()
+	}
+	cfg, err := bootcfg.Merge(b.cmdline, n.Source(), b.firmware)
+	if err != nil {
+		return "", permanent(withCheck(err, "give the target as DHCP option 17 or netroot=iscsi:<server>::<port>:<lun>:<target> (docs/configuration.md)"))
+	}
+	b.cfg = cfg
+	for _, line := range cfg.Report() {
+		b.o.Console.Info("  %s", line)
+	}
+	t := cfg.Target
+	return fmt.Sprintf("%s LUN %s (Linux LUN %d) at %s as %s", t.Target, t.LUN, t.LUN.Linux(), t.Portal(), cfg.Initiator), nil
+}
