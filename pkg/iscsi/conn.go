@@ -396,8 +396,9 @@ func (c *conn) lookup(itt uint32, what string) (*task, error) {
 	s := c.s
 	s.mu.Lock()
 	t := s.tasks[itt]
+	ok := t != nil && t.cn == c
 	s.mu.Unlock()
-	if t == nil || t.cn != c {
+	if !ok {
 		return nil, protoErr("%s for unknown ITT 0x%08x", what, itt)
 	}
 	return t, nil
