@@ -110,6 +110,35 @@ func TestBootOwnInitrd(t *testing.T) {
 	}
 }
 
+// TestNoISCSICannotBoot boots the system whose initrd was built without
+// open-iscsi with the same initramfs-tools parameters as the Debian one: it
+// must fail to find its root, which is what lunboot's inspector predicts
+// and why lunboot refuses to kexec it.
+func TestNoISCSICannotBoot(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipping in -short mode: the boot takes about a minute under TCG")
+	}
+	labtest.Require(t)
+	sys := distrotest.Systems(t).NoISCSI
+	l := labtest.Start(t, lab.Options{Name: "distro-" + sys.Name})
+	tg := labtest.Target(t, l)
+	exp, err := tg.Export(lab.ExportSpec{Images: []string{sys.Disk}})
+	if err != nil {
+		t.Fatalf("Export(%s): %v", sys.Disk, err)
+	}
+	labtest.DHCP(t, l, lab.DHCPConfig{})
+	// rootdelay shortens initramfs-tools' wait for the root device (180 s
+	// by default) before it gives up.
+	cmdline := fmt.Sprintf("ip=dhcp iscsi_initiator=%s iscsi_target_name=%s iscsi_target_ip=%s iscsi_target_port=%d rootdelay=10 %s",
+		testInitiatorPrefix+sys.Name, exp.IQN, exp.Portal.Addr(), exp.Portal.Port(), sys.Cmdline)
+	vm := labtest.VM(t, l, lab.VMConfig{Name: sys.Name, Memory: "2G", Kernel: sys.Kernel, Initrd: sys.Initrd, Cmdline: cmdline})
+	m := labtest.Expect(t, vm, proofTimeout, regexp.MustCompile(`ALERT!\s+\S*`+sys.RootUUID+` does not exist`))
+	t.Logf("%s: initramfs-tools gave up on the root at +%s QEMU time, as expected", sys.Name, m.At.Round(time.Millisecond))
+	if n, err := tg.Sessions(exp.TID); err != nil || n != 0 {
+		t.Errorf("target sessions = %d, %v; want none from an initrd without iSCSI", n, err)
+	}
+}
+
 var loginPrompt = regexp.MustCompile(`(?m)^lunboot-\w+ login: `)
 
 func tailLines(s string, n int) string {
