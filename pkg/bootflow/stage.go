@@ -120,6 +120,9 @@ func run(ctx context.Context, c Console, name string, p RetryPolicy, retry bool,
 		}
 		c.Failed(name, time.Since(t0), err, attempt, attempts, wait)
 		if last {
+			if sctx.Err() != nil && ctx.Err() == nil {
+				err = fmt.Errorf("%w (stage timeout %s reached)", err, p.Timeout)
+			}
 			break
 		}
 		select {

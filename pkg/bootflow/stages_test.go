@@ -1,0 +1,130 @@
+package bootflow
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/lunboot/lunboot/internal/testenv"
+	"github.com/lunboot/lunboot/pkg/ibft"
+	"github.com/lunboot/lunboot/pkg/iscsi"
+	"github.com/lunboot/lunboot/pkg/scsi"
+)
+
+func TestFirmwareSource(t *testing.T) {
+	mac, _ := net.ParseMAC("52:54:00:12:34:56")
+	tbl := &ibft.Table{
+		Initiator: ibft.Initiator{Name: "iqn.2026-11.org.lunboot:fw"},
+		NICs: []ibft.NIC{{
+			Flags: ibft.FlagValid | ibft.FlagBoot, IP: netip.MustParsePrefix("10.9.0.5/24"),
+			Origin: ibft.OriginManual, Gateway: netip.MustParseAddr("10.9.0.1"),
+			DNS: [2]netip.Addr{netip.MustParseAddr("10.9.0.2"), {}}, MAC: mac,
+		}},
+		Targets: []ibft.Target{
+			{Flags: ibft.FlagValid, Name: "iqn.2026-11.org.lunboot:not-boot", Addr: netip.MustParseAddrPort("10.9.0.9:3260")},
+			{Flags: ibft.FlagValid | ibft.FlagBoot, Name: "iqn.2026-11.org.lunboot:disk", Addr: netip.MustParseAddrPort("10.9.0.1:3261"),
+				LUN: scsi.LUN{0, 1}, CHAPType: ibft.CHAPMutual, CHAPName: "u", CHAPSecret: "s", ReverseCHAPName: "ru", ReverseCHAPSecret: "rs"},
+		},
+	}
+	fw, ok := firmwareSource(tbl)
+	if !ok {
+		t.Fatal("firmwareSource found no boot target")
+	}
+	if fw.TargetName != "iqn.2026-11.org.lunboot:disk" || fw.TargetPort != 3261 || fw.LUN != (scsi.LUN{0, 1}) {
+		t.Errorf("firmwareSource target = %s:%d LUN %s, want the boot-flagged one", fw.TargetName, fw.TargetPort, fw.LUN)
+	}
+	if fw.CHAP.Username != "u" || fw.CHAP.ReversePassword != "rs" {
+		t.Errorf("firmwareSource CHAP not taken from the boot target")
+	}
+	if fw.DHCP || fw.Address.String() != "10.9.0.5/24" || len(fw.DNS) != 1 || fw.MAC.String() != mac.String() {
+		t.Errorf("firmwareSource NIC = dhcp %v %s dns %v mac %s, want static 10.9.0.5/24, one DNS, %s", fw.DHCP, fw.Address, fw.DNS, fw.MAC, mac)
+	}
+	tbl.Targets = tbl.Targets[:1]
+	if _, ok := firmwareSource(tbl); ok {
+		t.Errorf("firmwareSource with no boot-flagged target = ok, want none")
+	}
+}
+
+func TestKernelVersion(t *testing.T) {
+	matches, _ := filepath.Glob(filepath.Join(testenv.KernelDir(), "boot", "vmlinuz-*"))
+	if len(matches) == 0 {
+		testenv.Missing(t, "no Debian kernel in "+testenv.KernelDir())
+	}
+	want := strings.TrimPrefix(filepath.Base(matches[0]), "vmlinuz-")
+	if got := kernelVersion(matches[0]); got != want {
+		t.Errorf("kernelVersion(%s) = %q, want %q", matches[0], got, want)
+	}
+	junk := filepath.Join(t.TempDir(), "junk")
+	os.WriteFile(junk, []byte("not a kernel"), 0o644)
+	if got := kernelVersion(junk); got != "" {
+		t.Errorf("kernelVersion(junk) = %q, want empty", got)
+	}
+}
+
+func TestLoginAdvice(t *testing.T) {
+	ic := iscsi.Config{Portal: "10.0.0.1:3260", TargetName: "iqn.2026-11.org.lunboot:t", InitiatorName: "iqn.2026-11.org.lunboot:i"}
+	for _, tt := range []struct {
+		err       error
+		permanent bool
+		check     string
+	}{
+		{&iscsi.LoginError{Class: 2, Detail: 1}, true, "CHAP"},
+		{&iscsi.LoginError{Class: 2, Detail: 2}, true, "iqn.2026-11.org.lunboot:i"},
+		{&iscsi.LoginError{Class: 2, Detail: 3}, true, "lunboot discover 10.0.0.1:3260"},
+		{&iscsi.LoginError{Class: 3, Detail: 1}, false, "status 03/01"},
+		{fmt.Errorf("dial: %w", syscall.ECONNREFUSED), false, "nothing listens on 10.0.0.1:3260"},
+		{fmt.Errorf("dial: %w", syscall.EHOSTUNREACH), false, "unreachable"},
+	} {
+		err := loginAdvice(tt.err, ic)
+		var pe *permanentError
+		if got := errors.As(err, &pe); got != tt.permanent {
+			t.Errorf("loginAdvice(%v) permanent = %v, want %v", tt.err, got, tt.permanent)
+		}
+		if se := stageError("login", err); !strings.Contains(se.Check, tt.check) {
+			t.Errorf("loginAdvice(%v) check = %q, want it to mention %q", tt.err, se.Check, tt.check)
+		}
+		if !errors.Is(err, tt.err) {
+			t.Errorf("loginAdvice(%v) lost the cause", tt.err)
+		}
+	}
+}
+
+func TestLUNList(t *testing.T) {
+	got := lunList([]scsi.LUN{{}, {0, 1}, {0, 0x1a}})
+	if want := "LUNs 0 (Linux 0), 1 (Linux 1), 1a (Linux 26)"; got != want {
+		t.Errorf("lunList = %q, want %q", got, want)
+	}
+	if got := lunList(nil); got != "no LUNs" {
+		t.Errorf("lunList(nil) = %q, want %q", got, "no LUNs")
+	}
+}
+
+func TestNewISIDIsRandomType(t *testing.T) {
+	a, b := newISID(), newISID()
+	if a == b {
+		t.Errorf("two ISIDs are equal: %v", a)
+	}
+	for _, id := range []iscsi.ISID{a, b} {
+		if id[0]>>6 != 2 {
+			t.Errorf("ISID %v: T field = %d, want 2 (random, RFC 7143 §11.12.5)", id, id[0]>>6)
+		}
+	}
+}
+
+func TestHumanBytes(t *testing.T) {
+	for n, want := range map[int64]string{512: "512 B", 1 << 20: "1.0 MiB", 3 << 40: "3.0 TiB", 1536: "1.5 KiB"} {
+		if got := humanBytes(n); got != want {
+			t.Errorf("humanBytes(%d) = %q, want %q", n, got, want)
+		}
+	}
+	if !regexp.MustCompile(`^\d`).MatchString(humanBytes(0)) {
+		t.Errorf("humanBytes(0) = %q", humanBytes(0))
+	}
+}
