@@ -40,6 +40,10 @@ func ParseCmdline(s string) Cmdline {
 			i++
 		}
 		tok := s[start:i]
+		// A parameter that starts with a quote is quoted as a whole.
+		if strings.HasPrefix(tok, `"`) {
+			tok = strings.TrimSuffix(tok[1:], `"`)
+		}
 		p := Param{}
 		if k, v, ok := strings.Cut(tok, "="); ok {
 			p.Key, p.Value, p.HasValue = strings.ReplaceAll(k, `"`, ""), unquote(v), true
