@@ -262,3 +262,78 @@ func mustAddr(t *testing.T, ip net.IP) netip.Addr {
 	}
 	return a
 }
+
+// TestTargetLateStartRestart checks the target's life cycle from the host,
+// through the lab's namespace (DialContext, as an initiator under test would
+// connect): a portal that appears after a delay, a restart that keeps the
+// exports, and a stop that closes the portal.
+func TestTargetLateStartRestart(t *testing.T) {
+	l := labtest.Start(t, lab.Options{Name: "late"})
+	img := filepath.Join(t.TempDir(), "disk.img")
+	if err := os.WriteFile(img, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(img, 8<<20); err != nil {
+		t.Fatal(err)
+	}
+	const delay = 3 * time.Second
+	var exp *lab.Export
+	began := time.Now()
+	lt, err := l.StartTargetAfter(delay, lab.TargetOptions{}, func(tg *lab.Target) error {
+		var err error
+		exp, err = tg.Export(lab.ExportSpec{IQN: "iqn.2026-11.org.lunboot.lab:late", Images: []string{img}})
+		return err
+	})
+	if err != nil {
+		t.Fatalf("StartTargetAfter: %v", err)
+	}
+	portal := netip.AddrPortFrom(l.ServerIP(), 3260).String()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if c, err := l.DialContext(ctx, "tcp", portal); err == nil {
+		c.Close()
+		if time.Since(began) < delay {
+			t.Errorf("portal %s accepted a connection before the target's delay", portal)
+		}
+	}
+	tg, err := lt.Wait(ctx)
+	if err != nil {
+		t.Fatalf("late target: %v", err)
+	}
+	if time.Since(began) < delay {
+		t.Errorf("late target up after %s, want at least %s", time.Since(began), delay)
+	}
+	// serving: the portal takes connections from the host through the
+	// namespace, and iscsi-ls (libiscsi, run inside the namespace) sees the
+	// export in a SendTargets discovery.
+	serving := func() error {
+		c, err := l.DialContext(ctx, "tcp", portal)
+		if err != nil {
+			return err
+		}
+		c.Close()
+		out, err := exec.CommandContext(ctx, "ip", "netns", "exec", l.NetNS(), "iscsi-ls", "iscsi://"+portal).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("iscsi-ls: %v: %s", err, out)
+		}
+		if !strings.Contains(string(out), exp.IQN) {
+			return fmt.Errorf("iscsi-ls does not list %s: %s", exp.IQN, out)
+		}
+		return nil
+	}
+	testenv.RequireBinaries(t, "iscsi-ls")
+	if err := serving(); err != nil {
+		t.Fatalf("after late start: %v", err)
+	}
+	if err := tg.Restart(ctx); err != nil {
+		t.Fatalf("Restart: %v", err)
+	}
+	if err := serving(); err != nil {
+		t.Errorf("after Restart (exports replayed): %v", err)
+	}
+	tg.Stop()
+	if c, err := l.DialContext(ctx, "tcp", portal); err == nil {
+		c.Close()
+		t.Errorf("portal %s still accepts connections after Stop", portal)
+	}
+}
