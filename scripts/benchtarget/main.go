@@ -275,6 +275,19 @@ func median(ms []measurement, f func(measurement) float64) (float64, bool) {
 	return (v[len(v)/2-1] + v[len(v)/2]) / 2, true
 }
 
+// spread formats the range of the rounds, " (min–max)", when there are
+// several.
+func spread(ms []measurement, f func(measurement) float64) string {
+	if len(ms) < 2 {
+		return ""
+	}
+	lo, hi := f(ms[0]), f(ms[0])
+	for _, m := range ms[1:] {
+		lo, hi = min(lo, f(m)), max(hi, f(m))
+	}
+	return fmt.Sprintf(" (%.0f–%.0f)", lo, hi)
+}
+
 func mbps(m measurement) float64 { return m.MBps }
 func iops(m measurement) float64 { return m.IOPS }
 func cpu(m measurement) float64  { return m.CPUPerGiB }
@@ -294,20 +307,22 @@ func report(o options, res results) string {
 	w("- command: `%s`\n\n", o.command)
 
 	w("| test | lunboot | iscsi-perf | lunboot / iscsi-perf |\n|---|---:|---:|---:|\n")
+	below := false
 	row := func(label, test string, f func(measurement) float64, unit string) {
 		l, okL := median(res["lunboot/"+test], f)
 		p, okP := median(res["iscsi-perf/"+test], f)
 		ls, ps, ratio := "n/a", "n/a¹", ""
 		if okL {
-			ls = fmt.Sprintf("%.0f %s", l, unit)
+			ls = fmt.Sprintf("%.0f %s%s", l, unit, spread(res["lunboot/"+test], f))
 		}
 		if okP {
-			ps = fmt.Sprintf("%.0f %s", p, unit)
+			ps = fmt.Sprintf("%.0f %s%s", p, unit, spread(res["iscsi-perf/"+test], f))
 		}
 		if okL && okP && p > 0 {
 			ratio = fmt.Sprintf("%.2f", l/p)
 			if l < p {
 				ratio += " ⚠"
+				below = true
 			}
 		}
 		w("| %s | %s | %s | %s |\n", label, ls, ps, ratio)
@@ -331,6 +346,14 @@ func report(o options, res results) string {
 			w("| %s | %s | %.3f |\n", c.name, c.dig, v)
 		}
 	}
+	lc, _ := median(res["lunboot/seq-read"], cpu)
+	pc, _ := median(res["iscsi-perf/seq-read"], cpu)
+	if below && lc > pc {
+		w("\n⚠ marks rows where lunboot is below iscsi-perf. The CPU table shows why: lunboot spends\n")
+		w("%.1f× the CPU time per GiB, and on this machine the initiator shares two cores with\n", lc/pc)
+		w("tgtd, so CPU time is throughput.\n")
+	}
+	w("\nFigures in parentheses are the lowest and highest of the rounds.\n")
 	w("\nMB/s are 10^6 bytes per second. `iscsi-perf`'s MB/s is derived from its average IOPS\n")
 	w("times the request size (its own printout divides by 2^20). Its random reads start at any\n")
 	w("512-byte block; lunboot's are 4 KiB aligned. On a shared machine the absolute numbers move\n")
