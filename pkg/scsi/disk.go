@@ -86,7 +86,6 @@ type Disk struct {
 	capacity  Capacity
 	limits    *BlockLimits
 	lbp       *LogicalBlockProvisioning
-	mode      *ModeHeader
 	size      int64
 	bs        int
 	shift     uint // log2(bs)
@@ -149,9 +148,13 @@ func OpenDisk(ctx context.Context, ex Executor, lun LUN, opts DiskOptions) (*Dis
 		return nil, fmt.Errorf("open lun %s: %w", lun, err)
 	}
 	if capacity.ProtectionEnabled {
-		// With protection information the target expects 8 extra bytes per
-		// block on RDPROTECT/WRPROTECT commands only; plain READ/WRITE
-		// with those fields zero are still valid (SBC-4 §4.22.2).
+		// SBC-4's protection information model: with RDPROTECT/WRPROTECT
+		// 0 the device server moves the data without the 8-byte PI fields,
+		// so plain READ/WRITE(10/16) work for types 1 and 3. Type 2
+		// (P_TYPE 001b) forbids them in favour of 32-byte CDBs.
+		if capacity.ProtectionType == 1 {
+			return nil, fmt.Errorf("open lun %s: formatted with type 2 protection information, which needs 32-byte READ/WRITE CDBs that lunboot does not send", lun)
+		}
 		log.Info("scsi: logical unit has protection information enabled; reading and writing without it", "lun", lun.String())
 	}
 	bs := int(capacity.BlockSize)
@@ -169,7 +172,6 @@ func OpenDisk(ctx context.Context, ex Executor, lun LUN, opts DiskOptions) (*Dis
 	if mh, err := r.modeSense(ctx); err != nil {
 		log.Debug("scsi: MODE SENSE failed; assuming writable, FUA emulated with SYNCHRONIZE CACHE", "lun", lun.String(), "err", err)
 	} else {
-		d.mode = mh
 		d.fuaNative = mh.DPOFUA
 		if mh.WriteProtect {
 			log.Info("scsi: logical unit is write-protected", "lun", lun.String())
