@@ -28,8 +28,9 @@ func TestOpenDiskErrors(t *testing.T) {
 	tgt := newMemTarget()
 	ctrl := tgt.addDisk(LUN{}, 512, 1)
 	ctrl.inq.Type = TypeController
-	odd := tgt.addDisk(LUN{0, 2}, 520, 100)
-	_ = odd
+	tgt.addDisk(LUN{0, 2}, 520, 100)
+	tgt.addDisk(LUN{0, 3}, 512, 100).prot = 0x03 // type 2 protection
+	tgt.addDisk(LUN{0, 4}, 512, 100).prot = 0x01 // type 1: usable
 	for _, tt := range []struct {
 		lun  LUN
 		is   error
@@ -38,6 +39,7 @@ func TestOpenDiskErrors(t *testing.T) {
 		{LUN{0, 7}, ErrLUNNotSupported, "no logical unit with this number"},
 		{LUN{}, nil, "is a controller"},
 		{LUN{0, 2}, nil, "unsupported logical block size 520"},
+		{LUN{0, 3}, nil, "type 2 protection"},
 	} {
 		d, err := OpenDisk(context.Background(), tgt, tt.lun, DiskOptions{})
 		if err == nil {
@@ -48,6 +50,11 @@ func TestOpenDiskErrors(t *testing.T) {
 		if (tt.is != nil && !errors.Is(err, tt.is)) || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("OpenDisk(lun %s) = %v, want %q", tt.lun, err, tt.want)
 		}
+	}
+	if d, err := OpenDisk(context.Background(), tgt, LUN{0, 4}, DiskOptions{}); err != nil {
+		t.Errorf("OpenDisk(type 1 protection) = %v, want it opened", err)
+	} else {
+		d.Close()
 	}
 }
 

@@ -38,6 +38,7 @@ type memLUN struct {
 	wp     bool // MODE SENSE WP bit and DATA PROTECT on writes
 	wpHide bool // refuse writes as write-protected without saying so in MODE SENSE
 	dpofua bool
+	prot   byte // READ CAPACITY(16) byte 12: P_TYPE and PROT_EN
 	// no16 makes READ CAPACITY(16) an invalid opcode; noMS10 likewise
 	// MODE SENSE(10); noSync SYNCHRONIZE CACHE.
 	no16, noMS10, noSync bool
@@ -212,6 +213,7 @@ func (t *memTarget) Execute(ctx context.Context, cmd *Command) (*Result, error) 
 		if l.lbpme {
 			b[14] = 0x80
 		}
+		b[12] = l.prot
 		alloc := int(binary.BigEndian.Uint32(c[10:]))
 		return dataIn(cmd, b[:min(32, alloc)]), nil
 	case OpModeSense10, OpModeSense6:
