@@ -1,0 +1,372 @@
+package nbd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lunboot/lunboot/pkg/blockdev"
+	"github.com/mdlayher/genetlink"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// netlinkTimeout bounds one netlink exchange when ctx has no deadline.
+const netlinkTimeout = 15 * time.Second
+
+// sysBlock is where the kernel publishes block devices.
+const sysBlock = "/sys/block"
+
+// genlConn is one generic netlink socket with the nbd family resolved.
+type genlConn struct {
+	c      *genetlink.Conn
+	family uint16
+}
+
+func dialNBD() (*genlConn, error) {
+	c, err := genetlink.Dial(nil)
+	if err != nil {
+		return nil, fmt.Errorf("nbd: open generic netlink socket: %w", err)
+	}
+	f, err := c.GetFamily(genlFamily)
+	if err != nil {
+		c.Close()
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENOENT) {
+			return nil, fmt.Errorf("%w: generic netlink family %q not registered", ErrModuleNotLoaded, genlFamily)
+		}
+		return nil, fmt.Errorf("nbd: look up generic netlink family %q: %w", genlFamily, err)
+	}
+	return &genlConn{c: c, family: f.ID}, nil
+}
+
+func (g *genlConn) Close() error { return g.c.Close() }
+
+// execute sends one command and returns the replies, bounded by ctx (or
+// netlinkTimeout when ctx has no deadline).
+func (g *genlConn) execute(ctx context.Context, cmd uint8, body []byte, flags netlink.HeaderFlags) ([]genetlink.Message, error) {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(netlinkTimeout)
+	}
+	if err := g.c.SetDeadline(deadline); err != nil {
+		return nil, err
+	}
+	stop := context.AfterFunc(ctx, func() { g.c.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	msgs, err := g.c.Execute(genetlink.Message{
+		Header: genetlink.Header{Command: cmd, Version: genlVersion},
+		Data:   body,
+	}, g.family, flags)
+	if err != nil && ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	return msgs, err
+}
+
+// explain turns the kernel's bare errno into what to check.
+func explain(op string, index int, err error) error {
+	name := "an NBD device"
+	if index != AnyIndex {
+		name = DevicePath(index)
+	}
+	switch {
+	case errors.Is(err, unix.EBUSY):
+		return fmt.Errorf("%w: %s %s: connected or held open by another process (pick another index, or nbd.AnyIndex): %w", ErrBusy, op, name, err)
+	case errors.Is(err, unix.EPERM):
+		return fmt.Errorf("nbd: %s %s: needs CAP_SYS_ADMIN (run as root): %w", op, name, err)
+	case errors.Is(err, unix.EINVAL):
+		return fmt.Errorf("nbd: %s %s: the kernel rejected the request (see dmesg): %w", op, name, err)
+	}
+	return fmt.Errorf("nbd: %s %s: %w", op, name, err)
+}
+
+func attach(ctx context.Context, dev blockdev.Device, o AttachOptions) (*Device, error) {
+	o = o.withDefaults(dev)
+	if err := o.validate(dev, os.Getpagesize()); err != nil {
+		return nil, err
+	}
+	g, err := dialNBD()
+	if err != nil {
+		if _, serr := os.Stat("/dev/nbd0"); serr != nil && errors.Is(err, ErrModuleNotLoaded) {
+			err = fmt.Errorf("%w (and /dev/nbd0 does not exist)", err)
+		}
+		return nil, err
+	}
+	defer g.Close()
+
+	d := &Device{
+		index:   o.Index,
+		dev:     dev,
+		log:     o.Logger,
+		flags:   exportFlags(dev, o),
+		counter: make([]*Counters, o.Connections),
+		done:    make(chan struct{}),
+	}
+	conns := make([]io.ReadWriteCloser, 0, o.Connections)
+	kernelFDs := make([]int, 0, o.Connections)
+	closeAll := func() {
+		for _, c := range conns {
+			c.Close()
+		}
+		for _, fd := range kernelFDs {
+			unix.Close(fd)
+		}
+	}
+	for i := range o.Connections {
+		d.counter[i] = new(Counters)
+		c, kfd, err := socketPair()
+		if err != nil {
+			closeAll()
+			return nil, err
+		}
+		conns = append(conns, c)
+		kernelFDs = append(kernelFDs, kfd)
+	}
+
+	// The servers run before the kernel knows the sockets: a host's udev
+	// probes the device the moment it appears.
+	serveCtx, cancel := context.WithCancel(context.Background())
+	d.cancel = cancel
+	d.serve(serveCtx, conns, o)
+	stopServers := func() {
+		cancel()
+		<-d.done // Serve returns once its device calls return
+	}
+
+	body, err := connectRequest{
+		index:           o.Index,
+		size:            uint64(dev.Size()),
+		blockSize:       uint64(o.BlockSize),
+		timeout:         o.Timeout,
+		deadConnTimeout: o.DeadConnTimeout,
+		flags:           d.flags,
+		fds:             kernelFDs,
+		backend:         o.Backend,
+	}.encode()
+	if err != nil {
+		closeAll()
+		stopServers()
+		return nil, err
+	}
+	msgs, err := g.execute(ctx, genlCmdConnect, body, netlink.Request)
+	// The kernel holds its own references to the sockets it accepted
+	// (nbd_add_socket); ours are no longer needed either way.
+	for _, fd := range kernelFDs {
+		unix.Close(fd)
+	}
+	kernelFDs = nil
+	if err != nil {
+		stopServers()
+		return nil, explain("connect", o.Index, err)
+	}
+	if len(msgs) == 0 {
+		stopServers()
+		return nil, errors.New("nbd: connect: the kernel sent no reply")
+	}
+	index, err := decodeConnectReply(msgs[0].Data)
+	if err != nil {
+		stopServers()
+		return nil, err
+	}
+	d.index = index
+	d.path = DevicePath(index)
+	o.Logger.Debug("nbd: kernel accepted the connection", "dev", d.path, "conns", o.Connections, "flags", d.flags)
+
+	if err := d.settle(ctx, o); err != nil {
+		dctx, dcancel := context.WithTimeout(context.Background(), DefaultDetachTimeout)
+		defer dcancel()
+		if derr := disconnect(dctx, index); derr != nil {
+			o.Logger.Warn("nbd: disconnect after failed attach", "dev", d.path, "err", derr)
+		}
+		stopServers()
+		return nil, fmt.Errorf("nbd: attach %s: %w", d.path, err)
+	}
+	o.Logger.Info("nbd: attached", "dev", d.path, "size", dev.Size(), "block_size", o.BlockSize,
+		"conns", o.Connections, "flags", d.flags, "partitions", d.parts)
+	return d, nil
+}
+
+// socketPair returns our end of an AF_UNIX stream pair as a net.Conn (so
+// reads and writes go through the runtime poller and Close interrupts
+// them) and the kernel's end as a raw descriptor.
+func socketPair() (io.ReadWriteCloser, int, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, -1, fmt.Errorf("nbd: socketpair: %w", err)
+	}
+	f := os.NewFile(uintptr(fds[0]), "nbd-server")
+	c, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		unix.Close(fds[1])
+		return nil, -1, fmt.Errorf("nbd: socketpair: %w", err)
+	}
+	return c, fds[1], nil
+}
+
+// settle waits for the device node and its size, triggers the partition
+// scan and waits for the partition nodes, all within o.ScanTimeout.
+func (d *Device) settle(ctx context.Context, o AttachOptions) error {
+	ctx, cancel := context.WithTimeout(ctx, o.ScanTimeout)
+	defer cancel()
+	sysDir := filepath.Join(sysBlock, filepath.Base(d.path))
+	want := d.dev.Size() &^ 511
+	var size int64
+	err := poll(ctx, func() bool {
+		if _, err := os.Stat(d.path); err != nil {
+			return false
+		}
+		size, _ = readSysSize(sysDir)
+		return size == want
+	})
+	if err != nil {
+		if _, serr := os.Stat(d.path); serr != nil {
+			return fmt.Errorf("device node %s did not appear (is devtmpfs mounted on /dev?): %w", d.path, err)
+		}
+		return fmt.Errorf("kernel reports %d bytes for %s, want %d: %w", size, d.path, want, err)
+	}
+	// Opening the whole disk runs the pending partition scan
+	// (blkdev_get_whole → bdev_disk_changed); the partitions are
+	// registered, and their devtmpfs nodes made, before open returns.
+	f, err := os.OpenFile(d.path, os.O_RDONLY, 0)
+	if err != nil {
+		return fmt.Errorf("open %s for the partition scan: %w", d.path, err)
+	}
+	f.Close()
+	d.parts = partitions(sysDir)
+	err = poll(ctx, func() bool {
+		for _, p := range d.parts {
+			if _, err := os.Stat(p); err != nil {
+				return false
+			}
+		}
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("partition nodes %v did not all appear: %w", d.parts, err)
+	}
+	return nil
+}
+
+// poll calls cond every 10 ms until it holds or ctx is done.
+func poll(ctx context.Context, cond func() bool) error {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// readSysSize returns a block device's size in bytes from sysfs (which
+// counts 512-byte sectors whatever the block size).
+func readSysSize(sysDir string) (int64, error) {
+	b, err := os.ReadFile(filepath.Join(sysDir, "size"))
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		return 0, err
+	}
+	return n * 512, nil
+}
+
+// partitions lists /dev/<disk>pN for the partitions sysfs shows under the
+// disk, ordered by N.
+func partitions(sysDir string) []string {
+	disk := filepath.Base(sysDir)
+	ents, err := os.ReadDir(sysDir)
+	if err != nil {
+		return nil
+	}
+	type part struct {
+		n    int
+		name string
+	}
+	var ps []part
+	for _, e := range ents {
+		rest, ok := strings.CutPrefix(e.Name(), disk+"p")
+		if !ok {
+			continue
+		}
+		if n, err := strconv.Atoi(rest); err == nil {
+			ps = append(ps, part{n, e.Name()})
+		}
+	}
+	slices.SortFunc(ps, func(a, b part) int { return a.n - b.n })
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = "/dev/" + p.name
+	}
+	return out
+}
+
+// syncBlockDevice writes back the kernel's cached pages of the device and
+// makes it send a FLUSH (fsync on a block device, blkdev_fsync).
+func syncBlockDevice(path string) error {
+	f, err := os.OpenFile(path, os.O_RDONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
+
+func disconnect(ctx context.Context, index int) error {
+	g, err := dialNBD()
+	if err != nil {
+		return err
+	}
+	defer g.Close()
+	body, err := encodeIndex(index)
+	if err != nil {
+		return err
+	}
+	// The kernel sends no reply to DISCONNECT, only the acknowledgement
+	// asked for here; without it Execute would wait for nothing.
+	if _, err := g.execute(ctx, genlCmdDisconnect, body, netlink.Request|netlink.Acknowledge); err != nil {
+		if errors.Is(err, unix.EINVAL) {
+			return fmt.Errorf("%w: disconnect %s: the kernel has no such device: %w", ErrNoDevice, DevicePath(index), err)
+		}
+		return explain("disconnect", index, err)
+	}
+	return nil
+}
+
+func status(ctx context.Context, index int) ([]DeviceStatus, error) {
+	g, err := dialNBD()
+	if err != nil {
+		return nil, err
+	}
+	defer g.Close()
+	body, err := encodeIndex(index)
+	if err != nil {
+		return nil, err
+	}
+	msgs, err := g.execute(ctx, genlCmdStatus, body, netlink.Request)
+	if err != nil {
+		return nil, explain("status", index, err)
+	}
+	var out []DeviceStatus
+	for _, m := range msgs {
+		st, err := decodeStatusReply(m.Data)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, st...)
+	}
+	return out, nil
+}
