@@ -32,7 +32,7 @@ func parseHostPort(s string) (TargetAddress, error) {
 			return a, fmt.Errorf("unbalanced '[' in %q", s)
 		}
 		a.Host = s[1:end]
-		if _, err := netip.ParseAddr(a.Host); err != nil {
+		if _, err := netip.ParseAddr(a.Host); err != nil || strings.ContainsAny(a.Host, " /,[]") {
 			return a, fmt.Errorf("%q in brackets is not an IPv6 address", a.Host)
 		}
 		rest := s[end+1:]
@@ -47,7 +47,7 @@ func parseHostPort(s string) (TargetAddress, error) {
 		return a, err
 	}
 	if strings.Count(s, ":") > 1 {
-		if ip, err := netip.ParseAddr(s); err == nil && ip.Is6() {
+		if ip, err := netip.ParseAddr(s); err == nil && ip.Is6() && !strings.ContainsAny(s, " /,[]") {
 			a.Host = s
 			return a, nil
 		}
