@@ -70,7 +70,11 @@ func (s *Session) connFailed(c *conn, cause error) {
 		s.closeLocked(err)
 		s.mu.Unlock()
 		c.wg.Wait()
-		s.log.Warn("iscsi: connection lost; session closed", "portal", c.portal, "err", cause)
+		if planned && s.closing {
+			s.log.Debug("iscsi: connection closed after logout", "portal", c.portal)
+		} else {
+			s.log.Warn("iscsi: connection lost; session closed", "portal", c.portal, "err", cause)
+		}
 		return
 	}
 	for _, t := range s.queue {
