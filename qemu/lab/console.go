@@ -1,31 +1,35 @@
 package lab
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"regexp"
-	"strings"
 	"sync"
 	"time"
 )
 
 // console collects a guest's serial output: the raw bytes go to a log file,
 // a cleaned text copy (no CR, no escape sequences) stays in memory for
-// Expect, and complete lines go to an optional callback.
+// Expect, and complete lines go to an optional callback. Secrets are masked
+// in all three, line by line.
 type console struct {
 	start  time.Time
 	file   *os.File
 	onLine func(string)
+	mask   func(string) string
 
-	mu      sync.Mutex
-	text    []byte
-	stamps  []stamp // arrival time of each chunk of text
-	cursor  int     // Expect consumes text up to here
-	partial []byte  // the current line, not yet passed to onLine
-	changed chan struct{}
-	ended   bool
-	endErr  error
+	mu         sync.Mutex
+	text       []byte
+	stamps     []stamp // arrival time of each chunk of text
+	cursor     int     // Expect consumes text up to here
+	rawPartial []byte  // raw bytes of the current line, not yet in the file
+	partial    []byte  // the current line, cleaned but not yet masked
+	lineStart  int     // where the current line starts in text
+	changed    chan struct{}
+	ended      bool
+	endErr     error
 }
 
 type stamp struct {
@@ -37,43 +41,61 @@ type stamp struct {
 // already consumed is dropped first (the log file keeps everything).
 const maxConsoleText = 64 << 20
 
-func newConsole(path string, onLine func(string)) (*console, error) {
+func newConsole(path string, onLine func(string), mask func(string) string) (*console, error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
 	if err != nil {
 		return nil, err
 	}
-	return &console{start: time.Now(), file: f, onLine: onLine, changed: make(chan struct{})}, nil
+	if mask == nil {
+		mask = func(s string) string { return s }
+	}
+	return &console{start: time.Now(), file: f, onLine: onLine, mask: mask, changed: make(chan struct{})}, nil
 }
 
 // Write receives serial output (QEMU's stdout).
 func (c *console) Write(p []byte) (int, error) {
 	c.mu.Lock()
-	if c.file != nil {
-		_, _ = c.file.Write(p)
-	}
-	clean := cleanConsole(p)
-	c.text = append(c.text, clean...)
-	c.stamps = append(c.stamps, stamp{end: len(c.text), at: time.Since(c.start)})
-	if len(c.text) > maxConsoleText && c.cursor > len(c.text)/2 {
-		c.drop(c.cursor)
-	}
-	var lines []string
-	if c.onLine != nil {
-		c.partial = append(c.partial, clean...)
-		for {
-			i := strings.IndexByte(string(c.partial), '\n')
-			if i < 0 {
-				break
-			}
-			lines = append(lines, string(c.partial[:i]))
-			c.partial = c.partial[i+1:]
+	// The log file gets whole lines, masked.
+	c.rawPartial = append(c.rawPartial, p...)
+	for {
+		i := bytes.IndexByte(c.rawPartial, '\n')
+		if i < 0 {
+			break
 		}
+		if c.file != nil {
+			_, _ = c.file.WriteString(c.mask(string(c.rawPartial[:i+1])))
+		}
+		c.rawPartial = c.rawPartial[i+1:]
+	}
+	// The text: complete lines masked once, the current line re-masked
+	// as it grows (a secret may arrive in pieces).
+	c.partial = append(c.partial, cleanConsole(p)...)
+	c.text = c.text[:c.lineStart]
+	var lines []string
+	for {
+		i := bytes.IndexByte(c.partial, '\n')
+		if i < 0 {
+			break
+		}
+		line := c.mask(string(c.partial[:i]))
+		c.text = append(append(c.text, line...), '\n')
+		lines = append(lines, line)
+		c.partial = c.partial[i+1:]
+	}
+	c.lineStart = len(c.text)
+	c.text = append(c.text, c.mask(string(c.partial))...)
+	c.cursor = min(c.cursor, len(c.text))
+	c.stamps = append(c.stamps, stamp{end: len(c.text), at: time.Since(c.start)})
+	if len(c.text) > maxConsoleText && c.cursor > len(c.text)/2 && c.cursor <= c.lineStart {
+		c.drop(c.cursor)
 	}
 	close(c.changed)
 	c.changed = make(chan struct{})
 	c.mu.Unlock()
-	for _, l := range lines {
-		c.onLine(l)
+	if c.onLine != nil {
+		for _, l := range lines {
+			c.onLine(l)
+		}
 	}
 	return len(p), nil
 }
@@ -82,6 +104,7 @@ func (c *console) Write(p []byte) (int, error) {
 func (c *console) drop(n int) {
 	c.text = append([]byte(nil), c.text[n:]...)
 	c.cursor -= n
+	c.lineStart -= n
 	var st []stamp
 	for _, s := range c.stamps {
 		if s.end > n {
@@ -100,14 +123,18 @@ func (c *console) end(err error) {
 	}
 	c.ended, c.endErr = true, err
 	if len(c.partial) > 0 && c.onLine != nil {
-		line := string(c.partial)
-		c.partial = nil
+		line := c.mask(string(c.partial))
 		defer c.onLine(line)
 	}
+	c.partial = nil
 	if c.file != nil {
+		if len(c.rawPartial) > 0 {
+			_, _ = c.file.WriteString(c.mask(string(c.rawPartial)))
+		}
 		c.file.Close()
 		c.file = nil
 	}
+	c.rawPartial = nil
 	close(c.changed)
 	c.changed = make(chan struct{})
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -58,6 +59,32 @@ func (c *cmdLog) close() {
 	}
 }
 
+var (
+	// passwordParam matches the value of a kernel or tool parameter whose
+	// name says it is a secret (iscsi_password=, rd.iscsi.in.password=,
+	// chap-secret=…).
+	passwordParam = regexp.MustCompile(`(?i)((?:password|secret)[\w.-]*=)([^\s'"]+)`)
+	// rootPathCreds matches dracut's iscsi:user:pass[:ruser:rpass]@ prefix.
+	rootPathCreds = regexp.MustCompile(`(iscsi:[^:@\s]*:)[^:@\s]*((?::[^:@\s]*:)[^:@\s]*)?@`)
+)
+
+// maskSecrets replaces the given secrets and password-like parameters in s
+// with "***".
+func maskSecrets(s string, secrets []string) string {
+	for _, sec := range secrets {
+		s = strings.ReplaceAll(s, sec, "***")
+	}
+	s = passwordParam.ReplaceAllString(s, "${1}***")
+	return rootPathCreds.ReplaceAllStringFunc(s, func(m string) string {
+		sub := rootPathCreds.FindStringSubmatch(m)
+		out := sub[1] + "***"
+		if sub[2] != "" {
+			out += sub[2][:strings.LastIndexByte(sub[2], ':')+1] + "***"
+		}
+		return out + "@"
+	})
+}
+
 // quoteArgs renders argv as a shell would need it, for the command log.
 func quoteArgs(argv []string) string {
 	var b strings.Builder
@@ -92,15 +119,15 @@ func (l *Lab) run(ctx context.Context, argv ...string) (string, error) {
 	if err != nil {
 		status = err.Error()
 	}
-	l.cmds.printf("$ %s  -> %s (%s)", quoteArgs(argv), status, time.Since(start).Round(time.Millisecond))
+	l.cmds.printf("$ %s  -> %s (%s)", l.mask(quoteArgs(argv)), status, time.Since(start).Round(time.Millisecond))
 	if text != "" && err != nil {
-		l.cmds.printf("  output: %s", strings.ReplaceAll(text, "\n", "\n  output: "))
+		l.cmds.printf("  output: %s", l.mask(strings.ReplaceAll(text, "\n", "\n  output: ")))
 	}
 	if err != nil {
 		if ctx.Err() != nil {
 			err = fmt.Errorf("%w (gave up after %s)", ctx.Err(), commandTimeout)
 		}
-		return text, fmt.Errorf("%s: %w: %s (see %s)", quoteArgs(argv), err, text, l.cmdsPath)
+		return text, fmt.Errorf("%s: %w: %s (see %s)", l.mask(quoteArgs(argv)), err, l.mask(text), l.cmdsPath)
 	}
 	return text, nil
 }
@@ -133,10 +160,10 @@ func (l *Lab) startProcess(component, logPath string, stdin io.Reader, stdout io
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		l.cmds.printf("& %s  -> %v", quoteArgs(argv), err)
+		l.cmds.printf("& %s  -> %v", l.mask(quoteArgs(argv)), err)
 		return nil, fmt.Errorf("%s: start %s: %w", component, argv[0], err)
 	}
-	l.cmds.printf("& %s  -> pid %d, log %s", quoteArgs(argv), cmd.Process.Pid, logPath)
+	l.cmds.printf("& %s  -> pid %d, log %s", l.mask(quoteArgs(argv)), cmd.Process.Pid, logPath)
 	p := &process{component: component, logPath: logPath, cmd: cmd, done: make(chan struct{})}
 	go func() {
 		p.err = cmd.Wait()

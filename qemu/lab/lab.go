@@ -72,7 +72,9 @@ type Lab struct {
 
 	mu        sync.Mutex
 	closed    bool
+	closeDone chan struct{} // closed when Close has finished
 	closeErr  error
+	secrets   []string
 	procs     []*process
 	vms       []*VM
 	dhcp      *DHCP
@@ -86,6 +88,27 @@ type Lab struct {
 const nsPrefix = "lunboot-"
 
 var nsPattern = regexp.MustCompile(`^` + nsPrefix + `([0-9]+)-[0-9]+`)
+
+// workPrefix starts the lab's work folders in the temporary directory,
+// followed by the owner's process ID for the same reason.
+const workPrefix = "lunboot-lab-"
+
+var workPattern = regexp.MustCompile(`^` + workPrefix + `([0-9]+)-[0-9]+-`)
+
+// deadOwner reports whether a name made by a lab belongs to a process that
+// no longer exists.
+func deadOwner(re *regexp.Regexp, name string) bool {
+	m := re.FindStringSubmatch(name)
+	if m == nil {
+		return false
+	}
+	pid, err := strconv.Atoi(m[1])
+	if err != nil || pid == os.Getpid() {
+		return false
+	}
+	err = syscall.Kill(pid, 0)
+	return err != nil && !errors.Is(err, syscall.EPERM)
+}
 
 // registry tracks open labs for the signal handler and hands out sequence
 // numbers that make names unique within the process.
@@ -122,9 +145,10 @@ func New(ctx context.Context, opts Options) (*Lab, error) {
 		opts:    opts,
 		log:     opts.Logger,
 		seq:     seq,
-		ns:      fmt.Sprintf("%s%d-%d-%s", nsPrefix, pid, seq, name),
-		bridge:  "br0",
-		created: time.Now(),
+		ns:        fmt.Sprintf("%s%d-%d-%s", nsPrefix, pid, seq, name),
+		bridge:    "br0",
+		created:   time.Now(),
+		closeDone: make(chan struct{}),
 	}
 	if l.log == nil {
 		l.log = slog.New(slog.DiscardHandler)
@@ -164,7 +188,7 @@ func New(ctx context.Context, opts Options) (*Lab, error) {
 	}
 	l.cmds.printf("lab %s: namespace %s, bridge %s %s %s, logs %s", name, l.ns, l.bridge,
 		netip.PrefixFrom(l.server, 24), netip.PrefixFrom(l.server6, 64), l.logDir)
-	if l.workDir, err = os.MkdirTemp("", "lunboot-lab-*"); err != nil {
+	if l.workDir, err = os.MkdirTemp("", fmt.Sprintf("%s%d-%d-*", workPrefix, pid, seq)); err != nil {
 		l.cmds.close()
 		return nil, fmt.Errorf("lab: work folder: %w", err)
 	}
@@ -249,6 +273,33 @@ func (l *Lab) LogDir() string { return l.logDir }
 // WorkDir returns a scratch folder (private disk copies) that Close removes.
 func (l *Lab) WorkDir() string { return l.workDir }
 
+// AddSecret registers a secret (a CHAP password) that the lab must never
+// write: every later console log, console line and command-log entry shows
+// "***" instead. Export registers its CHAP secrets itself; tests that put
+// secrets on a kernel command line register them here.
+func (l *Lab) AddSecret(secret string) {
+	if len(secret) < 3 {
+		return // too short to mask without garbling unrelated text
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, s := range l.secrets {
+		if s == secret {
+			return
+		}
+	}
+	l.secrets = append(l.secrets, secret)
+}
+
+// mask hides registered secrets and anything that looks like a password
+// parameter (…password=, …secret=, iscsi:user:pass@) in s.
+func (l *Lab) mask(s string) string {
+	l.mu.Lock()
+	secrets := l.secrets
+	l.mu.Unlock()
+	return maskSecrets(s, secrets)
+}
+
 // LogPath returns the path of a file in the log folder.
 func (l *Lab) LogPath(name string) string { return filepath.Join(l.logDir, name) }
 
@@ -258,12 +309,13 @@ func (l *Lab) Logf(format string, args ...any) { l.cmds.printf("# "+format, args
 // Close tears everything down: guests, DHCP, targets, client namespaces,
 // any process still inside the namespace, the namespace itself and the
 // work folder. It is bounded (tens of seconds at worst), safe to call more
-// than once and from several goroutines, and returns what could not be
-// undone. The log folder stays.
+// than once and from several goroutines (a second call waits for the first
+// to finish), and returns what could not be undone. The log folder stays.
 func (l *Lab) Close() error {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
+		<-l.closeDone
 		return l.closeErr
 	}
 	l.closed = true
@@ -313,6 +365,7 @@ func (l *Lab) Close() error {
 	l.mu.Lock()
 	l.closeErr = errors.Join(errs...)
 	l.mu.Unlock()
+	close(l.closeDone)
 	return l.closeErr
 }
 
@@ -390,27 +443,26 @@ func listNetNS() ([]string, error) {
 	return names, nil
 }
 
-// sweepStale removes namespaces (and the processes in them) that belong to
-// lab processes that no longer exist: a test binary killed with SIGKILL
-// cannot clean up, so the next lab does.
+// sweepStale removes namespaces (and the processes in them) and work folders
+// that belong to lab processes that no longer exist: a test binary killed
+// with SIGKILL cannot clean up, so the next lab does.
 func (l *Lab) sweepStale(ctx context.Context) {
 	err := l.removeNamespaces(ctx, func(ns string) bool {
-		m := nsPattern.FindStringSubmatch(ns)
-		if m == nil {
-			return false
+		dead := deadOwner(nsPattern, ns)
+		if dead {
+			l.cmds.printf("# removing stale namespace %s (its process is gone)", ns)
 		}
-		pid, err := strconv.Atoi(m[1])
-		if err != nil || pid == os.Getpid() {
-			return false
-		}
-		alive := syscall.Kill(pid, 0) == nil || errors.Is(syscall.Kill(pid, 0), syscall.EPERM)
-		if !alive {
-			l.cmds.printf("# removing stale namespace %s (process %d is gone)", ns, pid)
-		}
-		return !alive
+		return dead
 	})
 	if err != nil {
 		l.log.Warn("removing stale lab namespaces", "err", err)
+	}
+	ents, _ := os.ReadDir(os.TempDir())
+	for _, e := range ents {
+		if e.IsDir() && deadOwner(workPattern, e.Name()) {
+			l.cmds.printf("# removing stale work folder %s", filepath.Join(os.TempDir(), e.Name()))
+			_ = os.RemoveAll(filepath.Join(os.TempDir(), e.Name()))
+		}
 	}
 }
 

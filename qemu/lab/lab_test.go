@@ -163,8 +163,8 @@ func TestUpDown(t *testing.T) {
 	}
 }
 
-// TestStaleNamespaceSwept checks that a new lab removes a namespace left by a
-// lab process that died without cleaning up.
+// TestStaleNamespaceSwept checks that a new lab removes a namespace and a
+// work folder left by a lab process that died without cleaning up.
 func TestStaleNamespaceSwept(t *testing.T) {
 	labtest.Require(t)
 	// Find a process ID that is not in use.
@@ -183,9 +183,17 @@ func TestStaleNamespaceSwept(t *testing.T) {
 		t.Fatalf("ip netns add %s: %v: %s", stale, err, out)
 	}
 	t.Cleanup(func() { exec.Command("ip", "netns", "delete", stale).Run() })
+	staleWork := filepath.Join(os.TempDir(), fmt.Sprintf("lunboot-lab-%d-1-x", dead))
+	if err := os.MkdirAll(filepath.Join(staleWork, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(staleWork) })
 	l := labtest.Start(t, lab.Options{Name: "sweep"})
 	if namespaceExists(t, stale) {
 		t.Errorf("stale namespace %s survived lab.New", stale)
+	}
+	if _, err := os.Stat(staleWork); err == nil {
+		t.Errorf("stale work folder %s survived lab.New", staleWork)
 	}
 	if !namespaceExists(t, l.NetNS()) {
 		t.Errorf("the new lab's namespace %s is missing", l.NetNS())

@@ -174,6 +174,10 @@ func (t *Target) Export(spec ExportSpec) (*Export, error) {
 	if spec.Shared {
 		spec.ReadOnly = true
 	}
+	if c := spec.CHAP; c != nil {
+		t.lab.AddSecret(c.Secret)
+		t.lab.AddSecret(c.TargetSecret)
+	}
 	var luns []string
 	for i, img := range spec.Images {
 		abs, err := filepath.Abs(img)

@@ -31,7 +31,7 @@ func TestCleanConsole(t *testing.T) {
 
 func newTestConsole(t *testing.T, onLine func(string)) *console {
 	t.Helper()
-	c, err := newConsole(filepath.Join(t.TempDir(), "console.log"), onLine)
+	c, err := newConsole(filepath.Join(t.TempDir(), "console.log"), onLine, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +66,7 @@ func TestConsoleExpectInOrder(t *testing.T) {
 
 func TestConsoleLogIsRaw(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "console.log")
-	c, err := newConsole(path, nil)
+	c, err := newConsole(path, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,5 +221,52 @@ func TestCopySparse(t *testing.T) {
 	var st1, st2 syscall.Stat_t
 	if syscall.Stat(src, &st1) == nil && syscall.Stat(dst, &st2) == nil && st2.Blocks > 4*st1.Blocks+64 {
 		t.Errorf("copy uses %d blocks, source %d: holes were filled", st2.Blocks, st1.Blocks)
+	}
+}
+
+func TestMaskSecrets(t *testing.T) {
+	tests := []struct {
+		in      string
+		secrets []string
+		want    string
+	}{
+		{"-append 'iscsi_password=s3cret iscsi_in_password=r3v x=1'", nil, "-append 'iscsi_password=*** iscsi_in_password=*** x=1'"},
+		{"rd.iscsi.password=a1 rd.iscsi.in.password=b2 chap-secret=c3", nil, "rd.iscsi.password=*** rd.iscsi.in.password=*** chap-secret=***"},
+		{"netroot=iscsi:user:pw@10.0.0.1::::iqn.x", nil, "netroot=iscsi:user:***@10.0.0.1::::iqn.x"},
+		{"netroot=iscsi:u:pw:ru:rpw@10.0.0.1::::iqn.x", nil, "netroot=iscsi:u:***:ru:***@10.0.0.1::::iqn.x"},
+		{"root-path iscsi:10.0.0.1::3260:1:iqn.x", nil, "root-path iscsi:10.0.0.1::3260:1:iqn.x"},
+		{"Command line: lunboot.chap=topsecret-1 other", []string{"topsecret-1"}, "Command line: lunboot.chap=*** other"},
+	}
+	for _, tt := range tests {
+		if got := maskSecrets(tt.in, tt.secrets); got != tt.want {
+			t.Errorf("maskSecrets(%q, %q) = %q, want %q", tt.in, tt.secrets, got, tt.want)
+		}
+	}
+}
+
+func TestConsoleMasksSecrets(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "console.log")
+	var lines []string
+	mask := func(s string) string { return maskSecrets(s, []string{"hunter2-secret"}) }
+	c, err := newConsole(path, func(l string) { lines = append(lines, l) }, mask)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The secret arrives split over writes, as serial output does.
+	c.Write([]byte("[0.0] Command line: x=hunter2-"))
+	c.Write([]byte("secret iscsi_password=abc\r\nlogin: hunt"))
+	c.Write([]byte("er2-secret"))
+	if m, err := c.expect(context.Background(), regexp.MustCompile(`login: .*`)); err != nil || strings.Contains(m.Groups[0], "hunter2") {
+		t.Errorf("expect(login) = %+v, %v, want the partial line masked", m, err)
+	}
+	c.end(nil)
+	b, _ := os.ReadFile(path)
+	for _, out := range []string{string(b), c.String(), strings.Join(lines, "\n")} {
+		if strings.Contains(out, "hunter2-secret") || strings.Contains(out, "=abc") {
+			t.Errorf("console output %q shows a secret", out)
+		}
+	}
+	if !strings.Contains(string(b), "x=***") || !strings.Contains(string(b), "\r\n") {
+		t.Errorf("console log = %q, want the raw line with the secret masked", b)
 	}
 }

@@ -188,7 +188,7 @@ func (l *Lab) StartVM(ctx context.Context, cfg VMConfig) (*VM, error) {
 		qemuLog: l.LogPath("qemu-" + cfg.Name + ".log"),
 		nics:    nics,
 	}
-	con, err := newConsole(v.conLog, cfg.OnConsole)
+	con, err := newConsole(v.conLog, cfg.OnConsole, l.mask)
 	if err != nil {
 		return nil, fmt.Errorf("lab: vm %s: console log: %w", cfg.Name, err)
 	}
