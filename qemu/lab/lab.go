@@ -142,9 +142,9 @@ func New(ctx context.Context, opts Options) (*Lab, error) {
 
 	pid := os.Getpid()
 	l := &Lab{
-		opts:    opts,
-		log:     opts.Logger,
-		seq:     seq,
+		opts:      opts,
+		log:       opts.Logger,
+		seq:       seq,
 		ns:        fmt.Sprintf("%s%d-%d-%s", nsPrefix, pid, seq, name),
 		bridge:    "br0",
 		created:   time.Now(),
