@@ -50,6 +50,8 @@ const (
 )
 
 type options struct {
+	loadBefore, loadAfter string // /proc/loadavg around the rounds
+
 	lunboot  string
 	out      string
 	size     int64
@@ -137,6 +139,7 @@ func run(ctx context.Context, o options) error {
 
 	res := results{}
 	dur := fmt.Sprintf("%ds", secs)
+	o.loadBefore = loadAvg()
 	for round := 1; round <= o.runs; round++ {
 		fmt.Fprintf(os.Stderr, "benchtarget: round %d of %d\n", round, o.runs)
 		args := []string{"--duration", dur, "--depth", strconv.Itoa(depth), "--tests", "seq-read,rand-read"}
@@ -161,6 +164,7 @@ func run(ctx context.Context, o options) error {
 			return err
 		}
 	}
+	o.loadAfter = loadAvg()
 	md := report(o, res)
 	if err := os.WriteFile(o.out, []byte(md), 0o644); err != nil {
 		return err
@@ -303,6 +307,8 @@ func report(o options, res results) string {
 	w("- machine: %d CPUs (`nproc`), %s, Linux %s, %s\n", runtime.NumCPU(), cpuModel(), kernelRelease(), runtime.Version())
 	w("- target: tgtd %s on 127.0.0.1, one %d MiB LUN in %s (512-byte blocks), filled with data\n", tgtVersion(), o.size>>20, o.dir)
 	w("- each figure: the median of %d rounds of %v per test; the tools run one after the other\n", o.runs, o.duration)
+	w("- load average (1, 5, 15 min) before and after: %s; %s — other work on the machine competes for\n", o.loadBefore, o.loadAfter)
+	w("  its %d CPUs\n", runtime.NumCPU())
 	w("- lunboot: %s\n", gitVersion())
 	w("- command: `%s`\n\n", o.command)
 
@@ -359,6 +365,14 @@ func report(o options, res results) string {
 	w("512-byte block; lunboot's are 4 KiB aligned. On a shared machine the absolute numbers move\n")
 	w("from run to run; the ratio, measured back to back, is the figure to compare.\n")
 	return b.String()
+}
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "?"
 }
 
 func cpuModel() string {
