@@ -350,8 +350,14 @@ func (v *VM) Send(s string) error {
 }
 
 // Wait waits for QEMU to exit (a guest power-off ends it) and returns its
-// exit error.
+// exit error. Without a deadline in ctx it gives up after
+// DefaultExpectTimeout.
 func (v *VM) Wait(ctx context.Context) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultExpectTimeout)
+		defer cancel()
+	}
 	if err := v.proc.wait(ctx); err != nil {
 		if ctx.Err() != nil {
 			return componentError("qemu "+v.cfg.Name, v.conLog, fmt.Errorf("still running: %w", err))
