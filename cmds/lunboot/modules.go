@@ -1,0 +1,108 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"text/tabwriter"
+	"time"
+
+	"github.com/lunboot/lunboot/pkg/kmod"
+)
+
+// modulesTimeout bounds the whole run: inserting the image's ~45 modules
+// takes about a second under QEMU TCG; a module stuck in its init for this
+// long will not come back.
+const modulesTimeout = 2 * time.Minute
+
+func init() {
+	register(&command{
+		name:    "modules",
+		summary: "load the image's kernel modules in dependency order and print the result",
+		run:     runModules,
+	})
+}
+
+// runModules is `lunboot modules [-n] [-j N] [-root DIR] [-release R]`.
+// It is stage 1 of the boot on its own, for the rescue shell and tests.
+func runModules(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("modules", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dryRun := fs.Bool("n", false, "print the load order and what is already present; load nothing")
+	parallel := fs.Int("j", 1, "insert up to `N` independent modules at once")
+	root := fs.String("root", "/", "file system root holding lib/modules/<release>/"+kmod.OrderFile)
+	release := fs.String("release", "", "kernel release whose modules to load (default: the running kernel's)")
+	verbose := fs.Bool("v", false, "log each module to stderr as it is done")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: lunboot modules [options]\n\n"+
+			"Loads the kernel modules the boot image carries, in the order the image\n"+
+			"builder resolved (lib/modules/<release>/%s), with <module>.<param>=\n"+
+			"values from the kernel command line, and prints one line per module.\n\n", kmod.OrderFile)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: modules takes no arguments, got %q", errUsage, fs.Args())
+	}
+	opts := kmod.Options{Root: *root, Release: *release, Parallel: *parallel}
+
+	if *dryRun {
+		entries, dir, err := kmod.Order(opts)
+		if err != nil && !errors.Is(err, kmod.ErrWrongKernel) {
+			return err
+		}
+		fmt.Fprintf(stdout, "# %s/%s\n", dir, kmod.OrderFile)
+		tw := tabwriter.NewWriter(stdout, 0, 8, 2, ' ', 0)
+		fmt.Fprintln(tw, "MODULE\tFILE\tAFTER")
+		for _, e := range entries {
+			fmt.Fprintf(tw, "%s\t%s\t%v\n", e.Name, e.Path, e.Depends)
+		}
+		tw.Flush()
+		return err
+	}
+
+	logger := slog.New(slog.DiscardHandler)
+	if *verbose {
+		logger = slog.New(slog.NewTextHandler(stderr, nil))
+	}
+	ctx, cancel := context.WithTimeout(ctx, modulesTimeout)
+	defer cancel()
+	start := time.Now()
+	results, err := kmod.LoadAll(ctx, logger, opts)
+	elapsed := time.Since(start)
+	if len(results) > 0 {
+		printModules(stdout, results)
+	}
+	sum := kmod.Summarize(results)
+	fmt.Fprintf(stdout, "modules: %s in %s\n", sum, elapsed.Round(time.Millisecond))
+	if err != nil {
+		return err
+	}
+	if n := sum[kmod.Failed] + sum[kmod.Skipped]; n > 0 {
+		return fmt.Errorf("%d of %d modules not loaded", n, len(results))
+	}
+	return nil
+}
+
+// printModules prints the result table: one row per module, load order.
+func printModules(w io.Writer, results []kmod.Result) {
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "MODULE\tRESULT\tTIME\tDETAIL")
+	for _, r := range results {
+		t := "-"
+		if r.Elapsed > 0 {
+			t = r.Elapsed.Round(100 * time.Microsecond).String()
+		}
+		detail := r.Detail()
+		if r.Params != "" {
+			detail = fmt.Sprintf("[%s] %s", r.Params, detail)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Name, r.Status, t, detail)
+	}
+	tw.Flush()
+}
