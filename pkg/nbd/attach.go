@@ -296,6 +296,11 @@ func (d *Device) Detach(ctx context.Context) error {
 		}
 	}
 	d.cancel()
+	// Linux 6.1 keeps a disconnected disk's partitions (nbdNp1…, now
+	// empty) until its next partition scan; opening the disk runs one.
+	if err := dropPartitions(d.path); err != nil {
+		d.log.Warn("nbd: could not clear stale partitions", "dev", d.path, "err", err)
+	}
 	if d.flags&FlagReadOnly == 0 {
 		if err := d.dev.Flush(); err != nil {
 			errs = append(errs, fmt.Errorf("flush device: %w", err))

@@ -325,6 +325,18 @@ func syncBlockDevice(path string) error {
 	return f.Sync()
 }
 
+// dropPartitions opens and closes a disconnected device: the open finds
+// the disk marked for a partition scan (nbd_open sets GD_NEED_PART_SCAN on
+// a disconnected device) and, the capacity being zero, removes the old
+// partitions without reading anything.
+func dropPartitions(path string) error {
+	f, err := os.OpenFile(path, os.O_RDONLY, 0)
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
 func disconnect(ctx context.Context, index int) error {
 	g, err := dialNBD()
 	if err != nil {

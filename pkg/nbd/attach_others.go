@@ -17,3 +17,5 @@ func disconnect(context.Context, int) error { return ErrNotSupported }
 func status(context.Context, int) ([]DeviceStatus, error) { return nil, ErrNotSupported }
 
 func syncBlockDevice(string) error { return ErrNotSupported }
+
+func dropPartitions(string) error { return ErrNotSupported }
