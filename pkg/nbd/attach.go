@@ -336,6 +336,16 @@ func Disconnect(ctx context.Context, index int) error {
 	return disconnect(ctx, index)
 }
 
+// Sync writes back the kernel's cached writes for the block device at path
+// and makes it send a FLUSH (fsync on a block device, blkdev_fsync): what to
+// do before Disconnect.
+func Sync(path string) error {
+	if err := syncBlockDevice(path); err != nil {
+		return fmt.Errorf("nbd: sync %s: %w", path, err)
+	}
+	return nil
+}
+
 // Status returns the kernel's view of /dev/nbd<index>, or ErrNoDevice.
 func Status(ctx context.Context, index int) (DeviceStatus, error) {
 	if index < 0 {
