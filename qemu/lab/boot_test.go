@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lunboot/lunboot/internal/testenv"
 	"github.com/lunboot/lunboot/pkg/ibft"
 	"github.com/lunboot/lunboot/pkg/scsi"
 	"github.com/lunboot/lunboot/qemu/fixtures"
@@ -201,10 +202,8 @@ func TestProbeDirectBoot(t *testing.T) {
 // base memory. It also reports the boot times lunboot will be compared with.
 func TestIPXESanboot(t *testing.T) {
 	skipShort(t)
-	if _, err := os.Stat("/usr/lib/ipxe/qemu/efi-virtio.rom"); err != nil {
-		labtest.Require(t)
-		t.Skip("Debian's ipxe-qemu ROMs are not installed")
-	}
+	labtest.Require(t)
+	testenv.RequireFile(t, "/usr/lib/ipxe/qemu/efi-virtio.rom", "make deps (Debian package ipxe-qemu)")
 	fx := labtest.Fixtures(t)
 	disk, err := fx.Disk(fixtures.MBR)
 	if err != nil {

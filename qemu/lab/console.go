@@ -26,6 +26,7 @@ type console struct {
 	cursor     int     // Expect consumes text up to here
 	rawPartial []byte  // raw bytes of the current line, not yet in the file
 	partial    []byte  // the current line, cleaned but not yet masked
+	esc        []byte  // an escape sequence cut off at the end of a write
 	lineStart  int     // where the current line starts in text
 	changed    chan struct{}
 	ended      bool
@@ -69,7 +70,9 @@ func (c *console) Write(p []byte) (int, error) {
 	}
 	// The text: complete lines masked once, the current line re-masked
 	// as it grows (a secret may arrive in pieces).
-	c.partial = append(c.partial, cleanConsole(p)...)
+	clean, rest := cleanConsole(append(c.esc, p...))
+	c.esc = append([]byte(nil), rest...)
+	c.partial = append(c.partial, clean...)
 	c.text = c.text[:c.lineStart]
 	var lines []string
 	for {
@@ -139,29 +142,40 @@ func (c *console) end(err error) {
 	c.changed = make(chan struct{})
 }
 
+// maxEscape bounds an escape sequence: longer ones are dropped as they come.
+const maxEscape = 32
+
 // cleanConsole drops carriage returns, ANSI/VT100 escape sequences and other
-// control characters that firmware and kernels write to the serial line.
-func cleanConsole(p []byte) []byte {
-	out := make([]byte, 0, len(p))
+// control characters that firmware and kernels write to the serial line. An
+// escape sequence cut off at the end of p is returned as rest, to be put in
+// front of the next write.
+func cleanConsole(p []byte) (out, rest []byte) {
+	out = make([]byte, 0, len(p))
 	for i := 0; i < len(p); i++ {
 		b := p[i]
 		switch {
 		case b == 0x1b:
-			// ESC [ params final, or ESC followed by one character.
-			if i+1 < len(p) && p[i+1] == '[' {
-				j := i + 2
-				for j < len(p) && (p[j] < 0x40 || p[j] > 0x7e) {
-					j++
-				}
-				i = j
-			} else {
-				i++
+			// ESC [ parameters final-byte, or ESC and one character.
+			if i+1 >= len(p) {
+				return out, p[i:]
 			}
+			if p[i+1] != '[' {
+				i++
+				continue
+			}
+			j := i + 2
+			for j < len(p) && (p[j] < 0x40 || p[j] > 0x7e) {
+				j++
+			}
+			if j >= len(p) && j-i < maxEscape {
+				return out, p[i:]
+			}
+			i = j
 		case b == '\n' || b == '\t' || b >= 0x20 && b != 0x7f:
 			out = append(out, b)
 		}
 	}
-	return out
+	return out, nil
 }
 
 // Match is what Expect found.

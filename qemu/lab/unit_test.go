@@ -20,12 +20,28 @@ func TestCleanConsole(t *testing.T) {
 		{"\x1b[2J\x1b[1;1HSeaBIOS\r\n", "SeaBIOS\n"},
 		{"\x1bc\x1b[?7lok", "ok"},
 		{"tab\tbell\x07del\x7f\x00end", "tab\tbelldelend"},
-		{"unterminated \x1b[12", "unterminated "},
 	}
 	for _, tt := range tests {
-		if got := string(cleanConsole([]byte(tt.in))); got != tt.want {
-			t.Errorf("cleanConsole(%q) = %q, want %q", tt.in, got, tt.want)
+		if got, rest := cleanConsole([]byte(tt.in)); string(got) != tt.want || len(rest) != 0 {
+			t.Errorf("cleanConsole(%q) = %q, %q, want %q", tt.in, got, rest, tt.want)
 		}
+	}
+	// Sequences cut off at the end come back to be completed by the next
+	// write.
+	for _, in := range []string{"ab\x1b", "ab\x1b[", "ab\x1b[?7"} {
+		if got, rest := cleanConsole([]byte(in)); string(got) != "ab" || string(rest) != in[2:] {
+			t.Errorf("cleanConsole(%q) = %q, %q, want \"ab\", %q", in, got, rest, in[2:])
+		}
+	}
+}
+
+func TestConsoleEscapeAcrossWrites(t *testing.T) {
+	c := newTestConsole(t, nil)
+	for _, w := range []string{"x\x1b", "c\x1b[?7", "lSeaBIOS\x1b[0", "m\r\n"} {
+		c.Write([]byte(w))
+	}
+	if got := c.String(); got != "xSeaBIOS\n" {
+		t.Errorf("console text = %q, want %q", got, "xSeaBIOS\n")
 	}
 }
 

@@ -37,12 +37,13 @@ type VMConfig struct {
 	Kernel, Initrd, Cmdline string
 
 	// NetBoot boots the firmware's network option ROM instead (-boot n):
-	// SeaBIOS runs the NIC's iPXE ROM from Debian's ipxe-qemu, which does
-	// DHCP and, given an iscsi: root-path, sanboots the LUN. BIOS only.
+	// SeaBIOS runs the NIC's iPXE ROM, which does DHCP and, given an
+	// iscsi: root-path, sanboots the LUN. BIOS only. The ROM is QEMU's
+	// default for virtio-net-pci, which Debian's QEMU loads from
+	// ipxe-qemu (/usr/lib/ipxe/qemu/efi-virtio.rom, legacy and EFI iPXE
+	// in one image). Naming a ROM with romfile= leaves SeaBIOS with no
+	// network boot entry on this QEMU (7.2), so the lab offers no override.
 	NetBoot bool
-	// NICROM overrides the NIC's option ROM file (romfile=); empty uses
-	// QEMU's default for the model (the ipxe-qemu ROM).
-	NICROM string
 
 	// NICs are the guest's network interfaces; default one virtio-net NIC
 	// on tap 0 with that tap's MAC.
@@ -154,9 +155,6 @@ func (l *Lab) StartVM(ctx context.Context, cfg VMConfig) (*VM, error) {
 			n.Model = "virtio-net-pci"
 		}
 		dev := fmt.Sprintf("%s,netdev=n%d,mac=%s,addr=0x%x", n.Model, i, n.MAC, NICPCIAddr+i)
-		if i == 0 && cfg.NICROM != "" {
-			dev += ",romfile=" + cfg.NICROM
-		}
 		if i == 0 && cfg.NetBoot {
 			dev += ",bootindex=1"
 		}
