@@ -156,8 +156,8 @@ var chrootEnv = []string{
 
 // chrootScript mounts what package scripts need inside the root — /proc,
 // /sys, the host's /dev, a fresh /run, the stage's boot folder on /boot (a
-// separate /boot, as on the disk), the host's resolv.conf when apt needs
-// the network — and then runs the command chrooted. It runs in a private
+// separate /boot, as on the disk), a copy of the host's resolv.conf when apt
+// needs the network (emptied again afterwards) — and then runs the command chrooted. It runs in a private
 // mount namespace, so every mount ends with it.
 const chrootScript = `set -e
 R=$1 B=$2 NET=$3
@@ -168,10 +168,16 @@ mount --rbind /dev "$R/dev"
 mount -t tmpfs -o mode=0755 tmpfs "$R/run"
 mount --bind "$B" "$R/boot"
 if [ "$NET" = 1 ]; then
-	[ -e "$R/etc/resolv.conf" ] || : > "$R/etc/resolv.conf"
-	mount --bind /etc/resolv.conf "$R/etc/resolv.conf"
+	# A copy, never a bind mount: package scripts that rewrite the root's
+	# resolv.conf would otherwise truncate the build host's (seen here).
+	rm -f "$R/etc/resolv.conf"
+	cp /etc/resolv.conf "$R/etc/resolv.conf"
 fi
-exec chroot "$R" "$@"
+set +e
+chroot "$R" "$@"
+rc=$?
+[ "$NET" = 1 ] && : > "$R/etc/resolv.conf"
+exit $rc
 `
 
 // policyRCD stops maintainer scripts from starting services in the root
