@@ -47,7 +47,7 @@ import (
 const (
 	DefaultMemory  = "1G"
 	DefaultCPUs    = 2
-	DefaultTimeout = 2 * time.Minute
+	DefaultTimeout = 3 * time.Minute
 )
 
 // Options describes the guest.

@@ -40,7 +40,7 @@ func TestRunPattern(t *testing.T) {
 
 func TestGuestTimeout(t *testing.T) {
 	for _, tt := range []struct{ total, want time.Duration }{
-		{2 * time.Minute, 100 * time.Second},
+		{3 * time.Minute, 160 * time.Second},
 		{30 * time.Second, 15 * time.Second},
 	} {
 		if got := guestTimeout(tt.total); got != tt.want {
@@ -150,5 +150,26 @@ func TestLimitedWriter(t *testing.T) {
 	}
 	if diff := cmp.Diff("abcde", b.String()); diff != "" {
 		t.Errorf("kept (-want +got):\n%s", diff)
+	}
+}
+
+func TestGuestReady(t *testing.T) {
+	goTool := findGo()
+	if goTool == "" {
+		t.Skip("no go command")
+	}
+	static := filepath.Join(t.TempDir(), "init")
+	if err := goBuild(t.Context(), goTool, "build", "-o", static, "github.com/lunboot/lunboot/internal/vmtest/guestinit"); err != nil {
+		t.Fatal(err)
+	}
+	if !guestReady(static) {
+		t.Errorf("guestReady(static linux/amd64 v1 build) = false, want true")
+	}
+	for _, p := range []string{"/bin/sh", "/nonexistent"} {
+		if _, err := os.Stat(p); err == nil || p == "/nonexistent" {
+			if guestReady(p) {
+				t.Errorf("guestReady(%s) = true, want false (dynamic or missing)", p)
+			}
+		}
 	}
 }
