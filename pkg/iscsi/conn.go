@@ -112,11 +112,13 @@ var pduPool = sync.Pool{New: func() any { return new(outPDU) }}
 // newPDU frames h (and data) with padding and the negotiated digests.
 func (c *conn) newPDU(h *wire.BHS, data []byte, t *task) *outPDU {
 	p := pduPool.Get().(*outPDU)
-	h.SetDataLen(len(data))
+	// Work on the pooled copy so that h stays on the caller's stack.
 	copy(p.hdr[:], h[:])
+	hb := (*wire.BHS)(p.hdr[:wire.BHSLen])
+	hb.SetDataLen(len(data))
 	p.hlen = wire.BHSLen
 	if c.hd {
-		wire.PutDigest(p.hdr[wire.BHSLen:], wire.HeaderDigest(h, nil))
+		wire.PutDigest(p.hdr[wire.BHSLen:], wire.CRC32C(p.hdr[:wire.BHSLen]))
 		p.hlen += 4
 	}
 	p.data, p.t, p.tlen = data, t, 0
@@ -140,18 +142,22 @@ func (p *outPDU) release() {
 	pduPool.Put(p)
 }
 
-// writer is the connection's send queue. Producers append under mu and
-// poke kick; the writer goroutine takes the whole queue at once, so PDUs
-// queued while it writes go out together in the next write.
+// writer is the connection's send queue. Producers append under mu; then
+// either the producing goroutine writes the queue itself (flush: no
+// goroutine hand-off on the command path) or it pokes the writer goroutine
+// (kick) — the reader always does the latter, so that it never blocks on a
+// full socket while the target waits for us to read. Whoever writes takes
+// the whole queue at once, so PDUs queued meanwhile go out together.
 type writer struct {
-	mu     sync.Mutex
-	q      []*outPDU
-	spare  []*outPDU
-	closed bool
-	kick   chan struct{}
-	stop   chan struct{}
-	iov    [][]byte
-	buf    []byte
+	mu      sync.Mutex
+	q       []*outPDU
+	spare   []*outPDU
+	writing bool
+	closed  bool
+	kick    chan struct{}
+	stop    chan struct{}
+	iov     [][]byte
+	buf     []byte
 }
 
 func (w *writer) init(nc net.Conn) {
@@ -159,8 +165,9 @@ func (w *writer) init(nc net.Conn) {
 	w.stop = make(chan struct{})
 }
 
-// add queues a PDU; after close it is dropped and add returns false.
-// A PDU holding a task reference goes through addTask instead.
+// add queues a PDU without writing it; the caller then calls flush or
+// wake. After close the PDU is dropped and add returns false. A PDU
+// holding a task reference goes through addTask instead.
 func (w *writer) add(p *outPDU) bool {
 	w.mu.Lock()
 	if w.closed {
@@ -172,10 +179,6 @@ func (w *writer) add(p *outPDU) bool {
 	}
 	w.q = append(w.q, p)
 	w.mu.Unlock()
-	select {
-	case w.kick <- struct{}{}:
-	default:
-	}
 	return true
 }
 
@@ -190,13 +193,30 @@ func (w *writer) addTask(t *task, p *outPDU) {
 	}
 }
 
+// wake asks the writer goroutine to write the queue.
+func (w *writer) wake() {
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
 func (w *writer) close() {
 	w.mu.Lock()
-	if !w.closed {
-		w.closed = true
-		close(w.stop)
+	if w.closed {
+		w.mu.Unlock()
+		return
+	}
+	w.closed = true
+	close(w.stop)
+	var q []*outPDU
+	if !w.writing {
+		q, w.q = w.q, nil
 	}
 	w.mu.Unlock()
+	for _, p := range q {
+		p.release()
+	}
 }
 
 // coalesceLimit: batches up to this size are copied into one buffer and
@@ -204,71 +224,87 @@ func (w *writer) close() {
 // Data-Out payload is never copied.
 const coalesceLimit = 32 << 10
 
-func (c *conn) writeLoop() {
-	defer c.wg.Done()
+// flush writes the queue on the calling goroutine, unless another
+// goroutine is writing already (it will drain what was added). It must not
+// be called with Session.mu or a task's mu held, nor from the reader.
+func (c *conn) flush() {
 	w := &c.w
-	for {
-		w.mu.Lock()
-		for len(w.q) == 0 && !w.closed {
-			w.mu.Unlock()
-			select {
-			case <-w.kick:
-			case <-w.stop:
-			}
-			w.mu.Lock()
-		}
-		if w.closed {
-			q := w.q
-			w.q = nil
-			w.mu.Unlock()
-			for _, p := range q {
-				p.release()
-			}
-			return
-		}
+	w.mu.Lock()
+	if w.writing {
+		w.mu.Unlock()
+		return
+	}
+	w.writing = true
+	var err error
+	for len(w.q) > 0 && !w.closed && err == nil {
 		batch := w.q
 		w.q = w.spare[:0]
 		w.mu.Unlock()
-
-		total := 0
-		for _, p := range batch {
-			total += p.hlen + len(p.data) + p.tlen
-		}
-		var err error
-		if total <= coalesceLimit {
-			b := w.buf[:0]
-			for _, p := range batch {
-				b = append(b, p.hdr[:p.hlen]...)
-				b = append(b, p.data...)
-				b = append(b, p.trailer[:p.tlen]...)
-			}
-			w.buf = b
-			_, err = c.nc.Write(b)
-		} else {
-			iov := w.iov[:0]
-			for _, p := range batch {
-				iov = append(iov, p.hdr[:p.hlen])
-				if len(p.data) > 0 {
-					iov = append(iov, p.data)
-					if p.tlen > 0 {
-						iov = append(iov, p.trailer[:p.tlen])
-					}
-				}
-			}
-			nb := net.Buffers(iov)
-			_, err = nb.WriteTo(c.nc)
-			clear(iov)
-			w.iov = iov[:0]
-		}
+		err = c.writeBatch(batch)
 		for i, p := range batch {
 			p.release()
 			batch[i] = nil
 		}
 		w.mu.Lock()
 		w.spare = batch[:0]
-		w.mu.Unlock()
-		if err != nil {
-			c.fail(c.connErr("write to", err))
+	}
+	w.writing = false
+	var drop []*outPDU
+	if w.closed || err != nil {
+		drop, w.q = w.q, nil
+	}
+	w.mu.Unlock()
+	for _, p := range drop {
+		p.release()
+	}
+	if err != nil {
+		c.fail(c.connErr("write to", err))
+	}
+}
+
+func (c *conn) writeBatch(batch []*outPDU) error {
+	w := &c.w
+	total := 0
+	for _, p := range batch {
+		total += p.hlen + len(p.data) + p.tlen
+	}
+	if total <= coalesceLimit {
+		b := w.buf[:0]
+		for _, p := range batch {
+			b = append(b, p.hdr[:p.hlen]...)
+			b = append(b, p.data...)
+			b = append(b, p.trailer[:p.tlen]...)
+		}
+		w.buf = b
+		_, err := c.nc.Write(b)
+		return err
+	}
+	iov := w.iov[:0]
+	for _, p := range batch {
+		iov = append(iov, p.hdr[:p.hlen])
+		if len(p.data) > 0 {
+			iov = append(iov, p.data)
+			if p.tlen > 0 {
+				iov = append(iov, p.trailer[:p.tlen])
+			}
+		}
+	}
+	nb := net.Buffers(iov)
+	_, err := nb.WriteTo(c.nc)
+	clear(iov)
+	w.iov = iov[:0]
+	return err
+}
+
+// writeLoop writes what the reader and other background producers queue.
+func (c *conn) writeLoop() {
+	defer c.wg.Done()
+	for {
+		select {
+		case <-c.w.kick:
+			c.flush()
+		case <-c.w.stop:
+			return
 		}
 	}
 }
@@ -372,23 +408,49 @@ func (c *conn) ackStatSN(statSN uint32, advance bool) {
 func (c *conn) window(exp, max uint32) error {
 	s := c.s
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	queued, err := c.windowLocked(exp, max)
+	s.mu.Unlock()
+	if queued {
+		c.w.wake()
+	}
+	return err
+}
+
+// completeWindow applies the window and finishes the task under one lock:
+// the common end of a read or write.
+func (c *conn) completeWindow(t *task, res *scsi.Result, terr error, exp, max uint32) error {
+	s := c.s
+	s.mu.Lock()
+	queued, err := c.windowLocked(exp, max)
+	if err == nil && t.state == taskSent && t.cn == c {
+		// The reader is done with t: Execute may recycle it.
+		t.recycle = terr == nil
+		s.finish(t, res, terr)
+	}
+	s.mu.Unlock()
+	if queued {
+		c.w.wake()
+	}
+	return err
+}
+
+// windowLocked is window with s.mu held; queued says commands were queued.
+func (c *conn) windowLocked(exp, max uint32) (queued bool, err error) {
+	s := c.s
 	if wire.SerialLess(max, exp-1) {
-		return protoErr("MaxCmdSN %d is below ExpCmdSN−1 (%d): the command window went backwards", max, exp-1)
+		return false, protoErr("MaxCmdSN %d is below ExpCmdSN−1 (%d): the command window went backwards", max, exp-1)
 	}
 	if wire.SerialGreater(exp, s.cmdSN) {
-		return protoErr("ExpCmdSN %d acknowledges commands never sent (next CmdSN %d)", exp, s.cmdSN)
+		return false, protoErr("ExpCmdSN %d acknowledges commands never sent (next CmdSN %d)", exp, s.cmdSN)
 	}
 	if wire.SerialGreater(exp, s.expCmdSN) {
 		s.expCmdSN = exp
 	}
 	if wire.SerialGreater(max, s.maxCmdSN) {
 		s.maxCmdSN = max
-		if s.cn == c {
-			s.pump()
-		}
+		queued = s.cn == c && s.pump()
 	}
-	return nil
+	return queued, nil
 }
 
 // lookup finds the task an ITT names on this connection.
@@ -477,16 +539,12 @@ func (c *conn) onDataIn(h *wire.BHS) error {
 	t.dataSN++
 	t.inOff = uint32(end)
 	t.inBytes += d.DataLen
-	if err := c.window(d.ExpCmdSN, d.MaxCmdSN); err != nil {
-		return err
-	}
 	if !d.HasStatus {
-		return nil
+		return c.window(d.ExpCmdSN, d.MaxCmdSN)
 	}
 	c.ackStatSN(d.StatSN, true)
 	res := &scsi.Result{Status: d.Status, N: t.inBytes, Residual: residual(d.Underflow, d.Overflow, d.Residual)}
-	c.complete(t, res, nil)
-	return nil
+	return c.completeWindow(t, res, nil, d.ExpCmdSN, d.MaxCmdSN)
 }
 
 func residual(under, over bool, n uint32) int64 {
@@ -534,17 +592,12 @@ func (c *conn) onResponse(h *wire.BHS) error {
 			sense = append([]byte(nil), seg[2:2+sl]...)
 		}
 	}
-	if err := c.window(r.ExpCmdSN, r.MaxCmdSN); err != nil {
-		return err
-	}
 	c.ackStatSN(r.StatSN, true)
 	if r.Response != wire.ResponseCompleted {
-		c.complete(t, nil, fmt.Errorf("iscsi: command 0x%02x: target failure (iSCSI response 0x%02x)", t.cmd.CDB[0], r.Response))
-		return nil
+		return c.completeWindow(t, nil, fmt.Errorf("iscsi: command 0x%02x: target failure (iSCSI response 0x%02x)", t.cmd.CDB[0], r.Response), r.ExpCmdSN, r.MaxCmdSN)
 	}
 	res := &scsi.Result{Status: r.Status, Sense: sense, N: t.inBytes, Residual: residual(r.Underflow, r.Overflow, r.Residual)}
-	c.complete(t, res, nil)
-	return nil
+	return c.completeWindow(t, res, nil, r.ExpCmdSN, r.MaxCmdSN)
 }
 
 // onR2T answers a Ready To Transfer with Data-Out (RFC 7143 §11.8).
@@ -577,6 +630,7 @@ func (c *conn) onR2T(h *wire.BHS) error {
 	t.mu.Lock()
 	c.queueDataOut(t, t.out, r.BufferOffset, r.DesiredLength, r.TTT)
 	t.mu.Unlock()
+	c.w.wake()
 	return nil
 }
 
@@ -605,6 +659,7 @@ func (c *conn) onNOPIn(h *wire.BHS) error {
 		var b wire.BHS
 		o.Encode(&b)
 		c.w.add(c.newPDU(&b, echo, nil))
+		c.w.wake()
 	case n.ITT != wire.ReservedTag:
 		c.ackStatSN(n.StatSN, true)
 		s.mu.Lock()
@@ -746,6 +801,7 @@ func (c *conn) logout(ctx context.Context, reason uint8) (wire.LogoutResponse, e
 	var h wire.BHS
 	req.Encode(&h)
 	c.w.add(c.newPDU(&h, nil, nil))
+	c.flush()
 	select {
 	case r := <-ch:
 		return r, nil
@@ -838,5 +894,8 @@ func (c *conn) keepalive() {
 		var h wire.BHS
 		o.Encode(&h)
 		c.w.add(c.newPDU(&h, nil, nil))
+		// Never write here: a stalled socket must not stop the
+		// dead-connection check.
+		c.w.wake()
 	}
 }

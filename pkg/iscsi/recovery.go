@@ -124,8 +124,10 @@ func (s *Session) recoverLoop(delay time.Duration) {
 			s.info.Reconnects++
 			s.install(nc, res, portal)
 			n := len(s.queue)
+			c := s.cn
 			s.pump()
 			s.mu.Unlock()
+			c.flush()
 			s.log.Info("iscsi: session reinstated", "portal", portal, "attempt", attempt, "tsih", res.tsih, "reissued", n)
 			return
 		}

@@ -44,6 +44,8 @@ type Session struct {
 	exclude  []CHAPAlgorithm
 	changed  chan struct{} // closed and replaced when a task finishes, if waiters > 0
 	waiters  int
+
+	taskPool sync.Pool
 }
 
 // taskState is where a task is in its life.
@@ -61,9 +63,13 @@ type task struct {
 	dataIn      []byte
 	edtl        uint32
 	read, write bool
-	done        chan struct{}
+	done        chan struct{} // receives one value when the task finishes
 	res         *scsi.Result
 	err         error
+	// recycle: finished by the reader with a result, no timer ever
+	// armed — nothing else refers to the task, so Execute may reuse it.
+	recycle  bool
+	hadTimer bool
 
 	// Guarded by Session.mu.
 	state     taskState
@@ -108,6 +114,7 @@ func Login(ctx context.Context, cfg Config) (*Session, error) {
 		tasks: map[uint32]*task{}, portal: cfg.Portal, cmdSN: 1,
 		changed: make(chan struct{}),
 	}
+	s.taskPool.New = newTask
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	nc, res, portal, err := s.connect(ctx)
 	if err != nil {
@@ -223,23 +230,31 @@ func (s *Session) Execute(ctx context.Context, cmd *scsi.Command) (*scsi.Result,
 	if err := checkCommand(cmd); err != nil {
 		return nil, err
 	}
-	t := &task{cmd: cmd, dataIn: cmd.DataIn, out: cmd.DataOut, done: make(chan struct{})}
+	t := s.taskPool.Get().(*task)
+	t.cmd, t.dataIn, t.out = cmd, cmd.DataIn, cmd.DataOut
 	t.read, t.write = len(cmd.DataIn) > 0, len(cmd.DataOut) > 0
 	t.edtl = uint32(len(cmd.DataIn) + len(cmd.DataOut))
+	t.state = taskQueued
 	s.mu.Lock()
 	if s.closed || s.closing {
 		s.mu.Unlock()
 		return nil, ErrSessionClosed
 	}
 	s.queue = append(s.queue, t)
-	s.pump()
+	c := s.cn
+	sent := s.pump()
 	if t.state == taskQueued {
 		s.armTimer(t)
 	}
 	s.mu.Unlock()
+	if sent {
+		c.flush()
+	}
 	select {
 	case <-t.done:
-		return t.res, t.err
+		res, err := t.res, t.err
+		s.reuse(t)
+		return res, err
 	case <-ctx.Done():
 		if s.abandon(t) {
 			return t.res, t.err
@@ -248,14 +263,39 @@ func (s *Session) Execute(ctx context.Context, cmd *scsi.Command) (*scsi.Result,
 	}
 }
 
-// pump sends queued commands while the window allows (RFC 7143 §4.2.2.1:
-// CmdSN in [ExpCmdSN, MaxCmdSN]). s.mu is held; holding it while the PDUs
-// are queued keeps them in CmdSN order on the wire.
-func (s *Session) pump() {
-	c := s.cn
-	if c == nil || c.draining {
+// newTask allocates a task; s.tasksPool recycles them (and their done
+// channels) on the common path, one allocation fewer per command. The pool
+// is per session so that nothing crosses between sessions (nor testing/
+// synctest bubbles).
+func newTask() any { return &task{done: make(chan struct{}, 1)} }
+
+// reuse returns a finished task to the pool when nothing else can still
+// refer to it: the reader finished it with a result, no wait timer was
+// armed, and the writer released every PDU pointing at its data.
+func (s *Session) reuse(t *task) {
+	if !t.recycle || t.hadTimer {
 		return
 	}
+	t.mu.Lock()
+	busy := t.refs != 0 || t.abandoned
+	t.mu.Unlock()
+	if busy {
+		return
+	}
+	*t = task{done: t.done}
+	s.taskPool.Put(t)
+}
+
+// pump queues commands for sending while the window allows (RFC 7143
+// §4.2.2.1: CmdSN in [ExpCmdSN, MaxCmdSN]) and reports whether it queued
+// any; the caller then flushes or wakes the writer. s.mu is held; holding
+// it while the PDUs are queued keeps them in CmdSN order on the wire.
+func (s *Session) pump() bool {
+	c := s.cn
+	if c == nil || c.draining {
+		return false
+	}
+	sent := false
 	for len(s.queue) > 0 && wire.SerialLessEq(s.cmdSN, s.maxCmdSN) {
 		t := s.queue[0]
 		s.queue[0] = nil
@@ -271,7 +311,9 @@ func (s *Session) pump() {
 		t.dataSN, t.inOff, t.inBytes, t.r2tSN = 0, 0, 0, 0
 		s.tasks[t.itt] = t
 		c.sendCommand(t)
+		sent = true
 	}
+	return sent
 }
 
 // allocITT returns a task tag not in use. s.mu is held.
@@ -301,6 +343,7 @@ func (s *Session) armTimer(t *task) {
 		return
 	}
 	limit := s.waitLimit()
+	t.hadTimer = true
 	t.timer = time.AfterFunc(limit, func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -338,7 +381,7 @@ func (s *Session) finish(t *task, res *scsi.Result, err error) {
 	}
 	t.state = taskFinished
 	t.res, t.err = res, err
-	close(t.done)
+	t.done <- struct{}{}
 	if err == nil {
 		s.failures = 0
 	}

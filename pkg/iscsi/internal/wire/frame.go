@@ -102,7 +102,11 @@ func (r *Reader) ReadData(h *BHS, dst []byte) error {
 	if _, err := io.ReadFull(r.R, dst); err != nil {
 		return unexpectedEOF(err)
 	}
-	return r.finishData(h, CRC32C(dst))
+	crc := uint32(0)
+	if r.DataDigest {
+		crc = CRC32C(dst)
+	}
+	return r.finishData(h, crc)
 }
 
 // DiscardData reads and drops the data segment of h, still checking its
