@@ -29,7 +29,7 @@
 // on ttyS0 once multi-user.target is reached (package qemu/distro/osproof:
 // the command line, the iSCSI sessions, the root device and its by-path
 // name, the iBFT, systemd's state), then powers off when the command line
-// carries lunboot.proof.poweroff=1.
+// carries lunboot.proof.poweroff=1 (or =force, skipping the units' stop).
 //
 // Builds are cached under Options.Cache in stages keyed by their inputs:
 // the debootstrap root (suite, mirror, package list, debootstrap version,

@@ -3,7 +3,8 @@
 // multi-user.target. It collects the evidence of how the OS came up (package
 // qemu/distro/osproof), prints it as one LUNBOOT-OS-PROOF line on the serial
 // console and on standard output (the journal), and powers the machine off
-// when the kernel command line carries lunboot.proof.poweroff=1.
+// when the kernel command line carries lunboot.proof.poweroff=1 (a full
+// shutdown) or lunboot.proof.poweroff=force (systemctl poweroff --force).
 //
 // Usage:
 //
@@ -59,12 +60,20 @@ func run(args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintf(stderr, "lunboot-proof: %v\n", err)
 		}
 	}
-	key, val, _ := strings.Cut(osproof.PoweroffArg, "=")
-	if v, ok := p.Arg(key); ok && v == val {
-		fmt.Fprintf(stdout, "lunboot-proof: powering off in %s (%s)\n", *delay, osproof.PoweroffArg)
+	key, _, _ := strings.Cut(osproof.PoweroffArg, "=")
+	v, _ := p.Arg(key)
+	var argv []string
+	switch key + "=" + v {
+	case osproof.PoweroffArg:
+		argv = []string{"systemctl", "poweroff"}
+	case osproof.PoweroffForceArg:
+		argv = []string{"systemctl", "poweroff", "--force"}
+	}
+	if argv != nil {
+		fmt.Fprintf(stdout, "lunboot-proof: %s in %s (%s=%s)\n", strings.Join(argv, " "), *delay, key, v)
 		time.Sleep(*delay)
-		if out, err := exec.Command("systemctl", "poweroff").CombinedOutput(); err != nil {
-			return fmt.Errorf("systemctl poweroff: %v: %s", err, out)
+		if out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput(); err != nil {
+			return fmt.Errorf("%s: %v: %s", strings.Join(argv, " "), err, out)
 		}
 	}
 	return nil
