@@ -3,10 +3,10 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -33,43 +33,30 @@ func mountBasics() error {
 }
 
 // loadModules inserts the modules of lib/modules/<release>/lunboot.order in
-// its order (dependencies first, resolved when the fixture was built).
-// iscsi_ibft failing with ENODEV means the kernel found no iBFT: that is a
-// finding, not an error.
+// its order (resolved when the fixture was built) with lunboot's own loader,
+// package kmod. iscsi_ibft refusing with ENODEV means the kernel found no
+// iBFT: that is a finding, not an error.
 func loadModules(s *state, release string) {
-	dir := filepath.Join("/lib/modules", release)
-	f, err := os.Open(filepath.Join(dir, kmod.OrderFile))
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	results, err := kmod.LoadAll(ctx, nil, kmod.Options{Release: release})
 	if err != nil {
 		s.errorf("modules: %v (was the probe initrd built for kernel %s?)", err, release)
 		return
 	}
-	entries, err := kmod.ParseOrder(f)
-	f.Close()
-	if err != nil {
-		s.errorf("modules: %v", err)
-		return
-	}
-	start := time.Now()
 	var loaded []string
-	for _, e := range entries {
-		err := insmod(filepath.Join(dir, e.Path))
+	for _, r := range results {
 		switch {
-		case err == nil, errors.Is(err, unix.EEXIST):
-			loaded = append(loaded, e.Name)
-		case e.Name == "iscsi_ibft" && errors.Is(err, unix.ENODEV):
+		case r.Status.OK():
+			loaded = append(loaded, r.Name)
+		case r.Name == "iscsi_ibft" && r.Status == kmod.NoDevice:
 			s.logf("modules: iscsi_ibft: no iBFT found by the kernel (ENODEV)")
+		case r.Status == kmod.NoDevice:
+			s.logf("modules: %s: no device (%s)", r.Name, r.Detail())
 		default:
-			s.errorf("modules: load %s: %v", e.Name, err)
+			s.errorf("modules: %s: %s", r.Name, r.Detail())
 		}
 	}
 	s.logf("modules: loaded %v in %s", loaded, time.Since(start).Round(time.Millisecond))
-}
-
-func insmod(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return unix.FinitModule(int(f.Fd()), "", 0)
 }
