@@ -210,7 +210,7 @@ func hint(out string, pkgs []string) string {
 	if !strings.Contains(out, "missing go.sum entry") {
 		return ""
 	}
-	return fmt.Sprintf("\n  go.sum lacks entries for packages the image's commands import: the owner of go.mod should run\n    go get %s\n  (GOFLAGS=-mod=mod does not help: u-root builds in a temporary module)", strings.Join(uRootOnly(pkgs), " "))
+	return fmt.Sprintf("\n  go.sum lacks entries for packages the image's commands import: the owner of go.mod should run\n    go get %s", strings.Join(uRootOnly(pkgs), " "))
 }
 
 func uRootOnly(pkgs []string) []string {
