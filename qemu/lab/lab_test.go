@@ -345,3 +345,40 @@ func TestTargetLateStartRestart(t *testing.T) {
 		t.Errorf("portal %s still accepts connections after Stop", portal)
 	}
 }
+
+// TestParallelLabs runs two labs side by side: distinct namespaces, and
+// each lab's DHCP client is answered by its own dnsmasq only.
+func TestParallelLabs(t *testing.T) {
+	a := labtest.Start(t, lab.Options{Name: "par-a"})
+	b := labtest.Start(t, lab.Options{Name: "par-b"})
+	if a.NetNS() == b.NetNS() {
+		t.Fatalf("two labs share namespace %s", a.NetNS())
+	}
+	for _, l := range []*lab.Lab{a, b} {
+		labtest.DHCP(t, l, lab.DHCPConfig{RootPath: "iscsi:" + l.ServerIP().String() + "::::iqn.2026-11.org.lunboot.lab:" + l.NetNS()})
+	}
+	errc := make(chan error, 2)
+	for _, l := range []*lab.Lab{a, b} {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			lease, err := l.RequestLease(ctx, nil, dhcpv4.WithRequestedOptions(dhcpv4.OptionRootPath))
+			if err != nil {
+				errc <- err
+				return
+			}
+			ip, _ := netip.AddrFromSlice(lease.ACK.YourIPAddr.To4())
+			switch {
+			case !strings.HasSuffix(lease.ACK.RootPath(), l.NetNS()) || !l.Prefix().Contains(ip):
+				errc <- fmt.Errorf("lab %s: lease %s with root-path %q, want one from its own server", l.NetNS(), lease.ACK.YourIPAddr, lease.ACK.RootPath())
+			default:
+				errc <- nil
+			}
+		}()
+	}
+	for range 2 {
+		if err := <-errc; err != nil {
+			t.Error(err)
+		}
+	}
+}
