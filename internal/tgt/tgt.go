@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -78,6 +79,8 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		name = "ip"
 	}
 	cmd := exec.Command(name, args...)
+	// If the test binary dies without cleaning up, tgtd must die with it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if opts.LogFile != "" {
 		f, err := os.OpenFile(opts.LogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 		if err != nil {
