@@ -191,3 +191,9 @@ func BenchmarkTgtdSequentialWrite(b *testing.B) {
 	s, blocks := tgtdBench(b)
 	pipelined(b, s, 1, 128<<10, 32, true, seqLBA(128<<10, blocks))
 }
+
+// BenchmarkTgtdRead4KQD1: 4 KiB random reads one at a time (latency).
+func BenchmarkTgtdRead4KQD1(b *testing.B) {
+	s, blocks := tgtdBench(b)
+	pipelined(b, s, 1, 4096, 1, false, randLBA(4096, blocks))
+}

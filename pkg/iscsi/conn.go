@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,6 +31,10 @@ type conn struct {
 
 	expStatSN atomic.Uint32
 	lastRecv  atomic.Int64 // unix nanoseconds
+	// inBatch is set while the reader works through PDUs it already has
+	// buffered; commands queued meanwhile are written when it is done.
+	inBatch      atomic.Bool
+	flushPending atomic.Bool
 
 	// Guarded by Session.mu.
 	draining   bool // no new commands (logout pending)
@@ -193,6 +198,16 @@ func (w *writer) addTask(t *task, p *outPDU) {
 	}
 }
 
+// wakeIfQueued wakes the writer goroutine if PDUs wait and nobody writes.
+func (w *writer) wakeIfQueued() {
+	w.mu.Lock()
+	pending := len(w.q) > 0 && !w.writing
+	w.mu.Unlock()
+	if pending {
+		w.wake()
+	}
+}
+
 // wake asks the writer goroutine to write the queue.
 func (w *writer) wake() {
 	select {
@@ -260,6 +275,19 @@ func (c *conn) flush() {
 	if err != nil {
 		c.fail(c.connErr("write to", err))
 	}
+}
+
+// flushSoon is flush for the command path: the first caller lets the
+// other goroutines that are ready to run (typically those whose commands
+// the reader just completed) queue their next command, then writes them
+// all at once; callers meanwhile leave the writing to it.
+func (c *conn) flushSoon() {
+	if !c.flushPending.CompareAndSwap(false, true) {
+		return
+	}
+	runtime.Gosched()
+	c.flushPending.Store(false)
+	c.flush()
 }
 
 func (c *conn) writeBatch(batch []*outPDU) error {
@@ -374,10 +402,17 @@ func (c *conn) readLoop() {
 	defer c.wg.Done()
 	var h wire.BHS
 	for {
+		// Before blocking for more input, send what the commands completed
+		// in this batch led their callers to queue: one write for many.
+		if c.r.R.Buffered() == 0 {
+			c.inBatch.Store(false)
+			c.w.wakeIfQueued()
+		}
 		if err := c.r.ReadHeader(&h); err != nil {
 			c.fail(c.connErr("read from", err))
 			return
 		}
+		c.inBatch.Store(true)
 		c.lastRecv.Store(time.Now().UnixNano())
 		if err := c.dispatch(&h); err != nil {
 			c.fail(err)

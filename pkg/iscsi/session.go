@@ -247,8 +247,8 @@ func (s *Session) Execute(ctx context.Context, cmd *scsi.Command) (*scsi.Result,
 		s.armTimer(t)
 	}
 	s.mu.Unlock()
-	if sent {
-		c.flush()
+	if sent && !c.inBatch.Load() {
+		c.flushSoon()
 	}
 	select {
 	case <-t.done:
