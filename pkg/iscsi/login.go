@@ -292,7 +292,11 @@ func login(ctx context.Context, nc net.Conn, in *loginInput) (*loginResult, erro
 			}
 			rest = append(rest, kv)
 		}
-		return auth, neg.receive(rest)
+		err := neg.receive(rest)
+		// Text we send later in this login must also fit what the target
+		// declared it can receive.
+		lc.chunk = min(lc.chunk, neg.targetMRDSL)
+		return auth, err
 	}
 	fail := func(err error) (*loginResult, error) {
 		if errors.As(err, new(*LoginError)) {
