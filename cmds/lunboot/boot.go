@@ -43,7 +43,10 @@ func runBoot(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if _, err := parseArgs(fs, args); err != nil {
 		return err
 	}
+	// The stage lines say what happened; library logs show up only as
+	// warnings unless lunboot.loglevel= asks for more.
 	level := new(slog.LevelVar)
+	level.Set(slog.LevelWarn)
 	con := &console{w: stdout, start: time.Now()}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	fmt.Fprintf(stdout, "lunboot: iSCSI boot starting\n")

@@ -56,8 +56,9 @@ type Options struct {
 	// Network overrides stage 3's interface selection defaults, for
 	// hosts and labs whose NICs are virtual.
 	Network netconf.Selector
-	// LogLevel, when set, is adjusted to lunboot.loglevel= once the
-	// command line is read, so the command's log handler follows it.
+	// LogLevel, when set, is set to lunboot.loglevel= once the command
+	// line is read if it gives one, so the command's log handler follows
+	// it; otherwise it keeps the command's default.
 	LogLevel *slog.LevelVar
 }
 
@@ -111,7 +112,7 @@ func Boot(ctx context.Context, o Options) (err error) {
 		return err
 	}
 	b.configured = true
-	if o.LogLevel != nil {
+	if o.LogLevel != nil && b.cfg.Origin(bootcfg.FieldLogLevel).Kind != bootcfg.Default {
 		o.LogLevel.Set(b.cfg.LogLevel)
 	}
 	if b.cfg.Timeout > 0 {
