@@ -37,6 +37,9 @@ type cmdSpec struct {
 type runner struct {
 	log     *slog.Logger
 	logFile io.Writer
+	// resolvConf is the host resolver configuration copied into a root
+	// for apt; default /etc/resolv.conf.
+	resolvConf string
 }
 
 // tail keeps the last n lines written to it.
@@ -156,12 +159,13 @@ var chrootEnv = []string{
 
 // chrootScript mounts what package scripts need inside the root — /proc,
 // /sys, the host's /dev, a fresh /run, the stage's boot folder on /boot (a
-// separate /boot, as on the disk), a copy of the host's resolv.conf when apt
-// needs the network (emptied again afterwards) — and then runs the command chrooted. It runs in a private
-// mount namespace, so every mount ends with it.
+// separate /boot, as on the disk) — puts a copy of the host's resolv.conf
+// in place when apt needs the network (replaced by an empty file
+// afterwards), and runs the command chrooted. It runs in a private mount
+// namespace, so every mount ends with it.
 const chrootScript = `set -e
-R=$1 B=$2 NET=$3
-shift 3
+R=$1 B=$2 NET=$3 RESOLV=$4
+shift 4
 mount -t proc proc "$R/proc"
 mount -t sysfs sysfs "$R/sys"
 mount --rbind /dev "$R/dev"
@@ -171,12 +175,14 @@ if [ "$NET" = 1 ]; then
 	# A copy, never a bind mount: package scripts that rewrite the root's
 	# resolv.conf would otherwise truncate the build host's (seen here).
 	rm -f "$R/etc/resolv.conf"
-	cp /etc/resolv.conf "$R/etc/resolv.conf"
+	cp "$RESOLV" "$R/etc/resolv.conf"
 fi
 set +e
 chroot "$R" "$@"
 rc=$?
-[ "$NET" = 1 ] && : > "$R/etc/resolv.conf"
+# Replace rather than truncate: a package may have made it a symlink,
+# which outside the chroot could point at a host file.
+if [ "$NET" = 1 ]; then rm -f "$R/etc/resolv.conf"; : > "$R/etc/resolv.conf"; fi
 exit $rc
 `
 
@@ -190,7 +196,11 @@ func (r *runner) chroot(ctx context.Context, root, boot string, network bool, ar
 	if network {
 		netFlag = "1"
 	}
-	args := append([]string{"/bin/sh", "-c", chrootScript, "chroot-run", root, boot, netFlag}, argv...)
+	resolv := r.resolvConf
+	if resolv == "" {
+		resolv = "/etc/resolv.conf"
+	}
+	args := append([]string{"/bin/sh", "-c", chrootScript, "chroot-run", root, boot, netFlag, resolv}, argv...)
 	return r.run(ctx, cmdSpec{argv: args, env: chrootEnv, privateMounts: true})
 }
 

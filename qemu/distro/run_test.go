@@ -110,7 +110,14 @@ func mountsUnder(t *testing.T, dir string) []string {
 // and no mount left behind afterwards, also when the command is killed.
 func TestChroot(t *testing.T) {
 	root, boot, proof := miniRoot(t)
-	r := &runner{log: slog.New(slog.DiscardHandler)}
+	// A stand-in for the host's /etc/resolv.conf, so that a regression
+	// cannot break this machine's name resolution.
+	hostResolv := filepath.Join(t.TempDir(), "resolv.conf")
+	const resolvData = "nameserver 192.0.2.53\n"
+	if err := os.WriteFile(hostResolv, []byte(resolvData), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := &runner{log: slog.New(slog.DiscardHandler), resolvConf: hostResolv}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
@@ -142,14 +149,25 @@ echo "env:$DEBIAN_FRONTEND:$LANG:$PATH:${http_proxy-unset}"
 			t.Errorf("after chroot (network %v): mounts left under the root: %v", tc.network, m)
 		}
 	}
-	// A placeholder resolv.conf made for the bind mount stays empty: the
-	// host's resolver never lands in the tree.
+	// A package script rewriting the root's resolv.conf must not reach the
+	// host's (it did through a bind mount once), and the copy is emptied
+	// afterwards: the host's resolver never stays in the tree.
+	out, err := r.chroot(ctx, root, boot, true, "/bin/sh", "-c", `read -r l < /etc/resolv.conf; echo "saw $l"; echo "nameserver 203.0.113.9" > /etc/resolv.conf`)
+	if err != nil {
+		t.Fatalf("chroot rewriting resolv.conf: %v", err)
+	}
+	if want := "saw " + resolvData; out != want {
+		t.Errorf("chroot with network read resolv.conf as %q, want %q", out, want)
+	}
+	if data, err := os.ReadFile(hostResolv); err != nil || string(data) != resolvData {
+		t.Errorf("host resolv.conf = %q, %v after a chroot rewrote its own; want it untouched (%q)", data, err, resolvData)
+	}
 	if data, err := os.ReadFile(filepath.Join(root, "etc/resolv.conf")); err != nil || len(data) != 0 {
-		t.Errorf("root's resolv.conf = %q, %v after a network chroot; want an empty placeholder", data, err)
+		t.Errorf("root's resolv.conf = %q, %v after a network chroot; want it emptied", data, err)
 	}
 
 	// The proof program is static and runs in a bare root.
-	out, err := r.chroot(ctx, root, boot, false, proof, "-console", "", "-wait", "5s")
+	out, err = r.chroot(ctx, root, boot, false, proof, "-console", "", "-wait", "5s")
 	if err != nil {
 		t.Fatalf("proof program in the chroot: %v", err)
 	}
