@@ -139,3 +139,24 @@ func FuzzTargetAddress(f *testing.F) {
 		}
 	})
 }
+
+// TestFuzzScript checks the fuzzers' scripted target really reaches full
+// feature phase and completes a read, so that FuzzSessionPDUs explores the
+// session and not just the login.
+func TestFuzzScript(t *testing.T) {
+	var h wire.BHS
+	(&wire.DataIn{Final: true, HasStatus: true, ITT: 1, StatSN: 3, ExpCmdSN: 2, MaxCmdSN: 17}).Encode(&h)
+	script := append(loginScript(fuzzISID), wire.AppendPDU(nil, &h, []byte("0123456789"), false, false)...)
+	cfg := Config{Portal: "192.0.2.1", TargetName: "iqn.x:t", InitiatorName: "iqn.x:i", ISID: fuzzISID,
+		Dial: pipeDial(script), Logger: testLogger(t), RecoveryTimeout: -1, KeepAlive: -1}
+	s, err := Login(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("Login with the fuzz script = %v", err)
+	}
+	defer s.Close()
+	buf := make([]byte, 10)
+	res, err := s.Execute(tctx(t), &scsi.Command{CDB: read10(0, 1), DataIn: buf})
+	if err != nil || res.Status != 0 || res.N != 10 || string(buf) != "0123456789" {
+		t.Fatalf("Execute = %+v, %v, data %q; want the scripted Data-In", res, err, buf)
+	}
+}

@@ -224,8 +224,11 @@ func checkCommand(cmd *scsi.Command) error {
 // scsi.Executor: many calls may be outstanding at once; they go out in
 // order within the target's command window. Across a reconnect the command
 // is re-issued; it fails with ErrRecoveryTimeout if it waits longer than
-// Config.RecoveryTimeout. When ctx ends first, Execute returns ctx's error
-// and guarantees that cmd's buffers are no longer used.
+// Config.RecoveryTimeout. Once a command reached the target, the wait for
+// its status is bounded by ctx (a dead connection is detected by the
+// keepalive and recovered). When ctx ends first, Execute returns ctx's
+// error and guarantees that cmd's buffers are no longer used; the command
+// may still complete at the target.
 func (s *Session) Execute(ctx context.Context, cmd *scsi.Command) (*scsi.Result, error) {
 	if err := checkCommand(cmd); err != nil {
 		return nil, err

@@ -170,9 +170,15 @@ func TestTgtdInterop(t *testing.T) {
 				t.Fatal(err)
 			}
 			file := make([]byte, len(data))
-			f, _ := os.Open(e.luns[1])
-			f.ReadAt(file, 4096*512)
+			f, err := os.Open(e.luns[1])
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = f.ReadAt(file, 4096*512)
 			f.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
 			if !bytes.Equal(file, data) {
 				t.Errorf("LUN 2 backing file differs from the data written")
 			}
