@@ -53,7 +53,9 @@ func TestExecute(t *testing.T) {
 		{name: "READ beyond the end", lun: 0, cdb: cdb10(0x28, 2047, 2), status: 2, senseKey: 5, asc: 0x21},
 		{name: "READ CAPACITY(10)", lun: 2, cdb: cdb10(0x25, 0, 0), wantData: []byte{0, 0, 0, 15, 0, 0, 0x10, 0}},
 		{name: "READ CAPACITY(16)", lun: 0, cdb: []byte{0x9e, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0},
-			checkData: func(b []byte) bool { return len(b) == 32 && binary.BigEndian.Uint64(b) == 2047 && binary.BigEndian.Uint32(b[8:]) == 512 }},
+			checkData: func(b []byte) bool {
+				return len(b) == 32 && binary.BigEndian.Uint64(b) == 2047 && binary.BigEndian.Uint32(b[8:]) == 512
+			}},
 		{name: "write to a read-only LUN", lun: 2, cdb: cdb10(0x2a, 0, 1), out: make([]byte, 4096), status: 2, senseKey: 7, asc: 0x27},
 		{name: "MODE SENSE(6) write protect", lun: 2, cdb: []byte{0x1a, 0, 0x3f, 0, 255, 0}, wantData: []byte{3, 0, 0x80, 0}},
 		{name: "SYNCHRONIZE CACHE", lun: 0, cdb: cdb10(0x35, 0, 0)},
