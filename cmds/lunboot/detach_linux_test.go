@@ -33,10 +33,20 @@ func (m *memDisk) Flush() error   { return nil }
 func (m *memDisk) Size() int64    { return int64(len(m.data)) }
 func (m *memDisk) BlockSize() int { return 512 }
 
-// TestDetachKernel runs `lunboot detach` against a device this process
-// serves, in a QEMU guest with the nbd driver.
-func TestDetachKernel(t *testing.T) {
-	vmtest.Run(t, vmtest.Options{Modules: []string{"nbd"}}, func(t *testing.T) {
+// TestNBDKernel runs `lunboot attach` and `lunboot detach` in one QEMU
+// guest with the nbd driver (one boot for both: each costs half a minute
+// under TCG).
+func TestNBDKernel(t *testing.T) {
+	vmtest.Run(t, vmtest.Options{Modules: []string{"nbd"}, CPUs: 2}, func(t *testing.T) {
+		t.Run("Detach", testDetachKernel)
+		t.Run("Attach", testAttachKernel)
+	})
+}
+
+// testDetachKernel runs `lunboot detach` against a device this process
+// serves.
+func testDetachKernel(t *testing.T) {
+	{
 		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 		defer cancel()
 		d, err := nbd.Attach(ctx, &memDisk{data: make([]byte, 4<<20)}, nbd.AttachOptions{Index: 3})
@@ -58,5 +68,5 @@ func TestDetachKernel(t *testing.T) {
 		if _, _, err := runCmd(t, "detach", "/dev/nbd900"); err == nil || !strings.Contains(err.Error(), "no such NBD device") {
 			t.Errorf("lunboot detach /dev/nbd900 = %v, want no such device", err)
 		}
-	})
+	}
 }

@@ -1,0 +1,89 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/lunboot/lunboot/pkg/nbd"
+	"github.com/lunboot/lunboot/pkg/scsi"
+)
+
+func init() {
+	register(&command{
+		name:    "attach",
+		summary: "expose a LUN as /dev/nbdN on this host until interrupted",
+		run:     runAttach,
+	})
+}
+
+func runAttach(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("attach", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	tf := addTargetFlags(fs)
+	index := fs.Int("nbd", nbd.AnyIndex, "use /dev/nbd`N` (default: the first free one)")
+	readOnly := fs.Bool("read-only", false, "export the LUN read-only")
+	conns := fs.Int("connections", 0, "NBD connections (default: the CPU count, at most 8)")
+	fs.Usage = usageFunc(fs, "attach [options] <target>",
+		"Logs in to the target and exposes the LUN as a local block device through the\n"+
+			"kernel's NBD driver (modprobe nbd), served by this process, until SIGINT or\n"+
+			"SIGTERM — or `lunboot detach /dev/nbdN` — ends it: then the kernel's cache is\n"+
+			"flushed, the device disconnected and the session logged out. The session\n"+
+			"survives target restarts and connection drops (it logs in again and reissues\n"+
+			"what was in flight).", true)
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		fs.Usage()
+		return fmt.Errorf("%w: attach takes one target", errUsage)
+	}
+	s, lun, err := tf.login(ctx, pos[0])
+	if err != nil {
+		return err
+	}
+	defer tf.logout(s)
+	octx, cancel := context.WithTimeout(ctx, tf.timeout)
+	disk, err := scsi.OpenDisk(octx, s, lun, scsi.DiskOptions{Logger: tf.logger(), Timeout: tf.timeout, ReadOnly: *readOnly})
+	cancel()
+	if err != nil {
+		return fmt.Errorf("attach %s: %w", tf.shown, lunHint(ctx, s, lun, err))
+	}
+	defer disk.Close()
+	dev, err := nbd.Attach(ctx, disk, nbd.AttachOptions{
+		Index: *index, Connections: *conns, ReadOnly: *readOnly,
+		Backend: "lunboot:" + tf.shown, Logger: tf.logger(),
+	})
+	if err != nil {
+		return fmt.Errorf("attach %s: %w", tf.shown, err)
+	}
+	parts := ""
+	if p := dev.Partitions(); len(p) > 0 {
+		parts = " (" + strings.Join(p, ", ") + ")"
+	}
+	fmt.Fprintf(stdout, "%s: LUN %s of %s, %d bytes%s\n", dev.Path(), lun, tf.shown, disk.Size(), parts)
+	fmt.Fprintf(stderr, "lunboot: serving %s; ^C or `lunboot detach %s` detaches\n", dev.Path(), dev.Path())
+
+	select {
+	case <-ctx.Done():
+	case <-dev.Done():
+		// Detached from outside (lunboot detach, nbd-client -d) or dropped.
+		if err := dev.Err(); err != nil {
+			return fmt.Errorf("%s dropped by the kernel: %w", dev.Path(), err)
+		}
+		fmt.Fprintf(stderr, "lunboot: %s was detached\n", dev.Path())
+		return nil
+	}
+	dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second+tf.timeout)
+	defer cancel()
+	if err := dev.Detach(dctx); err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("detaching %s: %w", dev.Path(), err)
+	}
+	fmt.Fprintf(stderr, "lunboot: %s detached, logging out\n", dev.Path())
+	return nil
+}
