@@ -9,7 +9,7 @@ export LUNBOOT_CACHE := $(abspath $(CACHE))
 # Debian's GOAMD64 baseline: the image must run on any x86-64 (and under TCG).
 IMAGE_ENV := GOAMD64=v1 CGO_ENABLED=0
 
-.PHONY: all deps build image fixtures test unit demo bench fuzz vet clean
+.PHONY: all deps build image fixtures distro test unit demo bench fuzz vet clean
 
 all: build
 
@@ -30,8 +30,13 @@ image: deps
 fixtures: deps
 	$(GO) run ./qemu/cmd/mkfixtures -out $(OUT)/fixtures
 
+## distro: the real Debian 12 disks for the hand-off tests (cached; a cold
+## build runs debootstrap against the machine's apt mirror, ~6 minutes).
+distro: deps
+	$(GO) run ./qemu/cmd/mkdistro
+
 ## test: every suite — unit, fuzz seeds, tgtd interop, QEMU end to end.
-test: deps image fixtures
+test: deps image fixtures distro
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 85m ./...
 
@@ -40,7 +45,7 @@ unit:
 	$(GO) test -count=1 -short ./...
 
 ## demo: boot a disk over iSCSI in QEMU and show it working.
-demo: deps image fixtures
+demo: deps image fixtures distro
 	$(GO) run ./qemu/cmd/demo -out $(OUT)
 
 ## bench: lunboot vs iscsi-perf against tgtd; writes docs/benchmarks.md.
