@@ -15,7 +15,7 @@ pkgs=(
   qemu-system-x86 qemu-utils ipxe-qemu           # the VMs, TCG only here
   tgt                                            # tgtd + tgtadm, the iSCSI target
   dnsmasq-base                                   # the lab's DHCP server
-  libiscsi-bin                                   # iscsi-perf, iscsi-ls: benchmark and cross-checks
+  libiscsi-bin libiscsi-dev                      # iscsi-perf, iscsi-ls; the C library for the write benchmark
   open-iscsi                                     # iscsi-iname etc. for cross-checks
   debootstrap                                    # real Debian roots for hand-off tests
   mtools dosfstools e2fsprogs fdisk              # disk fixtures without loop devices
