@@ -8,8 +8,10 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/lunboot/lunboot/pkg/bootflow"
@@ -84,7 +86,28 @@ func runBoot(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 	}
 	fmt.Fprintf(stdout, "lunboot: dropping to the rescue shell; `lunboot boot` tries again, `lunboot help` lists tools\n")
+	releaseConsole()
 	return fmt.Errorf("boot failed in stage %s", se.Stage)
+}
+
+// releaseConsole gives up the controlling terminal before the image's
+// uinit exits to the rescue shell. u-root's init starts `lunboot boot` as a
+// session leader whose controlling terminal is the console, and it has
+// already opened the console for the shell's output. When a session leader
+// exits, the kernel hangs up its controlling terminal (disassociate_ctty in
+// drivers/tty/tty_jobctrl.c), and every file open on it then fails: the
+// shell starts, runs what is typed and shows nothing — no prompt, no
+// output — until writing to its broken output kills it; init then exits
+// and the kernel panics ("Attempted to kill init"). TIOCNOTTY detaches the
+// session without a hang-up (it sends SIGHUP to the foreground process
+// group, this process, hence the Ignore). Run from a shell, `lunboot boot`
+// is no session leader and changes nothing.
+func releaseConsole() {
+	if sid, err := unix.Getsid(0); err != nil || sid != unix.Getpid() {
+		return
+	}
+	signal.Ignore(syscall.SIGHUP)
+	_ = unix.IoctlSetInt(0, unix.TIOCNOTTY, 0)
 }
 
 // console prints the boot's stage lines: elapsed time since start, the
