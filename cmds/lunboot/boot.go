@@ -138,6 +138,11 @@ func (c *console) Failed(name string, took time.Duration, err error, attempt, at
 		if attempts >= 1<<30 {
 			tries = fmt.Sprintf(" (attempt %d)", attempt)
 		}
+		if retryIn == 0 && attempt < attempts {
+			// A permanent error or the stage's time limit ends the
+			// retries early: say so, or "1/4" promises three more.
+			tries = strings.TrimSuffix(tries, ")") + ", not retried)"
+		}
 	}
 	fmt.Fprintf(c.w, "%s %-10s FAILED%s after %s: %s\n", c.stamp(), name, tries, took.Round(10*time.Millisecond), msg)
 	if retryIn > 0 {
