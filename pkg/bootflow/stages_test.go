@@ -75,7 +75,8 @@ func TestLoginAdvice(t *testing.T) {
 		permanent bool
 		check     string
 	}{
-		{&iscsi.LoginError{Class: 2, Detail: 1}, true, "CHAP"},
+		{&iscsi.LoginError{Class: 2, Detail: 1}, true, "rd.iscsi.username="},
+		{&iscsi.LoginError{Class: 2, Detail: 1}, true, "rd.iscsi.in.password="},
 		{&iscsi.LoginError{Class: 2, Detail: 2}, true, "iqn.2026-11.org.lunboot:i"},
 		{&iscsi.LoginError{Class: 2, Detail: 3}, true, "lunboot discover 10.0.0.1:3260"},
 		{&iscsi.LoginError{Class: 3, Detail: 1}, false, "status 03/01"},
@@ -89,6 +90,10 @@ func TestLoginAdvice(t *testing.T) {
 		}
 		if se := stageError("login", err); !strings.Contains(se.Check, tt.check) {
 			t.Errorf("loginAdvice(%v) check = %q, want it to mention %q", tt.err, se.Check, tt.check)
+		}
+		// Advice must name only options that exist (docs/configuration.md).
+		if se := stageError("login", err); strings.Contains(se.Check, "lunboot.chap") {
+			t.Errorf("loginAdvice(%v) check = %q names lunboot.chap.*, which is no option", tt.err, se.Check)
 		}
 		if !errors.Is(err, tt.err) {
 			t.Errorf("loginAdvice(%v) lost the cause", tt.err)
