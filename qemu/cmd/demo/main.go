@@ -1,24 +1,34 @@
 // Command demo shows lunboot doing its job: a diskless QEMU machine powers
-// on with the lunboot image, gets the root-path by DHCP, logs in to the
-// lab's iSCSI target, finds the OS on the LUN and kexecs it; the OS (the
-// probe OS on the fixture disk) then proves it can log in again with what
-// lunboot handed it.
+// on with the lunboot image, gets the root-path by DHCP option 17, logs in
+// to the lab's iSCSI target, finds the OS on the LUN and kexecs it with a
+// hand-off; the OS's own initrd logs in again and boots from the LUN.
 //
 // Usage:
 //
-//	demo [-out out] [-fixture gpt-bls|mbr|grub-ext4] [-append ARGS] [-ipxe] [-quiet]
+//	demo [-out out] [-os debian|probe] [-append ARGS] [-quiet]
+//	demo -os probe [-fixture gpt-bls|mbr|grub-ext4] [-ipxe]
+//
+// With -os debian (the default) the disk is the lab's Debian 12 system
+// with initramfs-tools and open-iscsi (`make distro`, package qemu/distro).
+// The demo streams the console, waits for the booted Debian's proof line
+// and its login prompt, stops the machine and prints a summary: lunboot's
+// stages and their times, the command line and iBFT the OS received, its
+// iSCSI session and root device.
+//
+// With -os probe the disk is a fixture carrying the probe OS (`make
+// fixtures`), which logs in again with what it was handed and reports; -ipxe
+// then boots the same MBR disk with iPXE's sanboot for comparison.
 //
 // It needs root (network namespaces), the Debian packages `make deps`
-// installs, the image `make image` builds (out/vmlinuz, out/lunboot.cpio.xz)
-// and the fixtures, which it builds itself if needed. Everything runs in a
-// private network namespace that is removed on exit, also on ^C. With -ipxe
-// the same MBR disk is then booted by iPXE's sanboot for comparison.
+// installs and the image `make image` builds (out/vmlinuz,
+// out/lunboot.cpio.xz). Everything runs in a private network namespace that
+// is removed on exit, also on ^C. It exits 0 when the OS proved it booted
+// from the LUN, and otherwise non-zero with the lab's log folder named.
 // `make demo` runs it.
 package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -29,11 +39,7 @@ import (
 
 	"github.com/lunboot/lunboot/qemu/fixtures"
 	"github.com/lunboot/lunboot/qemu/lab"
-	"github.com/lunboot/lunboot/qemu/probe"
 )
-
-// initiator is the IQN DHCP hands out (option 203).
-const initiator = "iqn.2026-11.org.lunboot:demo"
 
 func main() {
 	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
@@ -42,130 +48,65 @@ func main() {
 	}
 }
 
+// options are the command's flags.
+type options struct {
+	out, osName, fixture, appendArgs string
+	ipxe, quiet                      bool
+	stdout                           io.Writer
+}
+
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	out := fs.String("out", "out", "build output folder (image, fixtures, lab logs)")
-	fixture := fs.String("fixture", fixtures.GPTBLS, "disk to boot: "+strings.Join([]string{fixtures.GPTBLS, fixtures.MBR, fixtures.GRUBExt4}, ", "))
-	appendArgs := fs.String("append", "", "extra kernel arguments for the lunboot image")
-	ipxe := fs.Bool("ipxe", false, "also boot the MBR disk with iPXE sanboot and compare the times")
-	quiet := fs.Bool("quiet", false, "do not stream the guests' consoles")
+	o := options{stdout: stdout}
+	fs.StringVar(&o.out, "out", "out", "build output folder (image, fixtures, lab logs)")
+	fs.StringVar(&o.osName, "os", "debian", "what to boot: debian (the Debian 12 disk of `make distro`) or probe (a fixture with the probe OS)")
+	fs.StringVar(&o.fixture, "fixture", fixtures.GPTBLS, "with -os probe, the disk to boot: "+strings.Join([]string{fixtures.GPTBLS, fixtures.MBR, fixtures.GRUBExt4}, ", "))
+	fs.StringVar(&o.appendArgs, "append", "", "extra kernel arguments for the lunboot image")
+	fs.BoolVar(&o.ipxe, "ipxe", false, "with -os probe, also boot the MBR disk with iPXE sanboot and compare the times")
+	fs.BoolVar(&o.quiet, "quiet", false, "do not stream the guests' consoles")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	kernel, image := filepath.Join(*out, "vmlinuz"), filepath.Join(*out, "lunboot.cpio.xz")
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	kernel, image := filepath.Join(o.out, "vmlinuz"), filepath.Join(o.out, "lunboot.cpio.xz")
 	for _, f := range []string{kernel, image} {
 		if _, err := os.Stat(f); err != nil {
 			return fmt.Errorf("%w (run `make image`)", err)
 		}
 	}
-	if *ipxe {
-		*fixture = fixtures.MBR // iPXE needs a BIOS-bootable disk
+	switch o.osName {
+	case "debian":
+		if o.ipxe {
+			return fmt.Errorf("-ipxe needs -os probe")
+		}
+		return runDebian(ctx, o, kernel, image)
+	case "probe":
+		return runProbe(ctx, o, kernel, image)
 	}
-	fmt.Fprintf(stdout, "== fixtures\n")
-	set, err := fixtures.Build(ctx, fixtures.Options{Out: filepath.Join(*out, "fixtures")})
-	if err != nil {
-		return err
-	}
-	disk, err := set.Disk(*fixture)
-	if err != nil {
-		return err
-	}
+	return fmt.Errorf("-os %q: want debian or probe", o.osName)
+}
 
+// newLab starts the demo's lab, logging into <out>/lab-logs/demo-<time>.
+func newLab(ctx context.Context, o options) (*lab.Lab, error) {
 	l, err := lab.New(ctx, lab.Options{Name: "demo",
-		LogDir: filepath.Join(*out, "lab-logs", "demo-"+time.Now().Format("20060102-150405"))})
-	if err != nil {
-		return err
-	}
-	defer l.Close()
-	fmt.Fprintf(stdout, "== lab %s: server %s, logs in %s\n", l.NetNS(), l.ServerIP(), l.LogDir())
-	tg, err := l.StartTarget(ctx, lab.TargetOptions{})
-	if err != nil {
-		return err
-	}
-	exp, err := tg.Export(lab.ExportSpec{IQN: "iqn.2026-11.org.lunboot.demo:" + disk.Name, Images: []string{disk.Path}})
-	if err != nil {
-		return err
-	}
-	if _, err := l.StartDHCP(ctx, lab.DHCPConfig{RootPath: exp.RootPath(), InitiatorName: initiator}); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "== target %s, DHCP option 17 %q, option 203 %q\n", disk.Path, exp.RootPath(), initiator)
-
-	console := func(prefix string) func(string) {
-		if *quiet {
-			return nil
-		}
-		return func(line string) { fmt.Fprintf(stdout, "%s │ %s\n", prefix, line) }
-	}
-	lb, err := boot(ctx, l, stdout, "lunboot", lab.VMConfig{Name: "lunboot", Kernel: kernel, Initrd: image,
-		Cmdline: strings.TrimSpace("console=ttyS0 " + *appendArgs), OnConsole: console("lunboot")})
-	if err != nil {
-		return err
-	}
-	ok := lb.res.OK() && lb.res.Fixture == disk.Name
-	if *ipxe {
-		ip, err := boot(ctx, l, stdout, "iPXE", lab.VMConfig{Name: "ipxe", NetBoot: true, OnConsole: console("ipxe")})
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "\n== time from power-on     %12s %12s\n", "lunboot", "iPXE")
-		fmt.Fprintf(stdout, "   OS kernel running      %12s %12s\n", round(lb.started), round(ip.started))
-		fmt.Fprintf(stdout, "   OS logged in again     %12s %12s\n", round(lb.done), round(ip.done))
-		ok = ok && ip.res.OK()
-	}
-	if !ok {
-		return errors.New("the booted OS could not prove its hand-off; see the lab logs in " + l.LogDir())
-	}
-	fmt.Fprintf(stdout, "\n== done: the OS on %s booted from iSCSI and logged in again with what it was handed\n", disk.Name)
-	return nil
-}
-
-type outcome struct {
-	res           *probe.Result
-	started, done time.Duration
-}
-
-// boot runs one guest until the probe OS reports, and prints what it found.
-func boot(ctx context.Context, l *lab.Lab, stdout io.Writer, what string, cfg lab.VMConfig) (*outcome, error) {
-	fmt.Fprintf(stdout, "\n== %s: powering on\n", what)
-	vm, err := l.StartVM(ctx, cfg)
+		LogDir: filepath.Join(o.out, "lab-logs", "demo-"+time.Now().Format("20060102-150405"))})
 	if err != nil {
 		return nil, err
 	}
-	defer vm.Kill()
-	start, err := vm.ExpectWithin(ctx, 10*time.Minute, probe.StartPattern)
-	if err != nil {
-		return nil, fmt.Errorf("%s: the OS never started: %w", what, err)
+	fmt.Fprintf(o.stdout, "== lab %s: server %s, logs in %s\n", l.NetNS(), l.ServerIP(), l.LogDir())
+	return l, nil
+}
+
+// console returns the callback that streams a guest's console, or nil
+// with -quiet.
+func (o options) console(prefix string) func(string) {
+	if o.quiet {
+		return nil
 	}
-	res, done, err := func() (*probe.Result, *lab.Match, error) {
-		ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-		defer cancel()
-		return vm.ProbeResult(ctx)
-	}()
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
-	}
-	fmt.Fprintf(stdout, "== %s: %s\n", what, res.Summary())
-	for _, h := range res.Handoffs {
-		fmt.Fprintf(stdout, "   hand-off %-16s portal %s target %s LUN %s initiator %s CHAP %s\n",
-			h.Source, h.Portal, h.Target, orDash(h.LUN), orDash(h.Initiator), h.CHAPMode())
-	}
-	if res.IBFT != nil {
-		fmt.Fprintf(stdout, "   iBFT %s (%s/%s): initiator %s\n", res.IBFT.Signature, res.IBFT.OEMID,
-			strings.TrimSpace(res.IBFT.OEMTableID), res.IBFT.Initiator["initiator-name"])
-	}
-	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	_ = vm.Wait(wctx) // the probe powers off after its result
-	return &outcome{res: res, started: start.At, done: done.At}, nil
+	return func(line string) { fmt.Fprintf(o.stdout, "%s │ %s\n", prefix, line) }
 }
 
 func round(d time.Duration) string { return d.Round(100 * time.Millisecond).String() }
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/lunboot/lunboot/qemu/fixtures"
+	"github.com/lunboot/lunboot/qemu/lab"
+	"github.com/lunboot/lunboot/qemu/probe"
+)
+
+// probeInitiator is the IQN DHCP hands out (option 203) in the probe demo.
+const probeInitiator = "iqn.2026-11.org.lunboot:demo"
+
+// probeArgs start lunboot's command line for the probe OS: its initrd is of
+// no known generator, so the hand-off check refuses it without
+// lunboot.force=1 (lunboot then speaks dracut's dialect, which the probe
+// reads).
+const probeArgs = "lunboot.force=1"
+
+// runProbe boots a fixture disk carrying the probe OS, and with -ipxe the
+// MBR disk with iPXE's sanboot too.
+func runProbe(ctx context.Context, o options, kernel, image string) error {
+	if o.ipxe {
+		o.fixture = fixtures.MBR // iPXE needs a BIOS-bootable disk
+	}
+	fmt.Fprintf(o.stdout, "== fixtures\n")
+	set, err := fixtures.Build(ctx, fixtures.Options{Out: filepath.Join(o.out, "fixtures")})
+	if err != nil {
+		return err
+	}
+	disk, err := set.Disk(o.fixture)
+	if err != nil {
+		return err
+	}
+	l, err := newLab(ctx, o)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	tg, err := l.StartTarget(ctx, lab.TargetOptions{})
+	if err != nil {
+		return err
+	}
+	exp, err := tg.Export(lab.ExportSpec{IQN: "iqn.2026-11.org.lunboot.demo:" + disk.Name, Images: []string{disk.Path}})
+	if err != nil {
+		return err
+	}
+	if _, err := l.StartDHCP(ctx, lab.DHCPConfig{RootPath: exp.RootPath(), InitiatorName: probeInitiator}); err != nil {
+		return err
+	}
+	fmt.Fprintf(o.stdout, "== target %s, DHCP option 17 %q, option 203 %q\n", disk.Path, exp.RootPath(), probeInitiator)
+
+	lb, err := bootProbe(ctx, l, o.stdout, "lunboot", lab.VMConfig{Name: "lunboot", Kernel: kernel, Initrd: image,
+		Cmdline: strings.TrimSpace("console=ttyS0 " + probeArgs + " " + o.appendArgs), OnConsole: o.console("lunboot")})
+	if err != nil {
+		return fmt.Errorf("%w\nlogs in %s", err, l.LogDir())
+	}
+	ok := lb.res.OK() && lb.res.Fixture == disk.Name
+	if o.ipxe {
+		ip, err := bootProbe(ctx, l, o.stdout, "iPXE", lab.VMConfig{Name: "ipxe", NetBoot: true, OnConsole: o.console("ipxe")})
+		if err != nil {
+			return fmt.Errorf("%w\nlogs in %s", err, l.LogDir())
+		}
+		fmt.Fprintf(o.stdout, "\n== time from power-on     %12s %12s\n", "lunboot", "iPXE")
+		fmt.Fprintf(o.stdout, "   OS kernel running      %12s %12s\n", round(lb.started), round(ip.started))
+		fmt.Fprintf(o.stdout, "   OS logged in again     %12s %12s\n", round(lb.done), round(ip.done))
+		ok = ok && ip.res.OK()
+	}
+	if !ok {
+		return errors.New("the booted OS could not prove its hand-off; see the lab logs in " + l.LogDir())
+	}
+	fmt.Fprintf(o.stdout, "\n== done: the OS on %s booted from iSCSI and logged in again with what it was handed\n", disk.Name)
+	return nil
+}
+
+type outcome struct {
+	res           *probe.Result
+	started, done time.Duration
+}
+
+// bootProbe runs one guest until the probe OS reports, and prints what it
+// found.
+func bootProbe(ctx context.Context, l *lab.Lab, stdout io.Writer, what string, cfg lab.VMConfig) (*outcome, error) {
+	fmt.Fprintf(stdout, "\n== %s: powering on\n", what)
+	vm, err := l.StartVM(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer vm.Kill()
+	start, err := vm.ExpectWithin(ctx, 10*time.Minute, probe.StartPattern)
+	if err != nil {
+		return nil, fmt.Errorf("%s: the OS never started: %w", what, err)
+	}
+	res, done, err := func() (*probe.Result, *lab.Match, error) {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+		defer cancel()
+		return vm.ProbeResult(ctx)
+	}()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	fmt.Fprintf(stdout, "== %s: %s\n", what, res.Summary())
+	for _, h := range res.Handoffs {
+		fmt.Fprintf(stdout, "   hand-off %-16s portal %s target %s LUN %s initiator %s CHAP %s\n",
+			h.Source, h.Portal, h.Target, orDash(h.LUN), orDash(h.Initiator), h.CHAPMode())
+	}
+	if res.IBFT != nil {
+		fmt.Fprintf(stdout, "   iBFT %s (%s/%s): initiator %s\n", res.IBFT.Signature, res.IBFT.OEMID,
+			strings.TrimSpace(res.IBFT.OEMTableID), res.IBFT.Initiator["initiator-name"])
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	_ = vm.Wait(wctx) // the probe powers off after its result
+	return &outcome{res: res, started: start.At, done: done.At}, nil
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
