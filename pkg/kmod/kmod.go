@@ -120,7 +120,8 @@ type Options struct {
 	Present func(name string) bool
 }
 
-func (o *Options) defaults() error {
+// location fills in Root and Release, all Order needs.
+func (o *Options) location() error {
 	if o.Root == "" {
 		o.Root = "/"
 	}
@@ -130,6 +131,13 @@ func (o *Options) defaults() error {
 			return err
 		}
 		o.Release = r
+	}
+	return nil
+}
+
+func (o *Options) defaults() error {
+	if err := o.location(); err != nil {
+		return err
 	}
 	if o.Params == nil {
 		b, err := os.ReadFile("/proc/cmdline")
@@ -158,7 +166,7 @@ func (o *Options) defaults() error {
 // that order, its directory and an error wrapping ErrWrongKernel. When there
 // is none at all, the error wraps fs.ErrNotExist.
 func Order(opts Options) (entries []Entry, dir string, err error) {
-	if err := opts.defaults(); err != nil {
+	if err := opts.location(); err != nil {
 		return nil, "", err
 	}
 	dir = filepath.Join(opts.Root, "lib", "modules", opts.Release)

@@ -252,21 +252,33 @@ type modinfo struct {
 // ReadModinfo returns the key=value strings of a module's .modinfo section,
 // in file order (keys repeat: alias, softdep, firmware, parm…).
 func ReadModinfo(path string) ([]string, error) {
-	f, err := elf.Open(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read modinfo: %w", err)
+	}
+	defer f.Close()
+	kvs, err := readModinfo(f)
 	if err != nil {
 		return nil, fmt.Errorf("read modinfo of %s: %w", path, err)
 	}
-	defer f.Close()
+	return kvs, nil
+}
+
+func readModinfo(r io.ReaderAt) ([]string, error) {
+	f, err := elf.NewFile(r)
+	if err != nil {
+		return nil, err
+	}
 	s := f.Section(".modinfo")
 	if s == nil {
-		return nil, fmt.Errorf("read modinfo of %s: no .modinfo section (not a kernel module?)", path)
+		return nil, errors.New("no .modinfo section (not a kernel module?)")
 	}
 	if s.Size > maxModinfo {
-		return nil, fmt.Errorf("read modinfo of %s: .modinfo is %d bytes, over the %d-byte bound", path, s.Size, maxModinfo)
+		return nil, fmt.Errorf(".modinfo is %d bytes, over the %d-byte bound", s.Size, maxModinfo)
 	}
 	b, err := io.ReadAll(io.LimitReader(s.Open(), maxModinfo))
 	if err != nil {
-		return nil, fmt.Errorf("read modinfo of %s: %w", path, err)
+		return nil, err
 	}
 	var kvs []string
 	for _, kv := range strings.Split(string(b), "\x00") {
@@ -289,8 +301,10 @@ func parseModinfo(kvs []string) modinfo {
 			mi.name = v
 		case "depends":
 			for _, d := range strings.Split(v, ",") {
+				// Names, not paths: fold '-' only. Anything odd
+				// fails later as an unknown module, by name.
 				if d = strings.TrimSpace(d); d != "" {
-					mi.depends = append(mi.depends, NameOf(d))
+					mi.depends = append(mi.depends, strings.ReplaceAll(d, "-", "_"))
 				}
 			}
 		case "alias":

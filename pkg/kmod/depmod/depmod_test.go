@@ -372,3 +372,45 @@ func TestResolveDebianKernel(t *testing.T) {
 		}
 	}
 }
+
+func FuzzReadModinfo(f *testing.F) {
+	f.Add(fakeKO(mod("virtio_net", "depends=virtio_ring,virtio,net_failover", "softdep=pre: a post: b")...))
+	f.Add(fakeKO())
+	f.Add([]byte("\x7fELF\x02\x01\x01"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		kvs, err := readModinfo(bytes.NewReader(b))
+		if err != nil {
+			return
+		}
+		mi := parseModinfo(kvs)
+		for _, d := range mi.depends {
+			if d == "" || strings.ContainsAny(d, ",\x00") {
+				t.Fatalf("parseModinfo(%q) gave dependency %q", kvs, d)
+			}
+		}
+		for _, d := range mi.softPre {
+			if d == "" || strings.ContainsAny(d, " \t\x00") {
+				t.Fatalf("parseModinfo(%q) gave soft dependency %q", kvs, d)
+			}
+		}
+	})
+}
+
+func FuzzReadList(f *testing.F) {
+	f.Add("# NICs\nvirtio_net\n\n  e1000e  # Intel\nnls-utf8.ko\n")
+	f.Add("a b\n")
+	f.Add("a/b\n")
+	f.Fuzz(func(t *testing.T, in string) {
+		names, err := ReadList(strings.NewReader(in))
+		if err != nil {
+			return
+		}
+		seen := map[string]bool{}
+		for _, n := range names {
+			if n == "" || strings.Contains(n, "-") || seen[n] {
+				t.Fatalf("ReadList(%q) = %q: empty, unfolded or duplicate name %q", in, names, n)
+			}
+			seen[n] = true
+		}
+	})
+}
