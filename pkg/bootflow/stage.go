@@ -22,6 +22,16 @@ type Console interface {
 	Info(format string, args ...any)
 }
 
+// Flusher is implemented by a Console whose lines can still be on their way
+// when they have been written: on a serial console the kernel holds them in
+// the tty's buffer and sends about 11 KB/s at 115200 baud, and kexec
+// discards what the old kernel has not sent. Boot calls Flush right before
+// the jump, so that the last stage lines reach the screen; Flush must
+// return within a bounded time whatever happens to the line.
+type Flusher interface {
+	Flush()
+}
+
 // StageError is a stage's final failure: which stage, the cause, and what to
 // check — the three things the console shows before the rescue shell.
 type StageError struct {

@@ -386,8 +386,14 @@ func (b *boot) shutdown(ctx context.Context) (string, error) {
 	return strings.Join(done, ", "), nil
 }
 
+// kexecReboot is kexec.Reboot; tests replace it.
+var kexecReboot = kexec.Reboot
+
 // exec jumps into the loaded kernel. It returns only on failure.
 func (b *boot) exec() error {
-	err := kexec.Reboot()
+	if f, ok := b.o.Console.(Flusher); ok {
+		f.Flush()
+	}
+	err := kexecReboot()
 	return &StageError{Stage: "kexec", Err: err, Check: "the kernel refused the jump; the loaded image is lost, run `lunboot boot` again"}
 }
