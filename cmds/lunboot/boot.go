@@ -110,6 +110,67 @@ func releaseConsole() {
 	_ = unix.IoctlSetInt(0, unix.TIOCNOTTY, 0)
 }
 
+// Flush waits, at most a second, until what lunboot printed has left the
+// machine: kexec discards the old kernel's buffers, and on a serial console
+// the stage lines before the jump would be lost. It implements
+// bootflow.Flusher.
+func (c *console) Flush() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	files := []*os.File{os.Stderr}
+	if f, ok := c.w.(*os.File); ok {
+		files = append(files, f)
+	}
+	drainConsole(files, "/sys", "/dev", time.Second)
+}
+
+// drainConsole waits until the output written to files has reached the
+// consoles and the consoles have sent it, or until d has passed. u-root's
+// init hands its uinit a pipe for stdout and stderr (pkg/libinit
+// WithMultiTTY) and copies from the pipe to each console= device, so first
+// every pipe among files must be empty (FIONREAD, TIOCINQ in x/sys/unix);
+// then, after a moment for the copier to write what it read, each active
+// console (<sysfs>/class/tty/console/active) must have sent its buffer
+// (TCSBRK with a non-zero argument is tcdrain, drivers/tty/tty_ioctl.c).
+// tcdrain has no timeout of its own (flow control can stop a line), so it
+// runs in a goroutine that is abandoned at the deadline.
+func drainConsole(files []*os.File, sysfs, dev string, d time.Duration) {
+	deadline := time.Now().Add(d)
+	for _, f := range files {
+		var st unix.Stat_t
+		if err := unix.Fstat(int(f.Fd()), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFIFO {
+			continue // FIONREAD on a tty counts unread input, not output
+		}
+		for time.Now().Before(deadline) {
+			if n, err := unix.IoctlGetInt(int(f.Fd()), unix.TIOCINQ); err != nil || n == 0 {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	active, err := os.ReadFile(sysfs + "/class/tty/console/active")
+	if err != nil {
+		return
+	}
+	time.Sleep(min(20*time.Millisecond, time.Until(deadline)))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for _, name := range strings.Fields(string(active)) {
+			fd, err := unix.Open(dev+"/"+name, unix.O_WRONLY|unix.O_NOCTTY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+			if err != nil {
+				continue
+			}
+			_ = unix.IoctlSetInt(fd, unix.TCSBRK, 1)
+			unix.Close(fd)
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(time.Until(deadline)):
+	}
+}
+
 // console prints the boot's stage lines: elapsed time since start, the
 // stage, its result. It is the only place that formats them.
 type console struct {
