@@ -87,7 +87,7 @@ func loginAdvice(err error, ic iscsi.Config) error {
 	var le *iscsi.LoginError
 	switch {
 	case errors.Is(err, iscsi.ErrAuthenticationFailed):
-		return permanent(withCheck(err, "check the CHAP user name and secret (rd.iscsi.username=/rd.iscsi.password=, or user:secret@ in netroot=/lunboot.target=) against the target's account; with mutual CHAP also the target's own (rd.iscsi.in.username=/rd.iscsi.in.password=)"))
+		return permanent(withCheck(err, "check the CHAP user name and secret (rd.iscsi.username and rd.iscsi.password, or user:secret@ in netroot or lunboot.target) against the target's account; with mutual CHAP also the target's own (rd.iscsi.in.username and rd.iscsi.in.password)"))
 	case errors.Is(err, iscsi.ErrAuthorizationFailed):
 		return permanent(withCheck(err, "allow initiator %s in the target's ACL (the default name is derived from the NIC's MAC, docs/configuration.md)", ic.InitiatorName))
 	case errors.Is(err, iscsi.ErrTargetNotFound):

@@ -75,8 +75,8 @@ func TestLoginAdvice(t *testing.T) {
 		permanent bool
 		check     string
 	}{
-		{&iscsi.LoginError{Class: 2, Detail: 1}, true, "rd.iscsi.username="},
-		{&iscsi.LoginError{Class: 2, Detail: 1}, true, "rd.iscsi.in.password="},
+		{&iscsi.LoginError{Class: 2, Detail: 1}, true, "rd.iscsi.username and rd.iscsi.password"},
+		{&iscsi.LoginError{Class: 2, Detail: 1}, true, "rd.iscsi.in.password"},
 		{&iscsi.LoginError{Class: 2, Detail: 2}, true, "iqn.2026-11.org.lunboot:i"},
 		{&iscsi.LoginError{Class: 2, Detail: 3}, true, "lunboot discover 10.0.0.1:3260"},
 		{&iscsi.LoginError{Class: 3, Detail: 1}, false, "status 03/01"},
