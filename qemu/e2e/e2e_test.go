@@ -150,11 +150,29 @@ func (m *machine) expect(d time.Duration, re string) *lab.Match {
 	return labtest.Expect(m.t, m.VM, d, regexp.MustCompile(re))
 }
 
+// resultOrFailure matches the probe's result line or lunboot giving up,
+// whichever comes first.
+var resultOrFailure = regexp.MustCompile(probe.ResultPattern.String() + `|` + regexp.QuoteMeta(failedLine))
+
 // probeResult waits for the probe OS's result; the raw line is returned
-// too, for checks on what it contains.
+// too, for checks on what it contains. A boot that fails instead ends the
+// test with lunboot's report, without waiting out the time limit.
 func (m *machine) probeResult() (*probe.Result, string) {
 	m.t.Helper()
-	r, match := labtest.ProbeResult(m.t, m.VM, bootTimeout)
+	match := m.expect(bootTimeout, resultOrFailure.String())
+	if match.Groups[1] == "" {
+		m.expect(time.Minute, `(`+regexp.QuoteMeta(rescueLine)+`|`+regexp.QuoteMeta(rebootLine)+`)[^\n]*\n`)
+		f, err := parseFailure(m.Console())
+		if err != nil {
+			m.t.Fatalf("the boot failed: %v", err)
+		}
+		m.t.Fatalf("the boot failed in stage %s:\n  %s\n  check: %s", f.Stage, strings.Join(f.Error, "\n  "), f.Check)
+	}
+	r, err := probe.DecodeResult(match.Groups[1])
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	m.t.Logf("%s (at +%s)", r.Summary(), match.At.Round(time.Millisecond))
 	return r, match.Groups[0]
 }
 
