@@ -195,8 +195,12 @@ func (m *machine) failure() (*bootFailure, []stageEvent) {
 	if err != nil {
 		m.t.Fatalf("%v; console:\n%s", err, m.Console())
 	}
+	evs := m.stages()
+	for _, e := range evs {
+		m.t.Logf("stage: %s", e.Line)
+	}
 	m.t.Logf("BOOT FAILED in stage %s:\n  %s\n  check: %s", f.Stage, strings.Join(f.Error, "\n  "), f.Check)
-	return f, m.stages()
+	return f, evs
 }
 
 // bootsOS checks that every stage finished, in order, once each.
