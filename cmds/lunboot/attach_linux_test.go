@@ -11,6 +11,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/lunboot/lunboot/internal/vmtest"
 	"github.com/lunboot/lunboot/pkg/iscsi/iscsitest"
 	"github.com/lunboot/lunboot/pkg/nbd"
 	"github.com/vishvananda/netlink"
@@ -41,6 +42,8 @@ func testAttachKernel(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
+	defer vmtest.Watchdog(t, 30*time.Second, "nbd5")()
+	vmtest.Trace(t, "nbd")
 	actx, interrupt := context.WithCancel(ctx)
 	var out, errb syncBuffer
 	done := make(chan error, 1)

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -49,7 +51,13 @@ func testDetachKernel(t *testing.T) {
 	{
 		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 		defer cancel()
-		d, err := nbd.Attach(ctx, &memDisk{data: make([]byte, 4<<20)}, nbd.AttachOptions{Index: 3})
+		// A stall here once took the kernel's 30-second timeout to
+		// show; the watchdog logs the guest's state well before that.
+		defer vmtest.Watchdog(t, 15*time.Second, "nbd3")()
+		vmtest.Trace(t, "nbd")
+		// Warnings (a reconnect during Attach) go to the console.
+		logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		d, err := nbd.Attach(ctx, &memDisk{data: make([]byte, 4<<20)}, nbd.AttachOptions{Index: 3, Logger: logger})
 		if err != nil {
 			t.Fatalf("Attach = %v", err)
 		}

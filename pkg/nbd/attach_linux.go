@@ -8,9 +8,12 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/lunboot/lunboot/pkg/blockdev"
@@ -88,11 +91,56 @@ func explain(op string, index int, err error) error {
 	return fmt.Errorf("nbd: %s %s: %w", op, name, err)
 }
 
+// attachAttempts bounds the connects Attach makes when the kernel leaves a
+// connection unread (ErrStalled).
+const attachAttempts = 3
+
 func attach(ctx context.Context, dev blockdev.Device, o AttachOptions) (*Device, error) {
 	o = o.withDefaults(dev)
 	if err := o.validate(dev, os.Getpagesize()); err != nil {
 		return nil, err
 	}
+	for attempt := 1; ; attempt++ {
+		d, err := attachOnce(ctx, dev, o)
+		if err == nil || !errors.Is(err, ErrStalled) || ctx.Err() != nil {
+			return d, err
+		}
+		if attempt == attachAttempts {
+			return nil, fmt.Errorf("%w (tried %d times)", err, attempt)
+		}
+		// The workers the kernel started for the failed attempt stay
+		// idle in its pool for minutes (IDLE_WORKER_TIMEOUT), so the next
+		// connect's receive work items find threads waiting for them.
+		o.Logger.Warn("nbd: the kernel is not reading one of the connections; connecting again",
+			"attempt", attempt, "err", err)
+		if o.Index != AnyIndex {
+			if err := waitReleased(ctx, o.Index); err != nil {
+				return nil, err
+			}
+		}
+	}
+}
+
+// waitReleased waits (bounded) until the kernel has dropped the
+// configuration of /dev/nbd<index>, so that it can be connected again.
+func waitReleased(ctx context.Context, index int) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var last DeviceStatus
+	err := poll(ctx, func() bool {
+		st, err := Status(ctx, index)
+		last = st
+		return err == nil && !st.Connected
+	})
+	if err != nil {
+		return fmt.Errorf("%w: %s still held after the disconnect (connected=%v): %w", ErrBusy, DevicePath(index), last.Connected, err)
+	}
+	return nil
+}
+
+// attachOnce connects the kernel to fresh socket pairs and waits until the
+// device works, or undoes the connect.
+func attachOnce(ctx context.Context, dev blockdev.Device, o AttachOptions) (*Device, error) {
 	g, err := dialNBD()
 	if err != nil {
 		if _, serr := os.Stat("/dev/nbd0"); serr != nil && errors.Is(err, ErrModuleNotLoaded) {
@@ -180,11 +228,24 @@ func attach(ctx context.Context, dev blockdev.Device, o AttachOptions) (*Device,
 	d.path = DevicePath(index)
 	o.Logger.Debug("nbd: kernel accepted the connection", "dev", d.path, "conns", o.Connections, "flags", d.flags)
 
-	if err := d.settle(ctx, o); err != nil {
+	var reads sync.WaitGroup
+	if err := d.settle(ctx, o, conns, &reads); err != nil {
 		dctx, dcancel := context.WithTimeout(context.Background(), DefaultDetachTimeout)
 		defer dcancel()
+		// The disconnect shuts the kernel's sockets down, which ends
+		// every receive work item (and with it a rescuer's hold on the
+		// others) and fails what is still queued: the reads settle
+		// started return.
 		if derr := disconnect(dctx, index); derr != nil {
 			o.Logger.Warn("nbd: disconnect after failed attach", "dev", d.path, "err", derr)
+		}
+		if !waitGroup(&reads, 5*time.Second) {
+			// Closing our ends makes the kernel's sends and
+			// receives fail too.
+			stopServers()
+			if !waitGroup(&reads, DefaultDetachTimeout) {
+				o.Logger.Warn("nbd: reads through the device still blocked after the disconnect", "dev", d.path)
+			}
 		}
 		stopServers()
 		return nil, fmt.Errorf("nbd: attach %s: %w", d.path, err)
@@ -192,6 +253,23 @@ func attach(ctx context.Context, dev blockdev.Device, o AttachOptions) (*Device,
 	o.Logger.Info("nbd: attached", "dev", d.path, "size", dev.Size(), "block_size", o.BlockSize,
 		"conns", o.Connections, "flags", d.flags, "partitions", d.parts)
 	return d, nil
+}
+
+// waitGroup waits for wg at most d and reports whether it finished.
+func waitGroup(wg *sync.WaitGroup, d time.Duration) bool {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 // socketPair returns our end of an AF_UNIX stream pair as a net.Conn (so
@@ -212,9 +290,21 @@ func socketPair() (io.ReadWriteCloser, int, error) {
 	return c, fds[1], nil
 }
 
-// settle waits for the device node and its size, triggers the partition
-// scan and waits for the partition nodes, all within o.ScanTimeout.
-func (d *Device) settle(ctx context.Context, o AttachOptions) error {
+// settle waits for the device node and its size, reads once through each
+// of the device's hardware queues (the first of those opens runs the
+// partition scan), and waits for the partition nodes, all within
+// o.ScanTimeout. Meanwhile it watches the connections: a reply the kernel
+// leaves unread ends the wait with ErrStalled. The reads it starts are
+// counted in reads; some may still be blocked in the kernel when it fails.
+//
+// Linux sends the requests of hardware queue i on socket i
+// (nbd_queue_rq: hctx->queue_num), and a request enters the queue of the CPU
+// that submits it. Reading once from a CPU of every queue is thus the one
+// way to see each connection answer before the device is handed out: the
+// kernel's receive work for a socket may never have started (ErrStalled),
+// and the first request on it would otherwise wait 30 seconds for the
+// kernel's timeout.
+func (d *Device) settle(ctx context.Context, o AttachOptions, conns []io.ReadWriteCloser, reads *sync.WaitGroup) error {
 	ctx, cancel := context.WithTimeout(ctx, o.ScanTimeout)
 	defer cancel()
 	sysDir := filepath.Join(sysBlock, filepath.Base(d.path))
@@ -233,14 +323,43 @@ func (d *Device) settle(ctx context.Context, o AttachOptions) error {
 		}
 		return fmt.Errorf("kernel reports %d bytes for %s, want %d: %w", size, d.path, want, err)
 	}
-	// Opening the whole disk runs the pending partition scan
-	// (blkdev_get_whole → bdev_disk_changed); the partitions are
-	// registered, and their devtmpfs nodes made, before open returns.
-	f, err := os.OpenFile(d.path, os.O_RDONLY, 0)
-	if err != nil {
-		return fmt.Errorf("open %s for the partition scan: %w", d.path, err)
+
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	stalled := make(chan error, 1)
+	w := stallWatch{
+		conns:    len(conns),
+		unread:   func(i int) (int, bool) { return unreadBytes(conns[i]) },
+		answered: func(i int) uint64 { return d.counter[i].requests.Load() },
+		after:    stallAfter,
+		every:    stallSample,
 	}
-	f.Close()
+	go func() { stalled <- w.run(wctx) }()
+
+	queues := queueCPUs(sysDir)
+	if len(queues) == 0 {
+		queues = []hwQueue{{}} // no map in sysfs: one read from anywhere
+	}
+	for _, q := range queues {
+		done := make(chan error, 1)
+		reads.Go(func() { done <- readPinned(d.path, q.cpus, o.BlockSize) })
+		select {
+		case err := <-done:
+			if err != nil {
+				return fmt.Errorf("read through hardware queue %d: %w", q.index, err)
+			}
+			o.Logger.Debug("nbd: read through hardware queue", "dev", d.path, "queue", q.index, "cpus", q.cpus)
+		case err := <-stalled:
+			if err == nil {
+				err = ctx.Err()
+			}
+			return fmt.Errorf("read through hardware queue %d: %w", q.index, err)
+		case <-ctx.Done():
+			return fmt.Errorf("read through hardware queue %d: %w", q.index, ctx.Err())
+		}
+	}
+	stopWatch()
+
 	d.parts = partitions(sysDir)
 	err = poll(ctx, func() bool {
 		for _, p := range d.parts {
@@ -254,6 +373,113 @@ func (d *Device) settle(ctx context.Context, o AttachOptions) error {
 		return fmt.Errorf("partition nodes %v did not all appear: %w", d.parts, err)
 	}
 	return nil
+}
+
+// readPinned opens the block device at path and reads its first block with
+// O_DIRECT, so that the request reaches the driver, from one of cpus (any
+// CPU when none of them is allowed). Opening the whole disk runs a pending
+// partition scan (blkdev_get_whole → bdev_disk_changed), from the same CPU;
+// its partitions are registered, and their devtmpfs nodes made, before the
+// open returns.
+func readPinned(path string, cpus []int, blockSize int) error {
+	// The thread stays locked to this goroutine: its affinity is
+	// narrowed below, and the runtime ends a thread whose goroutine exits
+	// locked instead of reusing it.
+	runtime.LockOSThread()
+	for _, c := range cpus {
+		var set unix.CPUSet
+		set.Set(c)
+		if unix.SchedSetaffinity(0, &set) == nil {
+			break // an offline or forbidden CPU fails; try the next
+		}
+	}
+	fd, err := retryEINTR(func() (int, error) { return unix.Open(path, unix.O_RDONLY|unix.O_DIRECT|unix.O_CLOEXEC, 0) })
+	if err != nil {
+		return fmt.Errorf("open %s: %w", path, err)
+	}
+	defer unix.Close(fd)
+	// O_DIRECT wants an aligned buffer: a page from mmap is.
+	buf, err := unix.Mmap(-1, 0, max(os.Getpagesize(), blockSize), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
+	if err != nil {
+		return fmt.Errorf("buffer for %s: %w", path, err)
+	}
+	defer unix.Munmap(buf)
+	if _, err := retryEINTR(func() (int, error) { return unix.Pread(fd, buf[:blockSize], 0) }); err != nil {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	return nil
+}
+
+func retryEINTR(f func() (int, error)) (int, error) {
+	for {
+		n, err := f()
+		if !errors.Is(err, unix.EINTR) {
+			return n, err
+		}
+	}
+}
+
+// hwQueue is one blk-mq hardware queue and the CPUs whose requests enter it.
+type hwQueue struct {
+	index int
+	cpus  []int
+}
+
+// queueCPUs returns the hardware queues of the disk at sysDir that have
+// CPUs (/sys/block/nbdN/mq/<queue>/cpu_list, "0, 2"), in queue order, or
+// nil when sysfs has no map. A queue without CPUs gets no requests.
+func queueCPUs(sysDir string) []hwQueue {
+	ents, err := os.ReadDir(filepath.Join(sysDir, "mq"))
+	if err != nil {
+		return nil
+	}
+	var out []hwQueue
+	for _, e := range ents {
+		q, err := strconv.Atoi(e.Name())
+		if err != nil || q < 0 {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(sysDir, "mq", e.Name(), "cpu_list"))
+		if err != nil {
+			continue
+		}
+		if cpus := parseCPUList(string(b)); len(cpus) > 0 {
+			out = append(out, hwQueue{q, cpus})
+		}
+	}
+	slices.SortFunc(out, func(a, b hwQueue) int { return a.index - b.index })
+	return out
+}
+
+// parseCPUList parses blk-mq's "0, 1, 5" (blk_mq_hw_sysfs_cpus_show).
+func parseCPUList(s string) []int {
+	var cpus []int
+	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\n' }) {
+		if c, err := strconv.Atoi(f); err == nil && c >= 0 {
+			cpus = append(cpus, c)
+		}
+	}
+	return cpus
+}
+
+// unreadBytes returns the bytes written on c that the peer has not read yet
+// (SIOCOUTQ; for AF_UNIX the memory of the queued buffers), or false when c
+// is not a socket or is closed.
+func unreadBytes(c io.ReadWriteCloser) (int, bool) {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return 0, false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return 0, false
+	}
+	var n int
+	var ierr error
+	if err := rc.Control(func(fd uintptr) { n, ierr = unix.IoctlGetInt(int(fd), unix.SIOCOUTQ) }); err != nil || ierr != nil {
+		return 0, false
+	}
+	return n, true
 }
 
 // poll calls cond every 10 ms until it holds or ctx is done.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -42,6 +43,7 @@ func TestAttachNeedsModule(t *testing.T) {
 // Debian 6.1 kernel, inside a QEMU guest.
 func TestKernel(t *testing.T) {
 	vmtest.Run(t, vmtest.Options{Modules: []string{"nbd"}, CPUs: 2, Timeout: 4 * time.Minute}, func(t *testing.T) {
+		t.Run("EveryConnectionAnswers", testEveryConnectionAnswers)
 		t.Run("Geometry", testGeometry)
 		t.Run("DirectIO", testDirectIO)
 		t.Run("Buffered", testBuffered)
@@ -58,10 +60,147 @@ func TestKernel(t *testing.T) {
 	})
 }
 
+// TestKernelSlowWorkers attaches while the kernel is slow to start worker
+// threads, in a guest of its own so that its workqueue pools hold no idle
+// workers from earlier attaches. kthreadd, which creates them, is made
+// SCHED_IDLE and every CPU busy: the device's receive work items then wait
+// for a worker longer than the workqueue's mayday delay, and its rescuer
+// thread runs them one after another, the first for the life of its socket
+// (see ErrStalled). Attach must notice the unread socket and connect again;
+// the device must then answer on every connection at once.
+func TestKernelSlowWorkers(t *testing.T) {
+	vmtest.Run(t, vmtest.Options{Modules: []string{"nbd"}, CPUs: 2}, func(t *testing.T) {
+		defer vmtest.Watchdog(t, time.Minute, "nbd0")()
+		vmtest.Trace(t, "nbd")
+		var logs syncBuf
+		logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		slowKernelWorkers(t, time.Second)
+		ncpu := runtime.NumCPU()
+		d := attachT(t, newMemDevice(4<<20, 512), AttachOptions{Index: 0, Connections: ncpu, Logger: logger})
+		checkEveryConnectionAnswered(t, d)
+		if strings.Contains(logs.String(), "connecting again") {
+			t.Logf("the kernel left a connection unread and Attach connected again:\n%s", logs.String())
+		} else {
+			t.Logf("the kernel started every receive work item in time: the reconnect was not needed this run")
+		}
+		// Every connection keeps answering: one read per CPU, each of
+		// which the kernel sends on that CPU's hardware queue.
+		for cpu := range ncpu {
+			if err := readFromCPU(d.Path(), cpu); err != nil {
+				t.Errorf("read from CPU %d after Attach: %v", cpu, err)
+			}
+		}
+	})
+}
+
+// slowKernelWorkers makes the kernel slow to create threads for d: kthreadd
+// runs SCHED_IDLE while a busy goroutine holds each CPU.
+func slowKernelWorkers(t *testing.T, d time.Duration) {
+	t.Helper()
+	const kthreadd = 2
+	if err := unix.SchedSetAttr(kthreadd, &unix.SchedAttr{Policy: unix.SCHED_IDLE}, 0); err != nil {
+		t.Fatalf("making kthreadd SCHED_IDLE: %v", err)
+	}
+	end := time.Now().Add(d)
+	var wg, started sync.WaitGroup
+	for cpu := range runtime.NumCPU() {
+		started.Add(1)
+		wg.Go(func() {
+			runtime.LockOSThread() // left locked: the thread is discarded with its affinity
+			var set unix.CPUSet
+			set.Set(cpu)
+			unix.SchedSetaffinity(0, &set)
+			started.Done()
+			for time.Now().Before(end) {
+			}
+		})
+	}
+	started.Wait()
+	t.Cleanup(func() {
+		wg.Wait()
+		if err := unix.SchedSetAttr(kthreadd, &unix.SchedAttr{Policy: unix.SCHED_NORMAL}, 0); err != nil {
+			t.Errorf("restoring kthreadd: %v", err)
+		}
+	})
+}
+
+// testEveryConnectionAnswers checks that Attach has seen a reply on every
+// connection before it returns (its read through each hardware queue).
+func testEveryConnectionAnswers(t *testing.T) {
+	d := attachT(t, newMemDevice(4<<20, 512), AttachOptions{Index: AnyIndex, Connections: runtime.NumCPU()})
+	checkEveryConnectionAnswered(t, d)
+}
+
+func checkEveryConnectionAnswered(t *testing.T, d *Device) {
+	t.Helper()
+	for i, s := range d.Stats() {
+		if s.Requests == 0 {
+			t.Errorf("connection %d answered no request during Attach: %+v", i, d.Stats())
+		}
+	}
+}
+
+// readFromCPU reads the first 4 KiB of path with O_DIRECT from a thread
+// bound to cpu.
+func readFromCPU(path string, cpu int) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // left locked: the thread is discarded with its affinity
+		var set unix.CPUSet
+		set.Set(cpu)
+		if err := unix.SchedSetaffinity(0, &set); err != nil {
+			errc <- err
+			return
+		}
+		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECT|unix.O_CLOEXEC, 0)
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer unix.Close(fd)
+		buf, err := unix.Mmap(-1, 0, 4096, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer unix.Munmap(buf)
+		_, err = unix.Pread(fd, buf, 0)
+		errc <- err
+	}()
+	select {
+	case err := <-errc:
+		return err
+	case <-time.After(20 * time.Second):
+		return errors.New("no answer within 20s")
+	}
+}
+
+// syncBuf collects log output from several goroutines.
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuf) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuf) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
 func attachT(t *testing.T, dev blockdev.Device, o AttachOptions) *Device {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
+	if o.Logger == nil {
+		// Warnings (a reconnect during Attach) go to the console.
+		o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
 	d, err := Attach(ctx, dev, o)
 	if err != nil {
 		t.Fatalf("Attach = %v", err)

@@ -170,6 +170,8 @@ type server struct {
 	lim      limiter
 	wg       sync.WaitGroup
 
+	debug bool // per-request Debug logs wanted
+
 	wmu  sync.Mutex
 	werr error // first reply write failure; guarded by wmu
 	disc atomic.Bool
@@ -201,6 +203,7 @@ func newServer(conn io.ReadWriteCloser, dev blockdev.Device, o Options) *server 
 		maxReq: o.MaxRequestBytes,
 		log:    o.Logger,
 		stats:  o.Counters,
+		debug:  o.Logger.Enabled(context.Background(), slog.LevelDebug),
 	}
 	s.lim.init(o.Workers, o.MaxInFlightBytes)
 	if ro, ok := dev.(blockdev.ReadOnly); ok && ro.ReadOnly() {
@@ -243,6 +246,9 @@ func (s *server) readLoop(ctx context.Context) error {
 		if err := req.UnmarshalBinary(hdr[:]); err != nil {
 			s.log.Error("nbd: closing connection: request stream out of step", "err", err)
 			return fmt.Errorf("%w: %w", ErrProtocol, err)
+		}
+		if s.debug {
+			s.log.Debug("nbd: request", "req", req)
 		}
 		budget := 0
 		switch req.Type {
@@ -470,6 +476,9 @@ func (s *server) reply(req Request, e Errno, data []byte) {
 	if s.werr != nil {
 		return
 	}
+	if s.debug {
+		s.log.Debug("nbd: replying", "req", req, "errno", e)
+	}
 	if _, err := bufs.WriteTo(s.conn); err != nil {
 		s.werr = fmt.Errorf("nbd: write reply to %v: %w", req, err)
 		if s.disc.Load() {
@@ -481,6 +490,10 @@ func (s *server) reply(req Request, e Errno, data []byte) {
 			s.log.Warn("nbd: closing connection: cannot send reply", "req", req, "err", err)
 		}
 		s.closeConn()
+		return
+	}
+	if s.debug {
+		s.log.Debug("nbd: replied", "req", req)
 	}
 }
 
