@@ -22,17 +22,18 @@ import (
 type conn struct {
 	s       *Session
 	nc      net.Conn
-	r       wire.Reader
+	r       *wire.Reader
 	hd, dd  bool
 	maxSend int    // the target's MaxRecvDataSegmentLength
 	p       Params // negotiated
 	portal  string
 	w       writer
+	sock    *wire.Socket // nc's descriptor for readv/writev; nil if it has none
 
 	expStatSN atomic.Uint32
 	lastRecv  atomic.Int64 // unix nanoseconds
-	// inBatch is set while the reader works through PDUs it already has
-	// buffered; commands queued meanwhile are written when it is done.
+	// inBatch is set while the reader works through PDUs it has received;
+	// commands queued meanwhile are written before it reads again.
 	inBatch      atomic.Bool
 	flushPending atomic.Bool
 
@@ -59,10 +60,14 @@ func newConn(s *Session, nc net.Conn, res *loginResult, portal string) *conn {
 		failed: make(chan struct{}),
 		wait:   time.Duration(res.params.DefaultTime2Wait) * time.Second,
 	}
-	c.r = wire.Reader{R: res.rd, HeaderDigest: res.hd, DataDigest: res.dd, MaxData: res.params.MaxRecvDataSegmentLength}
+	c.r = res.rd
+	c.r.HeaderDigest, c.r.DataDigest, c.r.MaxData = res.hd, res.dd, res.params.MaxRecvDataSegmentLength
 	c.expStatSN.Store(res.expStatSN)
 	c.lastRecv.Store(time.Now().UnixNano())
 	c.w.init(nc)
+	c.sock = wire.NewSocket(nc)
+	// Before the reader waits for input, it sends what is queued.
+	c.r.BeforeRead = c.beforeRead
 	return c
 }
 
@@ -148,21 +153,33 @@ func (p *outPDU) release() {
 }
 
 // writer is the connection's send queue. Producers append under mu; then
-// either the producing goroutine writes the queue itself (flush: no
-// goroutine hand-off on the command path) or it pokes the writer goroutine
-// (kick) — the reader always does the latter, so that it never blocks on a
-// full socket while the target waits for us to read. Whoever writes takes
-// the whole queue at once, so PDUs queued meanwhile go out together.
+// the queue is written by one goroutine at a time, which takes the whole
+// queue at once, so that PDUs queued meanwhile go out together:
+//
+//   - a goroutine issuing a command writes it itself (flush: no goroutine
+//     hand-off on the command path) unless the reader is busy with PDUs
+//     already received and will write before it waits for more;
+//   - the reader writes what was queued (commands its completions led
+//     callers to issue, Data-Out for R2Ts, NOP-Out replies) right before
+//     each read that may wait, but never waits for room in the socket
+//     (tryFlush): the target may be waiting for us to read. What the
+//     socket does not take at once goes to the writer goroutine (carry);
+//   - the writer goroutine writes for background producers (keepalive)
+//     and finishes what the reader could not.
 type writer struct {
 	mu      sync.Mutex
 	q       []*outPDU
 	spare   []*outPDU
 	writing bool
 	closed  bool
-	kick    chan struct{}
-	stop    chan struct{}
-	iov     [][]byte
-	buf     []byte
+	// carry is a batch the reader began to write; carryIOV is what of it
+	// is still unwritten. It goes out before q.
+	carry    []*outPDU
+	carryIOV [][]byte
+	kick     chan struct{}
+	stop     chan struct{}
+	iov      [][]byte
+	buf      []byte
 }
 
 func (w *writer) init(nc net.Conn) {
@@ -198,16 +215,6 @@ func (w *writer) addTask(t *task, p *outPDU) {
 	}
 }
 
-// wakeIfQueued wakes the writer goroutine if PDUs wait and nobody writes.
-func (w *writer) wakeIfQueued() {
-	w.mu.Lock()
-	pending := len(w.q) > 0 && !w.writing
-	w.mu.Unlock()
-	if pending {
-		w.wake()
-	}
-}
-
 // wake asks the writer goroutine to write the queue.
 func (w *writer) wake() {
 	select {
@@ -227,6 +234,8 @@ func (w *writer) close() {
 	var q []*outPDU
 	if !w.writing {
 		q, w.q = w.q, nil
+		q = append(q, w.carry...)
+		w.carry, w.carryIOV = nil, nil
 	}
 	w.mu.Unlock()
 	for _, p := range q {
@@ -235,38 +244,78 @@ func (w *writer) close() {
 }
 
 // coalesceLimit: batches up to this size are copied into one buffer and
-// written at once; larger ones go out with writev (net.Buffers) so that
-// Data-Out payload is never copied.
+// written at once; larger ones go out with writev so that Data-Out payload
+// is never copied.
 const coalesceLimit = 32 << 10
 
-// flush writes the queue on the calling goroutine, unless another
-// goroutine is writing already (it will drain what was added). It must not
-// be called with Session.mu or a task's mu held, nor from the reader.
-func (c *conn) flush() {
+// flush writes the queue on the calling goroutine, waiting for room in the
+// socket, unless another goroutine is writing already (it will drain what
+// was added). It must not be called with Session.mu or a task's mu held,
+// nor from the reader.
+func (c *conn) flush() { c.write(true) }
+
+// tryFlush is the reader's flush: it writes what the socket takes without
+// waiting and leaves the rest to the writer goroutine.
+func (c *conn) tryFlush() { c.write(false) }
+
+func (c *conn) write(wait bool) {
 	w := &c.w
 	w.mu.Lock()
-	if w.writing {
+	if w.writing || (len(w.q) == 0 && w.carry == nil) {
 		w.mu.Unlock()
 		return
 	}
 	w.writing = true
 	var err error
-	for len(w.q) > 0 && !w.closed && err == nil {
-		batch := w.q
-		w.q = w.spare[:0]
+	for !w.closed && err == nil {
+		var batch []*outPDU
+		var iov, rest [][]byte
+		if w.carry != nil {
+			if !wait {
+				break // the writer goroutine has it
+			}
+			batch, rest = w.carry, w.carryIOV
+			w.carry, w.carryIOV = nil, nil
+		} else if len(w.q) > 0 {
+			// q and spare alternate between two arrays; spare is nil while
+			// its array holds a batch being written.
+			batch, w.q, w.spare = w.q, w.spare[:0], nil
+		} else {
+			break
+		}
 		w.mu.Unlock()
-		err = c.writeBatch(batch)
+		if rest == nil {
+			iov = c.frame(batch)
+			rest = iov
+		}
+		var done bool
+		done, err = c.writeIOV(&rest, wait)
+		if !done && err == nil {
+			// The socket is full: the writer goroutine finishes.
+			w.mu.Lock()
+			w.carry, w.carryIOV = batch, rest
+			w.writing = false
+			w.mu.Unlock()
+			w.wake()
+			return
+		}
 		for i, p := range batch {
 			p.release()
 			batch[i] = nil
 		}
+		clear(iov) // no references to callers' buffers
 		w.mu.Lock()
 		w.spare = batch[:0]
+		if iov != nil {
+			w.iov = iov[:0]
+		}
 	}
 	w.writing = false
 	var drop []*outPDU
 	if w.closed || err != nil {
 		drop, w.q = w.q, nil
+		drop = append(drop, w.carry...)
+		w.carry, w.carryIOV = nil, nil
 	}
 	w.mu.Unlock()
 	for _, p := range drop {
@@ -275,6 +324,63 @@ func (c *conn) flush() {
 	if err != nil {
 		c.fail(c.connErr("write to", err))
 	}
+}
+
+// frame lays out a batch for writing: small batches are copied into one
+// buffer, larger ones point at each PDU's parts. The writer holds w.writing.
+func (c *conn) frame(batch []*outPDU) [][]byte {
+	w := &c.w
+	total := 0
+	for _, p := range batch {
+		total += p.hlen + len(p.data) + p.tlen
+	}
+	iov := w.iov[:0]
+	w.iov = nil // the batch's until it is written
+	if total <= coalesceLimit {
+		b := w.buf[:0]
+		for _, p := range batch {
+			b = append(b, p.hdr[:p.hlen]...)
+			b = append(b, p.data...)
+			b = append(b, p.trailer[:p.tlen]...)
+		}
+		w.buf = b
+		return append(iov, b)
+	}
+	for _, p := range batch {
+		iov = append(iov, p.hdr[:p.hlen])
+		if len(p.data) > 0 {
+			iov = append(iov, p.data)
+			if p.tlen > 0 {
+				iov = append(iov, p.trailer[:p.tlen])
+			}
+		}
+	}
+	return iov
+}
+
+// writeIOV writes iov, consuming what was written. Without wait it
+// stops when the socket is full; done reports whether all went out.
+func (c *conn) writeIOV(iov *[][]byte, wait bool) (done bool, err error) {
+	if c.sock == nil {
+		if !wait {
+			return false, nil // no non-blocking path: leave it to the writer goroutine
+		}
+		nb := net.Buffers(*iov)
+		_, err = nb.WriteTo(c.nc)
+		*iov = nb
+		return err == nil, err
+	}
+	if wait {
+		_, err = c.sock.Writev(iov)
+		return err == nil, err
+	}
+	for len(*iov) > 0 {
+		n, err := c.sock.TryWritev(iov)
+		if err != nil || n == 0 {
+			return false, err
+		}
+	}
+	return true, nil
 }
 
 // flushSoon is flush for the command path: the first caller lets the
@@ -288,40 +394,6 @@ func (c *conn) flushSoon() {
 	runtime.Gosched()
 	c.flushPending.Store(false)
 	c.flush()
-}
-
-func (c *conn) writeBatch(batch []*outPDU) error {
-	w := &c.w
-	total := 0
-	for _, p := range batch {
-		total += p.hlen + len(p.data) + p.tlen
-	}
-	if total <= coalesceLimit {
-		b := w.buf[:0]
-		for _, p := range batch {
-			b = append(b, p.hdr[:p.hlen]...)
-			b = append(b, p.data...)
-			b = append(b, p.trailer[:p.tlen]...)
-		}
-		w.buf = b
-		_, err := c.nc.Write(b)
-		return err
-	}
-	iov := w.iov[:0]
-	for _, p := range batch {
-		iov = append(iov, p.hdr[:p.hlen])
-		if len(p.data) > 0 {
-			iov = append(iov, p.data)
-			if p.tlen > 0 {
-				iov = append(iov, p.trailer[:p.tlen])
-			}
-		}
-	}
-	nb := net.Buffers(iov)
-	_, err := nb.WriteTo(c.nc)
-	clear(iov)
-	w.iov = iov[:0]
-	return err
 }
 
 // writeLoop writes what the reader and other background producers queue.
@@ -402,12 +474,6 @@ func (c *conn) readLoop() {
 	defer c.wg.Done()
 	var h wire.BHS
 	for {
-		// Before blocking for more input, send what the commands completed
-		// in this batch led their callers to queue: one write for many.
-		if c.r.R.Buffered() == 0 {
-			c.inBatch.Store(false)
-			c.w.wakeIfQueued()
-		}
 		if err := c.r.ReadHeader(&h); err != nil {
 			c.fail(c.connErr("read from", err))
 			return
@@ -419,6 +485,15 @@ func (c *conn) readLoop() {
 			return
 		}
 	}
+}
+
+// beforeRead runs on the reader before each read from the socket: from
+// then on, goroutines issuing commands write them themselves, and what the
+// PDUs processed so far made us queue (commands their callers issued next,
+// Data-Out, NOP-Out replies) goes out now, in one write.
+func (c *conn) beforeRead() {
+	c.inBatch.Store(false)
+	c.tryFlush()
 }
 
 // ackStatSN records a StatSN: advance is false for PDUs whose StatSN is
@@ -443,12 +518,9 @@ func (c *conn) ackStatSN(statSN uint32, advance bool) {
 func (c *conn) window(exp, max uint32) error {
 	s := c.s
 	s.mu.Lock()
-	queued, err := c.windowLocked(exp, max)
+	_, err := c.windowLocked(exp, max)
 	s.mu.Unlock()
-	if queued {
-		c.w.wake()
-	}
-	return err
+	return err // commands it queued go out before the reader reads again
 }
 
 // completeWindow applies the window and finishes the task under one lock:
@@ -456,16 +528,13 @@ func (c *conn) window(exp, max uint32) error {
 func (c *conn) completeWindow(t *task, res *scsi.Result, terr error, exp, max uint32) error {
 	s := c.s
 	s.mu.Lock()
-	queued, err := c.windowLocked(exp, max)
+	_, err := c.windowLocked(exp, max)
 	if err == nil && t.state == taskSent && t.cn == c {
 		// The reader is done with t: Execute may recycle it.
 		t.recycle = terr == nil
 		s.finish(t, res, terr)
 	}
 	s.mu.Unlock()
-	if queued {
-		c.w.wake()
-	}
 	return err
 }
 
@@ -665,8 +734,7 @@ func (c *conn) onR2T(h *wire.BHS) error {
 	t.mu.Lock()
 	c.queueDataOut(t, t.out, r.BufferOffset, r.DesiredLength, r.TTT)
 	t.mu.Unlock()
-	c.w.wake()
-	return nil
+	return nil // written before the reader reads again
 }
 
 // onNOPIn answers target pings (TTT not reserved) with a NOP-Out echoing
@@ -693,8 +761,7 @@ func (c *conn) onNOPIn(h *wire.BHS) error {
 		s.mu.Unlock()
 		var b wire.BHS
 		o.Encode(&b)
-		c.w.add(c.newPDU(&b, echo, nil))
-		c.w.wake()
+		c.w.add(c.newPDU(&b, echo, nil)) // written before the reader reads again
 	case n.ITT != wire.ReservedTag:
 		c.ackStatSN(n.StatSN, true)
 		s.mu.Lock()

@@ -47,7 +47,8 @@ func Discover(ctx context.Context, cfg Config) ([]Target, error) {
 	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 
-	d := &textConn{nc: nc, r: wire.Reader{R: res.rd, HeaderDigest: res.hd, DataDigest: res.dd, MaxData: params.MaxRecvDataSegmentLength},
+	res.rd.HeaderDigest, res.rd.DataDigest, res.rd.MaxData = res.hd, res.dd, params.MaxRecvDataSegmentLength
+	d := &textConn{nc: nc, r: res.rd,
 		hd: res.hd, dd: res.dd, cmdSN: in.cmdSN, expStatSN: res.expStatSN}
 	text, err := d.sendTargets()
 	if err != nil {
@@ -74,7 +75,7 @@ func Discover(ctx context.Context, cfg Config) ([]Target, error) {
 // textConn runs the discovery session's requests synchronously.
 type textConn struct {
 	nc               net.Conn
-	r                wire.Reader
+	r                *wire.Reader
 	hd, dd           bool
 	cmdSN, expStatSN uint32
 	itt              uint32

@@ -1,7 +1,6 @@
 package iscsi
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -58,7 +57,9 @@ type loginResult struct {
 	chap        CHAPMode
 	chapAlg     CHAPAlgorithm
 	challenge   []byte // the challenge we issued (mutual CHAP)
-	rd          *bufio.Reader
+	// rd holds what the target sent after the final Login Response
+	// (nothing, normally): the connection keeps reading through it.
+	rd *wire.Reader
 }
 
 // redirectError is a class-1 login status: the target lives elsewhere.
@@ -262,11 +263,8 @@ func login(ctx context.Context, nc net.Conn, in *loginInput) (*loginResult, erro
 	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 
-	rd := bufio.NewReaderSize(nc, 64<<10)
-	lc := &loginConn{
-		nc: nc, in: in, itt: 0, chunk: loginSendLimit, log: cfg.Logger,
-		r: &wire.Reader{R: rd, MaxData: max(in.params.MaxRecvDataSegmentLength, loginSendLimit)},
-	}
+	rd := &wire.Reader{R: nc, MaxData: max(in.params.MaxRecvDataSegmentLength, loginSendLimit)}
+	lc := &loginConn{nc: nc, in: in, itt: 0, chunk: loginSendLimit, log: cfg.Logger, r: rd}
 	if cfg.loginChunk > 0 {
 		lc.chunk = cfg.loginChunk
 	}

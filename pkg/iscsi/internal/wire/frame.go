@@ -1,7 +1,6 @@
 package wire
 
 import (
-	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -52,10 +51,29 @@ var (
 	ErrDataTooLong  = errors.New("data segment longer than negotiated MaxRecvDataSegmentLength")
 )
 
-// Reader reads PDUs from a byte stream. The zero value is not usable: set R
-// and MaxData.
+// Reader buffer sizes.
+const (
+	// readAhead is the Reader's buffer: one read(2) takes in many small
+	// PDUs (SCSI Responses, 4 KiB Data-In with their headers) at once.
+	readAhead = 64 << 10
+	// directMin is the shortest data segment remainder read straight into
+	// the caller's buffer instead of through the read-ahead buffer: for
+	// large Data-In, copying out of the buffer would cost a memmove of
+	// every byte on top of the kernel's copy.
+	directMin = 8 << 10
+)
+
+// Reader reads PDUs from a byte stream through its own read-ahead buffer.
+// Large data segments bypass the buffer: where the stream is a socket
+// (see Socket), one readv(2) fills the rest of the segment in the caller's
+// buffer and takes the segment's padding, digest and the next PDU's header
+// into the read-ahead buffer, so a stream of large Data-In PDUs costs one
+// system call and no user-space copy per PDU. The zero value is not
+// usable: set R and MaxData.
 type Reader struct {
-	R            *bufio.Reader
+	// R is the byte stream. Bytes the Reader has buffered are not in R any
+	// more: keep using the Reader for the rest of the stream.
+	R            io.Reader
 	HeaderDigest bool
 	DataDigest   bool
 	// MaxData is the largest DataSegmentLength accepted; longer PDUs fail
@@ -63,24 +81,116 @@ type Reader struct {
 	MaxData int
 	// AHS holds the additional header segments of the last header read.
 	AHS []byte
+	// BeforeRead, if set, runs before each read from R (each of which may
+	// wait for input); an initiator sends what it has queued there.
+	BeforeRead func()
+
+	buf    []byte // read-ahead: buf[r:w] is buffered
+	r, w   int
+	sock   *Socket // R's descriptor, if it has one (see NewSocket)
+	probed bool    // sock is set
 
 	ahs     [255 * 4]byte
 	trailer [8]byte
 	discard [4096]byte
 }
 
+// Buffered returns how many bytes of the stream the Reader holds that have
+// not been consumed.
+func (r *Reader) Buffered() int { return r.w - r.r }
+
+// read reads from the stream into p and then, where the stream is a
+// socket, into tail.
+func (r *Reader) read(p, tail []byte) (int, error) {
+	if !r.probed {
+		r.sock, r.probed = NewSocket(r.R), true
+	}
+	if r.BeforeRead != nil {
+		r.BeforeRead()
+	}
+	if r.sock != nil {
+		return r.sock.Readv(p, tail)
+	}
+	return r.R.Read(p)
+}
+
+// fill reads more of the stream into the read-ahead buffer, which the
+// caller has emptied.
+func (r *Reader) fill() error {
+	if r.buf == nil {
+		r.buf = make([]byte, readAhead)
+	}
+	r.r, r.w = 0, 0
+	for range 100 {
+		n, err := r.read(r.buf, nil)
+		if n > 0 {
+			r.w = n
+			return nil // a sticky error shows up again on the next read
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return io.ErrNoProgress
+}
+
+// readFull fills p from the buffer, then from the stream. tail is how many
+// bytes the stream is known to carry after p (the segment trailer and the
+// next header), which a direct read may take into the buffer. It returns
+// io.EOF only if the stream ended before the first byte of p.
+func (r *Reader) readFull(p []byte, tail int) error {
+	n := copy(p, r.buf[r.r:r.w])
+	r.r += n
+	for n < len(p) {
+		var err error
+		if len(p)-n >= directMin {
+			var m int
+			m, err = r.direct(p[n:], tail)
+			n += m
+		} else if err = r.fill(); err == nil {
+			m := copy(p[n:], r.buf[r.r:r.w])
+			r.r += m
+			n += m
+		}
+		if err != nil {
+			if err == io.EOF && n > 0 {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// direct reads into p without the buffer, which is empty, taking at most
+// tail bytes beyond p into it. It returns how many bytes landed in p.
+func (r *Reader) direct(p []byte, tail int) (int, error) {
+	if r.buf == nil {
+		r.buf = make([]byte, readAhead)
+	}
+	n, err := r.read(p, r.buf[:min(tail, len(r.buf))])
+	if n > len(p) {
+		r.r, r.w = 0, n-len(p)
+		return len(p), nil
+	}
+	if n > 0 {
+		err = nil
+	}
+	return n, err
+}
+
 // ReadHeader reads the BHS, any AHS and the header digest into h.
 func (r *Reader) ReadHeader(h *BHS) error {
-	if _, err := io.ReadFull(r.R, h[:]); err != nil {
+	if err := r.readFull(h[:], 0); err != nil {
 		return err
 	}
 	n := h.AHSLen()
 	r.AHS = r.ahs[:n]
-	if _, err := io.ReadFull(r.R, r.AHS); err != nil {
+	if err := r.readFull(r.AHS, 0); err != nil {
 		return unexpectedEOF(err)
 	}
 	if r.HeaderDigest {
-		if _, err := io.ReadFull(r.R, r.trailer[:4]); err != nil {
+		if err := r.readFull(r.trailer[:4], 0); err != nil {
 			return unexpectedEOF(err)
 		}
 		if got, want := GetDigest(r.trailer[:4]), HeaderDigest(h, r.AHS); got != want {
@@ -93,13 +203,28 @@ func (r *Reader) ReadHeader(h *BHS) error {
 	return nil
 }
 
+// trailerLen is the padding and data digest after a data segment of n bytes.
+func (r *Reader) trailerLen(n int) int {
+	tl := Pad(n)
+	if r.DataDigest && n > 0 {
+		tl += 4
+	}
+	return tl
+}
+
 // ReadData reads the data segment of h into dst, which must be exactly
 // h.DataLen() bytes, then its padding and data digest.
 func (r *Reader) ReadData(h *BHS, dst []byte) error {
 	if len(dst) != h.DataLen() {
 		return fmt.Errorf("wire: ReadData with %d-byte buffer for a %d-byte segment", len(dst), h.DataLen())
 	}
-	if _, err := io.ReadFull(r.R, dst); err != nil {
+	// What certainly follows: this segment's trailer and, unless the
+	// stream ends, the next PDU's BHS (and header digest).
+	next := BHSLen
+	if r.HeaderDigest {
+		next += 4
+	}
+	if err := r.readFull(dst, r.trailerLen(len(dst))+next); err != nil {
 		return unexpectedEOF(err)
 	}
 	crc := uint32(0)
@@ -113,10 +238,10 @@ func (r *Reader) ReadData(h *BHS, dst []byte) error {
 // digest.
 func (r *Reader) DiscardData(h *BHS) error {
 	n := h.DataLen()
-	crc := CRC32C(nil)
+	var crc uint32
 	for n > 0 {
 		chunk := r.discard[:min(n, len(r.discard))]
-		if _, err := io.ReadFull(r.R, chunk); err != nil {
+		if err := r.readFull(chunk, 0); err != nil {
 			return unexpectedEOF(err)
 		}
 		if r.DataDigest {
@@ -130,14 +255,11 @@ func (r *Reader) DiscardData(h *BHS) error {
 func (r *Reader) finishData(h *BHS, crc uint32) error {
 	n := h.DataLen()
 	pad := Pad(n)
-	tl := pad
-	if r.DataDigest && n > 0 {
-		tl += 4
-	}
+	tl := r.trailerLen(n)
 	if tl == 0 {
 		return nil
 	}
-	if _, err := io.ReadFull(r.R, r.trailer[:tl]); err != nil {
+	if err := r.readFull(r.trailer[:tl], 0); err != nil {
 		return unexpectedEOF(err)
 	}
 	if r.DataDigest && n > 0 {
