@@ -15,8 +15,7 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/lunboot/lunboot/internal/flock"
 	"github.com/lunboot/lunboot/internal/testenv"
 )
 
@@ -103,7 +102,10 @@ func newBuilder(ctx context.Context, opts Options) (*builder, error) {
 	if err := os.MkdirAll(b.dir, 0o755); err != nil {
 		return nil, fmt.Errorf("distro: %w", err)
 	}
-	unlock, err := lockDir(ctx, b.dir, b.log)
+	// Tests in several packages may build at once: the others wait.
+	unlock, err := flock.Lock(ctx, filepath.Join(b.dir, ".lock"), func() {
+		b.log.Info("waiting for another build of the same cache", "dir", b.dir)
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -126,37 +128,6 @@ func (b *builder) close() {
 	}
 	if b.unlock != nil {
 		b.unlock()
-	}
-}
-
-// lockDir takes an exclusive flock on <dir>/.lock, waiting for another
-// build to finish (tests in several packages may build at once) until ctx
-// ends.
-func lockDir(ctx context.Context, dir string, log *slog.Logger) (func(), error) {
-	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("distro: lock: %w", err)
-	}
-	logged := false
-	for {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			return func() { _ = unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
-		}
-		if !errors.Is(err, unix.EWOULDBLOCK) {
-			f.Close()
-			return nil, fmt.Errorf("distro: lock %s: %w", dir, err)
-		}
-		if !logged {
-			log.Info("waiting for another build of the same cache", "dir", dir)
-			logged = true
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, fmt.Errorf("distro: waiting for the build lock on %s: %w", dir, ctx.Err())
-		case <-time.After(time.Second):
-		}
 	}
 }
 
