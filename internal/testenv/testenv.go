@@ -5,10 +5,14 @@ package testenv
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"testing"
+	"time"
+
+	"github.com/lunboot/lunboot/internal/flock"
+	"github.com/lunboot/lunboot/internal/sbin"
 )
 
 // InCI reports whether the tests run under CI (CI=true), where a missing
@@ -35,15 +39,7 @@ func RequireBinaries(t testing.TB, names ...string) []string {
 	t.Helper()
 	paths := make([]string, len(names))
 	for i, n := range names {
-		p, err := exec.LookPath(n)
-		if err != nil {
-			for _, dir := range []string{"/usr/sbin", "/sbin"} {
-				if c := filepath.Join(dir, n); isExec(c) {
-					p, err = c, nil
-					break
-				}
-			}
-		}
+		p, err := sbin.Look(n)
 		if err != nil {
 			Missing(t, "binary "+n+" not found")
 		}
@@ -99,7 +95,30 @@ func CacheDir() string {
 // KernelDir is the unpacked Debian kernel package (boot/vmlinuz-*, lib/modules/*).
 func KernelDir() string { return filepath.Join(CacheDir(), "kernel", "current") }
 
-func isExec(p string) bool {
-	st, err := os.Stat(p)
-	return err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0
+// GuestSlot waits for one of the machine's QEMU guest slots and holds it
+// until t ends. go test runs the packages' test binaries side by side, and
+// each TCG guest keeps a core busy: without a machine-wide bound, the
+// end-to-end packages together would start more guests than the machine
+// has cores, and every boot would crawl towards its deadline. The number
+// of slots is $LUNBOOT_GUESTS, by default the number of CPUs.
+func GuestSlot(t testing.TB) {
+	t.Helper()
+	n := runtime.NumCPU()
+	if v, err := strconv.Atoi(os.Getenv("LUNBOOT_GUESTS")); err == nil && v >= 1 {
+		n = v
+	}
+	dir := filepath.Join(os.TempDir(), "lunboot-guest-slots")
+	paths := make([]string, n)
+	for i := range paths {
+		paths[i] = filepath.Join(dir, "slot"+strconv.Itoa(i))
+	}
+	start := time.Now()
+	unlock, err := flock.LockAny(t.Context(), paths, nil)
+	if err != nil {
+		t.Fatalf("waiting for a QEMU guest slot: %v", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Logf("waited %v for one of %d QEMU guest slots (LUNBOOT_GUESTS)", d.Round(time.Second), n)
+	}
+	t.Cleanup(unlock)
 }

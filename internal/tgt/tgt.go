@@ -21,6 +21,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/lunboot/lunboot/internal/sbin"
 )
 
 // Options configures a tgtd instance.
@@ -58,11 +60,11 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if opts.Portal == "" {
 		return nil, errors.New("tgt: start: Options.Portal is required")
 	}
-	tgtd, err := lookSbin("tgtd")
+	tgtd, err := sbin.Look("tgtd")
 	if err != nil {
 		return nil, ErrNotInstalled
 	}
-	if _, err := lookSbin("tgtadm"); err != nil {
+	if _, err := sbin.Look("tgtadm"); err != nil {
 		return nil, ErrNotInstalled
 	}
 	control, err := pickControlPort()
@@ -166,7 +168,7 @@ func (s *Server) Admin(args ...string) error {
 
 // AdminOutput is Admin returning tgtadm's standard output.
 func (s *Server) AdminOutput(args ...string) (string, error) {
-	tgtadm, err := lookSbin("tgtadm")
+	tgtadm, err := sbin.Look("tgtadm")
 	if err != nil {
 		return "", ErrNotInstalled
 	}
@@ -252,19 +254,6 @@ func (s *Server) Sessions(tid int) (int, error) {
 		}
 	}
 	return n, nil
-}
-
-func lookSbin(name string) (string, error) {
-	if p, err := exec.LookPath(name); err == nil {
-		return p, nil
-	}
-	for _, dir := range []string{"/usr/sbin", "/sbin"} {
-		p := filepath.Join(dir, name)
-		if st, err := os.Stat(p); err == nil && st.Mode()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	return "", exec.ErrNotFound
 }
 
 // pickControlPort chooses a control port whose socket does not exist yet.

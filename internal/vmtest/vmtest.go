@@ -121,6 +121,7 @@ func (o Options) withDefaults() Options {
 
 func runHost(t *testing.T, o Options) {
 	t.Helper()
+	testenv.GuestSlot(t)
 	res := runGuest(t, o, t.Name())
 	switch {
 	case res.timedOut:

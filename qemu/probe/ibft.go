@@ -3,7 +3,6 @@ package probe
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"net"
 	"os"
@@ -12,15 +11,13 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/lunboot/lunboot/internal/sysfs"
 	"github.com/lunboot/lunboot/pkg/rootpath"
 	"github.com/lunboot/lunboot/pkg/scsi"
 )
 
 // DefaultIBFTDir is where the kernel's iscsi_ibft module publishes the table.
 const DefaultIBFTDir = "/sys/firmware/ibft"
-
-// maxAttr bounds one sysfs attribute read (they are a page at most).
-const maxAttr = 4096
 
 // ErrNoIBFT is returned by ReadIBFT when the directory does not exist: the
 // kernel found no table (or iscsi_ibft is not loaded).
@@ -83,7 +80,7 @@ func readAttrs(dir, entry string, secrets map[string]string) (map[string]string,
 		if !e.Type().IsRegular() || e.Name() == "uevent" {
 			continue
 		}
-		v, err := readSmall(p)
+		v, err := sysfs.ReadAttr(p)
 		if err != nil {
 			attrs[e.Name()] = "<" + err.Error() + ">"
 			continue
@@ -95,19 +92,6 @@ func readAttrs(dir, entry string, secrets map[string]string) (map[string]string,
 		attrs[e.Name()] = v
 	}
 	return attrs, nil
-}
-
-func readSmall(p string) (string, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxAttr))
-	if err != nil {
-		return "", err
-	}
-	return strings.TrimRight(string(b), "\n\x00"), nil
 }
 
 func flagsOf(attrs map[string]string) int {

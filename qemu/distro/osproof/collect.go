@@ -13,6 +13,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/lunboot/lunboot/internal/sysfs"
 )
 
 // Env is where Collect looks. Root prefixes every absolute path it reads
@@ -32,13 +34,9 @@ type Env struct {
 	Kernel func() (string, error)
 }
 
-// Bounds on what Collect reads from one file or folder: sysfs attributes are
-// a page at most, and no real system has thousands of sessions or iBFT
-// entries.
-const (
-	maxAttr    = 4096
-	maxEntries = 512
-)
+// maxEntries bounds what Collect reads from one folder: no real system has
+// thousands of sessions or iBFT entries. (sysfs.ReadAttr bounds each file.)
+const maxEntries = 512
 
 // Collect gathers the proof. It never fails: what it cannot read is listed
 // in Proof.Errors, so the console always gets a line to show.
@@ -67,23 +65,9 @@ func (c *collector) fail(format string, args ...any) {
 	c.p.Errors = append(c.p.Errors, fmt.Sprintf(format, args...))
 }
 
-// readAttr reads a small file, bounded, without its trailing newline.
-func readAttr(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxAttr))
-	if err != nil {
-		return "", err
-	}
-	return strings.TrimRight(string(b), "\n\x00"), nil
-}
-
 // attr reads a file under Root, recording a failure when required.
 func (c *collector) attr(p string, required bool) string {
-	s, err := readAttr(c.path(p))
+	s, err := sysfs.ReadAttr(c.path(p))
 	if err != nil && required {
 		c.fail("read %s: %v", p, err)
 	}
@@ -321,7 +305,7 @@ func (c *collector) ibft() {
 			return nil
 		}
 		rel, _ := filepath.Rel(base, p)
-		v, err := readAttr(p)
+		v, err := sysfs.ReadAttr(p)
 		if err != nil {
 			// Some attributes are not readable (write-only or absent
 			// fields make the driver return an error); record why.
