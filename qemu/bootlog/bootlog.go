@@ -1,4 +1,9 @@
-package handoff
+// Package bootlog reads what lunboot boot prints on a serial console, as
+// the lab records it: the stage lines with their times, the final report
+// of a failed boot, and any CHAP secret that should not be there. The lab's
+// end-to-end tests (qemu/e2e, qemu/handoff) and make demo share it, so that
+// a change of the console format breaks one parser and its tests.
+package bootlog
 
 import (
 	"fmt"
@@ -132,6 +137,26 @@ type Failure struct {
 	Check string
 	// Then is what lunboot did next: "rescue" or "reboot".
 	Then string
+}
+
+// ErrorText returns the error's lines joined by newlines.
+func (f *Failure) ErrorText() string { return strings.Join(f.Error, "\n") }
+
+// Failures returns the failed attempts of the named stage, and how many
+// "retrying" lines followed them.
+func Failures(stages []Stage, name string) (failed []Stage, retries int) {
+	for _, s := range stages {
+		if s.Name != name {
+			continue
+		}
+		if s.Failed() {
+			failed = append(failed, s)
+		}
+		if s.Retry() {
+			retries++
+		}
+	}
+	return failed, retries
 }
 
 // failurePattern matches the final report up to the line that says what

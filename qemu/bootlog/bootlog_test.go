@@ -1,4 +1,4 @@
-package handoff
+package bootlog
 
 import (
 	"os"
@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/lunboot/lunboot/qemu/distro/osproof"
 )
 
 // The testdata consoles are lunboot's real output in the lab: a boot of
@@ -161,57 +160,40 @@ func TestSecretLeaks(t *testing.T) {
 	}
 }
 
-func TestIBFTSummary(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		in   osproof.IBFT
-		want string
-	}{
-		{"absent", nil, "absent"},
-		{"empty", osproof.IBFT{}, "present, empty"},
-		{"table", osproof.IBFT{
-			"acpi_header/signature":    "IBFT",
-			"initiator/initiator-name": "iqn.2026-11.org.lunboot:525400123456",
-			"initiator/index":          "0",
-			"initiator/isns-server":    "0.0.0.0",
-			"target0/ip-addr":          "10.1.2.1",
-			"target0/chap-name":        "",
-			"ethernet0/mac":            "52:54:00:12:34:56",
-		}, "acpi_header: signature=IBFT\nethernet0: mac=52:54:00:12:34:56\ninitiator: initiator-name=iqn.2026-11.org.lunboot:525400123456\ntarget0: ip-addr=10.1.2.1"},
-	} {
-		if got := IBFTSummary(tc.in); got != tc.want {
-			t.Errorf("IBFTSummary(%s) = %q, want %q", tc.name, got, tc.want)
-		}
+// fail-login.txt: a failed boot as the lab records it, with kernel lines, a
+// library's log line, retries and the final report.
+func TestFailures(t *testing.T) {
+	c := readConsole(t, "fail-login.txt")
+	stages := ParseStages(Section(c))
+	if got := strings.Join(Finished(stages), " "); got != "modules config network target" {
+		t.Errorf("Finished = %q, want the four stages that succeeded", got)
 	}
-}
-
-func TestWriteSummary(t *testing.T) {
-	stages := ParseStages(Section(readConsole(t, "boot-both.txt")))
-	p := &osproof.Proof{V: 1, Kernel: "6.1.0-50-amd64", OS: "Debian GNU/Linux 12 (bookworm)", Cmdline: "root=UUID=x rw iscsi_auto",
-		Sessions: []osproof.Session{{Name: "session1", TargetName: "iqn.t", InitiatorName: "iqn.i", State: "LOGGED_IN",
-			Connections: []osproof.Connection{{PersistentAddress: "10.1.2.1", PersistentPort: 3260}}}},
-		Root:    osproof.Root{Source: "/dev/sda2", FSType: "ext4", Device: "sda2", Session: "session1", LUN: 1, ByPath: []string{"ip-10.1.2.1:3260-iscsi-iqn.t-lun-1-part2"}},
-		Systemd: osproof.Systemd{State: "running", MultiUser: "active"}}
-	var b strings.Builder
-	WriteSummary(&b, stages, &OS{Proof: p, ProofAt: 58130 * time.Millisecond, LoginAt: 58810 * time.Millisecond})
-	got := b.String()
-	for _, want := range []string{
-		"  handoff     +14.42s    7.37s  initramfs-tools (klibc ipconfig) initrd; hand-off both (iBFT 392 bytes in the initrd)\n",
-		"proof at +58.13s QEMU time",
-		"login prompt at +58.81s",
-		"  command line  root=UUID=x rw iscsi_auto\n",
-		"  iBFT          absent\n",
-		"  iSCSI         session1 LOGGED_IN: target iqn.t, initiator iqn.i, portal 10.1.2.1:3260\n",
-		"  root          /dev/sda2 (ext4) = sda2 on session1 LUN 1, /dev/disk/by-path/ip-10.1.2.1:3260-iscsi-iqn.t-lun-1-part2\n",
-		"  systemd       running, multi-user.target active\n",
-	} {
-		if !strings.Contains(got, want) {
-			t.Errorf("WriteSummary wrote:\n%s\nwant it to contain %q", got, want)
-		}
+	if s, ok := Find(stages, "login"); ok {
+		t.Errorf("Find(login) = %+v, want none (the login never succeeded)", s)
 	}
-	b.Reset()
-	WriteSummary(&b, nil, nil)
-	if !strings.Contains(b.String(), "the OS did not report") {
-		t.Errorf("WriteSummary(no OS) = %q, want it to say the OS did not report", b.String())
+	failed, retries := Failures(stages, "login")
+	if len(failed) != 2 || retries != 1 {
+		t.Errorf("Failures(login) = %d failed, %d retries; want 2, 1", len(failed), retries)
+	}
+	f, err := ParseFailure(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := f.ErrorText(), "dial tcp 10.21.133.250:3260: connect: no route to host\nsecond line"; got != want {
+		t.Errorf("ErrorText = %q, want %q", got, want)
+	}
+	if f.Stage != "login" || f.Then != "rescue" {
+		t.Errorf("ParseFailure stage %q then %q, want login, rescue", f.Stage, f.Then)
+	}
+	reboot := strings.Replace(c, "lunboot: dropping to the rescue shell", "lunboot: rebooting in 10s (lunboot.rescue=0)\nx", 1)
+	if f, err := ParseFailure(reboot); err != nil || f.Then != "reboot" {
+		t.Errorf("ParseFailure(reboot) = %+v, %v; want then reboot", f, err)
+	}
+	// A report still being printed is not complete.
+	if _, err := ParseFailure(c[:strings.Index(c, "lunboot: dropping")]); err == nil {
+		t.Errorf("ParseFailure(report without its last line): no error")
+	}
+	if leaks := SecretLeaks(c, "hunter2-secret"); len(leaks) != 0 {
+		t.Errorf("SecretLeaks: the kernel's own command line print counted as a leak: %q", leaks)
 	}
 }

@@ -8,10 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lunboot/lunboot/qemu/bootlog"
 	"github.com/lunboot/lunboot/qemu/fixtures"
 	"github.com/lunboot/lunboot/qemu/lab"
 	"github.com/lunboot/lunboot/qemu/lab/labtest"
-	"github.com/lunboot/lunboot/qemu/probe"
 )
 
 // TestBootDHCPOption17 is the boot an administrator gets by setting DHCP
@@ -39,7 +39,7 @@ func TestBootDHCPOption17(t *testing.T) {
 	contains(t, "os stage", summary(evs, "os"), `BLS entry "lunboot probe OS`, "on /dev/nbd0p1")
 	contains(t, "handoff stage", summary(evs, "handoff"), "hand-off both (iBFT")
 	contains(t, "shutdown stage", summary(evs, "shutdown"), "unmounted, /dev/nbd0 detached, logged out, eth0 down")
-	sec, _ := lunbootSection(m.Console(), probe.StartMarker)
+	sec := bootlog.Section(m.Console())
 	contains(t, "lunboot console", sec, "(from DHCP option 17)", "(derived from MAC "+m.MAC().String()+")")
 
 	checkProbe(t, r, disk, "bls-default")
@@ -70,7 +70,7 @@ func TestBootMBRSyslinux(t *testing.T) {
 	bootsOS(t, evs)
 	contains(t, "target stage", summary(evs, "target"), " as "+initiator)
 	contains(t, "os stage", summary(evs, "os"), `syslinux entry "lunboot probe OS (syslinux)" on /dev/nbd0p1`)
-	sec, _ := lunbootSection(m.Console(), probe.StartMarker)
+	sec := bootlog.Section(m.Console())
 	contains(t, "lunboot console", sec, "initiator "+initiator+" (from DHCP option 203)")
 
 	checkProbe(t, r, disk, "syslinux")
@@ -122,7 +122,7 @@ func TestBootRootPathOnCmdline(t *testing.T) {
 		t.Errorf("network stage = %q, want no root-path from DHCP", n)
 	}
 	contains(t, "target stage", summary(evs, "target"), fmt.Sprintf("%s LUN 1 (Linux LUN 1) at %s as %s", exp.IQN, exp.Portal, initiator))
-	sec, _ := lunbootSection(m.Console(), probe.StartMarker)
+	sec := bootlog.Section(m.Console())
 	contains(t, "lunboot console", sec, "(from kernel cmdline netroot", "(from kernel cmdline rd.iscsi.initiator")
 
 	checkProbe(t, r, disk, "bls-default")
@@ -188,7 +188,7 @@ func TestBootCHAP(t *testing.T) {
 			bootsOS(t, evs)
 			contains(t, "login stage", summary(evs, "login"), c.mode+" CHAP")
 			contains(t, "handoff stage", summary(evs, "handoff"), "hand-off ibft (iBFT")
-			sec, _ := lunbootSection(m.Console(), probe.StartMarker)
+			sec := bootlog.Section(m.Console())
 			contains(t, "lunboot console", sec, fmt.Sprintf("chap %s user %q", c.mode, chap.Username))
 			m.checkNoSecrets(line, chap.Secret, chap.TargetSecret)
 
@@ -258,7 +258,7 @@ func TestBootLateTarget(t *testing.T) {
 	r, _ := m.probeResult()
 	evs := m.stages()
 	bootsOS(t, evs)
-	failed, retries := failures(evs, "login")
+	failed, retries := bootlog.Failures(evs, "login")
 	if len(failed) == 0 || retries != len(failed) {
 		t.Errorf("login: %d failed attempts and %d retries before the target came up, want at least one failure, each retried", len(failed), retries)
 	}

@@ -13,6 +13,7 @@
 //
 // The tests need root, the lab's Debian packages and the build outputs in
 // $LUNBOOT_OUT (default out/): they skip with a reason when something is
-// missing, and fail instead under CI=true. They run at most two guests at a
-// time (LUNBOOT_E2E_PARALLEL=1 runs them one by one); -short skips them.
+// missing, and fail instead under CI=true. With the other QEMU tests they run at
+// most one guest per CPU machine-wide (testenv.GuestSlot; LUNBOOT_GUESTS=1
+// runs them one by one); -short skips them.
 package e2e

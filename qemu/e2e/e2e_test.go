@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/lunboot/lunboot/internal/testenv"
+	"github.com/lunboot/lunboot/qemu/bootlog"
 	"github.com/lunboot/lunboot/qemu/fixtures"
 	"github.com/lunboot/lunboot/qemu/lab"
 	"github.com/lunboot/lunboot/qemu/lab/labtest"
@@ -44,17 +45,6 @@ const (
 // (-no-reboot) at once instead of leaving the test to its time limit.
 const baseCmdline = "lunboot.force=1 no_timer_check panic=-1"
 
-// slots bounds the guests running at once: each takes a core under TCG
-// and the CI machines have two.
-var slots = make(chan struct{}, parallelism())
-
-func parallelism() int {
-	if n, err := strconv.Atoi(os.Getenv("LUNBOOT_E2E_PARALLEL")); err == nil && n >= 1 {
-		return n
-	}
-	return 2
-}
-
 // suite is what every case needs: the image and the fixtures.
 type suite struct {
 	kernel, image string
@@ -82,9 +72,8 @@ func setup(t *testing.T) *suite {
 	}
 	s.fx = fx
 	t.Parallel()
-	slots <- struct{}{}
-	// Registered first, so it runs last: after the lab is gone.
-	t.Cleanup(func() { <-slots })
+	// Registered first, so it is released last: after the lab is gone.
+	testenv.GuestSlot(t)
 	return s
 }
 
@@ -140,7 +129,7 @@ func (s *suite) powerOn(t *testing.T, l *lab.Lab, args string) *machine {
 		Args:    []string{"-serial", "file:" + raw},
 	})
 	m := &machine{VM: vm, t: t, raw: raw}
-	labtest.Expect(t, vm, powerOnTimeout, regexp.MustCompile(regexp.QuoteMeta(startLine)))
+	labtest.Expect(t, vm, powerOnTimeout, regexp.MustCompile(regexp.QuoteMeta(bootlog.StartLine)))
 	return m
 }
 
@@ -152,7 +141,7 @@ func (m *machine) expect(d time.Duration, re string) *lab.Match {
 
 // resultOrFailure matches the probe's result line or lunboot giving up,
 // whichever comes first.
-var resultOrFailure = regexp.MustCompile(probe.ResultPattern.String() + `|` + regexp.QuoteMeta(failedLine))
+var resultOrFailure = regexp.MustCompile(probe.ResultPattern.String() + `|` + regexp.QuoteMeta(bootlog.FailedLine))
 
 // probeResult waits for the probe OS's result; the raw line is returned
 // too, for checks on what it contains. A boot that fails instead ends the
@@ -161,8 +150,8 @@ func (m *machine) probeResult() (*probe.Result, string) {
 	m.t.Helper()
 	match := m.expect(bootTimeout, resultOrFailure.String())
 	if match.Groups[1] == "" {
-		m.expect(time.Minute, `(`+regexp.QuoteMeta(rescueLine)+`|`+regexp.QuoteMeta(rebootLine)+`)[^\n]*\n`)
-		f, err := parseFailure(m.Console())
+		m.expect(time.Minute, `(`+regexp.QuoteMeta(bootlog.RescueLine)+`|`+regexp.QuoteMeta(bootlog.RebootLine)+`)[^\n]*\n`)
+		f, err := bootlog.ParseFailure(m.Console())
 		if err != nil {
 			m.t.Fatalf("the boot failed: %v", err)
 		}
@@ -176,22 +165,29 @@ func (m *machine) probeResult() (*probe.Result, string) {
 	return r, match.Groups[0]
 }
 
-// stages returns lunboot's stage lines so far (up to the probe's start).
-func (m *machine) stages() []stageEvent {
+// stages returns lunboot's stage lines so far (up to the OS kernel's start).
+func (m *machine) stages() []bootlog.Stage {
 	m.t.Helper()
-	sec, err := lunbootSection(m.Console(), probe.StartMarker)
-	if err != nil {
-		m.t.Fatal(err)
+	sec := bootlog.Section(m.Console())
+	if sec == "" {
+		m.t.Fatalf("no %q line in the console", bootlog.StartLine)
 	}
-	return parseStages(sec)
+	return bootlog.ParseStages(sec)
+}
+
+// summary returns the success line of the named stage without its time,
+// or "" if it has none.
+func summary(stages []bootlog.Stage, name string) string {
+	s, _ := bootlog.Find(stages, name)
+	return s.Text
 }
 
 // failure waits for lunboot's final failure report and returns it with the
 // stage lines before it.
-func (m *machine) failure() (*bootFailure, []stageEvent) {
+func (m *machine) failure() (*bootlog.Failure, []bootlog.Stage) {
 	m.t.Helper()
-	m.expect(failTimeout, `(`+regexp.QuoteMeta(rescueLine)+`|`+regexp.QuoteMeta(rebootLine)+`)[^\n]*\n`)
-	f, err := parseFailure(m.Console())
+	m.expect(failTimeout, `(`+regexp.QuoteMeta(bootlog.RescueLine)+`|`+regexp.QuoteMeta(bootlog.RebootLine)+`)[^\n]*\n`)
+	f, err := bootlog.ParseFailure(m.Console())
 	if err != nil {
 		m.t.Fatalf("%v; console:\n%s", err, m.Console())
 	}
@@ -204,10 +200,10 @@ func (m *machine) failure() (*bootFailure, []stageEvent) {
 }
 
 // bootsOS checks that every stage finished, in order, once each.
-func bootsOS(t *testing.T, evs []stageEvent) {
+func bootsOS(t *testing.T, evs []bootlog.Stage) {
 	t.Helper()
-	if got := finished(evs); strings.Join(got, " ") != strings.Join(allStages, " ") {
-		t.Errorf("finished stages = %v, want %v", got, allStages)
+	if got := bootlog.Finished(evs); strings.Join(got, " ") != strings.Join(bootlog.Stages, " ") {
+		t.Errorf("finished stages = %v, want %v", got, bootlog.Stages)
 	}
 	for _, e := range evs {
 		t.Logf("stage: %s", e.Line)
@@ -231,7 +227,7 @@ func contains(t *testing.T, what, got string, want ...string) {
 // since what is typed while the shell is still starting may be dropped.
 func (m *machine) rescueShell() {
 	m.t.Helper()
-	if strings.Contains(m.Console(), rebootLine) {
+	if strings.Contains(m.Console(), bootlog.RebootLine) {
 		m.t.Fatalf("lunboot reboots instead of starting the rescue shell")
 	}
 	re := regexp.MustCompile(`RESCUE-OK-42\b`)
@@ -356,10 +352,10 @@ func (m *machine) checkNoSecrets(resultLine string, secrets ...string) {
 	if err != nil {
 		m.t.Fatalf("reading the unmasked console copy: %v", err)
 	}
-	if !strings.Contains(string(raw), startLine) {
+	if !strings.Contains(string(raw), bootlog.StartLine) {
 		m.t.Fatalf("the unmasked console copy %s has no lunboot output", m.raw)
 	}
-	for _, l := range secretLeaks(string(raw), secrets...) {
+	for _, l := range bootlog.SecretLeaks(string(raw), secrets...) {
 		m.t.Errorf("a CHAP secret on the console: %s", l)
 	}
 	rest := probeMasks.Replace(resultLine)

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lunboot/lunboot/qemu/bootlog"
 	"github.com/lunboot/lunboot/qemu/fixtures"
 	"github.com/lunboot/lunboot/qemu/lab"
 	"github.com/lunboot/lunboot/qemu/lab/labtest"
@@ -91,10 +92,10 @@ func TestBootFails(t *testing.T) {
 			if f.Stage != "login" || f.Then != "rescue" {
 				t.Errorf("boot failed in stage %q, then %s; want stage login, then the rescue shell", f.Stage, f.Then)
 			}
-			if got := finished(evs); strings.Join(got, " ") != strings.Join(allStages[:4], " ") {
-				t.Errorf("finished stages = %v, want %v", got, allStages[:4])
+			if got := bootlog.Finished(evs); strings.Join(got, " ") != strings.Join(bootlog.Stages[:4], " ") {
+				t.Errorf("finished stages = %v, want %v", got, bootlog.Stages[:4])
 			}
-			failed, retries := failures(evs, "login")
+			failed, retries := bootlog.Failures(evs, "login")
 			if len(failed) != c.attempts || retries != c.attempts-1 {
 				t.Errorf("login: %d failed attempts, %d retries; want %d and %d", len(failed), retries, c.attempts, c.attempts-1)
 			}
@@ -128,7 +129,7 @@ func TestBootFailsThenReboots(t *testing.T) {
 	if f.Stage != "login" || f.Then != "reboot" {
 		t.Errorf("boot failed in stage %q, then %s; want stage login, then a reboot", f.Stage, f.Then)
 	}
-	if failed, retries := failures(evs, "login"); len(failed) != 1 || retries != 0 {
+	if failed, retries := bootlog.Failures(evs, "login"); len(failed) != 1 || retries != 0 {
 		t.Errorf("login: %d failed attempts, %d retries; want 1 and 0 (lunboot.retries=0)", len(failed), retries)
 	}
 	contains(t, "error", f.ErrorText(), "connection refused")
@@ -138,8 +139,8 @@ func TestBootFailsThenReboots(t *testing.T) {
 	if err := m.Wait(ctx); err != nil && !m.Exited() {
 		t.Fatalf("the guest did not reboot: %v", err)
 	}
-	if strings.Contains(m.Console(), rescueLine) {
-		t.Errorf("the console shows %q after lunboot.rescue=0", rescueLine)
+	if strings.Contains(m.Console(), bootlog.RescueLine) {
+		t.Errorf("the console shows %q after lunboot.rescue=0", bootlog.RescueLine)
 	}
 }
 

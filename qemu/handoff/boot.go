@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/lunboot/lunboot/pkg/bootcfg"
+	"github.com/lunboot/lunboot/qemu/bootlog"
 	"github.com/lunboot/lunboot/qemu/distro"
 	"github.com/lunboot/lunboot/qemu/distro/osproof"
 	"github.com/lunboot/lunboot/qemu/lab"
@@ -173,14 +174,17 @@ func (m *Machine) WaitOS(ctx context.Context, d time.Duration, login bool) (*OS,
 }
 
 // Stages returns lunboot's stage lines so far.
-func (m *Machine) Stages() []Stage { return ParseStages(Section(m.Console())) }
+func (m *Machine) Stages() []bootlog.Stage { return bootlog.ParseStages(bootlog.Section(m.Console())) }
 
-// jumpPattern matches lunboot's last line before kexec, or the line that
-// ends its report of a failed boot.
-var jumpPattern = regexp.MustCompile(`(?m)^ +booting .* after \S+\n|(` + regexp.QuoteMeta(RescueLine) + `|` + regexp.QuoteMeta(RebootLine) + `)[^\n]*\n`)
+// jumpPattern matches lunboot's last line before kexec, the OS kernel's
+// first line after it (should lunboot's last lines have been lost), or the
+// line that ends lunboot's report of a failed boot.
+var jumpPattern = regexp.MustCompile(`(?m)^ +booting .* after \S+\n|Linux version |(` + regexp.QuoteMeta(bootlog.RescueLine) + `|` + regexp.QuoteMeta(bootlog.RebootLine) + `)[^\n]*\n`)
+
+var startPattern = regexp.MustCompile(regexp.QuoteMeta(bootlog.StartLine))
 
 // BootFailedError is lunboot's report of a failed boot.
-type BootFailedError struct{ *Failure }
+type BootFailedError struct{ *bootlog.Failure }
 
 func (e *BootFailedError) Error() string {
 	s := "lunboot: BOOT FAILED in stage " + e.Stage + ": " + strings.Join(e.Failure.Error, "; ")
@@ -190,17 +194,23 @@ func (e *BootFailedError) Error() string {
 	return s
 }
 
-// WaitJump waits (up to d) until lunboot says it jumps to the OS, and
-// returns a *BootFailedError when it reports a failed boot instead.
+// WaitJump waits, up to d in all, until lunboot has started and then
+// jumped to the OS, and returns a *BootFailedError when it reports a failed
+// boot instead.
 func (m *Machine) WaitJump(ctx context.Context, d time.Duration) error {
-	mt, err := m.ExpectWithin(ctx, d, jumpPattern)
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	if _, err := m.VM.Expect(ctx, startPattern); err != nil {
+		return err
+	}
+	mt, err := m.VM.Expect(ctx, jumpPattern)
 	if err != nil {
 		return err
 	}
 	if mt.Groups[1] == "" {
 		return nil
 	}
-	f, err := ParseFailure(m.Console())
+	f, err := bootlog.ParseFailure(m.Console())
 	if err != nil {
 		return err
 	}

@@ -8,9 +8,9 @@
 // then log in again and mount its root from the LUN; its proof line
 // (package qemu/distro/osproof) says what it received and what it did.
 //
-// The library half (Start, Machine, the console parsers, WriteSummary)
-// serves the tests here and `make demo` (qemu/cmd/demo). The tests cover
-// each hand-off mode on the initramfs-tools and dracut initrds, mutual CHAP
-// with no secret on the OS command line or lunboot's console, and the
-// refusal, before kexec, of an initrd that cannot log in.
+// The library half (Start, Machine, WriteSummary; the console parsers are
+// in qemu/bootlog) serves the tests here and `make demo` (qemu/cmd/demo).
+// The tests cover each hand-off mode on the initramfs-tools and dracut
+// initrds, mutual CHAP with no secret on the OS command line or lunboot's
+// console, and the refusal, before kexec, of an initrd that cannot log in.
 package handoff

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lunboot/lunboot/qemu/bootlog"
 	"github.com/lunboot/lunboot/qemu/distro/osproof"
 )
 
@@ -14,7 +15,7 @@ import (
 // stages with their times, then the OS's account of what it received (its
 // command line and iBFT) and what it made of it (its iSCSI session, its
 // root device, systemd's state).
-func WriteSummary(w io.Writer, stages []Stage, os *OS) {
+func WriteSummary(w io.Writer, stages []bootlog.Stage, os *OS) {
 	fmt.Fprintf(w, "lunboot stages (time since lunboot started, duration):\n")
 	for _, s := range stages {
 		took := ""

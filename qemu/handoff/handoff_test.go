@@ -1,0 +1,487 @@
+package handoff_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lunboot/lunboot/internal/testenv"
+	pkghandoff "github.com/lunboot/lunboot/pkg/handoff"
+	"github.com/lunboot/lunboot/qemu/bootlog"
+	"github.com/lunboot/lunboot/qemu/distro"
+	"github.com/lunboot/lunboot/qemu/distro/distrotest"
+	"github.com/lunboot/lunboot/qemu/distro/osproof"
+	"github.com/lunboot/lunboot/qemu/handoff"
+	"github.com/lunboot/lunboot/qemu/lab"
+	"github.com/lunboot/lunboot/qemu/lab/labtest"
+)
+
+// Bounds for one guest under TCG on a loaded two-core machine. They guard
+// against hangs, they are not speed targets: lunboot reaches kexec in 15–60
+// s, and Debian's boot after it takes 35–115 s (dracut's about 85 s).
+const (
+	jumpTimeout     = 5 * time.Minute
+	osTimeout       = 8 * time.Minute
+	poweroffTimeout = 2 * time.Minute
+	rescueTimeout   = 90 * time.Second
+)
+
+// poweroff makes the OS power off right after its proof (passed through
+// lunboot.append=), so that each case ends as soon as it has its evidence.
+const poweroff = "lunboot.append=" + osproof.PoweroffForceArg
+
+// tableInstalled is the OS kernel's message when it takes the iBFT from the
+// front of its initrd (drivers/acpi/tables.c acpi_table_upgrade).
+var tableInstalled = regexp.MustCompile(`ACPI: Table Upgrade: install \[IBFT`)
+
+// env is what every case needs: lunboot's image and the Debian systems.
+type env struct {
+	kernel, image string
+	set           *distro.Set
+}
+
+// setup checks the prerequisites (skipping locally, failing under CI when
+// one is missing), then marks the test parallel and waits for a slot.
+func setup(t *testing.T) *env {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("boots Debian through lunboot under TCG (1–3 minutes per case); skipped with -short")
+	}
+	labtest.Require(t)
+	out := testenv.OutDir()
+	e := &env{
+		kernel: testenv.RequireFile(t, filepath.Join(out, "vmlinuz"), "make image"),
+		image:  testenv.RequireFile(t, filepath.Join(out, "lunboot.cpio.xz"), "make image"),
+		set:    distrotest.Systems(t),
+	}
+	t.Parallel()
+	// Registered first, so it is released last: after the lab is gone.
+	testenv.GuestSlot(t)
+	return e
+}
+
+// start boots sys through lunboot with args on its command line.
+func (e *env) start(t *testing.T, sys *distro.System, args string, chap *lab.CHAP, raw string) *handoff.Machine {
+	t.Helper()
+	l := labtest.Start(t, lab.Options{Name: "handoff-" + sys.Name})
+	m, err := handoff.Start(context.Background(), l, handoff.Config{
+		Kernel: e.kernel, Image: e.image, System: sys, Args: args, CHAP: chap,
+		RawConsole: raw, OnConsole: labtest.Console(t, strings.TrimPrefix(t.Name(), "Test")),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Kill)
+	t.Logf("lunboot command line: %s; DHCP option 17 %q", m.Cmdline, m.Export.RootPath())
+	return m
+}
+
+// booted is a case's evidence once the OS has reported.
+type booted struct {
+	m      *handoff.Machine
+	os     *handoff.OS
+	stages []bootlog.Stage
+	// mode is the hand-off lunboot chose, from its handoff stage line.
+	mode string
+	// osConsole is what the OS printed after the jump.
+	osConsole string
+}
+
+var (
+	modePattern = regexp.MustCompile(`hand-off (\S+)`)
+	bootingLine = regexp.MustCompile(`(?m)^ +booting .* after \S+$`)
+)
+
+// tail returns the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// boot waits for the jump and the OS's proof, checks what every case must
+// show, and logs the record: the command line the OS received and its iBFT.
+// ibft requires (true) or forbids (false) /sys/firmware/ibft in the OS; nil
+// leaves it unchecked.
+func boot(t *testing.T, m *handoff.Machine, ibft *bool) *booted {
+	t.Helper()
+	ctx := context.Background()
+	if err := m.WaitJump(ctx, jumpTimeout); err != nil {
+		t.Fatalf("lunboot did not jump to %s: %v", m.System.Name, err)
+	}
+	res, err := m.WaitOS(ctx, osTimeout, true)
+	if err != nil {
+		t.Fatalf("%s did not report in: %v", m.System.Name, err)
+	}
+	b := &booted{m: m, os: res, stages: m.Stages()}
+	con := m.Console()
+	if i := strings.Index(con, bootlog.StartLine); i >= 0 {
+		b.osConsole = con[i+len(bootlog.Section(con)):]
+	}
+	if got := strings.Join(bootlog.Finished(b.stages), " "); got != strings.Join(bootlog.Stages, " ") {
+		t.Errorf("finished stages = %s, want %s", got, strings.Join(bootlog.Stages, " "))
+	}
+	// lunboot's last line must reach the serial console before kexec
+	// discards the firmware kernel's buffers.
+	if !bootingLine.MatchString(bootlog.Section(con)) {
+		t.Errorf("lunboot's console lacks its last line before the jump (\"booting … after …\"); it ends:\n%s", tail(bootlog.Section(con), 5))
+	}
+	if s, ok := bootlog.Find(b.stages, "handoff"); ok {
+		if mm := modePattern.FindStringSubmatch(s.Text); mm != nil {
+			b.mode = mm[1]
+		}
+	}
+	var sum strings.Builder
+	handoff.WriteSummary(&sum, b.stages, res)
+	t.Logf("%s, lunboot.handoff mode %q:\n%s", m.System.Name, b.mode, sum.String())
+	p := res.Proof
+	if err := p.Verify(m.Want(ibft)); err != nil {
+		t.Errorf("%s booted, but: %v", m.System.Name, err)
+	}
+	if len(p.Errors) > 0 {
+		t.Logf("the proof could not collect: %v", p.Errors)
+	}
+	// The entry's own arguments survive, and lunboot.append= is added.
+	b.wantArgs(t, map[string]string{"root": "UUID=" + m.System.RootUUID, "console": "ttyS0,115200", "lunboot.proof.poweroff": "force"})
+	if got := tableInstalled.MatchString(b.osConsole); got != (b.mode != "cmdline") {
+		t.Errorf("OS kernel installed an iBFT from its initrd = %v, want %v in mode %q", got, b.mode != "cmdline", b.mode)
+	}
+	wctx, cancel := context.WithTimeout(ctx, poweroffTimeout)
+	defer cancel()
+	if err := m.Wait(wctx); err != nil {
+		t.Logf("%s did not power off within %s after its proof: %v", m.System.Name, poweroffTimeout, err)
+	}
+	return b
+}
+
+// wantArgs checks that the OS command line has each key with its value
+// (a bare flag when the value is "").
+func (b *booted) wantArgs(t *testing.T, want map[string]string) {
+	t.Helper()
+	args := pkghandoff.ParseCmdline(b.os.Proof.Cmdline)
+	for k, v := range want {
+		got, ok := pkghandoff.Get(args, k)
+		if !ok || got != v {
+			t.Errorf("OS command line %q: %s = %q (present %v), want %q", b.os.Proof.Cmdline, k, got, ok, v)
+		}
+	}
+}
+
+// noArgs checks that the OS command line has none of keys.
+func (b *booted) noArgs(t *testing.T, keys ...string) {
+	t.Helper()
+	args := pkghandoff.ParseCmdline(b.os.Proof.Cmdline)
+	for _, k := range keys {
+		if v, ok := pkghandoff.Get(args, k); ok {
+			t.Errorf("OS command line %q has %s=%q, want none", b.os.Proof.Cmdline, k, v)
+		}
+	}
+}
+
+// wantConsole checks that the OS printed each of the patterns.
+func (b *booted) wantConsole(t *testing.T, patterns ...string) {
+	t.Helper()
+	for _, p := range patterns {
+		if !regexp.MustCompile(p).MatchString(b.osConsole) {
+			t.Errorf("the OS's console shows no %q", p)
+		}
+	}
+}
+
+// iscsistartFirmware are the OS console lines that show open-iscsi's
+// local-top script logging in with iscsistart -b: the kernel's iscsi_ibft
+// found the table (iscsi_ibft.c "iBFT detected."), then iscsistart logged
+// in to the table's target. Without iscsi_target_name= on the command
+// line, iscsistart -b with the table is the script's only way in.
+func iscsistartFirmware(m *handoff.Machine) []string {
+	return []string{
+		`iBFT detected\.`,
+		`iscsistart: Logging into ` + regexp.QuoteMeta(m.Export.IQN+" "+m.Export.Portal.String()),
+		`iscsistart: Connection\d+:0 to \[target: ` + regexp.QuoteMeta(m.Export.IQN) + `, portal: [^\]]*\] through \[iface: default\] is operational now`,
+	}
+}
+
+// wantMode checks the hand-off mode lunboot reported.
+func (b *booted) wantMode(t *testing.T, mode string) {
+	t.Helper()
+	if b.mode != mode {
+		s, _ := bootlog.Find(b.stages, "handoff")
+		t.Errorf("lunboot's hand-off mode = %q, want %q (stage line %q)", b.mode, mode, s.Line)
+	}
+}
+
+// wantIBFT checks the table the OS exposes under /sys/firmware/ibft:
+// lunboot's, naming the initiator, the NIC and the target it booted from.
+func (b *booted) wantIBFT(t *testing.T, extra map[string]string) {
+	t.Helper()
+	tab := b.os.Proof.IBFT
+	if tab == nil {
+		t.Errorf("the OS has no /sys/firmware/ibft")
+		return
+	}
+	m := b.m
+	want := map[string]string{
+		"acpi_header/signature":    "IBFT",
+		"initiator/initiator-name": m.Initiator(),
+		"ethernet0/mac":            m.MAC().String(),
+		"target0/target-name":      m.Export.IQN,
+		"target0/ip-addr":          m.Export.Portal.Addr().String(),
+		"target0/port":             strconv.Itoa(int(m.Export.Portal.Port())),
+		// LUN 1 as iscsi_ibft.c prints the SAM bytes; iPXE's table for
+		// LUN 1 reads the same (qemu/README.md).
+		"target0/lun": "01000000",
+	}
+	for k, v := range extra {
+		want[k] = v
+	}
+	for k, v := range want {
+		if got, ok := tab[k]; !ok || got != v {
+			t.Errorf("/sys/firmware/ibft/%s = %q (present %v), want %q", k, got, ok, v)
+		}
+	}
+}
+
+var yes, no = true, false
+
+// The initramfs-tools and dracut parameters lunboot writes: what each
+// mode must put on the OS command line, and what it must leave off.
+var (
+	itoolsExplicit = []string{"iscsi_initiator", "iscsi_target_name", "iscsi_target_ip", "iscsi_target_port"}
+	dracutExplicit = []string{"netroot"}
+	chapArgs       = []string{
+		"iscsi_username", "iscsi_password", "iscsi_in_username", "iscsi_in_password",
+		"rd.iscsi.username", "rd.iscsi.password", "rd.iscsi.in.username", "rd.iscsi.in.password",
+	}
+)
+
+// bootif is BOOTIF= for the machine's NIC (PXELINUX form, as lunboot
+// writes it).
+func bootif(m *handoff.Machine) string {
+	return "01-" + strings.ReplaceAll(m.MAC().String(), ":", "-")
+}
+
+// TestInitramfsToolsCmdline: Debian's initramfs-tools + open-iscsi initrd
+// logs in with the parameters lunboot writes on its command line
+// (lunboot.handoff=cmdline), without any iBFT.
+func TestInitramfsToolsCmdline(t *testing.T) {
+	e := setup(t)
+	m := e.start(t, e.set.Debian, "lunboot.handoff=cmdline "+poweroff, nil, "")
+	b := boot(t, m, &no)
+	b.wantMode(t, "cmdline")
+	b.wantArgs(t, map[string]string{
+		"ip": "dhcp", "BOOTIF": bootif(m),
+		"iscsi_initiator":   m.Initiator(),
+		"iscsi_target_name": m.Export.IQN,
+		"iscsi_target_ip":   m.Export.Portal.Addr().String(),
+		"iscsi_target_port": strconv.Itoa(int(m.Export.Portal.Port())),
+	})
+	b.noArgs(t, append([]string{"iscsi_auto"}, chapArgs...)...)
+}
+
+// TestInitramfsToolsIBFT: the same initrd in firmware mode
+// (lunboot.handoff=ibft): iscsi_auto on the command line, the session in
+// the iBFT lunboot put in front of the initrd, which iscsistart -b reads.
+func TestInitramfsToolsIBFT(t *testing.T) {
+	e := setup(t)
+	m := e.start(t, e.set.Debian, "lunboot.handoff=ibft "+poweroff, nil, "")
+	b := boot(t, m, &yes)
+	b.wantMode(t, "ibft")
+	b.wantArgs(t, map[string]string{"iscsi_auto": "", "ip": "dhcp", "BOOTIF": bootif(m)})
+	b.noArgs(t, append(itoolsExplicit, chapArgs...)...)
+	b.wantIBFT(t, nil)
+	b.wantConsole(t, iscsistartFirmware(m)...)
+}
+
+// TestDracutCmdline: the dracut initrd logs in with netroot=iscsi:…,
+// rd.iscsi.initiator= and ip= (lunboot.handoff=cmdline).
+func TestDracutCmdline(t *testing.T) {
+	e := setup(t)
+	m := e.start(t, e.set.Dracut, "lunboot.handoff=cmdline "+poweroff, nil, "")
+	b := boot(t, m, &no)
+	b.wantMode(t, "cmdline")
+	b.wantArgs(t, map[string]string{
+		"netroot":            fmt.Sprintf("iscsi:%s::%d:1:%s", m.Export.Portal.Addr(), m.Export.Portal.Port(), m.Export.IQN),
+		"rd.iscsi.initiator": m.Initiator(),
+		"ip":                 "dhcp", "BOOTIF": bootif(m), "rd.bootif": "1", "rd.neednet": "1",
+	})
+	b.noArgs(t, append([]string{"rd.iscsi.firmware", "rd.iscsi.ibft"}, chapArgs...)...)
+}
+
+// TestDracutIBFT: the dracut initrd in firmware mode (lunboot.handoff=ibft):
+// rd.iscsi.firmware=1 and rd.iscsi.ibft=1, the target and the network in
+// the iBFT.
+func TestDracutIBFT(t *testing.T) {
+	e := setup(t)
+	m := e.start(t, e.set.Dracut, "lunboot.handoff=ibft "+poweroff, nil, "")
+	b := boot(t, m, &yes)
+	b.wantMode(t, "ibft")
+	b.wantArgs(t, map[string]string{
+		"rd.iscsi.firmware": "1", "rd.iscsi.ibft": "1", "rd.iscsi.initiator": m.Initiator(), "rd.neednet": "1",
+	})
+	b.noArgs(t, append(dracutExplicit, chapArgs...)...)
+	b.wantIBFT(t, nil)
+	// dracut's network-legacy configures the NIC from the table
+	// (ibft_to_cmdline) and names it ibft0.
+	b.wantConsole(t, `iBFT detected\.`)
+	found := false
+	var nics []string
+	for _, n := range b.os.Proof.Net {
+		found = found || n.Name == "ibft0" && n.MAC == m.MAC().String()
+		nics = append(nics, n.Name+" "+n.MAC)
+	}
+	if !found {
+		t.Errorf("the OS's interfaces are %v, want ibft0 with MAC %s (configured from the iBFT)", nics, m.MAC())
+	}
+}
+
+// TestMutualCHAP: the target requires mutual CHAP; the credentials go to
+// lunboot on its command line, in dracut's spelling. In the default mode
+// lunboot hands them over in the iBFT only: the OS command line carries no
+// credential, lunboot's console shows no secret beyond the firmware
+// kernel's echo of its own command line, and the OS logs in with the table.
+func TestMutualCHAP(t *testing.T) {
+	e := setup(t)
+	chap := &lab.CHAP{Username: "node-debian", Secret: "out-secret-4c7e91", TargetUsername: "target-debian", TargetSecret: "in-secret-b2d5a8"}
+	raw := filepath.Join(t.TempDir(), "ttyS1.log")
+	args := fmt.Sprintf("rd.iscsi.username=%s rd.iscsi.password=%s rd.iscsi.in.username=%s rd.iscsi.in.password=%s %s",
+		chap.Username, chap.Secret, chap.TargetUsername, chap.TargetSecret, poweroff)
+	m := e.start(t, e.set.Debian, args, chap, raw)
+	b := boot(t, m, &yes)
+	b.wantMode(t, "ibft")
+	b.wantArgs(t, map[string]string{"iscsi_auto": "", "ip": "dhcp", "BOOTIF": bootif(m)})
+	b.noArgs(t, append(itoolsExplicit, chapArgs...)...)
+	// The lab masks registered secrets as "***" in everything it records,
+	// the proof included: a secret on the OS command line shows up so.
+	if strings.Contains(b.os.Proof.Cmdline, "***") {
+		t.Errorf("OS command line %q carries a CHAP secret", b.os.Proof.Cmdline)
+	}
+	b.wantIBFT(t, map[string]string{
+		"target0/chap-name": chap.Username, "target0/chap-secret": "***",
+		// The kernel's name for the reverse secret (drivers/scsi/
+		// iscsi_boot_sysfs.c ISCSI_BOOT_TGT_REV_CHAP_SECRET).
+		"target0/rev-chap-name": chap.TargetUsername, "target0/rev-chap-name-secret": "***",
+	})
+	b.wantConsole(t, iscsistartFirmware(m)...)
+	if s, ok := bootlog.Find(b.stages, "login"); !ok || !strings.Contains(s.Text, "mutual") {
+		t.Errorf("lunboot's login line %q does not say it used mutual CHAP", s.Line)
+	}
+	rawLog, err := os.ReadFile(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(rawLog), bootlog.StartLine) {
+		t.Fatalf("the unmasked console %s has no lunboot output", raw)
+	}
+	if leaks := bootlog.SecretLeaks(string(rawLog), chap.Secret, chap.TargetSecret); len(leaks) > 0 {
+		t.Errorf("lunboot's console shows a CHAP secret:\n%s", strings.Join(leaks, "\n"))
+	}
+}
+
+// TestDefaultMode: without lunboot.handoff=, on the initramfs-tools initrd
+// and without CHAP, lunboot hands over both ways (pkg/handoff ModeAuto):
+// the explicit parameters on the command line and the iBFT in front of the
+// initrd, which the OS kernel installs as an ACPI table. Nothing in the
+// initramfs-tools explicit path loads iscsi_ibft, so /sys/firmware/ibft is
+// not there to read; the table is the fallback the OS could use.
+func TestDefaultMode(t *testing.T) {
+	e := setup(t)
+	m := e.start(t, e.set.Debian, poweroff, nil, "")
+	b := boot(t, m, nil)
+	b.wantMode(t, "both")
+	b.wantArgs(t, map[string]string{
+		"ip": "dhcp", "BOOTIF": bootif(m),
+		"iscsi_initiator":   m.Initiator(),
+		"iscsi_target_name": m.Export.IQN,
+		"iscsi_target_ip":   m.Export.Portal.Addr().String(),
+	})
+	b.noArgs(t, "iscsi_auto")
+}
+
+// TestRefuseNoISCSI: the initrd built without open-iscsi cannot log in
+// after kexec, so lunboot must refuse in its handoff stage, before
+// kexec_file_load: the report names what is missing and how to add it,
+// the rescue shell runs, the OS kernel never starts and lunboot has logged
+// out of the target.
+func TestRefuseNoISCSI(t *testing.T) {
+	e := setup(t)
+	m := e.start(t, e.set.NoISCSI, poweroff, nil, "")
+	err := m.WaitJump(context.Background(), jumpTimeout)
+	bf, ok := err.(*handoff.BootFailedError)
+	if !ok {
+		t.Fatalf("lunboot with an initrd without open-iscsi: WaitJump = %v, want a failed boot", err)
+	}
+	f := bf.Failure
+	stages := m.Stages()
+	var sum strings.Builder
+	handoff.WriteSummary(&sum, stages, nil)
+	t.Logf("BOOT FAILED in stage %s:\n  %s\n  check: %s\n%s", f.Stage, strings.Join(f.Error, "\n  "), f.Check, sum.String())
+	section := bootlog.Section(m.Console())
+	t.Logf("lunboot console:\n%s", section)
+	if f.Stage != "handoff" {
+		t.Errorf("failed stage = %q, want handoff", f.Stage)
+	}
+	if f.Then != "rescue" {
+		t.Errorf("after the failure lunboot goes to %q, want the rescue shell", f.Then)
+	}
+	got := strings.Join(bootlog.Finished(stages), " ")
+	if want := strings.Join(bootlog.Stages[:8], " "); got != want {
+		t.Errorf("finished stages = %s, want %s (nothing after load)", got, want)
+	}
+	// What is missing, and how to fix it, must be on the console.
+	msg := strings.Join(f.Error, "\n")
+	for _, want := range []string{"open-iscsi", "iscsistart"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("the failure report does not name %q:\n%s", want, msg)
+		}
+	}
+	if !strings.Contains(msg, "apt") && !strings.Contains(msg, "install") {
+		t.Errorf("the failure report does not say how to fix it:\n%s", msg)
+	}
+	if f.Check == "" {
+		t.Errorf("the failure report has no check line")
+	}
+	rescue(t, m)
+	if con := m.Console(); strings.Contains(con[strings.Index(con, bootlog.StartLine):], "Linux version ") {
+		t.Errorf("an OS kernel started after lunboot refused")
+	}
+	// lunboot's undo logs out: the target holds no session.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		n, err := m.Target.Sessions(m.Export.TID)
+		if err == nil && n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("target sessions after the refusal = %d, %v; want 0 (lunboot logs out)", n, err)
+			break
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// rescue checks that the rescue shell answers on the console. The command
+// is repeated until answered, since what is typed while the shell is still
+// starting may be dropped; its output differs from what is typed, which
+// the terminal echoes.
+func rescue(t *testing.T, m *handoff.Machine) {
+	t.Helper()
+	re := regexp.MustCompile(`RESCUE-OK-42\b`)
+	deadline := time.Now().Add(rescueTimeout)
+	for {
+		if err := m.Send("echo RESCUE-OK-$((6*7))\n"); err != nil {
+			t.Fatalf("typing into the console: %v", err)
+		}
+		_, err := m.ExpectWithin(context.Background(), 3*time.Second, re)
+		if err == nil {
+			return
+		}
+		if m.Exited() || time.Now().After(deadline) {
+			t.Fatalf("the rescue shell never answered: %v", err)
+		}
+	}
+}
