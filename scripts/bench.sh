@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# bench.sh measures lunboot's initiator against libiscsi's iscsi-perf on one
-# tgtd target (1 GiB LUN in /dev/shm, loopback) and writes the table to the
-# given Markdown file. `make bench` runs it as:
+# bench.sh measures lunboot's initiator against libiscsi (iscsi-perf for
+# reads, scripts/writeperf for writes) on one tgtd target (1 GiB LUN in
+# /dev/shm, loopback) and writes the table to the given Markdown file. `make bench` runs it as:
 #
 #   scripts/bench.sh out/lunboot docs/benchmarks.md
 #
-# Needs root, tgtd/tgtadm (Debian tgt) and iscsi-perf (Debian libiscsi-bin).
+# Needs root, tgtd/tgtadm (Debian tgt), iscsi-perf (Debian libiscsi-bin), and
+# cc with libiscsi's headers (Debian libiscsi-dev) to build writeperf.
 # Environment: BENCH_DURATION (default 10s per test), BENCH_RUNS (default 3
 # rounds, medians reported), BENCH_CPUPROFILE (a file for a CPU profile of
 # lunboot's sequential read; inspect with `go tool pprof <lunboot> <file>`).
@@ -21,7 +22,7 @@ out=$2
 cd "$(dirname "$0")/.."
 [ -x "$lunboot" ] || { echo "bench: $lunboot is not an executable (run \`make build\`)" >&2; exit 1; }
 [ "$(id -u)" -eq 0 ] || { echo "bench: needs root to run tgtd" >&2; exit 1; }
-for b in tgtd tgtadm iscsi-perf; do
+for b in tgtd tgtadm iscsi-perf cc; do
   command -v "$b" >/dev/null || [ -x "/usr/sbin/$b" ] || {
     echo "bench: $b not found (run \`make deps\`)" >&2; exit 1; }
 done

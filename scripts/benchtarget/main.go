@@ -1,21 +1,27 @@
-// Command benchtarget measures lunboot's initiator against libiscsi's
-// iscsi-perf on the same tgtd target and writes the comparison as Markdown.
-// scripts/bench.sh (make bench) runs it.
+// Command benchtarget measures lunboot's initiator against libiscsi on the
+// same tgtd target and writes the comparison as Markdown. scripts/bench.sh
+// (make bench) runs it.
 //
 // Synopsis:
 //
 //	go run ./scripts/benchtarget -lunboot out/lunboot -out docs/benchmarks.md [options]
 //
-// It needs root (tgtd), tgtd/tgtadm (Debian tgt) and iscsi-perf (Debian
-// libiscsi-bin). It creates a LUN file in /dev/shm filled with
+// It needs root (tgtd), tgtd/tgtadm (Debian tgt), iscsi-perf (Debian
+// libiscsi-bin), and a C compiler with libiscsi's headers (Debian
+// libiscsi-dev) to build scripts/writeperf, the libiscsi client that
+// measures writes (iscsi-perf only reads). It builds writeperf into a
+// temporary directory, creates a LUN file in /dev/shm filled with
 // pseudo-random data (so the target reads real pages, not holes), starts
 // tgtd on a free 127.0.0.1 port, and for each of -runs rounds runs, one
 // after the other so they share the machine's conditions: lunboot bench
 // (sequential 128 KiB and random 4 KiB reads, 32 in flight), iscsi-perf
-// with the same shapes, lunboot bench with CRC32C digests, and lunboot's
-// write tests. The report gives the median of the rounds. Everything it
-// started is stopped and removed on exit, including after errors and
-// Ctrl-C.
+// with the same shapes, lunboot bench with CRC32C digests, lunboot's write
+// tests and writeperf's. Odd rounds run lunboot before libiscsi, even
+// rounds after, so neither side always inherits the other's aftermath
+// (page cache, tgtd's state). In the first round writeperf also reads
+// (-o read) as a check of the harness against iscsi-perf. The report gives
+// the median of the rounds. Everything it started is stopped and removed
+// on exit, including after errors and Ctrl-C.
 package main
 
 import (
@@ -109,6 +115,15 @@ func run(ctx context.Context, o options) error {
 	if secs < 1 || o.runs < 1 {
 		return errors.New("-duration must be at least 1s and -runs at least 1")
 	}
+	tmp, err := os.MkdirTemp("", "lunboot-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	wp, err := buildWriteperf(ctx, tmp)
+	if err != nil {
+		return err
+	}
 
 	img := filepath.Join(o.dir, fmt.Sprintf("lunboot-bench-%d.img", os.Getpid()))
 	defer os.Remove(img)
@@ -139,29 +154,52 @@ func run(ctx context.Context, o options) error {
 
 	res := results{}
 	dur := fmt.Sprintf("%ds", secs)
+	lb := func(tool string, args ...string) func() error {
+		return func() error {
+			return lunbootBench(ctx, o.lunboot, rootPath, tool,
+				append([]string{"--duration", dur, "--depth", strconv.Itoa(depth)}, args...), res)
+		}
+	}
 	o.loadBefore = loadAvg()
 	for round := 1; round <= o.runs; round++ {
 		fmt.Fprintf(os.Stderr, "benchtarget: round %d of %d\n", round, o.runs)
-		args := []string{"--duration", dur, "--depth", strconv.Itoa(depth), "--tests", "seq-read,rand-read"}
+		readArgs := []string{"--tests", "seq-read,rand-read"}
 		if round == 1 && o.profile != "" {
-			args = append(args, "--cpuprofile", o.profile)
+			readArgs = append(readArgs, "--cpuprofile", o.profile)
 		}
-		if err := lunbootBench(ctx, o.lunboot, rootPath, "lunboot", args, res); err != nil {
-			return err
+		lunbootReads := lb("lunboot", readArgs...)
+		perfReads := func() error {
+			if err := perf(ctx, url, "seq-read", secs, seqBlock, false, res); err != nil {
+				return err
+			}
+			return perf(ctx, url, "rand-read", secs, randBlock, true, res)
 		}
-		if err := perf(ctx, url, "seq-read", secs, seqBlock, false, res); err != nil {
-			return err
+		lunbootWrites := lb("lunboot", "--write", "--tests", "seq-write,rand-write")
+		libiscsiWrites := func() error {
+			if err := writeperf(ctx, wp, url, "writeperf", "seq-write", secs, seqBlock, false, true, res); err != nil {
+				return err
+			}
+			return writeperf(ctx, wp, url, "writeperf", "rand-write", secs, randBlock, true, true, res)
 		}
-		if err := perf(ctx, url, "rand-read", secs, randBlock, true, res); err != nil {
-			return err
+		steps := []func() error{lunbootReads, perfReads, lb("lunboot+digests", "--tests", "seq-read", "--header-digest", "--data-digest"), lunbootWrites, libiscsiWrites}
+		if round%2 == 0 {
+			steps[0], steps[1] = steps[1], steps[0]
+			steps[3], steps[4] = steps[4], steps[3]
 		}
-		if err := lunbootBench(ctx, o.lunboot, rootPath, "lunboot+digests",
-			[]string{"--duration", dur, "--depth", strconv.Itoa(depth), "--tests", "seq-read", "--header-digest", "--data-digest"}, res); err != nil {
-			return err
+		if round == 1 {
+			// The check of writeperf against iscsi-perf: the same read
+			// shapes through writeperf's own loop.
+			steps = append(steps, func() error {
+				if err := writeperf(ctx, wp, url, "writeperf-read", "seq-read", secs, seqBlock, false, false, res); err != nil {
+					return err
+				}
+				return writeperf(ctx, wp, url, "writeperf-read", "rand-read", secs, randBlock, true, false, res)
+			})
 		}
-		if err := lunbootBench(ctx, o.lunboot, rootPath, "lunboot",
-			[]string{"--duration", dur, "--depth", strconv.Itoa(depth), "--write", "--tests", "seq-write,rand-write"}, res); err != nil {
-			return err
+		for _, step := range steps {
+			if err := step(); err != nil {
+				return err
+			}
 		}
 	}
 	o.loadAfter = loadAvg()
@@ -256,6 +294,90 @@ func perf(ctx context.Context, url, test string, secs, block int, random bool, r
 	return nil
 }
 
+// buildWriteperf compiles scripts/writeperf/writeperf.c into dir and
+// returns the binary's path.
+func buildWriteperf(ctx context.Context, dir string) (string, error) {
+	cc, err := exec.LookPath("cc")
+	if err != nil {
+		return "", errors.New("writeperf: no C compiler (cc) on PATH: run `make deps`")
+	}
+	src := filepath.Join("scripts", "writeperf", "writeperf.c")
+	if _, err := os.Stat(src); err != nil {
+		return "", fmt.Errorf("writeperf: %w (run from the repository root)", err)
+	}
+	bin := filepath.Join(dir, "writeperf")
+	cmd := exec.CommandContext(ctx, cc, "-O2", "-Wall", "-o", bin, src, "-liscsi")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		msg := strings.TrimSpace(string(out))
+		if strings.Contains(msg, "iscsi/iscsi.h") || strings.Contains(msg, "-liscsi") {
+			return "", fmt.Errorf("writeperf: libiscsi headers or library missing (Debian libiscsi-dev): run `make deps`: %s", tail(msg))
+		}
+		return "", fmt.Errorf("writeperf: %s %s: %w: %s", cc, strings.Join(cmd.Args[1:], " "), err, tail(msg))
+	}
+	return bin, nil
+}
+
+// writeperf runs the writeperf binary for secs seconds with depth requests
+// of block bytes, writing (or, for the harness check, reading), and
+// records its figures and its CPU time (getrusage of the child, from
+// wait4) under tool.
+func writeperf(ctx context.Context, bin, url, tool, test string, secs, block int, random, write bool, res results) error {
+	op := "read"
+	if write {
+		op = "write"
+	}
+	args := []string{"-o", op, "-m", strconv.Itoa(depth), "-b", strconv.Itoa(block / 512), "-t", strconv.Itoa(secs)}
+	if random {
+		args = append(args, "-r")
+	}
+	args = append(args, url)
+	cmd := exec.CommandContext(ctx, bin, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("writeperf %s: %w: %s", strings.Join(args, " "), err, tail(errb.String()+out.String()))
+	}
+	f, err := parseWriteperf(out.String())
+	if err != nil {
+		return fmt.Errorf("writeperf %s: %w", strings.Join(args, " "), err)
+	}
+	cpu := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	r := measurement{MBps: f["bytes"] / f["seconds"] / 1e6, IOPS: f["ops"] / f["seconds"]}
+	if f["bytes"] > 0 {
+		r.CPUPerGiB = cpu.Seconds() / (f["bytes"] / (1 << 30))
+	}
+	res.add(tool+"/"+test, r)
+	fmt.Fprintf(os.Stderr, "  %-16s %-10s %8.1f MB/s %8.0f IOPS %6.3f CPU s/GiB\n", tool, test, r.MBps, r.IOPS, r.CPUPerGiB)
+	return nil
+}
+
+// parseWriteperf reads the key=value figures of writeperf's last line.
+func parseWriteperf(out string) (map[string]float64, error) {
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	last := lines[len(lines)-1]
+	rest, ok := strings.CutPrefix(last, "writeperf: ")
+	if !ok {
+		return nil, fmt.Errorf("no result line in its output: %s", tail(out))
+	}
+	f := map[string]float64{}
+	for _, kv := range strings.Fields(rest) {
+		k, v, _ := strings.Cut(kv, "=")
+		if x, err := strconv.ParseFloat(v, 64); err == nil {
+			f[k] = x
+		}
+	}
+	for _, k := range []string{"ops", "bytes", "seconds"} {
+		if _, ok := f[k]; !ok {
+			return nil, fmt.Errorf("result line lacks %s=: %s", k, last)
+		}
+	}
+	if f["seconds"] <= 0 {
+		return nil, fmt.Errorf("result line has no duration: %s", last)
+	}
+	return f, nil
+}
+
 func tail(s string) string {
 	s = strings.TrimSpace(strings.ReplaceAll(s, "\r", "\n"))
 	if len(s) > 400 {
@@ -301,28 +423,29 @@ func report(o options, res results) string {
 	w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 	w("# Benchmarks\n\n")
 	w("lunboot's userspace initiator (`lunboot bench`, which reads and writes through the same\n")
-	w("`scsi.Disk` and `iscsi.Session` the boot path serves NBD from) against libiscsi's\n")
-	w("`iscsi-perf`, on the same tgtd target in the same run. Higher is better except CPU.\n\n")
+	w("`scsi.Disk` and `iscsi.Session` the boot path serves NBD from) against libiscsi on the\n")
+	w("same tgtd target in the same run. Higher is better except CPU.\n\n")
 	w("- date: %s\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
 	w("- machine: %d CPUs (`nproc`), %s, Linux %s, %s\n", runtime.NumCPU(), cpuModel(), kernelRelease(), runtime.Version())
 	w("- target: tgtd %s on 127.0.0.1, one %d MiB LUN in %s (512-byte blocks), filled with data\n", tgtVersion(), o.size>>20, o.dir)
-	w("- each figure: the median of %d rounds of %v per test; the tools run one after the other\n", o.runs, o.duration)
-	w("- load average (1, 5, 15 min) before and after: %s; %s — other work on the machine competes for\n", o.loadBefore, o.loadAfter)
-	w("  its %d CPUs\n", runtime.NumCPU())
+	w("- each figure: the median of %d rounds of %v per test; the tools run one after the other,\n", o.runs, o.duration)
+	w("  lunboot first in odd rounds and libiscsi first in even ones\n")
+	w("- load average (1, 5, 15 min) before and after: %s; %s — other work on the\n", o.loadBefore, o.loadAfter)
+	w("  machine competes for its %d CPUs\n", runtime.NumCPU())
 	w("- lunboot: %s\n", gitVersion())
 	w("- command: `%s`\n\n", o.command)
 
-	w("| test | lunboot | iscsi-perf | lunboot / iscsi-perf |\n|---|---:|---:|---:|\n")
+	w("| test | lunboot | libiscsi¹ | lunboot / libiscsi |\n|---|---:|---:|---:|\n")
 	below := false
-	row := func(label, test string, f func(measurement) float64, unit string) {
+	row := func(label, test, other string, f func(measurement) float64, unit string) {
 		l, okL := median(res["lunboot/"+test], f)
-		p, okP := median(res["iscsi-perf/"+test], f)
-		ls, ps, ratio := "n/a", "n/a¹", ""
+		p, okP := median(res[other+"/"+test], f)
+		ls, ps, ratio := "n/a", "n/a", ""
 		if okL {
 			ls = fmt.Sprintf("%.0f %s%s", l, unit, spread(res["lunboot/"+test], f))
 		}
 		if okP {
-			ps = fmt.Sprintf("%.0f %s%s", p, unit, spread(res["iscsi-perf/"+test], f))
+			ps = fmt.Sprintf("`%s` %.0f %s%s", other, p, unit, spread(res[other+"/"+test], f))
 		}
 		if okL && okP && p > 0 {
 			ratio = fmt.Sprintf("%.2f", l/p)
@@ -333,31 +456,46 @@ func report(o options, res results) string {
 		}
 		w("| %s | %s | %s | %s |\n", label, ls, ps, ratio)
 	}
-	row("sequential read, 128 KiB × 32 in flight", "seq-read", mbps, "MB/s")
-	row("random read, 4 KiB × 32 in flight", "rand-read", iops, "IOPS")
-	row("sequential write, 128 KiB × 32 in flight", "seq-write", mbps, "MB/s")
-	row("random write, 4 KiB × 32 in flight", "rand-write", iops, "IOPS")
-	w("\n¹ `iscsi-perf` (libiscsi-bin %s) only issues READ(16); it has no write mode, so the write\n", pkgVersion("libiscsi-bin"))
-	w("rows have no comparison.\n\n")
+	row("sequential read, 128 KiB × 32 in flight", "seq-read", "iscsi-perf", mbps, "MB/s")
+	row("random read, 4 KiB × 32 in flight", "rand-read", "iscsi-perf", iops, "IOPS")
+	row("sequential write, 128 KiB × 32 in flight", "seq-write", "writeperf", mbps, "MB/s")
+	row("random write, 4 KiB × 32 in flight", "rand-write", "writeperf", iops, "IOPS")
+	w("\n¹ Reads: `iscsi-perf` (Debian libiscsi-bin %s). It only issues READ(16), so writes are\n", pkgVersion("libiscsi-bin"))
+	w("measured by `writeperf` ([scripts/writeperf/writeperf.c](../scripts/writeperf/writeperf.c), built at\n")
+	w("the start of the run against Debian libiscsi-dev %s): a small load generator on\n", pkgVersion("libiscsi-dev"))
+	w("libiscsi's asynchronous API that works the way iscsi-perf does — one thread, one session,\n")
+	w("a poll(2) loop around `iscsi_service()`, 32 tasks kept in flight, each completion queuing\n")
+	w("the next, header digest offered as None first — and issues WRITE(16) from one buffer of\n")
+	w("random data. Its random writes start at multiples of the request size, as lunboot's do.\n")
+	if wr, pr := res["writeperf-read/seq-read"], res["iscsi-perf/seq-read"]; len(wr) > 0 && len(pr) > 0 {
+		// Both ran in round 1, a few seconds apart: compare those.
+		wi, pi := res["writeperf-read/rand-read"], res["iscsi-perf/rand-read"]
+		w("\nCheck of writeperf against iscsi-perf, in round 1 of this run: `writeperf -o read` (READ(16),\n")
+		w("same shapes) gave %.0f MB/s sequential and %.0f IOPS random, iscsi-perf in the same round\n", wr[0].MBps, first(wi).IOPS)
+		w("%.0f MB/s and %.0f IOPS (ratios %.2f and %.2f).\n", pr[0].MBps, first(pi).IOPS,
+			ratio(wr[0].MBps, pr[0].MBps), ratio(first(wi).IOPS, first(pi).IOPS))
+	}
 
-	w("CPU time per GiB read (sequential 128 KiB reads, 32 in flight; user + system time of the\n")
-	w("initiator process only, from getrusage; tgtd's own CPU is not counted):\n\n")
-	w("| initiator | digests | CPU s/GiB |\n|---|---|---:|\n")
-	for _, c := range []struct{ key, name, dig string }{
-		{"lunboot/seq-read", "lunboot", "none"},
-		{"lunboot+digests/seq-read", "lunboot", "header + data CRC32C"},
-		{"iscsi-perf/seq-read", "iscsi-perf", "none (it offers None first)"},
+	w("\nCPU time per GiB moved (user + system time of the initiator process only, from\n")
+	w("getrusage; tgtd's own CPU is not counted), 32 requests in flight:\n\n")
+	w("| initiator | test | digests | CPU s/GiB |\n|---|---|---|---:|\n")
+	for _, c := range []struct{ key, name, test, dig string }{
+		{"lunboot/seq-read", "lunboot", "sequential 128 KiB reads", "none"},
+		{"lunboot+digests/seq-read", "lunboot", "sequential 128 KiB reads", "header + data CRC32C"},
+		{"iscsi-perf/seq-read", "iscsi-perf", "sequential 128 KiB reads", "none (it offers None first)"},
+		{"lunboot/seq-write", "lunboot", "sequential 128 KiB writes", "none"},
+		{"writeperf/seq-write", "writeperf", "sequential 128 KiB writes", "none (it offers None first)"},
 	} {
 		if v, ok := median(res[c.key], cpu); ok {
-			w("| %s | %s | %.3f |\n", c.name, c.dig, v)
+			w("| %s | %s | %s | %.3f |\n", c.name, c.test, c.dig, v)
 		}
 	}
 	lc, _ := median(res["lunboot/seq-read"], cpu)
 	pc, _ := median(res["iscsi-perf/seq-read"], cpu)
 	if below && lc > pc {
-		w("\n⚠ marks rows where lunboot is below iscsi-perf. The CPU table shows why: lunboot spends\n")
-		w("%.1f× the CPU time per GiB, and on this machine the initiator shares two cores with\n", lc/pc)
-		w("tgtd, so CPU time is throughput.\n")
+		w("\n⚠ marks rows where lunboot is below libiscsi. On this machine the initiator shares its\n")
+		w("CPUs with tgtd, so CPU time per request is throughput: lunboot spends %.1f× the CPU\n", lc/pc)
+		w("time per GiB read of iscsi-perf.\n")
 	}
 	w("\nFigures in parentheses are the lowest and highest of the rounds.\n")
 	w("\nMB/s are 10^6 bytes per second. `iscsi-perf`'s MB/s is derived from its average IOPS\n")
@@ -365,6 +503,20 @@ func report(o options, res results) string {
 	w("512-byte block; lunboot's are 4 KiB aligned. On a shared machine the absolute numbers move\n")
 	w("from run to run; the ratio, measured back to back, is the figure to compare.\n")
 	return b.String()
+}
+
+func first(ms []measurement) measurement {
+	if len(ms) == 0 {
+		return measurement{}
+	}
+	return ms[0]
+}
+
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
 }
 
 func loadAvg() string {
