@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -33,5 +35,21 @@ func TestBenchInterop(t *testing.T) {
 	out, _, err = runCmd(t, "bench", "--duration", "200ms", "--tests", "rand-read", l.rootPath(1))
 	if err != nil || !strings.Contains(out, "rand-read") || strings.Contains(out, "seq-read") {
 		t.Errorf("lunboot bench --tests rand-read = %q, %v, want one rand-read row", out, err)
+	}
+
+	procs := runtime.GOMAXPROCS(0)
+	out, _, err = runCmd(t, "bench", "--json", "--procs", "1", "--duration", "100ms", "--tests", "seq-read", l.rootPath(1))
+	rep = benchReport{}
+	if err == nil {
+		err = json.Unmarshal([]byte(out), &rep)
+	}
+	if err != nil || rep.Procs != 1 || len(rep.Results) != 1 || rep.Results[0].Ops <= 0 {
+		t.Errorf("lunboot bench --json --procs 1 = %q, %v, want procs 1 and one seq-read result", out, err)
+	}
+	if got := runtime.GOMAXPROCS(0); got != procs {
+		t.Errorf("GOMAXPROCS after lunboot bench --procs 1 = %d, want %d restored", got, procs)
+	}
+	if _, _, err := runCmd(t, "bench", "--procs", "-1", l.rootPath(1)); !errors.Is(err, errUsage) {
+		t.Errorf("lunboot bench --procs -1 = %v, want a usage error", err)
 	}
 }
