@@ -49,6 +49,11 @@ import (
 )
 
 const (
+	// lunbootProcs is lunboot bench's --procs (GOMAXPROCS): iscsi-perf and
+	// writeperf run on one thread. The report also shows lunboot with Go's
+	// default.
+	lunbootProcs = 1
+
 	targetIQN = "iqn.2026-11.org.lunboot:bench"
 	seqBlock  = 128 << 10
 	randBlock = 4 << 10
@@ -154,10 +159,15 @@ func run(ctx context.Context, o options) error {
 
 	res := results{}
 	dur := fmt.Sprintf("%ds", secs)
+	// lb runs lunboot bench with --procs lunbootProcs, or with Go's
+	// default GOMAXPROCS for tool "lunboot-defaultprocs".
 	lb := func(tool string, args ...string) func() error {
+		common := []string{"--duration", dur, "--depth", strconv.Itoa(depth)}
+		if tool != "lunboot-defaultprocs" {
+			common = append(common, "--procs", strconv.Itoa(lunbootProcs))
+		}
 		return func() error {
-			return lunbootBench(ctx, o.lunboot, rootPath, tool,
-				append([]string{"--duration", dur, "--depth", strconv.Itoa(depth)}, args...), res)
+			return lunbootBench(ctx, o.lunboot, rootPath, tool, append(common, args...), res)
 		}
 	}
 	o.loadBefore = loadAvg()
@@ -181,10 +191,15 @@ func run(ctx context.Context, o options) error {
 			}
 			return writeperf(ctx, wp, url, "writeperf", "rand-write", secs, randBlock, true, true, res)
 		}
-		steps := []func() error{lunbootReads, perfReads, lb("lunboot+digests", "--tests", "seq-read", "--header-digest", "--data-digest"), lunbootWrites, libiscsiWrites}
+		steps := []func() error{
+			lunbootReads, perfReads,
+			lb("lunboot+digests", "--tests", "seq-read", "--header-digest", "--data-digest"),
+			lb("lunboot-defaultprocs", "--tests", "seq-read,rand-read"),
+			lunbootWrites, libiscsiWrites,
+		}
 		if round%2 == 0 {
 			steps[0], steps[1] = steps[1], steps[0]
-			steps[3], steps[4] = steps[4], steps[3]
+			steps[4], steps[5] = steps[5], steps[4]
 		}
 		if round == 1 {
 			// The check of writeperf against iscsi-perf: the same read
@@ -432,7 +447,9 @@ func report(o options, res results) string {
 	w("  lunboot first in odd rounds and libiscsi first in even ones\n")
 	w("- load average (1, 5, 15 min) before and after: %s; %s — other work on the\n", o.loadBefore, o.loadAfter)
 	w("  machine competes for its %d CPUs\n", runtime.NumCPU())
-	w("- lunboot: %s\n", gitVersion())
+	w("- lunboot: %s; `lunboot bench --procs %d` (GOMAXPROCS=%d: Go code runs on one thread at a\n", gitVersion(), lunbootProcs, lunbootProcs)
+	w("  time, as iscsi-perf and writeperf run on one thread); the CPU table also shows it with Go's\n")
+	w("  default, GOMAXPROCS=%d here\n", runtime.NumCPU())
 	w("- command: `%s`\n\n", o.command)
 
 	w("| test | lunboot | libiscsi¹ | lunboot / libiscsi |\n|---|---:|---:|---:|\n")
@@ -476,18 +493,28 @@ func report(o options, res results) string {
 			ratio(wr[0].MBps, pr[0].MBps), ratio(first(wi).IOPS, first(pi).IOPS))
 	}
 
-	w("\nCPU time per GiB moved (user + system time of the initiator process only, from\n")
-	w("getrusage; tgtd's own CPU is not counted), 32 requests in flight:\n\n")
-	w("| initiator | test | digests | CPU s/GiB |\n|---|---|---|---:|\n")
-	for _, c := range []struct{ key, name, test, dig string }{
-		{"lunboot/seq-read", "lunboot", "sequential 128 KiB reads", "none"},
-		{"lunboot+digests/seq-read", "lunboot", "sequential 128 KiB reads", "header + data CRC32C"},
-		{"iscsi-perf/seq-read", "iscsi-perf", "sequential 128 KiB reads", "none (it offers None first)"},
-		{"lunboot/seq-write", "lunboot", "sequential 128 KiB writes", "none"},
-		{"writeperf/seq-write", "writeperf", "sequential 128 KiB writes", "none (it offers None first)"},
+	w("\nCPU time of the initiator process only (user + system, from getrusage; tgtd's own CPU is\n")
+	w("not counted), per GiB moved and per request, 32 requests in flight:\n\n")
+	w("| initiator | threads | test | digests | CPU s/GiB | CPU µs/request |\n|---|---|---|---|---:|---:|\n")
+	one := fmt.Sprintf("GOMAXPROCS=%d", lunbootProcs)
+	def := fmt.Sprintf("GOMAXPROCS=%d (default)", runtime.NumCPU())
+	const seqR, randR, seqW = "sequential 128 KiB reads", "random 4 KiB reads", "sequential 128 KiB writes"
+	for _, c := range []struct {
+		key, name, threads, test, dig string
+		size                          int
+	}{
+		{"lunboot/seq-read", "lunboot", one, seqR, "none", seqBlock},
+		{"lunboot+digests/seq-read", "lunboot", one, seqR, "header + data CRC32C", seqBlock},
+		{"lunboot-defaultprocs/seq-read", "lunboot", def, seqR, "none", seqBlock},
+		{"iscsi-perf/seq-read", "iscsi-perf", "1", seqR, "none (it offers None first)", seqBlock},
+		{"lunboot/rand-read", "lunboot", one, randR, "none", randBlock},
+		{"lunboot-defaultprocs/rand-read", "lunboot", def, randR, "none", randBlock},
+		{"iscsi-perf/rand-read", "iscsi-perf", "1", randR, "none (it offers None first)", randBlock},
+		{"lunboot/seq-write", "lunboot", one, seqW, "none", seqBlock},
+		{"writeperf/seq-write", "writeperf", "1", seqW, "none (it offers None first)", seqBlock},
 	} {
 		if v, ok := median(res[c.key], cpu); ok {
-			w("| %s | %s | %s | %.3f |\n", c.name, c.test, c.dig, v)
+			w("| %s | %s | %s | %s | %.3f | %.1f |\n", c.name, c.threads, c.test, c.dig, v, v*float64(c.size)/(1<<30)*1e6)
 		}
 	}
 	lc, _ := median(res["lunboot/seq-read"], cpu)
