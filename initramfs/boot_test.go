@@ -73,6 +73,7 @@ func TestImageModules(t *testing.T) {
 	// synchronises all CPUs), and real hardware gains little.
 	initrd := withUinitArgs(t, image, "modules")
 
+	testenv.GuestSlot(t)
 	l := labtest.Start(t, lab.Options{Name: "image-modules"})
 	// "-- -test" passes -test to u-root's init: no controlling tty and
 	// no per-command ttyS0 writers. With them, when the uinit (the tty's

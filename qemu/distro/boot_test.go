@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lunboot/lunboot/internal/testenv"
 	"github.com/lunboot/lunboot/pkg/handoff"
 	"github.com/lunboot/lunboot/qemu/distro"
 	"github.com/lunboot/lunboot/qemu/distro/distrotest"
@@ -61,6 +62,7 @@ func TestBootOwnInitrd(t *testing.T) {
 	} {
 		sys := tc.sys
 		t.Run(sys.Name, func(t *testing.T) {
+			testenv.GuestSlot(t)
 			l := labtest.Start(t, lab.Options{Name: "distro-" + sys.Name})
 			tg := labtest.Target(t, l)
 			exp, err := tg.Export(lab.ExportSpec{Images: []string{sys.Disk}})
@@ -124,6 +126,7 @@ func TestNoISCSICannotBoot(t *testing.T) {
 	}
 	labtest.Require(t)
 	sys := distrotest.Systems(t).NoISCSI
+	testenv.GuestSlot(t)
 	l := labtest.Start(t, lab.Options{Name: "distro-" + sys.Name})
 	tg := labtest.Target(t, l)
 	exp, err := tg.Export(lab.ExportSpec{Images: []string{sys.Disk}})

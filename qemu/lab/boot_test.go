@@ -63,6 +63,7 @@ func TestProbeDirectBoot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	testenv.GuestSlot(t)
 	l := labtest.Start(t, lab.Options{Name: "probe-direct"})
 	tg := labtest.Target(t, l)
 	server := l.ServerIP().String()
@@ -209,6 +210,7 @@ func TestIPXESanboot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	testenv.GuestSlot(t)
 	l := labtest.Start(t, lab.Options{Name: "ipxe"})
 	tg := labtest.Target(t, l)
 	exp, err := tg.Export(lab.ExportSpec{IQN: "iqn.2026-11.org.lunboot.lab:mbr", Images: []string{disk.Path}})
