@@ -171,7 +171,9 @@ func loginWithFallback(ctx context.Context, in *loginInput, exclude func(CHAPAlg
 	var le *LoginError
 	if err != nil && in.chapAlg == CHAPSHA256 && errors.As(err, &le) && le.Class == 2 && le.Detail <= 1 &&
 		!slices.Contains(in.chapExclude, CHAPSHA256) {
-		in.cfg.Logger.Warn("iscsi: target refused our CHAP SHA-256 response; retrying without CHAP_A=7 "+
+		// Info, not Warn: with tgtd this happens on every login and the
+		// second attempt succeeds; a real failure is reported by it.
+		in.cfg.Logger.Info("iscsi: target refused our CHAP SHA-256 response; retrying without CHAP_A=7 "+
 			"(tgtd numbers SHA-1 as 7)", "portal", portal, "status", fmt.Sprintf("%02x/%02x", le.Class, le.Detail))
 		in.chapExclude = append(in.chapExclude, CHAPSHA256)
 		in.portal = portal
@@ -299,10 +301,9 @@ func (s *Session) pump() bool {
 		return false
 	}
 	sent := false
-	for len(s.queue) > 0 && wire.SerialLessEq(s.cmdSN, s.maxCmdSN) {
-		t := s.queue[0]
-		s.queue[0] = nil
-		s.queue = s.queue[1:]
+	i := 0
+	for ; i < len(s.queue) && wire.SerialLessEq(s.cmdSN, s.maxCmdSN); i++ {
+		t := s.queue[i]
 		if t.timer != nil {
 			t.timer.Stop()
 			t.timer = nil
@@ -316,6 +317,11 @@ func (s *Session) pump() bool {
 		c.sendCommand(t)
 		sent = true
 	}
+	// Keep the queue at the start of its array: re-slicing it from the
+	// front would use up its capacity until every Execute reallocated.
+	n := copy(s.queue, s.queue[i:])
+	clear(s.queue[n:])
+	s.queue = s.queue[:n]
 	return sent
 }
 
