@@ -104,7 +104,17 @@ func Write16CDB(lba uint64, blocks uint32, fua bool) []byte {
 }
 
 func rw10(op byte, lba uint32, blocks uint16, fua bool) []byte {
-	c := make([]byte, 10)
+	return putRW10(make([]byte, 10), op, lba, blocks, fua)
+}
+
+func rw16(op byte, lba uint64, blocks uint32, fua bool) []byte {
+	return putRW16(make([]byte, 16), op, lba, blocks, fua)
+}
+
+// putRW10 encodes a 10-byte READ or WRITE into c[:10] and returns it.
+func putRW10(c []byte, op byte, lba uint32, blocks uint16, fua bool) []byte {
+	c = c[:10]
+	clear(c)
 	c[0] = op
 	if fua {
 		c[1] = fuaBit
@@ -114,8 +124,10 @@ func rw10(op byte, lba uint32, blocks uint16, fua bool) []byte {
 	return c
 }
 
-func rw16(op byte, lba uint64, blocks uint32, fua bool) []byte {
-	c := make([]byte, 16)
+// putRW16 encodes a 16-byte READ or WRITE into c[:16] and returns it.
+func putRW16(c []byte, op byte, lba uint64, blocks uint32, fua bool) []byte {
+	c = c[:16]
+	clear(c)
 	c[0] = op
 	if fua {
 		c[1] = fuaBit

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"sync"
 	"time"
 )
 
@@ -320,16 +321,52 @@ func (r *runner) modeSense(ctx context.Context) (*ModeHeader, error) {
 // rwCDB picks READ/WRITE(10) when the range fits its 32-bit LBA and 16-bit
 // length (every target implements it), (16) otherwise.
 func rwCDB(write bool, lba uint64, blocks uint32, fua bool) ([]byte, string) {
+	return putRWCDB(make([]byte, 16), write, lba, blocks, fua)
+}
+
+// putRWCDB is rwCDB encoding into b, which has room for 16 bytes.
+func putRWCDB(b []byte, write bool, lba uint64, blocks uint32, fua bool) ([]byte, string) {
 	if lba+uint64(blocks) <= math.MaxUint32+1 && blocks <= math.MaxUint16 {
 		if write {
-			return Write10CDB(uint32(lba), uint16(blocks), fua), "WRITE(10)"
+			return putRW10(b, OpWrite10, uint32(lba), uint16(blocks), fua), "WRITE(10)"
 		}
-		return Read10CDB(uint32(lba), uint16(blocks), fua), "READ(10)"
+		return putRW10(b, OpRead10, uint32(lba), uint16(blocks), fua), "READ(10)"
 	}
 	if write {
-		return Write16CDB(lba, blocks, fua), "WRITE(16)"
+		return putRW16(b, OpWrite16, lba, blocks, fua), "WRITE(16)"
 	}
-	return Read16CDB(lba, blocks, fua), "READ(16)"
+	return putRW16(b, OpRead16, lba, blocks, fua), "READ(16)"
+}
+
+// rwCommand is a READ or WRITE command with room for its CDB. The data
+// path takes them from rwCommands: a Command and its CDB per request were
+// two of the few allocations left on it.
+type rwCommand struct {
+	cmd Command
+	cdb [16]byte
+}
+
+var rwCommands = sync.Pool{New: func() any { return new(rwCommand) }}
+
+// rw runs one READ or WRITE of p at lba.
+func (r *runner) rw(ctx context.Context, write bool, lba uint64, blocks uint32, p []byte, fua bool) (*Result, string, error) {
+	c := rwCommands.Get().(*rwCommand)
+	cdb, op := putRWCDB(c.cdb[:], write, lba, blocks, fua)
+	c.cmd = Command{CDB: cdb}
+	if write {
+		c.cmd.DataOut = p
+	} else {
+		c.cmd.DataIn = p
+	}
+	res, err := r.do(ctx, op, &c.cmd)
+	if err == nil {
+		// The command completed: the Executor is done with it (see
+		// Executor). After an error it may not be (a transport that gave
+		// up waiting can still refer to the CDB): leave it to the GC.
+		c.cmd = Command{}
+		rwCommands.Put(c)
+	}
+	return res, op, err
 }
 
 // ErrShortTransfer is wrapped when a target completes a READ with GOOD
@@ -349,8 +386,7 @@ func (r *runner) read(ctx context.Context, lba uint64, blockSize int, p []byte) 
 	if err != nil || blocks == 0 {
 		return err
 	}
-	cdb, op := rwCDB(false, lba, blocks, false)
-	res, err := r.do(ctx, op, &Command{CDB: cdb, DataIn: p})
+	res, op, err := r.rw(ctx, false, lba, blocks, p, false)
 	if err != nil {
 		return err
 	}
@@ -372,8 +408,7 @@ func (r *runner) write(ctx context.Context, lba uint64, blockSize int, p []byte,
 	if err != nil || blocks == 0 {
 		return err
 	}
-	cdb, op := rwCDB(true, lba, blocks, fua)
-	_, err = r.do(ctx, op, &Command{CDB: cdb, DataOut: p})
+	_, _, err = r.rw(ctx, true, lba, blocks, p, fua)
 	return err
 }
 

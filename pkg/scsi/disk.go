@@ -517,18 +517,26 @@ func (d *Disk) rmw(ctx context.Context, lba uint64, at int, p []byte, fua bool) 
 // returns how many bytes from the start of p completed before the first
 // failure.
 func (d *Disk) transfer(ctx context.Context, write bool, lba uint64, p []byte, fua bool) (int, error) {
-	one := func(ctx context.Context, lba uint64, q []byte) error {
-		if write {
-			return d.r.write(ctx, lba, d.bs, q, fua)
-		}
-		return d.r.read(ctx, lba, d.bs, q)
-	}
 	if len(p) <= d.maxXfer {
-		if err := one(ctx, lba, p); err != nil {
+		if err := d.one(ctx, write, lba, p, fua); err != nil {
 			return 0, err
 		}
 		return len(p), nil
 	}
+	return d.split(ctx, write, lba, p, fua)
+}
+
+// one issues a single READ or WRITE.
+func (d *Disk) one(ctx context.Context, write bool, lba uint64, p []byte, fua bool) error {
+	if write {
+		return d.r.write(ctx, lba, d.bs, p, fua)
+	}
+	return d.r.read(ctx, lba, d.bs, p)
+}
+
+// split is transfer for more than maxXfer bytes. It lives apart so that
+// the common single-command path allocates no closure or context.
+func (d *Disk) split(ctx context.Context, write bool, lba uint64, p []byte, fua bool) (int, error) {
 	chunks := (len(p) + d.maxXfer - 1) / d.maxXfer
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -552,7 +560,7 @@ func (d *Disk) transfer(ctx context.Context, write bool, lba uint64, p []byte, f
 		hi := min(len(p), lo+d.maxXfer)
 		wg.Go(func() {
 			defer func() { <-sem }()
-			if err := one(ctx, lba+uint64(lo>>d.shift), p[lo:hi]); err != nil {
+			if err := d.one(ctx, write, lba+uint64(lo>>d.shift), p[lo:hi], fua); err != nil {
 				mu.Lock()
 				failed = min(failed, i)
 				if firstErr == nil {

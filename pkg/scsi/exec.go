@@ -37,7 +37,9 @@ type Result struct {
 
 // Executor carries SCSI commands to a logical unit's device server. An
 // iSCSI session implements it; tests use fakes. Execute is safe for
-// concurrent use and may have many commands outstanding.
+// concurrent use and may have many commands outstanding. Once Execute has
+// returned a Result, the Executor no longer reads cmd or its CDB: the
+// caller may reuse them.
 type Executor interface {
 	Execute(ctx context.Context, cmd *Command) (*Result, error)
 }
