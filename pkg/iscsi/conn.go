@@ -48,6 +48,7 @@ type conn struct {
 	wait       time.Duration // Time2Wait before reconnecting
 
 	scratch  []byte // reader's buffer for non-Data-In segments
+	received bool   // reader: a socket read happened since lastRecv was set
 	failOnce sync.Once
 	failed   chan struct{}
 	err      error
@@ -479,7 +480,12 @@ func (c *conn) readLoop() {
 			return
 		}
 		c.inBatch.Store(true)
-		c.lastRecv.Store(time.Now().UnixNano())
+		if c.received {
+			// The first PDU since a read from the socket: one clock
+			// reading per read, not per PDU, is enough for keepalive.
+			c.received = false
+			c.lastRecv.Store(time.Now().UnixNano())
+		}
 		if err := c.dispatch(&h); err != nil {
 			c.fail(err)
 			return
@@ -492,6 +498,7 @@ func (c *conn) readLoop() {
 // PDUs processed so far made us queue (commands their callers issued next,
 // Data-Out, NOP-Out replies) goes out now, in one write.
 func (c *conn) beforeRead() {
+	c.received = true
 	c.inBatch.Store(false)
 	c.tryFlush()
 }
