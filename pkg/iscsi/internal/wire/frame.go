@@ -87,6 +87,7 @@ type Reader struct {
 
 	buf    []byte // read-ahead: buf[r:w] is buffered
 	r, w   int
+	large  bool    // the last data segment went straight to the caller's buffer
 	sock   *Socket // R's descriptor, if it has one (see NewSocket)
 	probed bool    // sock is set
 
@@ -134,6 +135,42 @@ func (r *Reader) fill() error {
 	return io.ErrNoProgress
 }
 
+// headerLen is the length of a BHS and its header digest.
+func (r *Reader) headerLen() int {
+	if r.HeaderDigest {
+		return BHSLen + 4
+	}
+	return BHSLen
+}
+
+// topUp reads until the buffer holds n bytes, taking no more than that
+// from the stream. It returns io.EOF only if the stream ended with the
+// buffer empty.
+func (r *Reader) topUp(n int) error {
+	if r.buf == nil {
+		r.buf = make([]byte, readAhead)
+	}
+	have := copy(r.buf, r.buf[r.r:r.w])
+	r.r, r.w = 0, have
+	for range 100 {
+		if r.w >= n {
+			return nil
+		}
+		m, err := r.read(r.buf[r.w:n], nil)
+		r.w += m
+		if r.w >= n {
+			return nil // a sticky error shows up again on the next read
+		}
+		if err != nil {
+			if err == io.EOF && r.w > 0 {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
+		}
+	}
+	return io.ErrNoProgress
+}
+
 // readFull fills p from the buffer, then from the stream. tail is how many
 // bytes the stream is known to carry after p (the segment trailer and the
 // next header), which a direct read may take into the buffer. It returns
@@ -141,9 +178,12 @@ func (r *Reader) fill() error {
 func (r *Reader) readFull(p []byte, tail int) error {
 	n := copy(p, r.buf[r.r:r.w])
 	r.r += n
+	// Once direct, the rest goes direct too: a fill for its last few
+	// bytes would take in the next segment as well.
+	direct := len(p)-n >= directMin
 	for n < len(p) {
 		var err error
-		if len(p)-n >= directMin {
+		if direct {
 			var m int
 			m, err = r.direct(p[n:], tail)
 			n += m
@@ -181,6 +221,17 @@ func (r *Reader) direct(p []byte, tail int) (int, error) {
 
 // ReadHeader reads the BHS, any AHS and the header digest into h.
 func (r *Reader) ReadHeader(h *BHS) error {
+	if hl := r.headerLen(); r.large && r.w-r.r < hl {
+		// A large data segment is usually followed by another (reads
+		// stream Data-In PDUs), and the read that took the last one's
+		// data did not take in all of this header. Read only the rest of
+		// the header: a full fill would take much of the next segment
+		// into the read-ahead buffer, to be copied out again, instead of
+		// letting it go straight to the caller's buffer (see direct).
+		if err := r.topUp(hl); err != nil {
+			return err
+		}
+	}
 	if err := r.readFull(h[:], 0); err != nil {
 		return err
 	}
@@ -224,6 +275,7 @@ func (r *Reader) ReadData(h *BHS, dst []byte) error {
 	if r.HeaderDigest {
 		next += 4
 	}
+	r.large = len(dst)-r.Buffered() >= directMin
 	if err := r.readFull(dst, r.trailerLen(len(dst))+next); err != nil {
 		return unexpectedEOF(err)
 	}
@@ -237,6 +289,7 @@ func (r *Reader) ReadData(h *BHS, dst []byte) error {
 // DiscardData reads and drops the data segment of h, still checking its
 // digest.
 func (r *Reader) DiscardData(h *BHS) error {
+	r.large = false
 	n := h.DataLen()
 	var crc uint32
 	for n > 0 {
@@ -258,6 +311,12 @@ func (r *Reader) finishData(h *BHS, crc uint32) error {
 	tl := r.trailerLen(n)
 	if tl == 0 {
 		return nil
+	}
+	if r.large && r.w-r.r < tl {
+		// As in ReadHeader: take in no more than the trailer.
+		if err := r.topUp(tl); err != nil {
+			return unexpectedEOF(err)
+		}
 	}
 	if err := r.readFull(r.trailer[:tl], 0); err != nil {
 		return unexpectedEOF(err)

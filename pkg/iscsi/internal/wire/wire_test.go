@@ -6,8 +6,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -323,5 +325,84 @@ func TestReaderDigests(t *testing.T) {
 	}
 	if err := r.DiscardData(&hh); err != nil {
 		t.Errorf("DiscardData = %v", err)
+	}
+}
+
+// TestReaderLargeSegments reads a stream mixing large and small data
+// segments over a real socket (the readv path) and over a plain reader:
+// every segment arrives intact, and the header after a segment that went
+// straight to the caller's buffer is read on its own, so that the next
+// segment can too.
+func TestReaderLargeSegments(t *testing.T) {
+	sizes := []int{64 << 10, 128 << 10, 100, 0, 3, 64<<10 + 1, 9000, 8 << 10}
+	for _, digests := range []bool{false, true} {
+		var stream []byte
+		var want [][]byte
+		for i, n := range sizes {
+			var h BHS
+			(&DataIn{ITT: uint32(i), DataLen: n}).Encode(&h)
+			data := make([]byte, n)
+			for j := range data {
+				data[j] = byte(i + j*7)
+			}
+			want = append(want, data)
+			stream = AppendPDU(stream, &h, data, digests, digests)
+		}
+		readAll := func(name string, src io.Reader) {
+			r := &Reader{R: src, HeaderDigest: digests, DataDigest: digests, MaxData: 1 << 20}
+			direct := 0
+			for i := range sizes {
+				var h BHS
+				after := r.large
+				if err := r.ReadHeader(&h); err != nil {
+					t.Fatalf("%s, digests %v: ReadHeader #%d = %v", name, digests, i, err)
+				}
+				if after {
+					direct++
+					if r.Buffered() != 0 {
+						t.Errorf("%s, digests %v: after segment #%d went to the caller's buffer, ReadHeader buffered %d bytes, want 0", name, digests, i-1, r.Buffered())
+					}
+				}
+				got := make([]byte, h.DataLen())
+				if err := r.ReadData(&h, got); err != nil {
+					t.Fatalf("%s, digests %v: ReadData #%d = %v", name, digests, i, err)
+				}
+				if h.ITT() != uint32(i) || !bytes.Equal(got, want[i]) {
+					t.Fatalf("%s, digests %v: PDU #%d = ITT %d, %d bytes, want ITT %d with its %d bytes", name, digests, i, h.ITT(), len(got), i, len(want[i]))
+				}
+			}
+			if direct == 0 {
+				t.Errorf("%s, digests %v: no segment went straight to the caller's buffer", name, digests)
+			}
+		}
+		readAll("bytes.Reader", bytes.NewReader(stream))
+
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Skipf("no loopback TCP: %v", err)
+		}
+		go func() {
+			c, err := net.Dial("tcp", l.Addr().String())
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			// Small writes, so that reads see every kind of boundary.
+			for b := stream; len(b) > 0; {
+				n := min(len(b), 1000+len(b)%7000)
+				if _, err := c.Write(b[:n]); err != nil {
+					return
+				}
+				b = b[n:]
+			}
+		}()
+		c, err := l.Accept()
+		l.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		readAll("TCP", c)
+		c.Close()
 	}
 }
