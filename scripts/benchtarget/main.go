@@ -14,9 +14,10 @@
 // pseudo-random data (so the target reads real pages, not holes), starts
 // tgtd on a free 127.0.0.1 port, and for each of -runs rounds runs, one
 // after the other so they share the machine's conditions: lunboot bench
-// (sequential 128 KiB and random 4 KiB reads, 32 in flight), iscsi-perf
-// with the same shapes, lunboot bench with CRC32C digests, lunboot's write
-// tests and writeperf's. Odd rounds run lunboot before libiscsi, even
+// --procs 1 (sequential 128 KiB and random 4 KiB reads, 32 in flight),
+// iscsi-perf with the same shapes, lunboot bench with CRC32C digests,
+// lunboot bench with Go's default GOMAXPROCS, lunboot's write tests and
+// writeperf's. Odd rounds run lunboot before libiscsi, even
 // rounds after, so neither side always inherits the other's aftermath
 // (page cache, tgtd's state). In the first round writeperf also reads
 // (-o read) as a check of the harness against iscsi-perf. The report gives
