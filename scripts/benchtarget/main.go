@@ -154,6 +154,16 @@ func run(ctx context.Context, o options) error {
 	if err := srv.AddLUN(1, 1, img); err != nil {
 		return err
 	}
+	// tgtd's default is None only, which would quietly turn the digest
+	// run into another run without. With CRC32C,None each initiator gets
+	// the first value of its own offer (RFC 7143 §6.2): None for
+	// iscsi-perf, writeperf and lunboot, CRC32C for lunboot
+	// --header-digest --data-digest. lunbootBench checks what was agreed.
+	for _, k := range []string{"HeaderDigest", "DataDigest"} {
+		if err := srv.SetParam(1, k, "CRC32C,None"); err != nil {
+			return err
+		}
+	}
 	host, port, _ := strings.Cut(portal, ":")
 	rootPath := fmt.Sprintf("iscsi:%s::%s:1:%s", host, port, targetIQN)
 	url := fmt.Sprintf("iscsi://%s/%s/1", portal, targetIQN)
@@ -260,7 +270,9 @@ func lunbootBench(ctx context.Context, bin, target, tool string, args []string, 
 		return fmt.Errorf("%s %s: %w: %s", bin, strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
 	}
 	var rep struct {
-		Results []struct {
+		HeaderDigest bool `json:"header_digest"`
+		DataDigest   bool `json:"data_digest"`
+		Results      []struct {
 			Test      string  `json:"test"`
 			MBps      float64 `json:"mb_per_s"`
 			IOPS      float64 `json:"iops"`
@@ -269,6 +281,9 @@ func lunbootBench(ctx context.Context, bin, target, tool string, args []string, 
 	}
 	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
 		return fmt.Errorf("lunboot bench output: %w", err)
+	}
+	if want := slices.Contains(args, "--data-digest"); rep.HeaderDigest != want || rep.DataDigest != want {
+		return fmt.Errorf("%s %s: header digest %v, data digest %v negotiated, want %v", bin, strings.Join(args, " "), rep.HeaderDigest, rep.DataDigest, want)
 	}
 	for _, r := range rep.Results {
 		res.add(tool+"/"+r.Test, measurement{MBps: r.MBps, IOPS: r.IOPS, CPUPerGiB: r.CPUPerGiB})
@@ -443,14 +458,17 @@ func report(o options, res results) string {
 	w("same tgtd target in the same run. Higher is better except CPU.\n\n")
 	w("- date: %s\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
 	w("- machine: %d CPUs (`nproc`), %s, Linux %s, %s\n", runtime.NumCPU(), cpuModel(), kernelRelease(), runtime.Version())
-	w("- target: tgtd %s on 127.0.0.1, one %d MiB LUN in %s (512-byte blocks), filled with data\n", tgtVersion(), o.size>>20, o.dir)
-	w("- each figure: the median of %d rounds of %v per test; the tools run one after the other,\n", o.runs, o.duration)
+	w("- target: tgtd %s on 127.0.0.1, one %d MiB LUN in %s (512-byte blocks), filled with data;\n", tgtVersion(), o.size>>20, o.dir)
+	w("  it accepts CRC32C or None for both digests, and every run but the one marked with digests\n")
+	w("  negotiated None\n")
+	w("- each figure: the median of %d round(s) of %v per test; the tools run one after the other,\n", o.runs, o.duration)
 	w("  lunboot first in odd rounds and libiscsi first in even ones\n")
 	w("- load average (1, 5, 15 min) before and after: %s; %s — other work on the\n", o.loadBefore, o.loadAfter)
 	w("  machine competes for its %d CPUs\n", runtime.NumCPU())
-	w("- lunboot: %s; `lunboot bench --procs %d` (GOMAXPROCS=%d: Go code runs on one thread at a\n", gitVersion(), lunbootProcs, lunbootProcs)
-	w("  time, as iscsi-perf and writeperf run on one thread); the CPU table also shows it with Go's\n")
-	w("  default, GOMAXPROCS=%d here\n", runtime.NumCPU())
+	w("- lunboot: %s\n", gitVersion())
+	w("- lunboot runs as `lunboot bench --procs %d` (GOMAXPROCS=%d: Go code runs on one thread at a\n", lunbootProcs, lunbootProcs)
+	w("  time, as iscsi-perf and writeperf run on one thread); the CPU table also shows it with\n")
+	w("  Go's default, GOMAXPROCS=%d here\n", runtime.NumCPU())
 	w("- command: `%s`\n\n", o.command)
 
 	w("| test | lunboot | libiscsi¹ | lunboot / libiscsi |\n|---|---:|---:|---:|\n")
@@ -525,7 +543,9 @@ func report(o options, res results) string {
 		w("CPUs with tgtd, so CPU time per request is throughput: lunboot spends %.1f× the CPU\n", lc/pc)
 		w("time per GiB read of iscsi-perf.\n")
 	}
-	w("\nFigures in parentheses are the lowest and highest of the rounds.\n")
+	if o.runs > 1 {
+		w("\nFigures in parentheses are the lowest and highest of the rounds.\n")
+	}
 	w("\nMB/s are 10^6 bytes per second. `iscsi-perf`'s MB/s is derived from its average IOPS\n")
 	w("times the request size (its own printout divides by 2^20). Its random reads start at any\n")
 	w("512-byte block; lunboot's are 4 KiB aligned. On a shared machine the absolute numbers move\n")
