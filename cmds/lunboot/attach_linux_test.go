@@ -43,7 +43,6 @@ func testAttachKernel(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	defer vmtest.Watchdog(t, 30*time.Second, "nbd5")()
-	vmtest.Trace(t, "nbd")
 	actx, interrupt := context.WithCancel(ctx)
 	var out, errb syncBuffer
 	done := make(chan error, 1)

@@ -54,7 +54,6 @@ func testDetachKernel(t *testing.T) {
 		// A stall here once took the kernel's 30-second timeout to
 		// show; the watchdog logs the guest's state well before that.
 		defer vmtest.Watchdog(t, 15*time.Second, "nbd3")()
-		vmtest.Trace(t, "nbd")
 		// Warnings (a reconnect during Attach) go to the console.
 		logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 		d, err := nbd.Attach(ctx, &memDisk{data: make([]byte, 4<<20)}, nbd.AttachOptions{Index: 3, Logger: logger})

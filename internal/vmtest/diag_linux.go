@@ -60,6 +60,12 @@ func Watchdog(t testing.TB, d time.Duration, disks ...string) (stop func()) {
 // "nbd" (a whole system) or "block/block_rq_issue" (one event). DumpState
 // then includes the trace buffer. Outside a guest it does nothing: the
 // host's tracing is not a test's to change.
+//
+// It is for debugging a test, not for tests that run in make test:
+// enabling an event patches kernel text (static keys, text_poke_bp), which
+// waits for every vCPU to answer an IPI, and under TCG on a loaded host a
+// guest once stuck there for minutes (soft lockup in the writing task, the
+// other vCPU's timer stalled) until vmtest killed it.
 func Trace(t testing.TB, events ...string) {
 	t.Helper()
 	if !InGuest() {

@@ -71,7 +71,6 @@ func TestKernel(t *testing.T) {
 func TestKernelSlowWorkers(t *testing.T) {
 	vmtest.Run(t, vmtest.Options{Modules: []string{"nbd"}, CPUs: 2}, func(t *testing.T) {
 		defer vmtest.Watchdog(t, time.Minute, "nbd0")()
-		vmtest.Trace(t, "nbd")
 		var logs syncBuf
 		logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 		slowKernelWorkers(t, time.Second)
