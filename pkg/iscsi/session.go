@@ -258,6 +258,16 @@ func (s *Session) Execute(ctx context.Context, cmd *scsi.Command) (*scsi.Result,
 	select {
 	case <-t.done:
 		res, err := t.res, t.err
+		if t.write {
+			// A target may answer before it took all the data (an
+			// error status, RFC 7143 §11.4.7): Data-Out PDUs pointing
+			// into cmd.DataOut can still be queued. The caller owns
+			// its buffer again once Execute returns, so wait until the
+			// writer has sent or dropped them.
+			t.mu.Lock()
+			t.waitUnreferenced()
+			t.mu.Unlock()
+		}
 		s.reuse(t)
 		return res, err
 	case <-ctx.Done():
@@ -419,6 +429,18 @@ func (s *Session) abandon(t *task) bool {
 	s.mu.Unlock()
 	t.mu.Lock()
 	t.abandoned = true
+	t.waitUnreferenced()
+	if t.write {
+		t.out = bytes.Clone(t.out)
+	}
+	t.mu.Unlock()
+	return false
+}
+
+// waitUnreferenced waits until no queued PDU points into the task's
+// DataOut: the writer sends or drops every one (a failed connection drops
+// its queue). t.mu is held, and released while waiting.
+func (t *task) waitUnreferenced() {
 	for t.refs > 0 {
 		ch := make(chan struct{})
 		t.refsZero = ch
@@ -426,11 +448,6 @@ func (s *Session) abandon(t *task) bool {
 		<-ch
 		t.mu.Lock()
 	}
-	if t.write {
-		t.out = bytes.Clone(t.out)
-	}
-	t.mu.Unlock()
-	return false
 }
 
 // release drops one writer reference to the task's DataOut.
