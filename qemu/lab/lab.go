@@ -178,10 +178,16 @@ func New(ctx context.Context, opts Options) (*Lab, error) {
 		l.logDir = filepath.Join(base, "lab-logs",
 			fmt.Sprintf("%s-%s-%d-%d", name, l.created.Format("20060102-150405"), pid, seq))
 	}
+	// Absolute: dnsmasq and tgtd change to / before they write their
+	// pid and log files, and LUNBOOT_OUT or make demo's out may be relative.
+	abs, err := filepath.Abs(l.logDir)
+	if err != nil {
+		return nil, fmt.Errorf("lab: log folder: %w", err)
+	}
+	l.logDir = abs
 	if err := os.MkdirAll(l.logDir, 0o755); err != nil {
 		return nil, fmt.Errorf("lab: log folder: %w", err)
 	}
-	var err error
 	l.cmdsPath = filepath.Join(l.logDir, "commands.log")
 	if l.cmds, err = openCmdLog(l.cmdsPath); err != nil {
 		return nil, fmt.Errorf("lab: %w", err)

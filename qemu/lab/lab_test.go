@@ -83,7 +83,11 @@ func TestUpDown(t *testing.T) {
 	labtest.Require(t)
 	kernel := kernelImage(t)
 	ctx := context.Background()
-	l, err := lab.New(ctx, lab.Options{Name: "updown", Taps: 2, LogDir: t.TempDir()})
+	// A relative log folder, as make demo passes one (-out out): dnsmasq
+	// and tgtd change to / before they write their files, so the lab
+	// must hand them absolute paths.
+	t.Chdir(t.TempDir())
+	l, err := lab.New(ctx, lab.Options{Name: "updown", Taps: 2, LogDir: "logs"})
 	if err != nil {
 		t.Fatalf("lab.New: %v", err)
 	}
