@@ -65,9 +65,7 @@ func TestImageModules(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots QEMU")
 	}
-	out := testenv.OutDir()
-	kernel := testenv.RequireFile(t, filepath.Join(out, "vmlinuz"), "make image")
-	image := testenv.RequireFile(t, filepath.Join(out, "lunboot.cpio.xz"), "make image")
+	kernel, image := labtest.Image(t)
 	// One module at a time, as the boot does: under TCG with two vCPUs,
 	// parallel inserts measured 7x slower (each insert's text patching
 	// synchronises all CPUs), and real hardware gains little.

@@ -59,12 +59,9 @@ func setup(t *testing.T) *suite {
 		t.Skip("boots QEMU guests under TCG (minutes); skipped with -short")
 	}
 	labtest.Require(t)
-	out := testenv.OutDir()
-	s := &suite{
-		kernel: testenv.RequireFile(t, filepath.Join(out, "vmlinuz"), "make image"),
-		image:  testenv.RequireFile(t, filepath.Join(out, "lunboot.cpio.xz"), "make image"),
-	}
-	dir := filepath.Join(out, "fixtures")
+	s := &suite{}
+	s.kernel, s.image = labtest.Image(t)
+	dir := filepath.Join(testenv.OutDir(), "fixtures")
 	testenv.RequireFile(t, filepath.Join(dir, fixtures.ManifestFile), "make fixtures")
 	fx, err := fixtures.Load(dir)
 	if err != nil {

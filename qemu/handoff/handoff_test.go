@@ -54,12 +54,8 @@ func setup(t *testing.T) *env {
 		t.Skip("boots Debian through lunboot under TCG (1–3 minutes per case); skipped with -short")
 	}
 	labtest.Require(t)
-	out := testenv.OutDir()
-	e := &env{
-		kernel: testenv.RequireFile(t, filepath.Join(out, "vmlinuz"), "make image"),
-		image:  testenv.RequireFile(t, filepath.Join(out, "lunboot.cpio.xz"), "make image"),
-		set:    distrotest.Systems(t),
-	}
+	e := &env{set: distrotest.Systems(t)}
+	e.kernel, e.image = labtest.Image(t)
 	t.Parallel()
 	// Registered first, so it is released last: after the lab is gone.
 	testenv.GuestSlot(t)

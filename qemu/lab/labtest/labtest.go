@@ -117,6 +117,17 @@ func DumpLogs(t testing.TB, dir string, n int) {
 	}
 }
 
+// Image returns lunboot's boot image as make image leaves it in
+// $LUNBOOT_OUT: the kernel and the initramfs. A missing one skips the test
+// (fails it under CI) with the command that builds it.
+func Image(t testing.TB) (kernel, initrd string) {
+	t.Helper()
+	out := testenv.OutDir()
+	kernel = testenv.RequireFile(t, filepath.Join(out, "vmlinuz"), "make image")
+	initrd = testenv.RequireFile(t, filepath.Join(out, "lunboot.cpio.xz"), "make image")
+	return kernel, initrd
+}
+
 // Fixtures builds the fixtures into $LUNBOOT_OUT/fixtures, or reuses them
 // (a second of work when nothing changed).
 func Fixtures(t testing.TB) *fixtures.Set {
