@@ -119,7 +119,11 @@ func TestUpDown(t *testing.T) {
 		t.Fatalf("StartTarget: %v", err)
 	}
 	control := tg.ControlPort()
-	vm, err := l.StartVM(ctx, lab.VMConfig{Kernel: kernel, Cmdline: "panic=-1"})
+	// Without a root file system the kernel panics; panic=0 leaves it
+	// halted, so QEMU is still running when the processes are counted and
+	// Close must kill it (with panic=-1 it rebooted, and -no-reboot ended
+	// QEMU before the count on a fast run).
+	vm, err := l.StartVM(ctx, lab.VMConfig{Kernel: kernel, Cmdline: "panic=0"})
 	if err != nil {
 		t.Fatalf("StartVM: %v", err)
 	}
@@ -133,7 +137,15 @@ func TestUpDown(t *testing.T) {
 	}
 	go stray.Wait()
 
-	pids := nsPIDs(t, ns)
+	// ip netns exec enters the namespace after Start returns: give it a
+	// moment before counting.
+	var pids []int
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		pids = nsPIDs(t, ns)
+		if len(pids) >= 4 || time.Now().After(deadline) {
+			break
+		}
+	}
 	if len(pids) < 4 { // dnsmasq, tgtd, qemu, sleep
 		t.Errorf("processes in %s = %v, want at least dnsmasq, tgtd, qemu and sleep", ns, pids)
 	}
