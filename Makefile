@@ -48,7 +48,7 @@ unit:
 demo: deps image fixtures distro
 	$(GO) run ./qemu/cmd/demo -out $(OUT)
 
-## bench: lunboot vs iscsi-perf against tgtd; writes docs/benchmarks.md.
+## bench: lunboot vs libiscsi (iscsi-perf reads, scripts/writeperf writes) against tgtd; writes docs/benchmarks.md.
 bench: deps build
 	scripts/bench.sh $(OUT)/lunboot docs/benchmarks.md
 

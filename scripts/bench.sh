@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench.sh measures lunboot's initiator against libiscsi (iscsi-perf for
 # reads, scripts/writeperf for writes) on one tgtd target (1 GiB LUN in
-# /dev/shm, loopback) and writes the table to the given Markdown file. `make bench` runs it as:
+# /dev/shm, loopback) and writes the table to the given Markdown file.
+# `make bench` runs it as:
 #
 #   scripts/bench.sh out/lunboot docs/benchmarks.md
 #
