@@ -9,8 +9,9 @@ import (
 
 // Requirements is what Check verifies beyond the iSCSI tools themselves.
 type Requirements struct {
-	// NICModule is the kernel module driving the boot NIC (from
-	// ReadNICDevice); "" skips that check.
+	// NICModule is the kernel module driving the boot NIC (its
+	// /sys/class/net/<if>/device/driver/module, or the driver's name when
+	// built in: netconf.Link.Module or .Driver); "" skips that check.
 	NICModule string
 	// KernelVersion limits module checks to lib/modules/<version>; "" means
 	// any version in the initrd.

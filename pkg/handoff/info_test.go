@@ -4,85 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/lunboot/lunboot/pkg/ibft"
 )
-
-// fakeSysfs lays out the sysfs of a virtio_net NIC as Linux shows it:
-// /sys/class/net/eth0 → ../../devices/pci0000:00/0000:00:03.0/virtio0/net/eth0,
-// whose device is virtio0 (driver virtio_net, module virtio_net) on the
-// PCI function 0000:00:03.0.
-func fakeSysfs(t *testing.T) string {
-	t.Helper()
-	root := t.TempDir()
-	mk := func(p string) {
-		if err := os.MkdirAll(filepath.Join(root, p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ln := func(target, p string) {
-		if err := os.Symlink(target, filepath.Join(root, p)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	vdev := "devices/pci0000:00/0000:00:03.0/virtio0"
-	mk(vdev + "/net/eth0")
-	mk("bus/virtio/drivers/virtio_net")
-	mk("module/virtio_net")
-	mk("class/net")
-	os.WriteFile(filepath.Join(root, vdev, "net/eth0/address"), []byte("52:54:00:12:34:56\n"), 0o644)
-	ln("../../../virtio0", vdev+"/net/eth0/device")
-	ln("../../../../bus/virtio/drivers/virtio_net", vdev+"/driver")
-	ln("../../../../module/virtio_net", "bus/virtio/drivers/virtio_net/module")
-	ln("../../"+vdev+"/net/eth0", "class/net/eth0")
-
-	// A virtual interface: no device.
-	mk("devices/virtual/net/lo")
-	os.WriteFile(filepath.Join(root, "devices/virtual/net/lo/address"), []byte("00:00:00:00:00:00\n"), 0o644)
-	ln("../../devices/virtual/net/lo", "class/net/lo")
-
-	// A built-in driver without a module link, on PCI segment 1.
-	edev := "devices/pci0001:3b/0001:3b:00.1"
-	mk(edev + "/net/eth1")
-	mk("bus/pci/drivers/e1000e")
-	os.WriteFile(filepath.Join(root, edev, "net/eth1/address"), []byte("02:00:00:00:00:02\n"), 0o644)
-	ln("../../../0001:3b:00.1", edev+"/net/eth1/device")
-	ln("../../../bus/pci/drivers/e1000e", edev+"/driver")
-	ln("../../"+edev+"/net/eth1", "class/net/eth1")
-	return root
-}
-
-func TestReadNICDevice(t *testing.T) {
-	root := fakeSysfs(t)
-	d, err := ReadNICDevice(root, "eth0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d.MAC.String() != "52:54:00:12:34:56" || d.Module != "virtio_net" || d.Driver != "virtio_net" ||
-		d.PCI == nil || *d.PCI != (PCIAddr{0, 0, 3, 0}) || d.DriverModule() != "virtio_net" {
-		t.Errorf("ReadNICDevice(eth0) = %+v (PCI %v), want virtio_net at 0000:00:03.0", d, d.PCI)
-	}
-	d, err = ReadNICDevice(root, "eth1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d.Module != "" || d.DriverModule() != "e1000e" || d.PCI == nil || d.PCI.String() != "0001:3b:00.1" {
-		t.Errorf("ReadNICDevice(eth1) = %+v (PCI %v), want built-in e1000e at 0001:3b:00.1", d, d.PCI)
-	}
-	d, err = ReadNICDevice(root, "lo")
-	if err != nil || d.PCI != nil || d.Driver != "" {
-		t.Errorf("ReadNICDevice(lo) = %+v, %v; want no device", d, err)
-	}
-	for _, bad := range []string{"nope", "../eth0", ""} {
-		if _, err := ReadNICDevice(root, bad); err == nil {
-			t.Errorf("ReadNICDevice(%q) = nil error", bad)
-		}
-	}
-}
 
 func TestInfoTable(t *testing.T) {
 	in := chapInfo(true)
