@@ -291,8 +291,8 @@ func (a TargetAddress) String() string {
 // Portal returns the address as a Config.Portal value.
 func (a TargetAddress) Portal() string { return net.JoinHostPort(a.Host, fmt.Sprint(a.Port)) }
 
-// normalize fills defaults and validates; discovery tells whether an empty
-// TargetName is allowed.
+// normalize fills defaults (a random ISID among them) and validates;
+// discovery tells whether an empty TargetName is allowed.
 func (c Config) normalize(discovery bool) (Config, Params, error) {
 	if c.InitiatorName == "" {
 		return c, Params{}, errors.New("iscsi: Config.InitiatorName is required")
@@ -328,6 +328,13 @@ func (c Config) normalize(discovery bool) (Config, Params, error) {
 	}
 	if err := c.CHAP.validate(c.Logger); err != nil {
 		return c, p, err
+	}
+	if c.ISID == (ISID{}) {
+		id, err := randomISID()
+		if err != nil {
+			return c, p, fmt.Errorf("iscsi: ISID: %w", err)
+		}
+		c.ISID = id
 	}
 	return c, p, nil
 }

@@ -25,13 +25,7 @@ func Discover(ctx context.Context, cfg Config) ([]Target, error) {
 	if err != nil {
 		return nil, err
 	}
-	isid := cfg.ISID
-	if isid == (ISID{}) {
-		if isid, err = randomISID(); err != nil {
-			return nil, fmt.Errorf("iscsi: ISID: %w", err)
-		}
-	}
-	in := &loginInput{cfg: &cfg, params: params, isid: isid, cmdSN: 1, discovery: true, portal: cfg.Portal}
+	in := &loginInput{cfg: &cfg, params: params, cmdSN: 1, discovery: true, portal: cfg.Portal}
 	nc, res, portal, _, err := loginWithFallback(ctx, in, nil)
 	if err != nil {
 		return nil, err

@@ -28,7 +28,6 @@ const (
 type loginInput struct {
 	cfg       *Config
 	params    Params
-	isid      ISID
 	cmdSN     uint32
 	discovery bool
 	portal    string
@@ -101,7 +100,7 @@ func (lc *loginConn) loginErr(class, detail uint8) *LoginError {
 func (lc *loginConn) send(csg, nsg wire.Stage, transit, cont bool, data []byte) error {
 	req := wire.LoginRequest{
 		Transit: transit, Continue: cont, CSG: csg, NSG: nsg,
-		ISID: lc.in.isid, ITT: lc.itt, CID: 0,
+		ISID: lc.in.cfg.ISID, ITT: lc.itt, CID: 0,
 		CmdSN: lc.in.cmdSN, ExpStatSN: lc.expStatSN, DataLen: len(data),
 	}
 	if !transit {
@@ -150,8 +149,8 @@ func (lc *loginConn) recv() (wire.LoginResponse, []byte, error) {
 	if rsp.VersionActive != 0 {
 		return rsp, nil, protoErr("target chose iSCSI version %d; we support only 0", rsp.VersionActive)
 	}
-	if rsp.ISID != lc.in.isid {
-		return rsp, nil, protoErr("Login Response for ISID %x, we sent %s", rsp.ISID, lc.in.isid)
+	if rsp.ISID != lc.in.cfg.ISID {
+		return rsp, nil, protoErr("Login Response for ISID %x, we sent %s", rsp.ISID, lc.in.cfg.ISID)
 	}
 	// RFC 7143 §11.13.4: the first response starts the StatSN sequence.
 	lc.expStatSN = rsp.StatSN + 1

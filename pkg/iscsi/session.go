@@ -21,7 +21,6 @@ type Session struct {
 	cfg    Config
 	params Params // what we offer at every login
 	log    *slog.Logger
-	isid   ISID
 	ctx    context.Context // cancelled by Close; bounds reconnects
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // recovery goroutines
@@ -103,14 +102,8 @@ func Login(ctx context.Context, cfg Config) (*Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	isid := cfg.ISID
-	if isid == (ISID{}) {
-		if isid, err = randomISID(); err != nil {
-			return nil, fmt.Errorf("iscsi: ISID: %w", err)
-		}
-	}
 	s := &Session{
-		cfg: cfg, params: params, log: cfg.Logger, isid: isid,
+		cfg: cfg, params: params, log: cfg.Logger,
 		tasks: map[uint32]*task{}, portal: cfg.Portal, cmdSN: 1,
 		changed: make(chan struct{}),
 	}
@@ -124,7 +117,7 @@ func Login(ctx context.Context, cfg Config) (*Session, error) {
 	s.mu.Lock()
 	s.install(nc, res, portal)
 	s.mu.Unlock()
-	s.log.Info("iscsi: logged in", "target", cfg.TargetName, "portal", portal, "isid", isid.String(),
+	s.log.Info("iscsi: logged in", "target", cfg.TargetName, "portal", portal, "isid", cfg.ISID.String(),
 		"tsih", res.tsih, "chap", res.chap.String(), "header_digest", res.hd, "data_digest", res.dd)
 	return s, nil
 }
@@ -134,7 +127,7 @@ func (s *Session) loginInput() *loginInput {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return &loginInput{
-		cfg: &s.cfg, params: s.params, isid: s.isid, cmdSN: s.cmdSN, portal: s.portal,
+		cfg: &s.cfg, params: s.params, cmdSN: s.cmdSN, portal: s.portal,
 		chapExclude: slices.Clone(s.exclude), issued: slices.Clone(s.issued),
 	}
 }
@@ -192,7 +185,7 @@ func (s *Session) install(nc net.Conn, res *loginResult, portal string) {
 	s.expCmdSN, s.maxCmdSN = res.expCmdSN, res.maxCmdSN
 	s.info = SessionInfo{
 		TargetName: s.cfg.TargetName, InitiatorName: s.cfg.InitiatorName, TargetAlias: res.alias,
-		ISID: s.isid, TSIH: res.tsih, TPGT: res.tpgt, Portal: portal,
+		ISID: s.cfg.ISID, TSIH: res.tsih, TPGT: res.tpgt, Portal: portal,
 		Params: res.params, TargetMaxRecvDataSegmentLength: res.targetMRDSL,
 		HeaderDigest: res.hd, DataDigest: res.dd, CHAP: res.chap, CHAPAlgorithm: res.chapAlg,
 		Reconnects: s.info.Reconnects,
