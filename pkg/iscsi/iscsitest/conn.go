@@ -98,12 +98,6 @@ func (c *Conn) Close() {
 	})
 }
 
-// HeaderDigest and DataDigest report the negotiated digests.
-func (c *Conn) HeaderDigest() bool { c.mu.Lock(); defer c.mu.Unlock(); return c.hd }
-
-// DataDigest reports whether data digests are in use.
-func (c *Conn) DataDigest() bool { c.mu.Lock(); defer c.mu.Unlock(); return c.dd }
-
 // Seq returns the next StatSN and the current ExpCmdSN and MaxCmdSN, for
 // crafting PDUs.
 func (c *Conn) Seq() (statSN, expCmdSN, maxCmdSN uint32) {
@@ -748,23 +742,14 @@ func (c *Conn) finishLogin(ls *loginState) error {
 	return nil
 }
 
-// updateMax recomputes MaxCmdSN: the initiator may have Window commands
-// outstanding; MaxCmdSN never goes back, and stays put while the window is
-// closed (RFC 7143 §4.2.2.1).
-func (c *Conn) updateMax() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.updateMaxLocked()
-}
-
+// updateMaxLocked recomputes MaxCmdSN: the initiator may have Window
+// commands outstanding; MaxCmdSN never goes back, and stays put while the
+// window is closed (RFC 7143 §4.2.2.1). c.mu is held.
 func (c *Conn) updateMaxLocked() {
-	if c.paused || c.window == 0 {
+	if c.paused || c.window == 0 || c.window < c.inflight {
 		return
 	}
 	m := c.expCmdSN - 1 + uint32(c.window-c.inflight)
-	if c.window-c.inflight < 0 {
-		return
-	}
 	if wire.SerialGreater(m, c.maxCmdSN) {
 		c.maxCmdSN = m
 	}

@@ -468,10 +468,3 @@ func (t *Target) Freeze() {
 		c.frozen.Store(true)
 	}
 }
-
-// Ping sends a NOP-In ping to every connection in full feature phase.
-func (t *Target) Ping() {
-	for _, c := range t.fullFeature() {
-		c.ping()
-	}
-}
