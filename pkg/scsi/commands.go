@@ -295,14 +295,10 @@ func (r *runner) readCapacity(ctx context.Context, long bool) (*Capacity, error)
 	return c, nil
 }
 
-// ModeSense reads the mode parameter header of lun (write protection, FUA
+// modeSense reads the mode parameter header (write protection, FUA
 // support): MODE SENSE(10), or MODE SENSE(6) if the device rejects (10).
 // Only the header is requested; SPC-4 §4.2.5.6 lets the device truncate
 // to the allocation length.
-func ModeSense(ctx context.Context, ex Executor, lun LUN) (*ModeHeader, error) {
-	return newRunner(ex, lun).modeSense(ctx)
-}
-
 func (r *runner) modeSense(ctx context.Context) (*ModeHeader, error) {
 	b, err := r.dataIn(ctx, "MODE SENSE(10)", ModeSense10CDB(true, 0x3f, 0, 8), 8)
 	if err == nil {
