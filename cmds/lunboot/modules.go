@@ -13,11 +13,6 @@ import (
 	"github.com/lunboot/lunboot/pkg/kmod"
 )
 
-// modulesTimeout bounds the whole run: inserting the image's ~45 modules
-// takes about a second under QEMU TCG; a module stuck in its init for this
-// long will not come back.
-const modulesTimeout = 2 * time.Minute
-
 func init() {
 	register(&command{
 		name:    "modules",
@@ -70,7 +65,7 @@ func runModules(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if *verbose {
 		logger = slog.New(slog.NewTextHandler(stderr, nil))
 	}
-	ctx, cancel := context.WithTimeout(ctx, modulesTimeout)
+	ctx, cancel := context.WithTimeout(ctx, kmod.LoadTimeout)
 	defer cancel()
 	start := time.Now()
 	results, err := kmod.LoadAll(ctx, logger, opts)

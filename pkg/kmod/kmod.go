@@ -98,6 +98,12 @@ func (r Result) Detail() string {
 	return Explain(r.Err)
 }
 
+// LoadTimeout is the bound callers put on LoadAll: inserting an image's
+// ~45 modules takes about a second under QEMU TCG, so a module whose init
+// is still running after this long (waiting for firmware or hardware that
+// never answers) will not come back.
+const LoadTimeout = 2 * time.Minute
+
 // Options tune LoadAll. The zero value loads the image's modules for the
 // running kernel.
 type Options struct {
