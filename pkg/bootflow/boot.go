@@ -38,7 +38,8 @@ type Options struct {
 	// Logger receives details (debug level and up, as the command
 	// filters); nil discards.
 	Logger *slog.Logger
-	// Cmdline is the kernel command line; empty reads /proc/cmdline.
+	// Cmdline is the kernel command line; empty reads /proc/cmdline. It
+	// gives both the configuration and the module parameters.
 	Cmdline string
 	// Sysfs is the sysfs mount point ("/sys" when empty).
 	Sysfs string
@@ -86,6 +87,16 @@ func Boot(ctx context.Context, o Options) (err error) {
 	}
 	if b.o.TempDir == "" {
 		b.o.TempDir = os.TempDir()
+	}
+	// The command line is read once: the module parameters of stage 1 and
+	// the configuration of stage 2 come from the same text, also when
+	// `lunboot boot -cmdline` replaces /proc/cmdline.
+	if b.o.Cmdline == "" {
+		raw, err := os.ReadFile("/proc/cmdline")
+		if err != nil {
+			return &StageError{Stage: "config", Err: fmt.Errorf("reading the kernel command line: %w", err)}
+		}
+		b.o.Cmdline = string(raw)
 	}
 	// One ISID for the whole boot (RFC 7143 §4.4.3): every login retry
 	// and recovery reinstates the same session instead of leaving

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/lunboot/lunboot/pkg/bootcfg"
@@ -12,15 +11,29 @@ import (
 	"github.com/lunboot/lunboot/pkg/kmod"
 )
 
-// modules is stage 1: load the drivers the image carries. A module that
-// fails is reported by name and the boot goes on; the stages that need it
-// fail later with their own message.
+// modules is stage 1: load the drivers the image carries, with the
+// <module>.<param>= values of the command line. A module that fails is
+// reported by name and the boot goes on; the stages that need it fail later
+// with their own message. The stage is bounded by kmod.LoadTimeout: a
+// module whose init never returns ends the boot naming it.
 func (b *boot) modules(ctx context.Context) (string, error) {
-	res, err := kmod.LoadAll(ctx, b.log, kmod.Options{})
+	mctx, cancel := context.WithTimeout(ctx, kmod.LoadTimeout)
+	defer cancel()
+	res, err := kmod.LoadAll(mctx, b.log, kmod.Options{Params: kmod.ParamsFromCmdline(b.o.Cmdline)})
 	if err != nil {
 		if errors.Is(err, kmod.ErrWrongKernel) {
 			b.o.Console.Info("warning: %v", err)
 			return "none loaded: the image's modules are for another kernel", nil
+		}
+		if mctx.Err() != nil && ctx.Err() == nil {
+			var stuck []string
+			for _, r := range res {
+				if r.Status == kmod.Skipped && errors.Is(r.Err, context.DeadlineExceeded) {
+					stuck = append(stuck, r.Name)
+				}
+			}
+			return "", withCheck(fmt.Errorf("%w (not finished within %s: %s)", err, kmod.LoadTimeout, strings.Join(stuck, ", ")),
+				"the first module named waits for hardware or firmware that does not answer; `lunboot modules -v` in the rescue shell shows it, and <module>.<param>= on the command line can configure it")
 		}
 		return "", err
 	}
@@ -46,15 +59,7 @@ func (b *boot) modules(ctx context.Context) (string, error) {
 // config is stage 2: the kernel command line, and a firmware iBFT if the
 // platform's ROM left one. DHCP, the third source, comes with the network.
 func (b *boot) config(ctx context.Context) (string, error) {
-	line := b.o.Cmdline
-	if line == "" {
-		raw, err := os.ReadFile("/proc/cmdline")
-		if err != nil {
-			return "", fmt.Errorf("reading the kernel command line: %w", err)
-		}
-		line = string(raw)
-	}
-	src, err := bootcfg.ParseCmdline(line)
+	src, err := bootcfg.ParseCmdline(b.o.Cmdline)
 	if err != nil {
 		return "", withCheck(err, "fix the lunboot.* / netroot= / rd.iscsi.* options on the kernel command line (docs/configuration.md lists them)")
 	}
