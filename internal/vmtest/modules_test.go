@@ -11,34 +11,38 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/lunboot/lunboot/internal/testenv"
+	"github.com/lunboot/lunboot/pkg/kmod/depmod"
 )
 
-func TestResolve(t *testing.T) {
-	graph := map[string][]string{
-		"ext4":         {"jbd2", "mbcache", "crc16"},
-		"jbd2":         {},
-		"mbcache":      {},
-		"crc16":        {},
-		"virtio_net":   {"virtio_ring", "virtio", "net_failover"},
-		"virtio":       {"virtio_ring"},
-		"virtio_ring":  {},
-		"net_failover": {"failover"},
-		"failover":     {},
-		"loop_a":       {"loop_b"},
-		"loop_b":       {"loop_a"},
-		"needs_gone":   {"gone"},
-		"uses_bi":      {"builtin_one"},
+// TestResolveModules checks the guest's module order on a tree of fake
+// modules: dependencies first, '-' folded, built-in modules left out,
+// cycles and missing dependencies named.
+func TestResolveModules(t *testing.T) {
+	graph := map[string]string{
+		"ext4":         "jbd2,mbcache,crc16",
+		"jbd2":         "",
+		"mbcache":      "",
+		"crc16":        "",
+		"virtio_net":   "virtio_ring,virtio,net_failover",
+		"virtio":       "virtio_ring",
+		"virtio_ring":  "",
+		"net_failover": "failover",
+		"failover":     "",
+		"loop_a":       "loop_b",
+		"loop_b":       "loop_a",
+		"needs_gone":   "gone",
+		"uses_bi":      "builtin_one",
 	}
-	builtin := map[string]bool{"builtin_one": true}
-	lookup := func(name string) (Module, bool, error) {
-		if builtin[name] {
-			return Module{}, true, nil
+	dir := t.TempDir()
+	for name, deps := range graph {
+		p := filepath.Join(dir, "kernel", name+".ko")
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, fakeModule("depends="+deps+"\x00"), 0o644); err != nil {
+			t.Fatal(err)
 		}
-		deps, ok := graph[name]
-		if !ok {
-			return Module{}, false, errors.New("module " + name + " not found")
-		}
-		return Module{Name: name, Depends: deps}, false, nil
+	}
+	if err := os.WriteFile(filepath.Join(dir, "modules.builtin"), []byte("kernel/lib/builtin_one.ko\n"), 0o644); err != nil {
+		t.Fatal(err)
 	}
 	tests := []struct {
 		names   []string
@@ -52,28 +56,31 @@ func TestResolve(t *testing.T) {
 		{[]string{"builtin_one"}, []string{}, ""},
 		{[]string{"loop_a"}, nil, "cycle: loop_a -> loop_b -> loop_a"},
 		{[]string{"needs_gone"}, nil, "needed by needs_gone"},
-		{[]string{"nothing"}, nil, "nothing not found"},
+		{[]string{"nothing"}, nil, `"nothing"`},
 	}
 	for _, tt := range tests {
-		ms, err := resolve(tt.names, lookup)
+		ms, err := resolveModules(dir, tt.names)
 		if tt.wantErr != "" {
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Errorf("resolve(%v) = %v, want error containing %q", tt.names, err, tt.wantErr)
+				t.Errorf("resolveModules(%v) = %v, want error containing %q", tt.names, err, tt.wantErr)
 			}
 			continue
 		}
 		if err != nil {
-			t.Errorf("resolve(%v) = %v", tt.names, err)
+			t.Errorf("resolveModules(%v) = %v", tt.names, err)
 			continue
 		}
 		if diff := cmp.Diff(tt.want, moduleNames(ms)); diff != "" {
-			t.Errorf("resolve(%v) order (-want +got):\n%s", tt.names, diff)
+			t.Errorf("resolveModules(%v) order (-want +got):\n%s", tt.names, diff)
 		}
+	}
+	if _, err := resolveModules(dir, []string{"nothing"}); !errors.Is(err, depmod.ErrUnknownModule) {
+		t.Errorf("resolveModules([nothing]) = %v, want depmod.ErrUnknownModule", err)
 	}
 }
 
 // fakeModule builds a minimal ELF64 relocatable object holding a .modinfo
-// section, the part of a .ko that ResolveModules reads.
+// section, the part of a .ko that depmod reads.
 func fakeModule(modinfo string) []byte {
 	le := binary.LittleEndian
 	shstr := "\x00.modinfo\x00.shstrtab\x00"
@@ -105,32 +112,14 @@ func fakeModule(modinfo string) []byte {
 	return b
 }
 
-func TestModinfo(t *testing.T) {
-	img := fakeModule("license=GPL\x00depends=virtio_ring,virtio,net-failover\x00alias=a\x00alias=b\x00name=virtio_net\x00")
-	info, err := modinfo(img)
-	if err != nil {
-		t.Fatalf("modinfo = %v", err)
-	}
-	if info["name"] != "virtio_net" || info["alias"] != "a" {
-		t.Errorf("modinfo = %v", info)
-	}
-	if diff := cmp.Diff([]string{"virtio_ring", "virtio", "net_failover"}, splitDepends(info["depends"])); diff != "" {
-		t.Errorf("depends (-want +got):\n%s", diff)
-	}
-	if got := splitDepends(""); got != nil {
-		t.Errorf(`splitDepends("") = %v, want none`, got)
-	}
-	if _, err := modinfo([]byte("not an elf")); err == nil {
-		t.Errorf("modinfo(garbage) = nil error")
-	}
-}
-
+// TestResolveModulesTree lays modules out in directories as a kernel
+// package does. crc16 is built in, so, as in a real tree, modules.builtin
+// lists it and it has no .ko file.
 func TestResolveModulesTree(t *testing.T) {
 	dir := t.TempDir()
 	mods := map[string]string{
 		"kernel/fs/ext4/ext4.ko":         "depends=jbd2,crc16\x00",
 		"kernel/fs/jbd2/jbd2.ko":         "depends=\x00",
-		"kernel/lib/crc16.ko":            "depends=\x00",
 		"kernel/drivers/net/virtio-x.ko": "depends=ext4\x00",
 	}
 	for p, info := range mods {
@@ -141,18 +130,18 @@ func TestResolveModulesTree(t *testing.T) {
 		}
 	}
 	os.WriteFile(filepath.Join(dir, "modules.builtin"), []byte("kernel/lib/crc16.ko\n"), 0o644)
-	ms, err := ResolveModules(dir, []string{"virtio_x"})
+	ms, err := resolveModules(dir, []string{"virtio_x"})
 	if err != nil {
-		t.Fatalf("ResolveModules = %v", err)
+		t.Fatalf("resolveModules = %v", err)
 	}
 	if diff := cmp.Diff([]string{"jbd2", "ext4", "virtio_x"}, moduleNames(ms)); diff != "" {
-		t.Errorf("ResolveModules order (-want +got):\n%s", diff)
+		t.Errorf("resolveModules order (-want +got):\n%s", diff)
 	}
 	if !strings.HasSuffix(ms[2].Path, "virtio-x.ko") {
 		t.Errorf("virtio_x path = %s", ms[2].Path)
 	}
-	if _, err := ResolveModules(dir, []string{"missing"}); err == nil {
-		t.Errorf("ResolveModules(missing) = nil error")
+	if _, err := resolveModules(dir, []string{"missing"}); err == nil {
+		t.Errorf("resolveModules(missing) = nil error")
 	}
 }
 
@@ -172,25 +161,25 @@ func TestResolveModulesDebian(t *testing.T) {
 		{"virtio_net", map[string]string{"virtio_net": "net_failover", "net_failover": "failover"}},
 	}
 	for _, tt := range tests {
-		ms, err := ResolveModules(modDir, []string{tt.name})
+		ms, err := resolveModules(modDir, []string{tt.name})
 		if err != nil {
-			t.Errorf("ResolveModules(%s) = %v", tt.name, err)
+			t.Errorf("resolveModules(%s) = %v", tt.name, err)
 			continue
 		}
 		pos := map[string]int{}
 		for i, m := range ms {
 			pos[m.Name] = i
-			img, err := ReadModule(m.Path)
+			img, err := os.ReadFile(m.Path)
 			if err != nil || !bytes.HasPrefix(img, []byte("\x7fELF")) {
-				t.Errorf("ReadModule(%s) = %d bytes, %v, want an ELF image", m.Path, len(img), err)
+				t.Errorf("module file %s = %d bytes, %v, want an ELF image", m.Path, len(img), err)
 			}
 		}
 		if ms[len(ms)-1].Name != tt.name {
-			t.Errorf("ResolveModules(%s) ends with %s, want the module itself last", tt.name, ms[len(ms)-1].Name)
+			t.Errorf("resolveModules(%s) ends with %s, want the module itself last", tt.name, ms[len(ms)-1].Name)
 		}
 		for m, dep := range tt.after {
 			if pos[dep] >= pos[m] {
-				t.Errorf("ResolveModules(%s): %s at %d not before %s at %d", tt.name, dep, pos[dep], m, pos[m])
+				t.Errorf("resolveModules(%s): %s at %d not before %s at %d", tt.name, dep, pos[dep], m, pos[m])
 			}
 		}
 	}

@@ -12,7 +12,7 @@
 //
 // On the host, Run builds the package's test binary (CGO_ENABLED=0), packs
 // it with a small init (internal/vmtest/guestinit) and the requested modules
-// (dependencies resolved from each module's .modinfo) into an initramfs,
+// (dependencies resolved by pkg/kmod/depmod) into an initramfs,
 // boots QEMU (-accel tcg, serial console, no network), streams the console
 // into the test log and fails the test if the guest's run fails or does not
 // finish in time. In the guest the same test function runs again, with
@@ -162,7 +162,7 @@ func runGuest(t *testing.T, o Options, name string) bootResult {
 	if err := goBuild(ctx, goTool, "build", "-o", initBin, "github.com/lunboot/lunboot/internal/vmtest/guestinit"); err != nil {
 		t.Fatalf("vmtest: build guest init: %v", err)
 	}
-	mods, err := ResolveModules(modDir, o.Modules)
+	mods, err := resolveModules(modDir, o.Modules)
 	if err != nil {
 		t.Fatalf("vmtest: %v", err)
 	}
@@ -178,12 +178,8 @@ func runGuest(t *testing.T, o Options, name string) bootResult {
 		{Name: "vmtest/test", Host: testBin, Mode: 0o755},
 	}
 	for _, m := range mods {
-		image, err := ReadModule(m.Path)
-		if err != nil {
-			t.Fatalf("vmtest: %v", err)
-		}
 		p := "/vmtest/modules/" + m.Name + ".ko"
-		entries = append(entries, entry{Name: p, Data: image})
+		entries = append(entries, entry{Name: p, Host: m.Path})
 		cfg.Modules = append(cfg.Modules, guest.Module{Name: m.Name, Path: p, Params: o.ModuleParams[m.Name]})
 	}
 	cfgJSON, err := json.Marshal(cfg)
@@ -205,14 +201,6 @@ func runGuest(t *testing.T, o Options, name string) bootResult {
 	res := boot(t, qemu, qemuArgs(o, kernel, initrd), o.Timeout)
 	res.timeout = o.Timeout
 	return res
-}
-
-func moduleNames(ms []Module) []string {
-	out := make([]string, len(ms))
-	for i, m := range ms {
-		out[i] = m.Name
-	}
-	return out
 }
 
 // guestTimeout leaves the host time to collect the guest's panic output.
