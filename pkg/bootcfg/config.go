@@ -317,11 +317,12 @@ func (c Config) Validate() error {
 }
 
 // Report returns one line per setting for the boot log, each with its
-// origin: `initiator iqn.2026-11.org.lunboot:525400123456 (default (derived
-// from MAC 52:54:00:12:34:56))`. Passwords never appear.
+// origin: `target … (from DHCP option 17)`, `initiator
+// iqn.2026-11.org.lunboot:525400123456 (derived from MAC
+// 52:54:00:12:34:56)`, `chap none (default)`. Passwords never appear.
 func (c Config) Report() []string {
 	line := func(name string, f Field, v string) string {
-		return fmt.Sprintf("%s %s (from %s)", name, v, c.origins[f])
+		return fmt.Sprintf("%s %s (%s)", name, v, c.from(f))
 	}
 	target := "none"
 	if c.Target.Target != "" {
@@ -333,9 +334,18 @@ func (c Config) Report() []string {
 		}
 		return s
 	}
-	retries := strconv.Itoa(c.Retries)
-	if c.Retries == RetryForever {
-		retries = "forever"
+	retries := "retried " + strconv.Itoa(c.Retries) + " times"
+	switch c.Retries {
+	case RetryForever:
+		retries = "retried forever"
+	case 0:
+		retries = "not retried"
+	case 1:
+		retries = "retried once"
+	}
+	overall := "no overall timeout"
+	if c.Timeout > 0 {
+		overall = fmt.Sprintf("overall timeout %v", c.Timeout)
 	}
 	return []string{
 		line("target", FieldTarget, target),
@@ -344,20 +354,34 @@ func (c Config) Report() []string {
 		c.interfaceLine(),
 		line("ip", FieldIPMode, c.IP.String()),
 		line("digests", FieldHeaderDigest, "header "+c.HeaderDigest.String()+" data "+c.DataDigest.String()),
-		fmt.Sprintf("retries %s, timeout %v, dhcp timeout %v, carrier timeout %v", retries, c.Timeout, c.DHCPTimeout, c.CarrierTimeout),
+		fmt.Sprintf("network and login %s, %s, dhcp timeout %v, carrier timeout %v", retries, overall, c.DHCPTimeout, c.CarrierTimeout),
 		fmt.Sprintf("handoff %s, force %t, rescue %t, entry %q, menu timeout %v", c.Handoff, c.Force, c.Rescue, c.Entry, c.MenuTimeout),
 	}
+}
+
+// from says where field f came from, for Report: "from DHCP option 17";
+// a default is just "default", or how it was derived ("derived from MAC
+// 52:54:00:12:34:56") rather than "from default (derived from …)".
+func (c Config) from(f Field) string {
+	o := c.origins[f]
+	if o.Kind != Default {
+		return "from " + o.String()
+	}
+	if strings.HasPrefix(o.Detail, "derived ") {
+		return o.Detail
+	}
+	return "default"
 }
 
 func (c Config) interfaceLine() string {
 	name, mac := c.origins[FieldInterfaceName], c.origins[FieldInterfaceMAC]
 	switch {
 	case c.Interface.Name != "" && len(c.Interface.MAC) > 0 && name != mac:
-		return fmt.Sprintf("interface %s (from %s) MAC %s (from %s)", c.Interface.Name, name, c.Interface.MAC, mac)
+		return fmt.Sprintf("interface %s (%s) MAC %s (%s)", c.Interface.Name, c.from(FieldInterfaceName), c.Interface.MAC, c.from(FieldInterfaceMAC))
 	case len(c.Interface.MAC) > 0 && c.Interface.Name == "":
-		return fmt.Sprintf("interface %s (from %s)", c.Interface, mac)
+		return fmt.Sprintf("interface %s (%s)", c.Interface, c.from(FieldInterfaceMAC))
 	}
-	return fmt.Sprintf("interface %s (from %s)", c.Interface, name)
+	return fmt.Sprintf("interface %s (%s)", c.Interface, c.from(FieldInterfaceName))
 }
 
 // String is Report on one line.

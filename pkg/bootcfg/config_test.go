@@ -416,12 +416,14 @@ func TestDocExamples(t *testing.T) {
 			"netroot=iscsi:192.0.2.1::::iqn.2001-04.com.example:node7 " +
 			"rd.iscsi.username=node7 rd.iscsi.password=use-a-long-random-secret lunboot.rescue=0 lunboot.retries=forever",
 			[]string{
-				"initiator iqn.2026-11.org.lunboot:525400123456 (from default (derived from MAC 52:54:00:12:34:56))",
+				"initiator iqn.2026-11.org.lunboot:525400123456 (derived from MAC 52:54:00:12:34:56)",
 				`chap one-way user "node7" (from kernel cmdline rd.iscsi.username)`,
 				"interface 52:54:00:12:34:56 (from kernel cmdline BOOTIF)",
 				"ip static 192.0.2.57/24 gateway 192.0.2.254 dns 192.0.2.53 hostname node7 (from kernel cmdline ip)",
-				"retries forever, timeout 0s, dhcp timeout 30s, carrier timeout 10s",
+				"network and login retried forever, no overall timeout, dhcp timeout 30s, carrier timeout 10s",
 			}},
+		{"lunboot.retries=0 lunboot.timeout=10m", []string{"network and login not retried, overall timeout 10m0s, dhcp timeout 30s", "chap none (default)", "interface any (default)"}},
+		{"lunboot.retries=1 lunboot.iface=eth1", []string{"network and login retried once, no overall timeout", "interface eth1 (from kernel cmdline lunboot.iface)"}},
 		{"rd.iscsi.firmware=1 lunboot.entry=1", []string{`handoff both, force false, rescue true, entry "1", menu timeout 0s`}},
 		{"ip=eth0:dhcp:9000", []string{"ip dhcp mtu 9000 (from kernel cmdline ip)"}},
 		{"ip=192.0.2.10::192.0.2.254:255.255.255.0:node7:eth0:off", []string{"ip static 192.0.2.10/24 gateway 192.0.2.254 hostname node7 (from kernel cmdline ip)"}},
