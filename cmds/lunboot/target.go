@@ -253,11 +253,18 @@ func loginHint(err error, cfg iscsi.Config) error {
 	return err
 }
 
+// hintTimeout bounds the REPORT LUNS that lunHint sends: callers may hand
+// it their unbounded command context, and a hint must never turn a clear
+// error into a hang against a target that stopped answering.
+const hintTimeout = 10 * time.Second
+
 // lunHint explains a LUN that is not there by listing the ones that are.
 func lunHint(ctx context.Context, ex scsi.Executor, lun scsi.LUN, err error) error {
 	if !errors.Is(err, scsi.ErrLUNNotSupported) {
 		return err
 	}
+	ctx, cancel := context.WithTimeout(ctx, hintTimeout)
+	defer cancel()
 	luns, lerr := scsi.ReportLUNs(ctx, ex, scsi.LUN{})
 	if lerr != nil {
 		return err

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"testing/synctest"
+
+	"github.com/lunboot/lunboot/pkg/scsi"
+)
+
+// execFunc adapts a function to scsi.Executor.
+type execFunc func(ctx context.Context, cmd *scsi.Command) (*scsi.Result, error)
+
+func (f execFunc) Execute(ctx context.Context, cmd *scsi.Command) (*scsi.Result, error) {
+	return f(ctx, cmd)
+}
+
+func TestLUNHint(t *testing.T) {
+	absent := fmt.Errorf("open lun 0003: %w", scsi.ErrLUNNotSupported)
+	reportLUNs := execFunc(func(ctx context.Context, cmd *scsi.Command) (*scsi.Result, error) {
+		if cmd.CDB[0] != 0xa0 {
+			return nil, fmt.Errorf("unexpected command 0x%02x", cmd.CDB[0])
+		}
+		// REPORT LUNS (SPC-4 §6.33): list length, reserved, LUN 0 and 1.
+		b := make([]byte, 24)
+		binary.BigEndian.PutUint32(b, 16)
+		b[8+8+1] = 1
+		n := copy(cmd.DataIn, b)
+		return &scsi.Result{N: n, Residual: int64(len(cmd.DataIn) - n)}, nil
+	})
+	other := errors.New("connection reset")
+	for _, tc := range []struct {
+		name string
+		in   error
+		ex   scsi.Executor
+		want []string
+	}{
+		{"lists the LUNs", absent, reportLUNs, []string{"LUN 0 (hex 0), 1 (hex 1)", "this one is 3 (hex 3)"}},
+		{"other errors untouched", other, reportLUNs, []string{"connection reset"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := lunHint(t.Context(), tc.ex, scsi.LUN{0, 3}, tc.in)
+			if !errors.Is(err, tc.in) {
+				t.Errorf("lunHint(%v) = %v, want it to wrap the original error", tc.in, err)
+			}
+			for _, w := range tc.want {
+				if err == nil || !strings.Contains(err.Error(), w) {
+					t.Errorf("lunHint(%v) = %v, want it to contain %q", tc.in, err, w)
+				}
+			}
+		})
+	}
+}
+
+// TestLUNHintBounded: a target that never answers REPORT LUNS must not
+// turn the LUN error into a hang, even under a context without deadline.
+func TestLUNHintBounded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		silent := execFunc(func(ctx context.Context, cmd *scsi.Command) (*scsi.Result, error) {
+			<-ctx.Done()
+			return nil, ctx.Err()
+		})
+		in := fmt.Errorf("open lun 0003: %w", scsi.ErrLUNNotSupported)
+		err := lunHint(context.Background(), silent, scsi.LUN{0, 3}, in)
+		if err != in {
+			t.Errorf("lunHint(silent target) = %v, want the original error %v", err, in)
+		}
+	})
+}
