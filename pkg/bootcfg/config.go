@@ -75,8 +75,9 @@ type Config struct {
 	DHCPTimeout time.Duration
 	// CarrierTimeout bounds the wait for link carrier. Default 10s.
 	CarrierTimeout time.Duration
-	// Retries is how often a failed boot is retried before giving up;
-	// RetryForever retries until Timeout. Default 3.
+	// Retries is how often the network stage and the iSCSI login are each
+	// retried before the boot gives up; RetryForever retries until
+	// Timeout. Default 3.
 	Retries int
 	// Timeout bounds the whole boot up to kexec; 0 means no overall limit
 	// (each stage still has its own). Default 0.
@@ -84,11 +85,11 @@ type Config struct {
 	// Rescue chooses what happens when the boot gives up: true drops to a
 	// rescue shell, false reboots. Default true.
 	Rescue bool
-	// Entry selects the OS boot entry by title, id or 0-based index; ""
-	// takes the OS's default entry.
+	// Entry selects the OS boot entry by title, a unique part of one, or
+	// 0-based index (osfind.Found.Choose); "" takes the OS's default entry.
 	Entry string
-	// MenuTimeout is how long the boot menu waits for a key; 0 boots the
-	// selected entry at once. Default 0.
+	// MenuTimeout is how long the boot menu waits for a choice (a line on
+	// the console); 0 boots the selected entry at once. Default 0.
 	MenuTimeout time.Duration
 	// Handoff is how the OS is told about its root disk. Default both.
 	Handoff Handoff
