@@ -46,6 +46,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/lunboot/lunboot/internal/sbin"
 	"github.com/lunboot/lunboot/internal/tgt"
 )
 
@@ -110,7 +111,7 @@ func run(ctx context.Context, o options) error {
 		return errors.New("needs root (tgtd)")
 	}
 	for _, b := range []string{"tgtd", "tgtadm", "iscsi-perf"} {
-		if _, err := lookPath(b); err != nil {
+		if _, err := sbin.Look(b); err != nil {
 			return fmt.Errorf("%s not found: run `make deps` (Debian tgt, libiscsi-bin)", b)
 		}
 	}
@@ -604,7 +605,7 @@ func kernelRelease() string {
 }
 
 func tgtVersion() string {
-	p, err := lookPath("tgtd")
+	p, err := sbin.Look("tgtd")
 	if err != nil {
 		return "?"
 	}
@@ -635,19 +636,6 @@ func pkgVersion(name string) string {
 		return "?"
 	}
 	return strings.TrimSpace(string(out))
-}
-
-func lookPath(name string) (string, error) {
-	if p, err := exec.LookPath(name); err == nil {
-		return p, nil
-	}
-	for _, dir := range []string{"/usr/sbin", "/sbin"} {
-		p := filepath.Join(dir, name)
-		if st, err := os.Stat(p); err == nil && st.Mode()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	return "", exec.ErrNotFound
 }
 
 // freePortal returns a 127.0.0.1 address nothing listens on now.
