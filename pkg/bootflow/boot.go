@@ -126,6 +126,7 @@ func Boot(ctx context.Context, o Options) (err error) {
 	if o.LogLevel != nil && b.cfg.Origin(bootcfg.FieldLogLevel).Kind != bootcfg.Default {
 		o.LogLevel.Set(b.cfg.LogLevel)
 	}
+	parent := ctx
 	if b.cfg.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, b.cfg.Timeout)
@@ -149,7 +150,7 @@ func Boot(ctx context.Context, o Options) (err error) {
 	}
 	for _, s := range stages {
 		if err := run(ctx, o.Console, s.name, policy, s.retry, s.fn); err != nil {
-			return err
+			return b.overallTimeout(err, ctx, parent)
 		}
 	}
 	o.Console.Info("booting %s after %s", b.entry.Label, time.Since(b.start).Round(10*time.Millisecond))
@@ -184,6 +185,20 @@ type boot struct {
 
 	kernel, initrd string // copies in TempDir
 	osCmdline      string // the final command line (may hold secrets)
+}
+
+// overallTimeout names lunboot.timeout= when it, rather than the stage's
+// own bounds, ended the stage: the stage's advice (a DHCP server that does
+// not answer, an unreachable portal) would otherwise send the operator
+// looking for a fault that may not exist.
+func (b *boot) overallTimeout(err error, ctx, parent context.Context) error {
+	var se *StageError
+	if !errors.As(err, &se) || b.cfg.Timeout <= 0 || !errors.Is(ctx.Err(), context.DeadlineExceeded) || parent.Err() != nil {
+		return err
+	}
+	se.Err = fmt.Errorf("%w (lunboot.timeout=%s reached)", se.Err, b.cfg.Timeout)
+	se.Check = fmt.Sprintf("the whole boot is limited to lunboot.timeout=%s: raise it, or see why stage %s took that long in the lines above", b.cfg.Timeout, se.Stage)
+	return err
 }
 
 func (b *boot) retryPolicy() RetryPolicy {

@@ -1,6 +1,7 @@
 package bootflow
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -11,8 +12,11 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"github.com/lunboot/lunboot/internal/testenv"
+	"github.com/lunboot/lunboot/pkg/bootcfg"
 	"github.com/lunboot/lunboot/pkg/ibft"
 	"github.com/lunboot/lunboot/pkg/iscsi"
 	"github.com/lunboot/lunboot/pkg/scsi"
@@ -132,4 +136,34 @@ func TestHumanBytes(t *testing.T) {
 	if !regexp.MustCompile(`^\d`).MatchString(humanBytes(0)) {
 		t.Errorf("humanBytes(0) = %q", humanBytes(0))
 	}
+}
+
+func TestOverallTimeoutNamed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := &boot{cfg: bootcfg.Config{Timeout: time.Minute}}
+		parent, cancelParent := context.WithCancel(context.Background())
+		defer cancelParent()
+		ctx, cancel := context.WithTimeout(parent, b.cfg.Timeout)
+		defer cancel()
+
+		stageErr := func() error {
+			return &StageError{Stage: "login", Err: context.DeadlineExceeded, Check: "portal unreachable"}
+		}
+		// Before the deadline the stage's own advice stands.
+		var se *StageError
+		if err := b.overallTimeout(stageErr(), ctx, parent); !errors.As(err, &se) || se.Check != "portal unreachable" {
+			t.Errorf("overallTimeout before the deadline = %v (check %q), want the stage's own check", err, se.Check)
+		}
+		time.Sleep(time.Minute + time.Second)
+		err := b.overallTimeout(stageErr(), ctx, parent)
+		if !errors.As(err, &se) || !strings.Contains(se.Err.Error(), "(lunboot.timeout=1m0s reached)") ||
+			!strings.Contains(se.Check, "lunboot.timeout=1m0s") || !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("overallTimeout after the deadline = %v (check %q), want lunboot.timeout=1m0s named in both and the cause kept", err, se.Check)
+		}
+		// The parent ending (the command interrupted) is not the timeout.
+		cancelParent()
+		if err := b.overallTimeout(stageErr(), ctx, parent); !errors.As(err, &se) || se.Check != "portal unreachable" {
+			t.Errorf("overallTimeout with the parent cancelled = %v (check %q), want it unchanged", err, se.Check)
+		}
+	})
 }
