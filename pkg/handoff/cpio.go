@@ -44,31 +44,38 @@ type newcHeader struct {
 // errNotCPIO reports a header without newc magic.
 var errNotCPIO = errors.New("not a newc cpio header")
 
-// posReader tracks how many bytes were consumed, for the 4-byte alignment
-// rules, which count from the start of the stream. It implements
-// io.ByteReader so compress/flate consumes exactly the bytes of a gzip member.
+// posReader is a buffered reader that knows its position in the stream,
+// for the 4-byte alignment rules, which count from the start of the
+// stream. The position is derived from what the buffer took from the
+// source, so reading costs nothing extra; decompressors are handed the
+// *bufio.Reader itself (see decompressor), which compress/flate reads
+// byte by byte and so stops exactly at the end of a gzip member.
 type posReader struct {
 	r   *bufio.Reader
-	pos int64
+	src *countReader
 }
 
-func newPosReader(r io.Reader, pos int64) *posReader {
-	return &posReader{r: bufio.NewReaderSize(r, 64<<10), pos: pos}
+// countReader counts the bytes read from r, starting at n.
+type countReader struct {
+	r io.Reader
+	n int64
 }
 
-func (p *posReader) Read(b []byte) (int, error) {
-	n, err := p.r.Read(b)
-	p.pos += int64(n)
+func (c *countReader) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	c.n += int64(n)
 	return n, err
 }
 
-func (p *posReader) ReadByte() (byte, error) {
-	c, err := p.r.ReadByte()
-	if err == nil {
-		p.pos++
-	}
-	return c, err
+func newPosReader(r io.Reader, pos int64) *posReader {
+	src := &countReader{r: r, n: pos}
+	return &posReader{r: bufio.NewReaderSize(src, 64<<10), src: src}
 }
+
+// pos is the offset of the next byte to be read.
+func (p *posReader) pos() int64 { return p.src.n - int64(p.r.Buffered()) }
+
+func (p *posReader) Read(b []byte) (int, error) { return p.r.Read(b) }
 
 func (p *posReader) Peek(n int) ([]byte, error) { return p.r.Peek(n) }
 
@@ -76,7 +83,6 @@ func (p *posReader) discard(n int64) error {
 	for n > 0 {
 		k := int(min(n, 1<<30))
 		d, err := p.r.Discard(k)
-		p.pos += int64(d)
 		n -= int64(d)
 		if err != nil {
 			return err
@@ -87,7 +93,7 @@ func (p *posReader) discard(n int64) error {
 
 // align skips the padding up to the next multiple of 4.
 func (p *posReader) align() error {
-	if pad := (4 - p.pos%4) % 4; pad > 0 {
+	if pad := (4 - p.pos()%4) % 4; pad > 0 {
 		if err := p.discard(pad); err != nil {
 			return noEOF(err)
 		}
@@ -134,9 +140,9 @@ func noEOF(err error) error {
 // or skip exactly FileSize bytes and call align.
 func readHeader(p *posReader) (newcHeader, error) {
 	var h newcHeader
-	if p.pos%4 != 0 {
+	if pos := p.pos(); pos%4 != 0 {
 		// init/initramfs.c do_reset: "broken padding".
-		return h, fmt.Errorf("cpio header at offset %d is not 4-byte aligned", p.pos)
+		return h, fmt.Errorf("cpio header at offset %d is not 4-byte aligned", pos)
 	}
 	var raw [newcHeaderLen]byte
 	if _, err := io.ReadFull(p, raw[:]); err != nil {

@@ -3,10 +3,10 @@ package handoff
 import (
 	"bytes"
 	"compress/bzip2"
-	"compress/gzip"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/klauspost/compress/gzip"
 	"io"
 
 	"github.com/klauspost/compress/zstd"
@@ -78,7 +78,9 @@ func decompressor(c Compression, r *posReader) (io.Reader, func(), error) {
 	nop := func() {}
 	switch c {
 	case CompressionGzip:
-		zr, err := gzip.NewReader(r)
+		// The *bufio.Reader itself, not a wrapper: flate then reads it
+		// through io.ByteReader without going past the member's end.
+		zr, err := gzip.NewReader(r.r)
 		if err != nil {
 			return nil, nop, err
 		}

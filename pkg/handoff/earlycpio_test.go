@@ -39,7 +39,7 @@ func TestEarlyCPIOLayout(t *testing.T) {
 	for {
 		h, err := readHeader(p)
 		if err != nil {
-			t.Fatalf("readHeader at %d: %v", p.pos, err)
+			t.Fatalf("readHeader at %d: %v", p.pos(), err)
 		}
 		names = append(names, h.Name)
 		if h.Name == newcTrailer {
@@ -49,8 +49,8 @@ func TestEarlyCPIOLayout(t *testing.T) {
 			if h.Mode&modeTypeMask != modeRegular {
 				t.Errorf("%s mode = %o, want a regular file", h.Name, h.Mode)
 			}
-			if p.pos%4 != 0 {
-				t.Errorf("table data at offset %d, want 4-byte aligned", p.pos)
+			if p.pos()%4 != 0 {
+				t.Errorf("table data at offset %d, want 4-byte aligned", p.pos())
 			}
 			data := make([]byte, h.FileSize)
 			if _, err := io.ReadFull(p, data); err != nil {
@@ -70,7 +70,7 @@ func TestEarlyCPIOLayout(t *testing.T) {
 	if got := strings.Join(names, " "); got != want {
 		t.Errorf("entries = %s, want %s", got, want)
 	}
-	if rest := early[p.pos:]; !bytes.Equal(rest, make([]byte, len(rest))) {
+	if rest := early[p.pos():]; !bytes.Equal(rest, make([]byte, len(rest))) {
 		t.Errorf("padding after the trailer is not zeros")
 	}
 }

@@ -170,12 +170,12 @@ func (in *Initrd) walk(r io.ReaderAt, size int64) error {
 	for {
 		more, err := p.skipZeros()
 		if err != nil {
-			return fmt.Errorf("handoff: read initrd at offset %d: %w", p.pos, err)
+			return fmt.Errorf("handoff: read initrd at offset %d: %w", p.pos(), err)
 		}
 		if !more {
 			return nil
 		}
-		start := p.pos
+		start := p.pos()
 		head, _ := p.Peek(6)
 		if bytes.HasPrefix(head, []byte("0707")) && start%4 == 0 {
 			seg := Segment{Offset: start, Compression: CompressionNone}
@@ -240,7 +240,7 @@ func (in *Initrd) readCompressed(c Compression, p *posReader, seg *Segment) erro
 		}
 		if head, _ := dp.Peek(6); !bytes.HasPrefix(head, []byte("0707")) {
 			// init/initramfs.c: "junk within compressed archive".
-			return fmt.Errorf("junk at unpacked offset %d (% x)", dp.pos, head)
+			return fmt.Errorf("junk at unpacked offset %d (% x)", dp.pos(), head)
 		}
 		if err := in.readArchive(dp, seg); err != nil {
 			return err

@@ -172,6 +172,39 @@ func TestInspectConcatenated(t *testing.T) {
 	}
 }
 
+// TestInspectSegmentOffsets checks where each segment is found: the
+// inspector must stop exactly at the end of a gzip member, or the
+// uncompressed archive after it would be misaligned or not found.
+func TestInspectSegmentOffsets(t *testing.T) {
+	files := debianFiles()
+	half := len(files) / 2
+	a, b := cpioOf(files[:half]...), cpioOf(files[half:]...)
+	mc, gz := microcode(), compress(t, CompressionGzip, a)
+	pad := make([]byte, (4-len(gz)%4)%4+8)
+	img := cat(mc, gz, pad, b)
+	in := inspectBytes(t, img)
+	checkDebian(t, in)
+	want := []struct {
+		off int64
+		c   Compression
+	}{
+		{0, CompressionNone},
+		{int64(len(mc)), CompressionGzip},
+		{int64(len(mc) + len(gz) + len(pad)), CompressionNone},
+	}
+	if len(in.Segments) != len(want) {
+		t.Fatalf("Segments = %+v, want %d", in.Segments, len(want))
+	}
+	for i, w := range want {
+		if s := in.Segments[i]; s.Offset != w.off || s.Compression != w.c {
+			t.Errorf("Segments[%d] = %+v, want %s at offset %d", i, s, w.c, w.off)
+		}
+	}
+	if len(in.Warnings) != 0 {
+		t.Errorf("Warnings = %q, want none", in.Warnings)
+	}
+}
+
 func TestInspectNames(t *testing.T) {
 	// GNU cpio run over "find ." writes "./usr/…"; some tools write "/usr".
 	img := cpioOf(dir("."), file("./conf/initramfs.conf", "MODULES=dep\n"), file("/scripts/functions", ""),
