@@ -112,8 +112,9 @@ func Boot(ctx context.Context, o Options) (err error) {
 		}
 	}()
 
-	// Stage 1 and 2 run once; their failures are reported but only a bad
-	// command line stops the boot.
+	// Stage 1 and 2 run once, without retries: a module that fails to
+	// load is only reported, but an image without a usable load order, a
+	// module stuck in its init or a bad command line stops the boot.
 	if !o.SkipModules {
 		if err := run(ctx, o.Console, "modules", RetryPolicy{}, false, b.modules); err != nil {
 			return err
@@ -173,8 +174,7 @@ type boot struct {
 	firmware bootcfg.Source
 	cfg      bootcfg.Config // after "config": local settings; after "target": all
 
-	net     *netconf.Config
-	netOpts netconf.Options
+	net *netconf.Config
 
 	session *iscsi.Session
 	disk    *scsi.Disk

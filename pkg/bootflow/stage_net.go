@@ -47,7 +47,6 @@ func (b *boot) network(ctx context.Context) (string, error) {
 			MTU:      b.cfg.IP.MTU,
 		}
 	}
-	b.netOpts = o
 	c, err := netconf.Configure(ctx, o)
 	if err != nil {
 		return "", networkAdvice(err, o)
