@@ -171,14 +171,18 @@ func run(ctx context.Context, o options) error {
 
 	res := results{}
 	dur := fmt.Sprintf("%ds", secs)
+	// Every step runs at most two timed tests; the rest is login and
+	// teardown against a local target. A client stuck on a target that
+	// stopped answering is killed at this bound instead of hanging the run.
+	stepLimit := 2*time.Duration(secs)*time.Second + 2*time.Minute
 	// lb runs lunboot bench with --procs lunbootProcs, or with Go's
 	// default GOMAXPROCS for tool "lunboot-defaultprocs".
-	lb := func(tool string, args ...string) func() error {
+	lb := func(tool string, args ...string) func(context.Context) error {
 		common := []string{"--duration", dur, "--depth", strconv.Itoa(depth)}
 		if tool != "lunboot-defaultprocs" {
 			common = append(common, "--procs", strconv.Itoa(lunbootProcs))
 		}
-		return func() error {
+		return func(ctx context.Context) error {
 			return lunbootBench(ctx, o.lunboot, rootPath, tool, append(common, args...), res)
 		}
 	}
@@ -190,20 +194,20 @@ func run(ctx context.Context, o options) error {
 			readArgs = append(readArgs, "--cpuprofile", o.profile)
 		}
 		lunbootReads := lb("lunboot", readArgs...)
-		perfReads := func() error {
+		perfReads := func(ctx context.Context) error {
 			if err := perf(ctx, url, "seq-read", secs, seqBlock, false, res); err != nil {
 				return err
 			}
 			return perf(ctx, url, "rand-read", secs, randBlock, true, res)
 		}
 		lunbootWrites := lb("lunboot", "--write", "--tests", "seq-write,rand-write")
-		libiscsiWrites := func() error {
+		libiscsiWrites := func(ctx context.Context) error {
 			if err := writeperf(ctx, wp, url, "writeperf", "seq-write", secs, seqBlock, false, true, res); err != nil {
 				return err
 			}
 			return writeperf(ctx, wp, url, "writeperf", "rand-write", secs, randBlock, true, true, res)
 		}
-		steps := []func() error{
+		steps := []func(context.Context) error{
 			lunbootReads, perfReads,
 			lb("lunboot+digests", "--tests", "seq-read", "--header-digest", "--data-digest"),
 			lb("lunboot-defaultprocs", "--tests", "seq-read,rand-read"),
@@ -216,7 +220,7 @@ func run(ctx context.Context, o options) error {
 		if round == 1 {
 			// The check of writeperf against iscsi-perf: the same read
 			// shapes through writeperf's own loop.
-			steps = append(steps, func() error {
+			steps = append(steps, func(ctx context.Context) error {
 				if err := writeperf(ctx, wp, url, "writeperf-read", "seq-read", secs, seqBlock, false, false, res); err != nil {
 					return err
 				}
@@ -224,7 +228,14 @@ func run(ctx context.Context, o options) error {
 			})
 		}
 		for _, step := range steps {
-			if err := step(); err != nil {
+			sctx, cancel := context.WithTimeout(ctx, stepLimit)
+			err := step(sctx)
+			timedOut := sctx.Err() != nil && ctx.Err() == nil
+			cancel()
+			if err != nil && timedOut {
+				return fmt.Errorf("%w: killed after %v, though a step runs at most two %ds tests: is tgtd (on %s) still answering?", err, stepLimit, secs, portal)
+			}
+			if err != nil {
 				return err
 			}
 		}
