@@ -92,10 +92,8 @@ func runDiscover(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "TARGET\tPORTAL\tTPGT")
 	for _, t := range out {
-		if len(t.Portals) == 0 {
-			// RFC 7143 §12.3: no TargetAddress means the portal we asked.
-			fmt.Fprintf(tw, "%s\t%s\t-\n", t.Target, portal)
-		}
+		// iscsi.Discover already gives a target listed without a
+		// TargetAddress the portal we asked (RFC 7143 §12.3).
 		for _, p := range t.Portals {
 			fmt.Fprintf(tw, "%s\t%s\t%d\n", t.Target, p.Portal, p.TPGT)
 		}
