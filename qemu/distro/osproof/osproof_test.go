@@ -85,6 +85,9 @@ func fakeTree(t *testing.T, withIBFT bool) string {
 		write("sys/firmware/ibft/target0/target-name", testTarget+"\n")
 		write("sys/firmware/ibft/target0/ip-addr", "10.1.2.1\n")
 		write("sys/firmware/ibft/target0/lun", "0001000000000000\n")
+		write("sys/firmware/ibft/target0/chap-name", "node\n")
+		write("sys/firmware/ibft/target0/chap-secret", "out-secret-4c7e91\n")
+		write("sys/firmware/ibft/target0/rev-chap-name-secret", "in-secret-b2d5a8\n")
 		write("sys/firmware/ibft/ethernet0/mac", "52:54:00:12:34:56\n")
 		link("sys/firmware/ibft/ethernet0/device", "../../../devices/pci0000:00/0000:00:03.0")
 	}
@@ -138,7 +141,11 @@ func TestCollect(t *testing.T) {
 			"target0/target-name":      testTarget,
 			"target0/ip-addr":          "10.1.2.1",
 			"target0/lun":              "0001000000000000",
-			"ethernet0/mac":            "52:54:00:12:34:56",
+			"target0/chap-name":        "node",
+			// Secrets never leave the guest (iscsi_ibft shows them in clear).
+			"target0/chap-secret":          "***",
+			"target0/rev-chap-name-secret": "***",
+			"ethernet0/mac":                "52:54:00:12:34:56",
 		},
 		Systemd: Systemd{State: "running", MultiUser: "active"},
 	}
