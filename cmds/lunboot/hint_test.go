@@ -71,3 +71,38 @@ func TestLUNHintBounded(t *testing.T) {
 		}
 	})
 }
+
+// TestInquireWarnsOnOptionalPages: a VPD page the target lists but then
+// refuses is reported as a warning, not silently left out of the report.
+func TestInquireWarnsOnOptionalPages(t *testing.T) {
+	illegal := []byte{0x70, 0, 0x05, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x24, 0, 0, 0, 0, 0} // INVALID FIELD IN CDB
+	ex := execFunc(func(ctx context.Context, cmd *scsi.Command) (*scsi.Result, error) {
+		var b []byte
+		switch c := cmd.CDB; {
+		case c[0] == 0x12 && c[1]&1 == 0: // standard INQUIRY: SPC-4 disk
+			b = make([]byte, 36)
+			b[2], b[3], b[4] = 6, 2, 31
+			copy(b[8:], "VENDOR  PRODUCT         0001")
+		case c[0] == 0x12 && c[2] == 0x00: // supported VPD pages
+			b = []byte{0, 0, 0, 2, 0x00, scsi.VPDBlockLimits}
+		case c[0] == 0x12: // block limits: refused
+			return &scsi.Result{Status: 0x02, Sense: illegal}, nil
+		case c[0] == 0x9e: // READ CAPACITY(16): 2048 blocks of 512 bytes
+			b = (&scsi.Capacity{LastLBA: 2047, BlockSize: 512, Long: true}).Marshal()
+		default:
+			return &scsi.Result{Status: 0x02, Sense: illegal}, nil
+		}
+		n := copy(cmd.DataIn, b)
+		return &scsi.Result{N: n, Residual: int64(len(cmd.DataIn) - n)}, nil
+	})
+	rep, err := inquire(t.Context(), ex, scsi.LUN{})
+	if err != nil {
+		t.Fatalf("inquire = %v, want a report", err)
+	}
+	if rep.Capacity == nil || rep.Capacity.Size != 2048*512 {
+		t.Errorf("inquire capacity = %+v, want %d bytes", rep.Capacity, 2048*512)
+	}
+	if rep.blockLimits != nil || len(rep.Warnings) != 1 || !strings.HasPrefix(rep.Warnings[0], "block limits: ") {
+		t.Errorf("inquire warnings = %q, block limits %+v; want one warning about the block limits page", rep.Warnings, rep.blockLimits)
+	}
+}

@@ -138,10 +138,14 @@ func inquire(ctx context.Context, ex scsi.Executor, lun scsi.LUN) (*inquiryRepor
 			rep.Capacity = &capacityReport{Size: size, BlockSize: c.BlockSize, PhysicalBlockSize: c.PhysicalBlockSize(), ThinProvisioned: c.LBPME}
 		}
 		if has[scsi.VPDBlockLimits] {
-			rep.blockLimits, _ = scsi.ReadBlockLimits(ctx, ex, lun)
+			if rep.blockLimits, err = scsi.ReadBlockLimits(ctx, ex, lun); err != nil {
+				rep.Warnings = append(rep.Warnings, "block limits: "+err.Error())
+			}
 		}
 		if has[scsi.VPDLogicalBlockProvisioning] {
-			rep.lbp, _ = scsi.ReadLogicalBlockProvisioning(ctx, ex, lun)
+			if rep.lbp, err = scsi.ReadLogicalBlockProvisioning(ctx, ex, lun); err != nil {
+				rep.Warnings = append(rep.Warnings, "logical block provisioning: "+err.Error())
+			}
 		}
 	}
 	return rep, nil
