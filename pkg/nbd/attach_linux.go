@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/lunboot/lunboot/internal/sysfs"
 	"github.com/lunboot/lunboot/pkg/blockdev"
 	"github.com/mdlayher/genetlink"
 	"github.com/mdlayher/netlink"
@@ -439,11 +440,11 @@ func queueCPUs(sysDir string) []hwQueue {
 		if err != nil || q < 0 {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join(sysDir, "mq", e.Name(), "cpu_list"))
+		list, err := sysfs.ReadAttr(filepath.Join(sysDir, "mq", e.Name(), "cpu_list"))
 		if err != nil {
 			continue
 		}
-		if cpus := parseCPUList(string(b)); len(cpus) > 0 {
+		if cpus := parseCPUList(list); len(cpus) > 0 {
 			out = append(out, hwQueue{q, cpus})
 		}
 	}
@@ -499,11 +500,11 @@ func poll(ctx context.Context, cond func() bool) error {
 // readSysSize returns a block device's size in bytes from sysfs (which
 // counts 512-byte sectors whatever the block size).
 func readSysSize(sysDir string) (int64, error) {
-	b, err := os.ReadFile(filepath.Join(sysDir, "size"))
+	v, err := sysfs.ReadAttr(filepath.Join(sysDir, "size"))
 	if err != nil {
 		return 0, err
 	}
-	n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil {
 		return 0, err
 	}

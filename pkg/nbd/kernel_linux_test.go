@@ -16,6 +16,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/lunboot/lunboot/internal/sysfs"
 	"github.com/lunboot/lunboot/internal/vmtest"
 	"github.com/lunboot/lunboot/pkg/blockdev"
 	"golang.org/x/sys/unix"
@@ -223,13 +224,13 @@ func ioctlU64(t *testing.T, fd int, req uint) uint64 {
 	return v
 }
 
-func sysfs(t *testing.T, d *Device, attr string) string {
+func sysAttr(t *testing.T, d *Device, attr string) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("/sys/block", filepath.Base(d.Path()), attr))
+	v, err := sysfs.ReadAttr(filepath.Join("/sys/block", filepath.Base(d.Path()), attr))
 	if err != nil {
 		t.Fatalf("read sysfs %s: %v", attr, err)
 	}
-	return strings.TrimSpace(string(b))
+	return v
 }
 
 // alignedBuf returns page-aligned memory, as O_DIRECT needs.
@@ -275,16 +276,16 @@ func testGeometry(t *testing.T) {
 			if got, err := unix.IoctlGetUint32(fd, unix.BLKSSZGET); err != nil || got != uint32(tt.bs) {
 				t.Errorf("BLKSSZGET(%s) = %d, %v, want %d", d.Path(), got, err, tt.bs)
 			}
-			if got := sysfs(t, d, "queue/write_cache"); got != "write back" {
+			if got := sysAttr(t, d, "queue/write_cache"); got != "write back" {
 				t.Errorf("%s write_cache = %q, want \"write back\" (SEND_FLUSH)", d.Path(), got)
 			}
-			if got := sysfs(t, d, "queue/fua"); got != "1" {
+			if got := sysAttr(t, d, "queue/fua"); got != "1" {
 				t.Errorf("%s fua = %q, want 1 (SEND_FUA)", d.Path(), got)
 			}
-			if got := sysfs(t, d, "queue/discard_max_bytes"); (got != "0") != tt.trim {
+			if got := sysAttr(t, d, "queue/discard_max_bytes"); (got != "0") != tt.trim {
 				t.Errorf("%s discard_max_bytes = %s, want discard enabled=%v", d.Path(), got, tt.trim)
 			}
-			if got := sysfs(t, d, "ro"); got != "0" {
+			if got := sysAttr(t, d, "ro"); got != "0" {
 				t.Errorf("%s ro = %s, want 0", d.Path(), got)
 			}
 			st, err := Status(t.Context(), d.Index())
@@ -535,7 +536,7 @@ func testReadOnly(t *testing.T) {
 	mem.readOnly = true
 	copy(mem.data, pattern(4<<20, 4))
 	d := attachT(t, mem, AttachOptions{})
-	if got := sysfs(t, d, "ro"); got != "1" {
+	if got := sysAttr(t, d, "ro"); got != "1" {
 		t.Errorf("%s ro = %s, want 1", d.Path(), got)
 	}
 	if d.Flags()&FlagReadOnly == 0 {
