@@ -222,6 +222,12 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "writeperf: cannot create a libiscsi context\n");
 		return 1;
 	}
+	/*
+	 * libiscsi's default is no timeout: the synchronous login, READ
+	 * CAPACITY and logout would wait forever on a target that stopped
+	 * answering. Fail every PDU unanswered for the stall limit instead.
+	 */
+	iscsi_set_timeout(r.iscsi, STALL_LIMIT_NS / 1000000000ULL);
 	url = iscsi_parse_full_url(r.iscsi, argv[optind]);
 	if (url == NULL) {
 		fprintf(stderr, "writeperf: URL %s: %s\n", argv[optind], iscsi_get_error(r.iscsi));
