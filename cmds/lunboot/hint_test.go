@@ -5,10 +5,14 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"testing/synctest"
+	"time"
 
+	"github.com/lunboot/lunboot/pkg/iscsi"
 	"github.com/lunboot/lunboot/pkg/scsi"
 )
 
@@ -104,5 +108,32 @@ func TestInquireWarnsOnOptionalPages(t *testing.T) {
 	}
 	if rep.blockLimits != nil || len(rep.Warnings) != 1 || !strings.HasPrefix(rep.Warnings[0], "block limits: ") {
 		t.Errorf("inquire warnings = %q, block limits %+v; want one warning about the block limits page", rep.Warnings, rep.blockLimits)
+	}
+}
+
+func TestLoginHint(t *testing.T) {
+	cfg := iscsi.Config{Portal: "127.0.0.1:3260", InitiatorName: "iqn.2026-11.org.lunboot:host", LoginTimeout: 3 * time.Second}
+	for _, tc := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"refused", fmt.Errorf("iscsi: connect to 127.0.0.1:3260: %w", syscall.ECONNREFUSED), "nothing listens at 127.0.0.1:3260"},
+		{"context deadline", fmt.Errorf("iscsi: login to 127.0.0.1:3260: %w", context.DeadlineExceeded), "did not answer within --timeout 3s"},
+		{"socket deadline", fmt.Errorf("iscsi: login to 127.0.0.1:3260: %w", os.ErrDeadlineExceeded), "did not answer within --timeout 3s"},
+		{"cancelled", fmt.Errorf("iscsi: login to 127.0.0.1:3260: %w", context.Canceled), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := loginHint(tc.err, cfg)
+			if !errors.Is(got, tc.err) {
+				t.Errorf("loginHint(%v) = %v, want it to wrap the original error", tc.err, got)
+			}
+			if tc.want == "" && got.Error() != tc.err.Error() {
+				t.Errorf("loginHint(%v) = %q, want no hint", tc.err, got)
+			}
+			if tc.want != "" && !strings.Contains(got.Error(), tc.want) {
+				t.Errorf("loginHint(%v) = %q, want it to contain %q", tc.err, got, tc.want)
+			}
+		})
 	}
 }

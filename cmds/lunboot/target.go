@@ -245,6 +245,8 @@ func loginHint(err error, cfg iscsi.Config) error {
 		return fmt.Errorf("%w\n  hint: check --chap-user %q and its secret; for mutual CHAP --target-user and --target-secret-file", err, cfg.CHAP.Username)
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return fmt.Errorf("%w\n  hint: nothing listens at %s: check the portal address and port", err, cfg.Portal)
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
+		return fmt.Errorf("%w\n  hint: %s did not answer within --timeout %v: check that it is an iSCSI target (not another service) and reachable; a slow target needs a longer --timeout", err, cfg.Portal, cfg.LoginTimeout)
 	}
 	var dnsErr *net.DNSError
 	if errors.As(err, &dnsErr) {
