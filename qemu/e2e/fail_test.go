@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -27,6 +28,9 @@ type failCase struct {
 	errorHas, checkHas []string
 	secrets            []string
 }
+
+// loginAnnounce is the line the login stage prints before each attempt.
+var loginAnnounce = regexp.MustCompile(`(?m)^ +login: connecting to \S+:\d+, up to 10s$`)
 
 // TestBootFails covers the mistakes an administrator makes: each must end
 // the boot in the login stage with its own message and advice, retry only
@@ -105,6 +109,11 @@ func TestBootFails(t *testing.T) {
 			}
 			contains(t, "error", f.ErrorText(), c.errorHas...)
 			contains(t, "check", f.Check, c.checkHas...)
+			// Every attempt says where it connects and for how long
+			// before it waits (the default login bound is 10 s).
+			if n := len(loginAnnounce.FindAllString(bootlog.Section(m.Console()), -1)); n != c.attempts {
+				t.Errorf("%d %q lines, want one per attempt (%d)", n, loginAnnounce, c.attempts)
+			}
 			if len(c.secrets) > 0 {
 				m.checkNoSecrets("", c.secrets...)
 			}
