@@ -148,7 +148,7 @@ func (in *Initrd) Check(req Requirements) *Capability {
 		if p, ok := in.findProgram(name); ok {
 			it.Present, it.Where = true, p
 		} else {
-			it.Where = "not in /usr/sbin, /sbin, /usr/bin or /bin"
+			it.Where = notInProgramDirs()
 		}
 		return it
 	}

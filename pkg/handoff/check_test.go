@@ -95,6 +95,22 @@ func TestCheck(t *testing.T) {
 	}
 }
 
+// TestCheckMissingProgramWhere: a missing program's line names every
+// directory the check looked in, not a subset.
+func TestCheckMissingProgramWhere(t *testing.T) {
+	in := inspectBytes(t, cat(microcode(), compress(t, CompressionGzip, cpioOf(without(debianFiles(), "iscsi")...))))
+	const want = "not in /usr/sbin, /sbin, /usr/bin, /bin, /usr/lib/klibc/bin, /usr/libexec or /usr/lib/systemd"
+	for _, it := range in.Check(Requirements{}).Missing() {
+		if it.Name == "iscsistart" {
+			if it.Where != want {
+				t.Errorf("Check() iscsistart Where = %q, want %q", it.Where, want)
+			}
+			return
+		}
+	}
+	t.Errorf("Check().Missing() has no iscsistart item")
+}
+
 func TestCheckUnknownBuiltin(t *testing.T) {
 	// Without modules.builtin, a missing driver may be built in: not a
 	// refusal, but marked unknown; ExtraBuiltin from the OS root settles it.

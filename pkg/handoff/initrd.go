@@ -510,13 +510,26 @@ func (in *Initrd) findFile(paths ...string) (string, bool) {
 	return "", false
 }
 
-// findProgram looks for an executable in the directories initrds use.
+// programDirs are the directories initrds keep executables in, in the
+// order findProgram searches them.
+var programDirs = []string{"usr/sbin", "sbin", "usr/bin", "bin", "usr/lib/klibc/bin", "usr/libexec", "usr/lib/systemd"}
+
+// findProgram looks for an executable in programDirs.
 func (in *Initrd) findProgram(name string) (string, bool) {
 	var c []string
-	for _, d := range []string{"usr/sbin", "sbin", "usr/bin", "bin", "usr/lib/klibc/bin", "usr/libexec", "usr/lib/systemd"} {
+	for _, d := range programDirs {
 		c = append(c, d+"/"+name)
 	}
 	return in.findFile(c...)
+}
+
+// notInProgramDirs says where findProgram looked, for a missing program.
+func notInProgramDirs() string {
+	d := make([]string, len(programDirs))
+	for i, p := range programDirs {
+		d[i] = "/" + p
+	}
+	return "not in " + strings.Join(d[:len(d)-1], ", ") + " or " + d[len(d)-1]
 }
 
 // hasPrefix reports whether any entry name starts with prefix.
