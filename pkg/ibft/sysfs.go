@@ -53,6 +53,15 @@ func ReadACPI(sysfs string) (*Table, error) {
 	return nil, fmt.Errorf("%w: no %s/{IBFT,iBFT,BIFT}", ErrNotFound, dir)
 }
 
+// SecretAttr reports whether an attribute of a /sys/firmware/ibft target
+// holds a CHAP secret, which iscsi_ibft shows in clear: chap-secret, and
+// rev-chap-name-secret for the reverse one (the name iscsi_boot_sysfs.c
+// gives ISCSI_BOOT_TGT_REV_CHAP_SECRET); rev-chap-secret too, should a
+// kernel ever spell it so. Tools that print the table mask these.
+func SecretAttr(name string) bool {
+	return name == "chap-secret" || name == "rev-chap-name-secret" || name == "rev-chap-secret"
+}
+
 // ReadSysfs rebuilds a Table from the attributes Linux's iscsi_boot_sysfs
 // exposes under <sysfs>/firmware/ibft (drivers/scsi/iscsi_boot_sysfs.c):
 // initiator/, ethernetN/, targetN/ and acpi_header/. Attributes the kernel

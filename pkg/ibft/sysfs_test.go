@@ -281,3 +281,14 @@ func FuzzParseSysfsLUN(f *testing.F) {
 		}
 	})
 }
+
+func TestSecretAttr(t *testing.T) {
+	for name, want := range map[string]bool{
+		"chap-secret": true, "rev-chap-name-secret": true, "rev-chap-secret": true,
+		"chap-name": false, "rev-chap-name": false, "target-name": false, "chap-type": false, "": false,
+	} {
+		if got := SecretAttr(name); got != want {
+			t.Errorf("SecretAttr(%q) = %v, want %v", name, got, want)
+		}
+	}
+}

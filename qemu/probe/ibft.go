@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/lunboot/lunboot/internal/sysfs"
+	"github.com/lunboot/lunboot/pkg/ibft"
 	"github.com/lunboot/lunboot/pkg/rootpath"
 	"github.com/lunboot/lunboot/pkg/scsi"
 )
@@ -59,10 +60,6 @@ func ReadIBFT(dir string) (*IBFT, map[string]string, error) {
 	return t, secrets, nil
 }
 
-func isIBFTSecret(attr string) bool {
-	return attr == "chap-secret" || attr == "rev-chap-name-secret" || attr == "rev-chap-secret"
-}
-
 func readAttrs(dir, entry string, secrets map[string]string) (map[string]string, error) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
@@ -85,7 +82,7 @@ func readAttrs(dir, entry string, secrets map[string]string) (map[string]string,
 			attrs[e.Name()] = "<" + err.Error() + ">"
 			continue
 		}
-		if isIBFTSecret(e.Name()) {
+		if ibft.SecretAttr(e.Name()) {
 			secrets[entry+"/"+e.Name()] = v
 			v = rootpath.Mask
 		}

@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/lunboot/lunboot/internal/sysfs"
+	"github.com/lunboot/lunboot/pkg/ibft"
 	"github.com/lunboot/lunboot/pkg/rootpath"
 )
 
@@ -312,7 +313,10 @@ func (c *collector) ibft() {
 			// fields make the driver return an error); record why.
 			v = "<" + err.Error() + ">"
 		}
-		if isSecret(d.Name()) {
+		// The kernel shows CHAP secrets in clear and the proof line goes
+		// to the console: mask them here, in the guest, not only in the
+		// lab that records the console.
+		if ibft.SecretAttr(d.Name()) {
 			v = rootpath.Mask
 		}
 		t[filepath.ToSlash(rel)] = v
@@ -322,15 +326,6 @@ func (c *collector) ibft() {
 		c.fail("read /sys/firmware/ibft: %v", err)
 	}
 	c.p.IBFT = t
-}
-
-// isSecret reports whether an iBFT attribute holds a CHAP secret
-// (iscsi_boot_sysfs.c: chap-secret, and rev-chap-name-secret for the
-// reverse one). The kernel shows them in clear and the proof line goes to
-// the console, so they are masked here, in the guest, not only by the lab
-// that records the console.
-func isSecret(attr string) bool {
-	return attr == "chap-secret" || attr == "rev-chap-name-secret" || attr == "rev-chap-secret"
 }
 
 // systemd waits for the boot to finish (is-system-running --wait returns
