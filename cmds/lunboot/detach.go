@@ -55,7 +55,13 @@ func runDetach(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			continue
 		}
 		if !*noSync {
-			if err := nbd.Sync(path); err != nil {
+			if err := nbd.Sync(ctx, path); err != nil {
+				if ctx.Err() != nil {
+					// The kernel's flush waits on: this process
+					// ends when it does, or when the device is
+					// disconnected from elsewhere.
+					return fmt.Errorf("detach %s: cached writes not flushed within -timeout %v: is the process serving it stuck, or its disk not answering? `lunboot detach -no-sync %s` disconnects without them (they are lost): %w", path, *timeout, path, err)
+				}
 				return fmt.Errorf("detach %s: flush cached writes (-no-sync skips this): %w", path, err)
 			}
 		}

@@ -276,10 +276,19 @@ func (d *Device) Detach(ctx context.Context) error {
 	default:
 		// fsync on the block device writes back its page cache and sends
 		// a FLUSH (blkdev_fsync), while the connections still serve.
-		if err := syncBlockDevice(d.path); err != nil {
+		if err := syncBlockDevice(ctx, d.path); err != nil {
 			errs = append(errs, fmt.Errorf("flush kernel cache: %w", err))
 		}
-		if err := disconnect(ctx, d.index); err != nil {
+		// The disconnect is what fails the requests the kernel still
+		// holds (nbd_disconnect_and_put clears the queue), a flush left
+		// waiting above among them: it is sent even when ctx ran out.
+		nctx := ctx
+		if ctx.Err() != nil {
+			var ncancel context.CancelFunc
+			nctx, ncancel = context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer ncancel()
+		}
+		if err := disconnect(nctx, d.index); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -338,9 +347,12 @@ func Disconnect(ctx context.Context, index int) error {
 
 // Sync writes back the kernel's cached writes for the block device at path
 // and makes it send a FLUSH (fsync on a block device, blkdev_fsync): what to
-// do before Disconnect.
-func Sync(path string) error {
-	if err := syncBlockDevice(path); err != nil {
+// do before Disconnect. It returns ctx's error when ctx is done first (a
+// server that stopped answering holds the fsync for as long as the kernel
+// waits, which without AttachOptions.Timeout is forever); the cached writes
+// are then still pending.
+func Sync(ctx context.Context, path string) error {
+	if err := syncBlockDevice(ctx, path); err != nil {
 		return fmt.Errorf("nbd: sync %s: %w", path, err)
 	}
 	return nil

@@ -542,14 +542,28 @@ func partitions(sysDir string) []string {
 }
 
 // syncBlockDevice writes back the kernel's cached pages of the device and
-// makes it send a FLUSH (fsync on a block device, blkdev_fsync).
-func syncBlockDevice(path string) error {
-	f, err := os.OpenFile(path, os.O_RDONLY, 0)
-	if err != nil {
+// makes it send a FLUSH (fsync on a block device, blkdev_fsync). It returns
+// when ctx is done even if the fsync has not: without NBD_ATTR_TIMEOUT the
+// kernel waits for a server that stopped answering without end. The fsync
+// then returns in the background once the device is disconnected, which
+// fails what is still queued.
+func syncBlockDevice(ctx context.Context, path string) error {
+	done := make(chan error, 1)
+	go func() {
+		f, err := os.OpenFile(path, os.O_RDONLY, 0)
+		if err != nil {
+			done <- err
+			return
+		}
+		defer f.Close()
+		done <- f.Sync()
+	}()
+	select {
+	case err := <-done:
 		return err
+	case <-ctx.Done():
+		return fmt.Errorf("unfinished when the time ran out (is the process serving %s stuck, or its disk not answering?): %w", path, ctx.Err())
 	}
-	defer f.Close()
-	return f.Sync()
 }
 
 // dropPartitions opens and closes a disconnected device: the open finds

@@ -16,6 +16,6 @@ func disconnect(context.Context, int) error { return ErrNotSupported }
 
 func status(context.Context, int) ([]DeviceStatus, error) { return nil, ErrNotSupported }
 
-func syncBlockDevice(string) error { return ErrNotSupported }
+func syncBlockDevice(context.Context, string) error { return ErrNotSupported }
 
 func dropPartitions(string) error { return ErrNotSupported }

@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unsafe"
@@ -58,6 +59,7 @@ func TestKernel(t *testing.T) {
 		t.Run("Detach", testDetach)
 		t.Run("DisconnectFromElsewhere", testDisconnect)
 		t.Run("Indexes", testIndexes)
+		t.Run("SyncBounded", testSyncBounded)
 	})
 }
 
@@ -708,5 +710,69 @@ func testIndexes(t *testing.T) {
 		if !connected[idx] {
 			t.Errorf("List() shows /dev/nbd%d not connected: %v", idx, list)
 		}
+	}
+}
+
+// testSyncBounded checks that Sync and Detach keep to their bound when the
+// device stops answering writes (a disk whose target went away): the
+// kernel, given no request timeout, would hold their fsync without end.
+func testSyncBounded(t *testing.T) {
+	mem := newMemDevice(4<<20, 512)
+	release := make(chan struct{})
+	var hang atomic.Bool
+	mem.gate = func(op string, _ int64) {
+		if op == "write" && hang.Load() {
+			<-release
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	d, err := Attach(ctx, mem, AttachOptions{Index: AnyIndex, Connections: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The file stays open: the last close of a block device writes its
+	// cache back (blkdev_put), which is not the call under test.
+	f, err := os.OpenFile(d.Path(), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	hang.Store(true)
+	if _, err := f.WriteAt(pattern(8192, 7), 0); err != nil { // stays in the page cache
+		t.Fatal(err)
+	}
+	sctx, scancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	err = Sync(sctx, d.Path())
+	scancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Sync(%s) with the device not answering = %v, want context.DeadlineExceeded", d.Path(), err)
+	}
+	// Detach gives up on its flush and on the disconnect when its
+	// context ends, closes the connections and, the device calls still
+	// blocked, reports it; the device answers again later.
+	time.AfterFunc(2*time.Second, func() { close(release) })
+	dctx, dcancel := context.WithTimeout(ctx, time.Second)
+	err = d.Detach(dctx)
+	dcancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Detach(%s) with the device not answering = %v, want context.DeadlineExceeded", d.Path(), err)
+	}
+	select {
+	case <-d.Done():
+	case <-ctx.Done():
+		t.Fatalf("connections of %s still served after Detach gave up and the device answered", d.Path())
+	}
+	// With its connections closed and the last opener gone, the kernel
+	// drops the device's configuration.
+	f.Close()
+	var st DeviceStatus
+	pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
+	defer pcancel()
+	if err := poll(pctx, func() bool {
+		st, err = Status(pctx, d.Index())
+		return err == nil && !st.Connected
+	}); err != nil {
+		t.Errorf("Status(%d) after Detach and close = %+v, %v, want disconnected", d.Index(), st, err)
 	}
 }
