@@ -43,6 +43,10 @@ func runAttach(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fs.Usage()
 		return fmt.Errorf("%w: attach takes one target", errUsage)
 	}
+	// Before the login: what the host lacks is said at once, not after it.
+	if err := nbdPreflight(ctx, *index); err != nil {
+		return fmt.Errorf("attach %s: %w", pos[0], err)
+	}
 	s, lun, err := tf.login(ctx, pos[0])
 	if err != nil {
 		return err
@@ -85,5 +89,27 @@ func runAttach(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("detaching %s: %w", dev.Path(), err)
 	}
 	fmt.Fprintf(stderr, "lunboot: %s detached, logging out\n", dev.Path())
+	return nil
+}
+
+// nbdPreflight reports what would make the attach fail after the login: no
+// NBD driver, or the device asked for already in use. Other errors are left
+// to nbd.Attach, which says more.
+func nbdPreflight(ctx context.Context, index int) error {
+	if index == nbd.AnyIndex {
+		_, err := nbd.List(ctx)
+		if errors.Is(err, nbd.ErrModuleNotLoaded) || errors.Is(err, nbd.ErrNotSupported) {
+			return err
+		}
+		return nil
+	}
+	st, err := nbd.Status(ctx, index)
+	switch {
+	case errors.Is(err, nbd.ErrModuleNotLoaded) || errors.Is(err, nbd.ErrNotSupported):
+		return err
+	case err == nil && st.Connected:
+		path := nbd.DevicePath(index)
+		return fmt.Errorf("%w: %s is connected or held open: `lunboot detach %s` if a stale attach holds it, or leave out -nbd to take a free device", nbd.ErrBusy, path, path)
+	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"errors"
 	"os"
 	"regexp"
 	"strings"
@@ -63,6 +64,15 @@ func testAttachKernel(t *testing.T) {
 		}
 	}
 
+	// A second attach to the same device fails before it logs in.
+	logins := tgt.Stats().Logins
+	_, _, err = runCmd(t, "attach", "--chap-user", user, "--target-user", tuser, "--nbd", "5", target)
+	if !errors.Is(err, nbd.ErrBusy) || !strings.Contains(err.Error(), "lunboot detach /dev/nbd5") {
+		t.Errorf("lunboot attach --nbd 5 while %s is served = %v, want ErrBusy naming lunboot detach /dev/nbd5", dev, err)
+	}
+	if n := tgt.Stats().Logins; n != logins {
+		t.Errorf("lunboot attach to a busy device logged in: %d logins, want %d", n, logins)
+	}
 	data := make([]byte, 1<<20)
 	rand.Read(data)
 	f, err := os.OpenFile(dev, os.O_RDWR, 0)
