@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -113,7 +114,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		}
 		if time.Now().After(deadline) {
 			s.Stop()
-			return nil, fmt.Errorf("tgt: tgtd control port %d did not answer within 10s; see %s", control, orNone(opts.LogFile))
+			return nil, fmt.Errorf("tgt: tgtd control port %d did not answer within 10s: %s", control, logTail(opts.LogFile))
 		}
 	}
 }
@@ -159,6 +160,10 @@ func (s *Server) Kill() {
 	<-s.done
 }
 
+// adminTimeout bounds one tgtadm run: tgtd answers its control socket at
+// once, so a run this long means tgtd is stuck.
+const adminTimeout = 30 * time.Second
+
 // Admin runs `tgtadm -C <port> --lld iscsi <args>` and returns its error
 // output as part of the error.
 func (s *Server) Admin(args ...string) error {
@@ -173,10 +178,16 @@ func (s *Server) AdminOutput(args ...string) (string, error) {
 		return "", ErrNotInstalled
 	}
 	full := append([]string{"-C", strconv.Itoa(s.control), "--lld", "iscsi"}, args...)
-	cmd := exec.Command(tgtadm, full...)
+	ctx, cancel := context.WithTimeout(context.Background(), adminTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, tgtadm, full...)
+	cmd.WaitDelay = time.Second
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("no answer within %v (tgtd on control port %d hung?): %w", adminTimeout, s.control, ctx.Err())
+		}
 		return out.String(), fmt.Errorf("tgtadm %s: %w: %s", redact(args), err, strings.TrimSpace(errb.String()))
 	}
 	return out.String(), nil
@@ -287,7 +298,17 @@ func logTail(path string) string {
 	if path == "" {
 		return "(no log file configured)"
 	}
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return err.Error()
+	}
+	defer f.Close()
+	// The last lines are in the last few KiB; a debug log can be large.
+	const window = 8 << 10
+	if st, err := f.Stat(); err == nil && st.Size() > window {
+		f.Seek(st.Size()-window, io.SeekStart)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, window))
 	if err != nil {
 		return err.Error()
 	}
@@ -296,11 +317,4 @@ func logTail(path string) string {
 		lines = lines[len(lines)-5:]
 	}
 	return path + ": " + strings.Join(lines, " | ")
-}
-
-func orNone(s string) string {
-	if s == "" {
-		return "(no log file configured)"
-	}
-	return s
 }

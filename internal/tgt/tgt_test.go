@@ -2,7 +2,9 @@ package tgt
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -56,5 +58,36 @@ func TestStartConfigureStop(t *testing.T) {
 	if c, err := net.DialTimeout("tcp", portal, time.Second); err == nil {
 		c.Close()
 		t.Errorf("portal %s still accepts connections after Stop", portal)
+	}
+}
+
+func TestLogTail(t *testing.T) {
+	dir := t.TempDir()
+	big := filepath.Join(dir, "big.log")
+	var b strings.Builder
+	for i := range 20000 {
+		fmt.Fprintf(&b, "line %d\n", i)
+	}
+	if err := os.WriteFile(big, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	short := filepath.Join(dir, "short.log")
+	if err := os.WriteFile(short, []byte("one\ntwo\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		path, want string
+	}{
+		{big, big + ": line 19995 | line 19996 | line 19997 | line 19998 | line 19999"},
+		{short, short + ": one | two"},
+		{"", "(no log file configured)"},
+	}
+	for _, tt := range tests {
+		if got := logTail(tt.path); got != tt.want {
+			t.Errorf("logTail(%q) = %q, want %q", tt.path, got, tt.want)
+		}
+	}
+	if got := logTail(filepath.Join(dir, "missing")); !strings.Contains(got, "no such file") {
+		t.Errorf("logTail(missing) = %q, want the open error", got)
 	}
 }
