@@ -8,21 +8,21 @@ import (
 
 func TestDiscoverInterop(t *testing.T) {
 	l := newLab(t, false, 8<<20)
-	if err := l.srv.AddTarget(2, labIQN+"-second"); err != nil {
+	if err := l.Srv.AddTarget(2, labIQN+"-second"); err != nil {
 		t.Fatal(err)
 	}
 
-	out, _, err := runCmd(t, "discover", "--initiator", labInitiator, l.portal)
+	out, _, err := runCmd(t, "discover", "--initiator", labInitiator, l.Portal)
 	if err != nil {
-		t.Fatalf("lunboot discover %s = %v", l.portal, err)
+		t.Fatalf("lunboot discover %s = %v", l.Portal, err)
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if len(lines) != 3 || !strings.HasPrefix(lines[0], "TARGET") {
 		t.Fatalf("lunboot discover printed %q, want a header and two targets", out)
 	}
 	for _, want := range []string{labIQN + " ", labIQN + "-second"} {
-		if !strings.Contains(out, want) || !strings.Contains(out, l.portal) {
-			t.Errorf("lunboot discover printed %q, want target %q at %s", out, want, l.portal)
+		if !strings.Contains(out, want) || !strings.Contains(out, l.Portal) {
+			t.Errorf("lunboot discover printed %q, want target %q at %s", out, want, l.Portal)
 		}
 	}
 
@@ -34,8 +34,8 @@ func TestDiscoverInterop(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &got); err != nil {
 		t.Fatalf("lunboot discover --json printed %q: %v", out, err)
 	}
-	if len(got) != 2 || len(got[0].Portals) == 0 || got[0].Portals[0].Portal != l.portal || got[0].Portals[0].TPGT != 1 {
-		t.Errorf("lunboot discover --json = %+v, want two targets at %s, TPGT 1", got, l.portal)
+	if len(got) != 2 || len(got[0].Portals) == 0 || got[0].Portals[0].Portal != l.Portal || got[0].Portals[0].TPGT != 1 {
+		t.Errorf("lunboot discover --json = %+v, want two targets at %s, TPGT 1", got, l.Portal)
 	}
 
 	// Nothing listening: the error says to check the portal.

@@ -36,7 +36,7 @@ func TestInquiryInterop(t *testing.T) {
 	}
 	// A wrong target name: the hint points at discover.
 	_, _, err = runCmd(t, "inquiry", strings.Replace(l.rootPath(1), labIQN, "iqn.2026-11.org.lunboot:nope", 1))
-	if err == nil || !strings.Contains(err.Error(), "lunboot discover "+l.portal) {
+	if err == nil || !strings.Contains(err.Error(), "lunboot discover "+l.Portal) {
 		t.Errorf("lunboot inquiry of an unknown target = %v, want a hint to run discover", err)
 	}
 }

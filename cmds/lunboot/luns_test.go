@@ -8,7 +8,7 @@ import (
 
 func TestLUNsInterop(t *testing.T) {
 	l := newLab(t, false, 8<<20, 3<<40, 1<<30) // LUNs 1-3; LUN 2 is a sparse 3 TiB file
-	host, port, _ := strings.Cut(l.portal, ":")
+	host, port, _ := strings.Cut(l.Portal, ":")
 
 	out, _, err := runCmd(t, "luns", "iscsi://"+host+":"+port+"/"+labIQN)
 	if err != nil {

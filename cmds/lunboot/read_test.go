@@ -14,7 +14,7 @@ func TestReadInterop(t *testing.T) {
 	l := newLab(t, false, 6<<20+512)
 	want := make([]byte, 6<<20+512)
 	rand.Read(want)
-	if err := os.WriteFile(l.imgs[0], want, 0o644); err != nil {
+	if err := os.WriteFile(l.LUNs[0], want, 0o644); err != nil {
 		t.Fatal(err)
 	}
 

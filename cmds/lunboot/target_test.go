@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lunboot/lunboot/internal/testenv"
 	"github.com/lunboot/lunboot/internal/tgt"
 	"github.com/lunboot/lunboot/pkg/scsi"
 )
@@ -183,51 +182,15 @@ const (
 	labTargetSec  = "target-secret-4567"
 )
 
-type lab struct {
-	srv    *tgt.Server
-	portal string
-	dir    string
-	imgs   []string // LUN i is imgs[i-1]
-}
+type lab struct{ *tgt.Test }
 
-// newLab starts tgtd with target 1 and one LUN per size (LUN 1 and up),
-// each a sparse file; chap makes the target require one-way CHAP.
+// newLab starts tgtd with target 1 (labIQN) and one sparse LUN per size,
+// with one-way CHAP (labUser, labSecret) if chap.
 func newLab(t *testing.T, chap bool, sizes ...int64) *lab {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("tgtd interop test skipped in -short mode")
-	}
-	testenv.RequireRoot(t)
-	testenv.RequireBinaries(t, "tgtd", "tgtadm")
-	l := &lab{portal: tgt.FreeLoopbackPortal(t), dir: t.TempDir()}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	srv, err := tgt.Start(ctx, tgt.Options{Portal: l.portal, LogFile: filepath.Join(l.dir, "tgtd.log")})
-	if err != nil {
-		t.Fatalf("tgt.Start: %v", err)
-	}
-	t.Cleanup(func() { srv.Stop() })
-	l.srv = srv
-	if err := srv.AddTarget(1, labIQN); err != nil {
-		t.Fatal(err)
-	}
-	for i, size := range sizes {
-		p := filepath.Join(l.dir, "lun"+string(rune('1'+i))+".img")
-		f, err := os.Create(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := f.Truncate(size); err != nil {
-			t.Fatal(err)
-		}
-		f.Close()
-		if err := srv.AddLUN(1, i+1, p); err != nil {
-			t.Fatal(err)
-		}
-		l.imgs = append(l.imgs, p)
-	}
+	l := &lab{tgt.StartTest(t, labIQN, sizes...)}
 	if chap {
-		if err := srv.AddCHAP(1, labUser, labSecret, false); err != nil {
+		if err := l.Srv.AddCHAP(1, labUser, labSecret, false); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -236,7 +199,7 @@ func newLab(t *testing.T, chap bool, sizes ...int64) *lab {
 
 // rootPath is the RFC 4173 form of the lab target at lun.
 func (l *lab) rootPath(lun int) string {
-	host, port, _ := strings.Cut(l.portal, ":")
+	host, port, _ := strings.Cut(l.Portal, ":")
 	return "iscsi:" + host + "::" + port + ":" + scsi.LUNFromLinux(uint64(lun)).String() + ":" + labIQN
 }
 
@@ -276,12 +239,12 @@ func TestCHAPInterop(t *testing.T) {
 	os.WriteFile(secretFile, []byte(labSecret+"\n"), 0o600)
 	wrongFile := filepath.Join(dir, "wrong")
 	os.WriteFile(wrongFile, []byte("wrong-secret-999\n"), 0o600)
-	if err := l.srv.AddCHAP(1, labTargetUser, labTargetSec, true); err != nil {
+	if err := l.Srv.AddCHAP(1, labTargetUser, labTargetSec, true); err != nil {
 		t.Fatal(err)
 	}
 	targetFile := filepath.Join(dir, "target")
 	os.WriteFile(targetFile, []byte(labTargetSec), 0o600)
-	host, port, _ := strings.Cut(l.portal, ":")
+	host, port, _ := strings.Cut(l.Portal, ":")
 	url := "iscsi://" + labUser + "%" + labSecret + "@" + host + ":" + port + "/" + labIQN + "/1"
 
 	for _, tt := range []struct {

@@ -161,16 +161,16 @@ func tgtdBench(b *testing.B) (*Session, int64) {
 	f.Truncate(size)
 	f.Close()
 	b.Cleanup(func() { os.Remove(img) })
-	if err := e.srv.AddLUN(1, 1, img); err != nil {
+	if err := e.Srv.AddLUN(1, 1, img); err != nil {
 		b.Fatal(err)
 	}
-	cfg := Config{Portal: e.portal, TargetName: tgtIQN, InitiatorName: initIQN}
+	cfg := Config{Portal: e.Portal, TargetName: tgtIQN, InitiatorName: initIQN}
 	s, err := Login(context.Background(), cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { s.Close() })
-	b.Logf("tgtd portal %s, LUN 1 = %s", e.portal, img)
+	b.Logf("tgtd portal %s, LUN 1 = %s", e.Portal, img)
 	return s, size / 512
 }
 

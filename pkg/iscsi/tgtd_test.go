@@ -6,12 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/lunboot/lunboot/internal/testenv"
 	"github.com/lunboot/lunboot/internal/tgt"
 	"github.com/lunboot/lunboot/pkg/scsi"
 )
@@ -25,66 +24,24 @@ const (
 	initIQN = "iqn.2026-11.org.lunboot:initiator"
 )
 
-type tgtdEnv struct {
-	srv    *tgt.Server
-	portal string
-	dir    string
-	luns   []string
-}
+// tgtdEnv is tgtd with target 1 (tgtIQN) and sparse file LUNs.
+type tgtdEnv struct{ *tgt.Test }
 
 // startTgtd starts tgtd with target 1 and LUNs 1..n, each a sparse file.
 func startTgtd(t testing.TB, luns int, size int64) *tgtdEnv {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("tgtd interop skipped in -short mode")
-	}
-	testenv.RequireRoot(t)
-	testenv.RequireBinaries(t, "tgtd", "tgtadm")
-	e := &tgtdEnv{portal: tgt.FreeLoopbackPortal(t), dir: t.TempDir()}
-	for i := 1; i <= luns; i++ {
-		p := filepath.Join(e.dir, fmt.Sprintf("lun%d.img", i))
-		f, err := os.Create(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := f.Truncate(size); err != nil {
-			t.Fatal(err)
-		}
-		f.Close()
-		e.luns = append(e.luns, p)
-	}
-	e.start(t)
-	return e
-}
-
-// start launches tgtd on the portal and configures target 1 with its LUNs.
-func (e *tgtdEnv) start(t testing.TB) {
-	t.Helper()
-	srv, err := tgt.Start(context.Background(), tgt.Options{Portal: e.portal, LogFile: filepath.Join(e.dir, "tgtd.log")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.srv = srv
-	t.Cleanup(func() { srv.Stop() })
-	if err := srv.AddTarget(1, tgtIQN); err != nil {
-		t.Fatal(err)
-	}
-	for i, p := range e.luns {
-		if err := srv.AddLUN(1, i+1, p); err != nil {
-			t.Fatal(err)
-		}
-	}
+	return &tgtdEnv{tgt.StartTest(t, tgtIQN, slices.Repeat([]int64{size}, luns)...)}
 }
 
 func (e *tgtdEnv) set(t testing.TB, key, value string) {
 	t.Helper()
-	if err := e.srv.SetParam(1, key, value); err != nil {
+	if err := e.Srv.SetParam(1, key, value); err != nil {
 		t.Fatalf("tgtadm %s=%s: %v", key, value, err)
 	}
 }
 
 func (e *tgtdEnv) config(t testing.TB) Config {
-	return Config{Portal: e.portal, TargetName: tgtIQN, InitiatorName: initIQN, Logger: testLogger(t.(*testing.T))}
+	return Config{Portal: e.Portal, TargetName: tgtIQN, InitiatorName: initIQN, Logger: testLogger(t.(*testing.T))}
 }
 
 // clearUA consumes tgtd's POWER ON unit attention on a LUN.
@@ -170,7 +127,7 @@ func TestTgtdInterop(t *testing.T) {
 				t.Fatal(err)
 			}
 			file := make([]byte, len(data))
-			f, err := os.Open(e.luns[1])
+			f, err := os.Open(e.LUNs[1])
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -203,7 +160,7 @@ func waitSessions(t *testing.T, e *tgtdEnv, want int) {
 	t.Helper()
 	deadline := time.Now().Add(3 * time.Second)
 	for {
-		n, err := e.srv.Sessions(1)
+		n, err := e.Srv.Sessions(1)
 		if err == nil && n == want {
 			return
 		}
@@ -237,11 +194,11 @@ func TestTgtdCHAP(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := startTgtd(t, 1, 16<<20)
-			if err := e.srv.AddCHAP(1, user, secret, false); err != nil {
+			if err := e.Srv.AddCHAP(1, user, secret, false); err != nil {
 				t.Fatal(err)
 			}
 			if tt.outgoing {
-				if err := e.srv.AddCHAP(1, tuser, tsecret, true); err != nil {
+				if err := e.Srv.AddCHAP(1, tuser, tsecret, true); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -275,7 +232,7 @@ func TestTgtdCHAP(t *testing.T) {
 
 func TestTgtdDiscovery(t *testing.T) {
 	e := startTgtd(t, 1, 16<<20)
-	if err := e.srv.AddTarget(2, tgtIQN+"-second"); err != nil {
+	if err := e.Srv.AddTarget(2, tgtIQN+"-second"); err != nil {
 		t.Fatal(err)
 	}
 	cfg := e.config(t)
@@ -287,13 +244,13 @@ func TestTgtdDiscovery(t *testing.T) {
 	found := map[string]bool{}
 	for _, tg := range targets {
 		for _, a := range tg.Addresses {
-			if a.Portal() == e.portal {
+			if a.Portal() == e.Portal {
 				found[tg.Name] = true
 			}
 		}
 	}
 	if !found[tgtIQN] || !found[tgtIQN+"-second"] {
-		t.Errorf("Discover = %+v, want both targets at %s", targets, e.portal)
+		t.Errorf("Discover = %+v, want both targets at %s", targets, e.Portal)
 	}
 }
 
@@ -343,8 +300,8 @@ func TestTgtdRestart(t *testing.T) {
 	for range chunks / 4 {
 		<-started
 	}
-	e.srv.Kill()
-	e.start(t)
+	e.Srv.Kill()
+	e.Restart(t)
 	wg.Wait()
 	close(errs)
 	for err := range errs {

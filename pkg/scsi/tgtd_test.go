@@ -11,13 +11,10 @@ import (
 	"log/slog"
 	mrand "math/rand/v2"
 	"os"
-	"path/filepath"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/lunboot/lunboot/internal/testenv"
 	"github.com/lunboot/lunboot/internal/tgt"
 	"github.com/lunboot/lunboot/pkg/iscsi"
 	"github.com/lunboot/lunboot/pkg/scsi"
@@ -28,55 +25,21 @@ const (
 	initIQN = "iqn.2026-11.org.lunboot:scsi-initiator"
 )
 
-type tgtd struct {
-	srv    *tgt.Server
-	portal string
-	dir    string
-}
+// tgtd is tgtd with target 1 (tgtIQN) and sparse file LUNs.
+type tgtd struct{ *tgt.Test }
 
 // startTgtd runs tgtd with target 1 and one sparse file LUN per size
 // (LUNs 1, 2, …).
 func startTgtd(t *testing.T, sizes ...int64) *tgtd {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("tgtd interop test skipped in -short mode")
-	}
-	testenv.RequireRoot(t)
-	testenv.RequireBinaries(t, "tgtd", "tgtadm")
-	e := &tgtd{portal: tgt.FreeLoopbackPortal(t), dir: t.TempDir()}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	srv, err := tgt.Start(ctx, tgt.Options{Portal: e.portal, LogFile: filepath.Join(e.dir, "tgtd.log")})
-	if err != nil {
-		t.Fatalf("tgt.Start: %v", err)
-	}
-	t.Cleanup(func() { srv.Stop() })
-	e.srv = srv
-	if err := srv.AddTarget(1, tgtIQN); err != nil {
-		t.Fatal(err)
-	}
-	for i, size := range sizes {
-		p := filepath.Join(e.dir, "lun"+strconv.Itoa(i+1)+".img")
-		f, err := os.Create(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := f.Truncate(size); err != nil {
-			t.Fatal(err)
-		}
-		f.Close()
-		if err := srv.AddLUN(1, i+1, p); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return e
+	return &tgtd{tgt.StartTest(t, tgtIQN, sizes...)}
 }
 
 func (e *tgtd) login(t *testing.T) *iscsi.Session {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s, err := iscsi.Login(ctx, iscsi.Config{Portal: e.portal, TargetName: tgtIQN, InitiatorName: initIQN,
+	s, err := iscsi.Login(ctx, iscsi.Config{Portal: e.Portal, TargetName: tgtIQN, InitiatorName: initIQN,
 		Logger: testLogger()})
 	if err != nil {
 		t.Fatalf("iscsi.Login: %v", err)
@@ -216,7 +179,7 @@ func TestTgtdPast2TiB(t *testing.T) {
 
 func TestTgtdUnmap(t *testing.T) {
 	e := startTgtd(t, 16<<20)
-	if err := e.srv.SetLUNParams(1, 1, "thin_provisioning=1"); err != nil {
+	if err := e.Srv.SetLUNParams(1, 1, "thin_provisioning=1"); err != nil {
 		t.Skipf("tgtd does not take thin_provisioning=1: %v", err)
 	}
 	s := e.login(t)
@@ -245,7 +208,7 @@ func TestTgtdUnmap(t *testing.T) {
 
 func TestTgtdReadOnly(t *testing.T) {
 	e := startTgtd(t, 1<<20)
-	if err := e.srv.SetLUNParams(1, 1, "readonly=1"); err != nil {
+	if err := e.Srv.SetLUNParams(1, 1, "readonly=1"); err != nil {
 		t.Skipf("tgtd does not take readonly=1: %v", err)
 	}
 	s := e.login(t)

@@ -33,7 +33,6 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -140,7 +139,7 @@ func run(ctx context.Context, o options) error {
 	}
 	logFile := filepath.Join(os.TempDir(), fmt.Sprintf("lunboot-bench-tgtd-%d.log", os.Getpid()))
 	defer os.Remove(logFile)
-	portal, err := freePortal()
+	portal, err := tgt.FreeLoopbackAddr()
 	if err != nil {
 		return err
 	}
@@ -647,14 +646,4 @@ func pkgVersion(name string) string {
 		return "?"
 	}
 	return strings.TrimSpace(string(out))
-}
-
-// freePortal returns a 127.0.0.1 address nothing listens on now.
-func freePortal() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("finding a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }
