@@ -330,6 +330,16 @@ func (d *Device) Detach(ctx context.Context) error {
 // nbd_set_size, and scans on the next open). ctx bounds the attach; the
 // device is served until Detach, a disconnect from elsewhere, or the kernel
 // dropping it. Needs CAP_SYS_ADMIN.
+//
+// An attach that fails after the kernel took the sockets is undone before
+// Attach returns, and that undo has bounds of its own rather than ctx's
+// (ctx may be what ran out): the disconnect waits up to
+// DefaultDetachTimeout, then the reads Attach started through the device
+// up to 5 s, and, if the kernel still holds them, another
+// DefaultDetachTimeout after our socket ends are closed. With a kernel that
+// does not let go, Attach can thus return up to about 65 s after ctx is
+// done, and logs a warning when the disconnect fails or the reads stay
+// blocked.
 func Attach(ctx context.Context, dev blockdev.Device, opts AttachOptions) (*Device, error) {
 	return attach(ctx, dev, opts)
 }
