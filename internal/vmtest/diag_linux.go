@@ -9,21 +9,14 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// Where the guest mounts the kernel's debug and trace file systems.
-const (
-	debugFS = "/sys/kernel/debug"
-	traceFS = "/sys/kernel/tracing"
-)
-
-// traced is set once Trace enabled events: DumpState then shows the buffer.
-var traced atomic.Bool
+// debugFS is where the guest mounts the kernel's debug file system.
+const debugFS = "/sys/kernel/debug"
 
 // Watchdog helps explain a guest test that hangs: if the returned stop has
 // not been called within d, it logs DumpState for disks to t (once). Outside
@@ -56,53 +49,12 @@ func Watchdog(t testing.TB, d time.Duration, disks ...string) (stop func()) {
 	return stop
 }
 
-// Trace enables kernel trace events for the rest of t, by tracefs names:
-// "nbd" (a whole system) or "block/block_rq_issue" (one event). DumpState
-// then includes the trace buffer. Outside a guest it does nothing: the
-// host's tracing is not a test's to change.
-//
-// It is for debugging a test, not for tests that run in make test:
-// enabling an event patches kernel text (static keys, text_poke_bp), which
-// waits for every vCPU to answer an IPI, and under TCG on a loaded host a
-// guest once stuck there for minutes (soft lockup in the writing task, the
-// other vCPU's timer stalled) until vmtest killed it.
-func Trace(t testing.TB, events ...string) {
-	t.Helper()
-	if !InGuest() {
-		return
-	}
-	if err := mountOnce("tracefs", traceFS); err != nil {
-		t.Logf("vmtest: trace: %v", err)
-		return
-	}
-	write := func(rel, v string) error {
-		return os.WriteFile(filepath.Join(traceFS, rel), []byte(v), 0)
-	}
-	if err := write("buffer_size_kb", "2048"); err != nil {
-		t.Logf("vmtest: trace: %v", err)
-	}
-	for _, e := range events {
-		if err := write(filepath.Join("events", e, "enable"), "1"); err != nil {
-			t.Logf("vmtest: trace %s: %v", e, err)
-		}
-	}
-	write("tracing_on", "1")
-	traced.Store(true)
-	t.Cleanup(func() {
-		for _, e := range events {
-			write(filepath.Join("events", e, "enable"), "0")
-		}
-		write("trace", "") // clear the buffer for the next test
-	})
-}
-
 // DumpState writes what explains a stalled guest test: every goroutine's
 // stack; the queues of this process's sockets (SIOCINQ: bytes not read by
 // us, SIOCOUTQ: bytes the peer has not read); the kernel stack of every
 // task in uninterruptible sleep or running a work item (a kworker, or a
-// workqueue's rescuer); blk-mq's view of each of disks ("nbd3": requests
-// in flight per hardware queue, from debugfs); and the trace buffer if
-// Trace enabled events.
+// workqueue's rescuer); and blk-mq's view of each of disks ("nbd3":
+// requests in flight per hardware queue, from debugfs).
 func DumpState(w io.Writer, disks ...string) {
 	buf := make([]byte, 4<<20)
 	buf = buf[:runtime.Stack(buf, true)]
@@ -166,12 +118,6 @@ func DumpState(w io.Writer, disks ...string) {
 				rel, _ := filepath.Rel(dir, f)
 				fmt.Fprintf(w, "%s:\n%s", rel, b)
 			}
-		}
-	}
-
-	if traced.Load() {
-		if b, err := os.ReadFile(filepath.Join(traceFS, "trace")); err == nil {
-			fmt.Fprintf(w, "--- trace ---\n%s", b)
 		}
 	}
 }
