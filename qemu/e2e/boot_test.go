@@ -50,9 +50,7 @@ func TestBootDHCPOption17(t *testing.T) {
 	if got, _ := param(r.Cmdline, "rd.iscsi.initiator"); got != initiator {
 		t.Errorf("OS rd.iscsi.initiator= %q, want %q", got, initiator)
 	}
-	checkIBFT(t, r, exp, "01000000", initiator)
-	checkLogin(t, r, "dracut", disk, initiator)
-	checkLogin(t, r, "ibft", disk, initiator)
+	checkTakeover(t, r, exp, disk, initiator)
 }
 
 // TestBootMBRSyslinux boots the syslinux entry of the MBR disk, with the
@@ -75,9 +73,7 @@ func TestBootMBRSyslinux(t *testing.T) {
 	contains(t, "lunboot console", sec, "initiator "+initiator+" (from DHCP option 203)")
 
 	checkProbe(t, r, disk, "syslinux")
-	checkIBFT(t, r, exp, "01000000", initiator)
-	checkLogin(t, r, "dracut", disk, initiator)
-	checkLogin(t, r, "ibft", disk, initiator)
+	checkTakeover(t, r, exp, disk, initiator)
 }
 
 // TestBootGRUB boots the Debian-like disk, whose only configuration is
@@ -98,9 +94,7 @@ func TestBootGRUB(t *testing.T) {
 
 	initiator := lunbootInitiator(m.MAC())
 	checkProbe(t, r, disk, "grub")
-	checkIBFT(t, r, exp, "01000000", initiator)
-	checkLogin(t, r, "dracut", disk, initiator)
-	checkLogin(t, r, "ibft", disk, initiator)
+	checkTakeover(t, r, exp, disk, initiator)
 }
 
 // TestBootRootPathOnCmdline takes the target from netroot= on the command
@@ -130,9 +124,7 @@ func TestBootRootPathOnCmdline(t *testing.T) {
 	if h, ok := handoff(r, "dracut"); !ok || h.Portal != exp.Portal.String() || h.Target != exp.IQN || h.LUN != "1" || h.Initiator != initiator {
 		t.Errorf("OS dracut hand-off = %+v, want portal %s target %s LUN 1 initiator %s", h, exp.Portal, exp.IQN, initiator)
 	}
-	checkIBFT(t, r, exp, "01000000", initiator)
-	checkLogin(t, r, "dracut", disk, initiator)
-	checkLogin(t, r, "ibft", disk, initiator)
+	checkTakeover(t, r, exp, disk, initiator)
 }
 
 // chapCase is a boot with CHAP credentials typed on the command line.
@@ -271,7 +263,5 @@ func TestBootLateTarget(t *testing.T) {
 	checkProbe(t, r, disk, "bls-default")
 	exp := tg.Exports()[0]
 	initiator := lunbootInitiator(m.MAC())
-	checkLogin(t, r, "dracut", disk, initiator)
-	checkLogin(t, r, "ibft", disk, initiator)
-	checkIBFT(t, r, exp, "01000000", initiator)
+	checkTakeover(t, r, exp, disk, initiator)
 }

@@ -287,6 +287,16 @@ func checkProbe(t *testing.T, r *probe.Result, disk *fixtures.Disk, entry string
 	}
 }
 
+// checkTakeover checks what a boot of the probe OS from LUN 1 must show for
+// the OS to take over: lunboot's iBFT, and the OS's own logins to the disk
+// as initiator, from the dracut parameters and from the iBFT.
+func checkTakeover(t *testing.T, r *probe.Result, exp *lab.Export, disk *fixtures.Disk, initiator string) {
+	t.Helper()
+	checkIBFT(t, r, exp, "01000000", initiator)
+	checkLogin(t, r, "dracut", disk, initiator)
+	checkLogin(t, r, "ibft", disk, initiator)
+}
+
 // checkIBFT checks the iBFT the OS found: lunboot's table, with the
 // initiator and the target lunboot logged in to.
 func checkIBFT(t *testing.T, r *probe.Result, exp *lab.Export, lun, initiator string) map[string]string {
