@@ -12,6 +12,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/lunboot/lunboot/internal/testenv"
 	"github.com/lunboot/lunboot/internal/vmtest"
 	"github.com/lunboot/lunboot/pkg/iscsi/iscsitest"
 	"github.com/lunboot/lunboot/pkg/nbd"
@@ -45,7 +46,7 @@ func testAttachKernel(t *testing.T) {
 	defer cancel()
 	defer vmtest.Watchdog(t, 30*time.Second, "nbd5")()
 	actx, interrupt := context.WithCancel(ctx)
-	var out, errb syncBuffer
+	var out, errb testenv.SyncBuffer
 	done := make(chan error, 1)
 	target := "iscsi://" + addr + "/" + iscsitest.DefaultName + "/1"
 	go func() {

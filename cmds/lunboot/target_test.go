@@ -8,10 +8,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/lunboot/lunboot/internal/testenv"
 	"github.com/lunboot/lunboot/internal/tgt"
 	"github.com/lunboot/lunboot/pkg/scsi"
 )
@@ -208,28 +208,11 @@ func runCmd(t *testing.T, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	var out, errb syncBuffer
+	// pkg/iscsi may still log from a connection goroutine as the session
+	// winds down.
+	var out, errb testenv.SyncBuffer
 	err = run(ctx, args, &out, &errb)
 	return out.String(), errb.String(), err
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent use: pkg/iscsi may
-// still log from a connection goroutine as the session winds down.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 func TestCHAPInterop(t *testing.T) {

@@ -4,10 +4,12 @@
 package testenv
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -121,4 +123,25 @@ func GuestSlot(t testing.TB) {
 		t.Logf("waited %v for one of %d QEMU guest slots (LUNBOOT_GUESTS)", d.Round(time.Second), n)
 	}
 	t.Cleanup(unlock)
+}
+
+// SyncBuffer is a bytes.Buffer that several goroutines may write at once:
+// for output a command or library may still log from its own goroutines
+// while the test reads what came so far.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *SyncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+// String returns what was written so far.
+func (b *SyncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }

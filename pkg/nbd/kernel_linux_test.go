@@ -18,6 +18,7 @@ import (
 	"unsafe"
 
 	"github.com/lunboot/lunboot/internal/sysfs"
+	"github.com/lunboot/lunboot/internal/testenv"
 	"github.com/lunboot/lunboot/internal/vmtest"
 	"github.com/lunboot/lunboot/pkg/blockdev"
 	"golang.org/x/sys/unix"
@@ -74,7 +75,7 @@ func TestKernel(t *testing.T) {
 func TestKernelSlowWorkers(t *testing.T) {
 	vmtest.Run(t, vmtest.Options{Modules: []string{"nbd"}, CPUs: 2}, func(t *testing.T) {
 		defer vmtest.Watchdog(t, time.Minute, "nbd0")()
-		var logs syncBuf
+		var logs testenv.SyncBuffer
 		logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 		slowKernelWorkers(t, time.Second)
 		ncpu := runtime.NumCPU()
@@ -175,24 +176,6 @@ func readFromCPU(path string, cpu int) error {
 	case <-time.After(20 * time.Second):
 		return errors.New("no answer within 20s")
 	}
-}
-
-// syncBuf collects log output from several goroutines.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuf) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuf) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 func attachT(t *testing.T, dev blockdev.Device, o AttachOptions) *Device {
