@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/lunboot/lunboot/pkg/nbd"
-	"github.com/lunboot/lunboot/pkg/scsi"
 )
 
 func init() {
@@ -52,11 +51,9 @@ func runAttach(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer tf.logout(s)
-	octx, cancel := context.WithTimeout(ctx, tf.timeout)
-	disk, err := scsi.OpenDisk(octx, s, lun, scsi.DiskOptions{Logger: tf.logger(), Timeout: tf.timeout, ReadOnly: *readOnly})
-	cancel()
+	disk, err := tf.openDisk(ctx, "attach", s, lun, *readOnly)
 	if err != nil {
-		return fmt.Errorf("attach %s: %w", tf.shown, lunHint(ctx, s, lun, err))
+		return err
 	}
 	defer disk.Close()
 	dev, err := nbd.Attach(ctx, disk, nbd.AttachOptions{

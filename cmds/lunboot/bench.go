@@ -122,11 +122,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer tf.logout(s)
-	octx, cancel := context.WithTimeout(ctx, tf.timeout)
-	d, err := scsi.OpenDisk(octx, s, lun, scsi.DiskOptions{Logger: tf.logger(), Timeout: tf.timeout, ReadOnly: !*write})
-	cancel()
+	d, err := tf.openDisk(ctx, "bench", s, lun, !*write)
 	if err != nil {
-		return fmt.Errorf("bench %s: %w", tf.shown, lunHint(ctx, s, lun, err))
+		return err
 	}
 	defer d.Close()
 	if *write && d.ReadOnly() {

@@ -67,11 +67,9 @@ func runRead(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer tf.logout(s)
-	octx, cancel := context.WithTimeout(ctx, tf.timeout)
-	d, err := scsi.OpenDisk(octx, s, lun, scsi.DiskOptions{Logger: tf.logger(), Timeout: tf.timeout, ReadOnly: true})
-	cancel()
+	d, err := tf.openDisk(ctx, "read", s, lun, true)
 	if err != nil {
-		return fmt.Errorf("read %s: %w", tf.shown, lunHint(ctx, s, lun, err))
+		return err
 	}
 	defer d.Close()
 	if offset > d.Size() {

@@ -255,6 +255,18 @@ func loginHint(err error, cfg iscsi.Config) error {
 	return err
 }
 
+// openDisk opens the block-device view of lun on s for command cmd, bounded
+// by --timeout, and explains a LUN that is not there.
+func (f *targetFlags) openDisk(ctx context.Context, cmd string, s *iscsi.Session, lun scsi.LUN, readOnly bool) (*scsi.Disk, error) {
+	octx, cancel := context.WithTimeout(ctx, f.timeout)
+	defer cancel()
+	d, err := scsi.OpenDisk(octx, s, lun, scsi.DiskOptions{Logger: f.logger(), Timeout: f.timeout, ReadOnly: readOnly})
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", cmd, f.shown, lunHint(ctx, s, lun, err))
+	}
+	return d, nil
+}
+
 // hintTimeout bounds the REPORT LUNS that lunHint sends: callers may hand
 // it their unbounded command context, and a hint must never turn a clear
 // error into a hang against a target that stopped answering.
