@@ -42,11 +42,17 @@ func runAttach(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fs.Usage()
 		return fmt.Errorf("%w: attach takes one target", errUsage)
 	}
+	// Parsed first, for tf.shown: the target as typed may hold CHAP
+	// secrets, which no message shows.
+	cfg, lun, err := tf.config(pos[0])
+	if err != nil {
+		return err
+	}
 	// Before the login: what the host lacks is said at once, not after it.
 	if err := nbdPreflight(ctx, *index); err != nil {
-		return fmt.Errorf("attach %s: %w", pos[0], err)
+		return fmt.Errorf("attach %s: %w", tf.shown, err)
 	}
-	s, lun, err := tf.login(ctx, pos[0])
+	s, err := tf.loginTo(ctx, cfg)
 	if err != nil {
 		return err
 	}

@@ -22,10 +22,17 @@ func TestAttachWithoutModule(t *testing.T) {
 	}
 	defer tgt.Close()
 	target := "iscsi://" + addr + "/" + iscsitest.DefaultName + "/0"
-	for _, args := range [][]string{{"attach", target}, {"attach", "--nbd", "2", target}} {
-		_, _, err := runCmd(t, args...)
+	// The URL form with CHAP credentials: the message names the target
+	// without its secret.
+	const secret = "attach-secret-0123"
+	withCHAP := "iscsi://alice%" + secret + "@" + addr + "/" + iscsitest.DefaultName + "/0"
+	for _, args := range [][]string{{"attach", target}, {"attach", "--nbd", "2", target}, {"attach", withCHAP}} {
+		stdout, stderr, err := runCmd(t, args...)
 		if err == nil || !strings.Contains(err.Error(), "modprobe nbd") || errors.Is(err, errUsage) {
 			t.Errorf("lunboot %s without the driver = %v, want an error naming modprobe nbd", strings.Join(args, " "), err)
+		}
+		if err != nil && strings.Contains(err.Error()+stdout+stderr, secret) {
+			t.Errorf("lunboot attach without the driver showed the CHAP secret: %v (stdout %q, stderr %q)", err, stdout, stderr)
 		}
 	}
 	if n := tgt.Stats().Logins; n != 0 {

@@ -214,12 +214,18 @@ func (f *targetFlags) login(ctx context.Context, target string) (*iscsi.Session,
 	if err != nil {
 		return nil, lun, err
 	}
+	s, err := f.loginTo(ctx, cfg)
+	return s, lun, err
+}
+
+// loginTo opens a session with cfg, from config.
+func (f *targetFlags) loginTo(ctx context.Context, cfg iscsi.Config) (*iscsi.Session, error) {
 	s, err := iscsi.Login(ctx, cfg)
 	if err != nil {
-		return nil, lun, loginHint(err, cfg)
+		return nil, loginHint(err, cfg)
 	}
 	f.logger().Debug("logged in", "target", cfg.TargetName, "portal", cfg.Portal, "initiator", cfg.InitiatorName)
-	return s, lun, nil
+	return s, nil
 }
 
 // logout ends the session, bounded by the command timeout.
