@@ -295,10 +295,16 @@ func (c *conn) write(wait bool) {
 			// The socket is full: the writer goroutine finishes.
 			w.mu.Lock()
 			w.carry, w.carryIOV = batch, rest
-			w.writing = false
-			w.mu.Unlock()
-			w.wake()
-			return
+			if !w.closed {
+				w.writing = false
+				w.mu.Unlock()
+				w.wake()
+				return
+			}
+			// close ran meanwhile and, seeing us writing, left the queue
+			// to us; the writer goroutine is gone. Dropped below: a PDU
+			// kept would keep its task referenced, and Execute waiting.
+			break
 		}
 		for i, p := range batch {
 			p.release()
