@@ -256,7 +256,9 @@ func (d *Device) serve(ctx context.Context, conns []io.ReadWriteCloser, o Attach
 // (NBD_CMD_DISCONNECT), waits for the connections to finish the requests in
 // flight, and flushes the block device. Without a deadline on ctx it is
 // bounded by DefaultDetachTimeout; when the bound passes, the connections
-// are closed from this side. A second call returns nil.
+// are closed from this side. A flush that takes all of ctx (a server that
+// stopped answering) still leaves the disconnect and the wait for the
+// connections afterDeadlineGrace each. A second call returns nil.
 func (d *Device) Detach(ctx context.Context) error {
 	d.detachMu.Lock()
 	defer d.detachMu.Unlock()
@@ -282,22 +284,22 @@ func (d *Device) Detach(ctx context.Context) error {
 		// The disconnect is what fails the requests the kernel still
 		// holds (nbd_disconnect_and_put clears the queue), a flush left
 		// waiting above among them: it is sent even when ctx ran out.
-		nctx := ctx
-		if ctx.Err() != nil {
-			var ncancel context.CancelFunc
-			nctx, ncancel = context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			defer ncancel()
-		}
+		nctx, ncancel := afterDeadline(ctx)
+		defer ncancel()
 		if err := disconnect(nctx, d.index); err != nil {
 			errs = append(errs, err)
 		}
 	}
+	// The connections then finish the requests they are serving; that too
+	// gets its short bound when a flush took all of ctx.
+	wctx, wcancel := afterDeadline(ctx)
+	defer wcancel()
 	select {
 	case <-d.done:
-	case <-ctx.Done():
+	case <-wctx.Done():
 		d.log.Warn("nbd: connections did not end after disconnect; closing them", "dev", d.path)
 		d.cancel()
-		errs = append(errs, fmt.Errorf("wait for connections to end: %w", ctx.Err()))
+		errs = append(errs, fmt.Errorf("wait for connections to end: %w", wctx.Err()))
 		select {
 		case <-d.done:
 		case <-time.After(5 * time.Second):
@@ -320,6 +322,20 @@ func (d *Device) Detach(ctx context.Context) error {
 	}
 	d.log.Info("nbd: detached", "dev", d.path)
 	return nil
+}
+
+// afterDeadlineGrace is how long a step of Detach that must run still gets
+// once ctx has run out.
+const afterDeadlineGrace = 5 * time.Second
+
+// afterDeadline returns ctx while it is live, else a context of its own that
+// ends afterDeadlineGrace from now: for the steps of Detach that must run
+// even when an earlier one used up ctx.
+func afterDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
+	if ctx.Err() == nil {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(context.WithoutCancel(ctx), afterDeadlineGrace)
 }
 
 // Attach serves dev to the kernel as /dev/nbdN: it creates
