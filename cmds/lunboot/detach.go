@@ -59,8 +59,9 @@ func runDetach(ctx context.Context, args []string, stdout, stderr io.Writer) err
 				if ctx.Err() != nil {
 					// The kernel's flush waits on: this process
 					// ends when it does, or when the device is
-					// disconnected from elsewhere.
-					return fmt.Errorf("detach %s: cached writes not flushed within -timeout %v: is the process serving it stuck, or its disk not answering? `lunboot detach -no-sync %s` disconnects without them (they are lost): %w", path, *timeout, path, err)
+					// disconnected from elsewhere — hence "another
+					// shell" below.
+					return fmt.Errorf("detach %s: cached writes not flushed within -timeout %v: is the process serving it stuck, or its disk not answering? `lunboot detach -no-sync %s`, from another shell, disconnects without them (they are lost); this command exits once the flush ends or the device is disconnected: %w", path, *timeout, path, err)
 				}
 				return fmt.Errorf("detach %s: flush cached writes (-no-sync skips this): %w", path, err)
 			}
