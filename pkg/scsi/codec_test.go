@@ -78,8 +78,8 @@ func TestRWCDBChoice(t *testing.T) {
 		{0, 0xffff, "READ(10)"},
 		{0, 0x10000, "READ(16)"},
 	} {
-		if _, op := rwCDB(false, tt.lba, tt.blocks, false); op != tt.op {
-			t.Errorf("rwCDB(read, %#x, %#x) = %s, want %s", tt.lba, tt.blocks, op, tt.op)
+		if _, op := putRWCDB(make([]byte, 16), false, tt.lba, tt.blocks, false); op != tt.op {
+			t.Errorf("putRWCDB(read, %#x, %#x) = %s, want %s", tt.lba, tt.blocks, op, tt.op)
 		}
 	}
 }

@@ -314,13 +314,9 @@ func (r *runner) modeSense(ctx context.Context) (*ModeHeader, error) {
 	return ParseModeSense6(b)
 }
 
-// rwCDB picks READ/WRITE(10) when the range fits its 32-bit LBA and 16-bit
-// length (every target implements it), (16) otherwise.
-func rwCDB(write bool, lba uint64, blocks uint32, fua bool) ([]byte, string) {
-	return putRWCDB(make([]byte, 16), write, lba, blocks, fua)
-}
-
-// putRWCDB is rwCDB encoding into b, which has room for 16 bytes.
+// putRWCDB encodes into b, which has room for 16 bytes, READ/WRITE(10)
+// when the range fits its 32-bit LBA and 16-bit length (every target
+// implements it), (16) otherwise.
 func putRWCDB(b []byte, write bool, lba uint64, blocks uint32, fua bool) ([]byte, string) {
 	if lba+uint64(blocks) <= math.MaxUint32+1 && blocks <= math.MaxUint16 {
 		if write {
