@@ -66,7 +66,7 @@ func newConn(s *Session, nc net.Conn, res *loginResult, portal string) *conn {
 	c.expStatSN.Store(res.expStatSN)
 	c.lastRecv.Store(time.Now().UnixNano())
 	c.w.init(nc)
-	c.sock = wire.NewSocket(nc)
+	c.sock = c.r.Socket() // res.rd reads nc
 	// Before the reader waits for input, it sends what is queued.
 	c.r.BeforeRead = c.beforeRead
 	return c
@@ -531,7 +531,7 @@ func (c *conn) ackStatSN(statSN uint32, advance bool) {
 func (c *conn) window(exp, max uint32) error {
 	s := c.s
 	s.mu.Lock()
-	_, err := c.windowLocked(exp, max)
+	err := c.windowLocked(exp, max)
 	s.mu.Unlock()
 	return err // commands it queued go out before the reader reads again
 }
@@ -541,7 +541,7 @@ func (c *conn) window(exp, max uint32) error {
 func (c *conn) completeWindow(t *task, res *scsi.Result, terr error, exp, max uint32) error {
 	s := c.s
 	s.mu.Lock()
-	_, err := c.windowLocked(exp, max)
+	err := c.windowLocked(exp, max)
 	if err == nil && t.state == taskSent && t.cn == c {
 		// The reader is done with t: Execute may recycle it.
 		t.recycle = terr == nil
@@ -551,23 +551,26 @@ func (c *conn) completeWindow(t *task, res *scsi.Result, terr error, exp, max ui
 	return err
 }
 
-// windowLocked is window with s.mu held; queued says commands were queued.
-func (c *conn) windowLocked(exp, max uint32) (queued bool, err error) {
+// windowLocked is window with s.mu held. A window that opened lets queued
+// commands go: the reader writes them before it reads again (beforeRead).
+func (c *conn) windowLocked(exp, max uint32) error {
 	s := c.s
 	if wire.SerialLess(max, exp-1) {
-		return false, protoErr("MaxCmdSN %d is below ExpCmdSN−1 (%d): the command window went backwards", max, exp-1)
+		return protoErr("MaxCmdSN %d is below ExpCmdSN−1 (%d): the command window went backwards", max, exp-1)
 	}
 	if wire.SerialGreater(exp, s.cmdSN) {
-		return false, protoErr("ExpCmdSN %d acknowledges commands never sent (next CmdSN %d)", exp, s.cmdSN)
+		return protoErr("ExpCmdSN %d acknowledges commands never sent (next CmdSN %d)", exp, s.cmdSN)
 	}
 	if wire.SerialGreater(exp, s.expCmdSN) {
 		s.expCmdSN = exp
 	}
 	if wire.SerialGreater(max, s.maxCmdSN) {
 		s.maxCmdSN = max
-		queued = s.cn == c && s.pump()
+		if s.cn == c {
+			s.pump()
+		}
 	}
-	return queued, nil
+	return nil
 }
 
 // lookup finds the task an ITT names on this connection.

@@ -296,8 +296,9 @@ func (s *Session) reuse(t *task) {
 
 // pump queues commands for sending while the window allows (RFC 7143
 // §4.2.2.1: CmdSN in [ExpCmdSN, MaxCmdSN]) and reports whether it queued
-// any; the caller then flushes or wakes the writer. s.mu is held; holding
-// it while the PDUs are queued keeps them in CmdSN order on the wire.
+// any; the caller then has them written (Execute and recovery flush, the
+// reader writes before it reads again). s.mu is held; holding it while the
+// PDUs are queued keeps them in CmdSN order on the wire.
 func (s *Session) pump() bool {
 	c := s.cn
 	if c == nil || c.draining {

@@ -100,17 +100,25 @@ type Reader struct {
 // not been consumed.
 func (r *Reader) Buffered() int { return r.w - r.r }
 
-// read reads from the stream into p and then, where the stream is a
-// socket, into tail.
-func (r *Reader) read(p, tail []byte) (int, error) {
+// Socket returns the Socket the Reader reads R through, or nil when R has
+// no descriptor of its own (see NewSocket). Its write side is free for the
+// caller: one Socket serves a connection both ways.
+func (r *Reader) Socket() *Socket {
 	if !r.probed {
 		r.sock, r.probed = NewSocket(r.R), true
 	}
+	return r.sock
+}
+
+// read reads from the stream into p and then, where the stream is a
+// socket, into tail.
+func (r *Reader) read(p, tail []byte) (int, error) {
+	sock := r.Socket()
 	if r.BeforeRead != nil {
 		r.BeforeRead()
 	}
-	if r.sock != nil {
-		return r.sock.Readv(p, tail)
+	if sock != nil {
+		return sock.Readv(p, tail)
 	}
 	return r.R.Read(p)
 }
@@ -221,7 +229,7 @@ func (r *Reader) direct(p []byte, tail int) (int, error) {
 
 // ReadHeader reads the BHS, any AHS and the header digest into h.
 func (r *Reader) ReadHeader(h *BHS) error {
-	if hl := r.headerLen(); r.large && r.w-r.r < hl {
+	if hl := r.headerLen(); r.large && r.Buffered() < hl {
 		// A large data segment is usually followed by another (reads
 		// stream Data-In PDUs), and the read that took the last one's
 		// data did not take in all of this header. Read only the rest of
@@ -269,14 +277,10 @@ func (r *Reader) ReadData(h *BHS, dst []byte) error {
 	if len(dst) != h.DataLen() {
 		return fmt.Errorf("wire: ReadData with %d-byte buffer for a %d-byte segment", len(dst), h.DataLen())
 	}
+	r.large = len(dst)-r.Buffered() >= directMin
 	// What certainly follows: this segment's trailer and, unless the
 	// stream ends, the next PDU's BHS (and header digest).
-	next := BHSLen
-	if r.HeaderDigest {
-		next += 4
-	}
-	r.large = len(dst)-r.Buffered() >= directMin
-	if err := r.readFull(dst, r.trailerLen(len(dst))+next); err != nil {
+	if err := r.readFull(dst, r.trailerLen(len(dst))+r.headerLen()); err != nil {
 		return unexpectedEOF(err)
 	}
 	crc := uint32(0)
@@ -312,7 +316,7 @@ func (r *Reader) finishData(h *BHS, crc uint32) error {
 	if tl == 0 {
 		return nil
 	}
-	if r.large && r.w-r.r < tl {
+	if r.large && r.Buffered() < tl {
 		// As in ReadHeader: take in no more than the trailer.
 		if err := r.topUp(tl); err != nil {
 			return unexpectedEOF(err)
