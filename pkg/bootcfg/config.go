@@ -206,7 +206,7 @@ func Resolve(cmdline, network, firmware Source) Config {
 		}
 		if n := DefaultInitiatorName(mac); n != "" {
 			c.Initiator = n
-			c.origins[FieldInitiator] = Origin{Default, "derived from MAC " + mac.String()}
+			c.origins[FieldInitiator] = Origin{Default, derivedFrom + "MAC " + mac.String()}
 		}
 	}
 
@@ -368,11 +368,16 @@ func (c Config) from(f Field) string {
 	if o.Kind != Default {
 		return "from " + o.String()
 	}
-	if strings.HasPrefix(o.Detail, "derived ") {
+	if strings.HasPrefix(o.Detail, derivedFrom) {
 		return o.Detail
 	}
 	return "default"
 }
+
+// derivedFrom starts the Detail of a default computed from something else
+// (the initiator name from the NIC's MAC), which Report shows instead of
+// "default".
+const derivedFrom = "derived from "
 
 func (c Config) interfaceLine() string {
 	name, mac := c.origins[FieldInterfaceName], c.origins[FieldInterfaceMAC]
