@@ -122,6 +122,10 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 // Portal returns the address tgtd listens on.
 func (s *Server) Portal() string { return s.opts.Portal }
 
+// Pid returns tgtd's process ID, which is also the ID of its main thread:
+// the one that runs every iSCSI connection's event loop.
+func (s *Server) Pid() int { return s.cmd.Process.Pid }
+
 // ControlPort returns the -C number of this instance (for running tgtadm by hand).
 func (s *Server) ControlPort() int { return s.control }
 

@@ -17,7 +17,9 @@
 // --procs 1 (sequential 128 KiB and random 4 KiB reads, 32 in flight),
 // iscsi-perf with the same shapes, lunboot bench with CRC32C digests,
 // lunboot bench with Go's default GOMAXPROCS, lunboot's write tests and
-// writeperf's. Odd rounds run lunboot before libiscsi, even
+// writeperf's, and, on two CPUs or more, both sequential reads once more
+// with tgtd's main thread and the initiator pinned to separate CPUs (see
+// pinnedPair). Odd rounds run lunboot before libiscsi, even
 // rounds after, so neither side always inherits the other's aftermath
 // (page cache, tgtd's state). In the first round writeperf also reads
 // (-o read) as a check of the harness against iscsi-perf. The report gives
@@ -44,6 +46,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/lunboot/lunboot/internal/sbin"
 	"github.com/lunboot/lunboot/internal/tgt"
@@ -175,15 +179,31 @@ func run(ctx context.Context, o options) error {
 	// stopped answering is killed at this bound instead of hanging the run.
 	stepLimit := 2*time.Duration(secs)*time.Second + 2*time.Minute
 	// lb runs lunboot bench with --procs lunbootProcs, or with Go's
-	// default GOMAXPROCS for tool "lunboot-defaultprocs".
+	// default GOMAXPROCS for tool "lunboot-defaultprocs"; for tool
+	// "lunboot-pinned" it runs on initiatorCPU only.
 	lb := func(tool string, args ...string) func(context.Context) error {
 		common := []string{"--duration", dur, "--depth", strconv.Itoa(depth)}
 		if tool != "lunboot-defaultprocs" {
 			common = append(common, "--procs", strconv.Itoa(lunbootProcs))
 		}
-		return func(ctx context.Context) error {
-			return lunbootBench(ctx, o.lunboot, rootPath, tool, append(common, args...), res)
+		var prefix []string
+		if tool == "lunboot-pinned" {
+			prefix = pinTo(initiatorCPU)
 		}
+		return func(ctx context.Context) error {
+			return lunbootBench(ctx, prefix, o.lunboot, rootPath, tool, append(common, args...), res)
+		}
+	}
+	// The placement-fixed pair (see pinnedPair) needs two CPUs and
+	// util-linux's taskset.
+	var pinSkip string
+	if runtime.NumCPU() < 2 {
+		pinSkip = "this machine has one CPU"
+	} else if _, err := sbin.Look("taskset"); err != nil {
+		pinSkip = "taskset (Debian util-linux) is not installed"
+	}
+	if pinSkip != "" {
+		fmt.Fprintf(os.Stderr, "benchtarget: no placement-fixed sequential reads: %s\n", pinSkip)
 	}
 	o.loadBefore = loadAvg()
 	for round := 1; round <= o.runs; round++ {
@@ -194,10 +214,10 @@ func run(ctx context.Context, o options) error {
 		}
 		lunbootReads := lb("lunboot", readArgs...)
 		perfReads := func(ctx context.Context) error {
-			if err := perf(ctx, url, "seq-read", secs, seqBlock, false, res); err != nil {
+			if err := perf(ctx, nil, "iscsi-perf", url, "seq-read", secs, seqBlock, false, res); err != nil {
 				return err
 			}
-			return perf(ctx, url, "rand-read", secs, randBlock, true, res)
+			return perf(ctx, nil, "iscsi-perf", url, "rand-read", secs, randBlock, true, res)
 		}
 		lunbootWrites := lb("lunboot", "--write", "--tests", "seq-write,rand-write")
 		libiscsiWrites := func(ctx context.Context) error {
@@ -215,6 +235,18 @@ func run(ctx context.Context, o options) error {
 		if round%2 == 0 {
 			steps[0], steps[1] = steps[1], steps[0]
 			steps[4], steps[5] = steps[5], steps[4]
+		}
+		if pinSkip == "" {
+			pair := []func(context.Context) error{
+				lb("lunboot-pinned", "--tests", "seq-read"),
+				func(ctx context.Context) error {
+					return perf(ctx, pinTo(initiatorCPU), "iscsi-perf-pinned", url, "seq-read", secs, seqBlock, false, res)
+				},
+			}
+			if round%2 == 0 {
+				pair[0], pair[1] = pair[1], pair[0]
+			}
+			steps = append(steps, pinnedPair(srv.Pid(), pair))
 		}
 		if round == 1 {
 			// The check of writeperf against iscsi-perf: the same read
@@ -270,11 +302,11 @@ func fillImage(path string, size int64) error {
 	return f.Close()
 }
 
-// lunbootBench runs `lunboot bench --json` and records its results under
-// tool.
-func lunbootBench(ctx context.Context, bin, target, tool string, args []string, res results) error {
+// lunbootBench runs `lunboot bench --json` (after the command prefix, if
+// any) and records its results under tool.
+func lunbootBench(ctx context.Context, prefix []string, bin, target, tool string, args []string, res results) error {
 	args = append([]string{"bench", "--json"}, append(args, target)...)
-	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd := command(ctx, prefix, bin, args...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
@@ -305,15 +337,16 @@ func lunbootBench(ctx context.Context, bin, target, tool string, args []string, 
 
 var iopsAverage = regexp.MustCompile(`iops average (\d+)`)
 
-// perf runs iscsi-perf for secs seconds with depth requests of block bytes
-// (512-byte LUN blocks) and records its average IOPS and its CPU time.
-func perf(ctx context.Context, url, test string, secs, block int, random bool, res results) error {
+// perf runs iscsi-perf (after the command prefix, if any) for secs
+// seconds with depth requests of block bytes (512-byte LUN blocks) and
+// records its average IOPS and its CPU time under tool.
+func perf(ctx context.Context, prefix []string, tool, url, test string, secs, block int, random bool, res results) error {
 	args := []string{"-m", strconv.Itoa(depth), "-b", strconv.Itoa(block / 512), "-t", strconv.Itoa(secs)}
 	if random {
 		args = append(args, "-r")
 	}
 	args = append(args, url)
-	cmd := exec.CommandContext(ctx, "iscsi-perf", args...)
+	cmd := command(ctx, prefix, "iscsi-perf", args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
@@ -331,9 +364,55 @@ func perf(ctx context.Context, url, test string, secs, block int, random bool, r
 	if bytesMoved > 0 {
 		r.CPUPerGiB = cpu.Seconds() / (bytesMoved / (1 << 30))
 	}
-	res.add("iscsi-perf/"+test, r)
-	fmt.Fprintf(os.Stderr, "  %-16s %-10s %8.1f MB/s %8.0f IOPS %6.3f CPU s/GiB\n", "iscsi-perf", test, r.MBps, r.IOPS, r.CPUPerGiB)
+	res.add(tool+"/"+test, r)
+	fmt.Fprintf(os.Stderr, "  %-16s %-10s %8.1f MB/s %8.0f IOPS %6.3f CPU s/GiB\n", tool, test, r.MBps, r.IOPS, r.CPUPerGiB)
 	return nil
+}
+
+// command is exec.CommandContext for name and args run through prefix
+// (a wrapper such as taskset), if any.
+func command(ctx context.Context, prefix []string, name string, args ...string) *exec.Cmd {
+	if len(prefix) == 0 {
+		return exec.CommandContext(ctx, name, args...)
+	}
+	return exec.CommandContext(ctx, prefix[0], append(append(prefix[1:], name), args...)...)
+}
+
+// The placement-fixed pair. On a machine of two CPUs shared by target and
+// initiator, the sequential read figure depends on where the scheduler
+// puts each thread: tgtd's main thread (which runs every connection's
+// event loop and is the bottleneck), its I/O threads (which pread the
+// LUN file) and the initiator, which neither initiator controls. The
+// pair runs both initiators once more with that placement fixed:
+// tgtd's main thread on targetCPU, the initiator on initiatorCPU, tgtd's
+// I/O threads left to the scheduler. It complements the main table and
+// does not replace it.
+const targetCPU, initiatorCPU = 0, 1
+
+// pinTo is the command prefix that runs a program on cpu only.
+func pinTo(cpu int) []string { return []string{"taskset", "-c", strconv.Itoa(cpu)} }
+
+// pinnedPair returns a step that pins thread tid (tgtd's main thread) to
+// targetCPU, runs steps, and lets the thread run anywhere again, also
+// when a step fails.
+func pinnedPair(tid int, steps []func(context.Context) error) func(context.Context) error {
+	return func(ctx context.Context) error {
+		var all, one unix.CPUSet
+		if err := unix.SchedGetaffinity(tid, &all); err != nil {
+			return fmt.Errorf("affinity of tgtd's main thread %d: %w", tid, err)
+		}
+		one.Set(targetCPU)
+		if err := unix.SchedSetaffinity(tid, &one); err != nil {
+			return fmt.Errorf("pin tgtd's main thread %d to CPU %d: %w", tid, targetCPU, err)
+		}
+		defer unix.SchedSetaffinity(tid, &all)
+		for _, step := range steps {
+			if err := step(ctx); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 }
 
 // buildWriteperf compiles scripts/writeperf/writeperf.c into dir and
@@ -547,12 +626,21 @@ func report(o options, res results) string {
 			w("| %s | %s | %s | %s | %.3f | %.1f |\n", c.name, c.threads, c.test, c.dig, v, v*float64(c.size)/(1<<30)*1e6)
 		}
 	}
-	lc, _ := median(res["lunboot/seq-read"], cpu)
-	pc, _ := median(res["iscsi-perf/seq-read"], cpu)
-	if below && lc > pc {
-		w("\n⚠ marks rows where lunboot is below libiscsi. On this machine the initiator shares its\n")
-		w("CPUs with tgtd, so CPU time per request is throughput: lunboot spends %.1f× the CPU\n", lc/pc)
-		w("time per GiB read of iscsi-perf.\n")
+	if below {
+		w("\n⚠ marks rows where lunboot is below libiscsi.\n")
+	}
+	lp, okL := median(res["lunboot-pinned/seq-read"], mbps)
+	pp, okP := median(res["iscsi-perf-pinned/seq-read"], mbps)
+	if okL && okP && pp > 0 {
+		w("\nSequential reads again with the placement fixed (`taskset`): tgtd's main thread, which\n")
+		w("runs every connection's event loop, on CPU %d, the initiator on CPU %d, tgtd's I/O\n", targetCPU, initiatorCPU)
+		w("threads left to the scheduler. On two CPUs shared by target and initiator, the main table's\n")
+		w("sequential read depends on where the scheduler puts these threads, which neither\n")
+		w("initiator controls; on a real network the target has CPUs of its own. This table\n")
+		w("complements the main one and does not replace it.\n\n")
+		w("| test | lunboot | iscsi-perf | lunboot / iscsi-perf |\n|---|---:|---:|---:|\n")
+		w("| sequential read, 128 KiB × 32 in flight, placement fixed | %.0f MB/s%s | %.0f MB/s%s | %.2f |\n",
+			lp, spread(res["lunboot-pinned/seq-read"], mbps), pp, spread(res["iscsi-perf-pinned/seq-read"], mbps), lp/pp)
 	}
 	if o.runs > 1 {
 		w("\nFigures in parentheses are the lowest and highest of the rounds.\n")
