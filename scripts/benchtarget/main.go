@@ -76,6 +76,7 @@ type options struct {
 	dir      string
 	command  string
 	profile  string
+	place    *placement // the placement-fixed pair's CPUs; nil: not run
 }
 
 func main() {
@@ -180,7 +181,7 @@ func run(ctx context.Context, o options) error {
 	stepLimit := 2*time.Duration(secs)*time.Second + 2*time.Minute
 	// lb runs lunboot bench with --procs lunbootProcs, or with Go's
 	// default GOMAXPROCS for tool "lunboot-defaultprocs"; for tool
-	// "lunboot-pinned" it runs on initiatorCPU only.
+	// "lunboot-pinned" it runs on the placement's initiator CPU only.
 	lb := func(tool string, args ...string) func(context.Context) error {
 		common := []string{"--duration", dur, "--depth", strconv.Itoa(depth)}
 		if tool != "lunboot-defaultprocs" {
@@ -188,7 +189,7 @@ func run(ctx context.Context, o options) error {
 		}
 		var prefix []string
 		if tool == "lunboot-pinned" {
-			prefix = pinTo(initiatorCPU)
+			prefix = pinTo(o.place.initiator)
 		}
 		return func(ctx context.Context) error {
 			return lunbootBench(ctx, prefix, o.lunboot, rootPath, tool, append(common, args...), res)
@@ -196,14 +197,14 @@ func run(ctx context.Context, o options) error {
 	}
 	// The placement-fixed pair (see pinnedPair) needs two CPUs and
 	// util-linux's taskset.
-	var pinSkip string
-	if runtime.NumCPU() < 2 {
-		pinSkip = "this machine has one CPU"
-	} else if _, err := sbin.Look("taskset"); err != nil {
-		pinSkip = "taskset (Debian util-linux) is not installed"
+	o.place, err = placementCPUs()
+	if err == nil {
+		if _, err = sbin.Look("taskset"); err != nil {
+			o.place, err = nil, errors.New("taskset (Debian util-linux) is not installed")
+		}
 	}
-	if pinSkip != "" {
-		fmt.Fprintf(os.Stderr, "benchtarget: no placement-fixed sequential reads: %s\n", pinSkip)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "benchtarget: no placement-fixed sequential reads: %v\n", err)
 	}
 	o.loadBefore = loadAvg()
 	for round := 1; round <= o.runs; round++ {
@@ -236,17 +237,17 @@ func run(ctx context.Context, o options) error {
 			steps[0], steps[1] = steps[1], steps[0]
 			steps[4], steps[5] = steps[5], steps[4]
 		}
-		if pinSkip == "" {
+		if o.place != nil {
 			pair := []func(context.Context) error{
 				lb("lunboot-pinned", "--tests", "seq-read"),
 				func(ctx context.Context) error {
-					return perf(ctx, pinTo(initiatorCPU), "iscsi-perf-pinned", url, "seq-read", secs, seqBlock, false, res)
+					return perf(ctx, pinTo(o.place.initiator), "iscsi-perf-pinned", url, "seq-read", secs, seqBlock, false, res)
 				},
 			}
 			if round%2 == 0 {
 				pair[0], pair[1] = pair[1], pair[0]
 			}
-			steps = append(steps, pinnedPair(srv.Pid(), pair))
+			steps = append(steps, pinnedPair(srv.Pid(), o.place.target, pair))
 		}
 		if round == 1 {
 			// The check of writeperf against iscsi-perf: the same read
@@ -375,7 +376,7 @@ func command(ctx context.Context, prefix []string, name string, args ...string) 
 	if len(prefix) == 0 {
 		return exec.CommandContext(ctx, name, args...)
 	}
-	return exec.CommandContext(ctx, prefix[0], append(append(prefix[1:], name), args...)...)
+	return exec.CommandContext(ctx, prefix[0], slices.Concat(prefix[1:], []string{name}, args)...)
 }
 
 // The placement-fixed pair. On a machine of two CPUs shared by target and
@@ -384,26 +385,45 @@ func command(ctx context.Context, prefix []string, name string, args ...string) 
 // event loop and is the bottleneck), its I/O threads (which pread the
 // LUN file) and the initiator, which neither initiator controls. The
 // pair runs both initiators once more with that placement fixed:
-// tgtd's main thread on targetCPU, the initiator on initiatorCPU, tgtd's
-// I/O threads left to the scheduler. It complements the main table and
-// does not replace it.
-const targetCPU, initiatorCPU = 0, 1
+// tgtd's main thread on one CPU, the initiator on another, tgtd's I/O
+// threads left to the scheduler. It complements the main table and does
+// not replace it.
+type placement struct{ target, initiator int }
+
+// placementCPUs picks the pair's CPUs: the first two this process may run
+// on (a container's cpuset need not start at CPU 0).
+func placementCPUs() (*placement, error) {
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		return nil, fmt.Errorf("CPUs this process may use: %w", err)
+	}
+	var cpus []int
+	for c := 0; c < len(set)*64 && len(cpus) < 2; c++ {
+		if set.IsSet(c) {
+			cpus = append(cpus, c)
+		}
+	}
+	if len(cpus) < 2 {
+		return nil, errors.New("this process may run on one CPU only")
+	}
+	return &placement{target: cpus[0], initiator: cpus[1]}, nil
+}
 
 // pinTo is the command prefix that runs a program on cpu only.
 func pinTo(cpu int) []string { return []string{"taskset", "-c", strconv.Itoa(cpu)} }
 
 // pinnedPair returns a step that pins thread tid (tgtd's main thread) to
-// targetCPU, runs steps, and lets the thread run anywhere again, also
+// cpu, runs steps, and lets the thread run anywhere again, also
 // when a step fails.
-func pinnedPair(tid int, steps []func(context.Context) error) func(context.Context) error {
+func pinnedPair(tid, cpu int, steps []func(context.Context) error) func(context.Context) error {
 	return func(ctx context.Context) error {
 		var all, one unix.CPUSet
 		if err := unix.SchedGetaffinity(tid, &all); err != nil {
 			return fmt.Errorf("affinity of tgtd's main thread %d: %w", tid, err)
 		}
-		one.Set(targetCPU)
+		one.Set(cpu)
 		if err := unix.SchedSetaffinity(tid, &one); err != nil {
-			return fmt.Errorf("pin tgtd's main thread %d to CPU %d: %w", tid, targetCPU, err)
+			return fmt.Errorf("pin tgtd's main thread %d to CPU %d: %w", tid, cpu, err)
 		}
 		defer unix.SchedSetaffinity(tid, &all)
 		for _, step := range steps {
@@ -633,7 +653,7 @@ func report(o options, res results) string {
 	pp, okP := median(res["iscsi-perf-pinned/seq-read"], mbps)
 	if okL && okP && pp > 0 {
 		w("\nSequential reads again with the placement fixed (`taskset`): tgtd's main thread, which\n")
-		w("runs every connection's event loop, on CPU %d, the initiator on CPU %d, tgtd's I/O\n", targetCPU, initiatorCPU)
+		w("runs every connection's event loop, on CPU %d, the initiator on CPU %d, tgtd's I/O\n", o.place.target, o.place.initiator)
 		w("threads left to the scheduler. On two CPUs shared by target and initiator, the main table's\n")
 		w("sequential read depends on where the scheduler puts these threads, which neither\n")
 		w("initiator controls; on a real network the target has CPUs of its own. This table\n")
