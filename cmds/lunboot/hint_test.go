@@ -47,7 +47,7 @@ func TestLUNHint(t *testing.T) {
 		{"other errors untouched", other, reportLUNs, []string{"connection reset"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := lunHint(t.Context(), tc.ex, scsi.LUN{0, 3}, tc.in)
+			err := lunHint(t.Context(), tc.ex, scsi.LUN{0, 3}, tc.in, time.Minute)
 			if !errors.Is(err, tc.in) {
 				t.Errorf("lunHint(%v) = %v, want it to wrap the original error", tc.in, err)
 			}
@@ -61,7 +61,8 @@ func TestLUNHint(t *testing.T) {
 }
 
 // TestLUNHintBounded: a target that never answers REPORT LUNS must not
-// turn the LUN error into a hang, even under a context without deadline.
+// turn the LUN error into a hang, even under a context without deadline:
+// the hint gives up after the timeout it is given (the command's --timeout).
 func TestLUNHintBounded(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		silent := execFunc(func(ctx context.Context, cmd *scsi.Command) (*scsi.Result, error) {
@@ -69,9 +70,14 @@ func TestLUNHintBounded(t *testing.T) {
 			return nil, ctx.Err()
 		})
 		in := fmt.Errorf("open lun 0003: %w", scsi.ErrLUNNotSupported)
-		err := lunHint(context.Background(), silent, scsi.LUN{0, 3}, in)
+		const timeout = 7 * time.Second
+		start := time.Now()
+		err := lunHint(context.Background(), silent, scsi.LUN{0, 3}, in, timeout)
 		if err != in {
 			t.Errorf("lunHint(silent target) = %v, want the original error %v", err, in)
+		}
+		if waited := time.Since(start); waited != timeout {
+			t.Errorf("lunHint(silent target) returned after %v, want the timeout it was given, %v", waited, timeout)
 		}
 	})
 }

@@ -76,7 +76,7 @@ func runInquiry(ctx context.Context, args []string, stdout, stderr io.Writer) er
 
 	rep, err := inquire(ctx, s, lun)
 	if err != nil {
-		return fmt.Errorf("inquiry %s: %w", tf.shown, lunHint(ctx, s, lun, err))
+		return fmt.Errorf("inquiry %s: %w", tf.shown, lunHint(ctx, s, lun, err, tf.timeout))
 	}
 	if *jsonOut {
 		enc := json.NewEncoder(stdout)

@@ -268,22 +268,20 @@ func (f *targetFlags) openDisk(ctx context.Context, cmd string, s *iscsi.Session
 	defer cancel()
 	d, err := scsi.OpenDisk(octx, s, lun, scsi.DiskOptions{Logger: f.logger(), Timeout: f.timeout, ReadOnly: readOnly})
 	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", cmd, f.shown, lunHint(ctx, s, lun, err))
+		return nil, fmt.Errorf("%s %s: %w", cmd, f.shown, lunHint(ctx, s, lun, err, f.timeout))
 	}
 	return d, nil
 }
 
-// hintTimeout bounds the REPORT LUNS that lunHint sends: callers may hand
-// it their unbounded command context, and a hint must never turn a clear
-// error into a hang against a target that stopped answering.
-const hintTimeout = 10 * time.Second
-
 // lunHint explains a LUN that is not there by listing the ones that are.
-func lunHint(ctx context.Context, ex scsi.Executor, lun scsi.LUN, err error) error {
+// Its REPORT LUNS is bounded by timeout (the command's --timeout): callers
+// may hand it a context without deadline, and a hint must never turn a
+// clear error into a hang against a target that stopped answering.
+func lunHint(ctx context.Context, ex scsi.Executor, lun scsi.LUN, err error, timeout time.Duration) error {
 	if !errors.Is(err, scsi.ErrLUNNotSupported) {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, hintTimeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	luns, lerr := scsi.ReportLUNs(ctx, ex, scsi.LUN{})
 	if lerr != nil {
