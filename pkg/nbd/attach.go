@@ -279,6 +279,11 @@ func (d *Device) Detach(ctx context.Context) error {
 		// fsync on the block device writes back its page cache and sends
 		// a FLUSH (blkdev_fsync), while the connections still serve.
 		if err := syncBlockDevice(ctx, d.path); err != nil {
+			if ctx.Err() != nil {
+				// This process serves the device: what did not
+				// answer is the disk behind it.
+				err = fmt.Errorf("%w (the backing disk of %s, which this process serves, did not complete the writes and flush in time)", err, d.path)
+			}
 			errs = append(errs, fmt.Errorf("flush kernel cache: %w", err))
 		}
 		// The disconnect is what fails the requests the kernel still

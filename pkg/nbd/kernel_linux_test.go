@@ -741,6 +741,9 @@ func testSyncBounded(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Detach(%s) with the device not answering = %v, want context.DeadlineExceeded", d.Path(), err)
 	}
+	if want := "backing disk of " + d.Path(); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("Detach(%s) with the device not answering = %v, want it to name what did not answer (%q)", d.Path(), err, want)
+	}
 	select {
 	case <-d.Done():
 	case <-ctx.Done():
