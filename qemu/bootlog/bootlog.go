@@ -218,3 +218,15 @@ func SecretLeaks(console string, secrets ...string) []string {
 	}
 	return leaks
 }
+
+// LastLines returns the last n lines of console output (fewer if it has
+// fewer), without a trailing empty line: what an error message quotes of a
+// console or a log.
+func LastLines(console string, n int) []string {
+	console = strings.TrimRight(console, "\n")
+	if console == "" || n <= 0 {
+		return nil
+	}
+	lines := strings.Split(console, "\n")
+	return lines[max(0, len(lines)-n):]
+}

@@ -2,6 +2,7 @@ package bootlog
 
 import (
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -195,5 +196,24 @@ func TestFailures(t *testing.T) {
 	}
 	if leaks := SecretLeaks(c, "hunter2-secret"); len(leaks) != 0 {
 		t.Errorf("SecretLeaks: the kernel's own command line print counted as a leak: %q", leaks)
+	}
+}
+
+func TestLastLines(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		n    int
+		want []string
+	}{
+		{"a\nb\nc\n", 2, []string{"b", "c"}},
+		{"a\nb\nc", 5, []string{"a", "b", "c"}},
+		{"a\n\nc\n\n", 2, []string{"", "c"}}, // inner empty lines are lines
+		{"", 3, nil},
+		{"\n\n", 3, nil},
+		{"a\nb", 0, nil},
+	} {
+		if got := LastLines(tc.in, tc.n); !slices.Equal(got, tc.want) {
+			t.Errorf("LastLines(%q, %d) = %q, want %q", tc.in, tc.n, got, tc.want)
+		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/lunboot/lunboot/internal/testenv"
 	"github.com/lunboot/lunboot/pkg/handoff"
+	"github.com/lunboot/lunboot/qemu/bootlog"
 	"github.com/lunboot/lunboot/qemu/distro"
 	"github.com/lunboot/lunboot/qemu/distro/distrotest"
 	"github.com/lunboot/lunboot/qemu/distro/osproof"
@@ -103,14 +104,14 @@ func TestBootOwnInitrd(t *testing.T) {
 			defer cancel()
 			start := time.Now()
 			if err := vm.Wait(ctx); err != nil {
-				t.Errorf("%s did not power off within %s after the proof (%v); console tail:\n%s", sys.Name, poweroffTimeout, err, tailLines(vm.Console(), 20))
+				t.Errorf("%s did not power off within %s after the proof (%v); console tail:\n%s", sys.Name, poweroffTimeout, err, strings.Join(bootlog.LastLines(vm.Console(), 20), "\n"))
 			} else {
 				t.Logf("%s: powered off %s after the proof (%s QEMU time in all)", sys.Name, time.Since(start).Round(time.Second), vm.Elapsed().Round(time.Second))
 			}
 			// The proof service runs after getty.target and pauses before
 			// powering off: the prompt must have made it to the console.
 			if !loginPrompt.MatchString(vm.Console()) {
-				t.Errorf("no login prompt on the serial console; tail:\n%s", tailLines(vm.Console(), 20))
+				t.Errorf("no login prompt on the serial console; tail:\n%s", strings.Join(bootlog.LastLines(vm.Console(), 20), "\n"))
 			}
 		})
 	}
@@ -147,14 +148,6 @@ func TestNoISCSICannotBoot(t *testing.T) {
 }
 
 var loginPrompt = regexp.MustCompile(`(?m)^lunboot-\w+ login: `)
-
-func tailLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
 
 // TestHandoffInspectsInitrds runs lunboot's OS-initrd inspector (package
 // pkg/handoff) on the three real initrds: it must tell initramfs-tools from

@@ -94,12 +94,6 @@ var (
 	bootingLine = regexp.MustCompile(`(?m)^ +booting .* after \S+$`)
 )
 
-// tail returns the last n lines of s.
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
-}
-
 // boot waits for the jump and the OS's proof, checks what every case must
 // show, and logs the record: the command line the OS received and its iBFT.
 // ibft requires (true) or forbids (false) /sys/firmware/ibft in the OS; nil
@@ -125,7 +119,7 @@ func boot(t *testing.T, m *handoff.Machine, ibft *bool) *booted {
 	// lunboot's last line must reach the serial console before kexec
 	// discards the firmware kernel's buffers.
 	if !bootingLine.MatchString(bootlog.Section(con)) {
-		t.Errorf("lunboot's console lacks its last line before the jump (\"booting … after …\"); it ends:\n%s", tail(bootlog.Section(con), 5))
+		t.Errorf("lunboot's console lacks its last line before the jump (\"booting … after …\"); it ends:\n%s", strings.Join(bootlog.LastLines(bootlog.Section(con), 5), "\n"))
 	}
 	if s, ok := bootlog.Find(b.stages, "handoff"); ok {
 		if mm := modePattern.FindStringSubmatch(s.Text); mm != nil {

@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"sync"
 	"time"
+
+	"github.com/lunboot/lunboot/qemu/bootlog"
 )
 
 // console collects a guest's serial output: the raw bytes go to a log file,
@@ -245,5 +247,5 @@ func (c *console) String() string {
 }
 
 func (c *console) tail(n int) []string {
-	return lastLines(c.String(), n)
+	return bootlog.LastLines(c.String(), n)
 }

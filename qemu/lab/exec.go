@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/lunboot/lunboot/qemu/bootlog"
 )
 
 // commandTimeout bounds every short command the lab runs (ip, mkfs…).
@@ -236,19 +238,7 @@ func tailFile(path string, n int) []string {
 	if err != nil {
 		return []string{fmt.Sprintf("(cannot read %s: %v)", path, err)}
 	}
-	return lastLines(string(b), n)
-}
-
-func lastLines(s string, n int) []string {
-	s = strings.TrimRight(s, "\n")
-	if s == "" {
-		return nil
-	}
-	lines := strings.Split(s, "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return lines
+	return bootlog.LastLines(string(b), n)
 }
 
 // componentError names the failing component and its log, with the log's
