@@ -82,11 +82,9 @@ func permanent(err error) error {
 
 // RetryPolicy bounds how a stage that can be retried is retried.
 type RetryPolicy struct {
-	// Attempts is the total number of attempts (at least 1).
+	// Attempts is the total number of attempts (at least 1). The boot's
+	// own deadline (lunboot.timeout) ends them sooner: no wait runs past it.
 	Attempts int
-	// Timeout bounds all attempts of one stage together; 0 means none
-	// beyond Attempts.
-	Timeout time.Duration
 	// Backoff is the first wait between attempts; it doubles up to MaxBackoff.
 	Backoff, MaxBackoff time.Duration
 }
@@ -100,12 +98,6 @@ func run(ctx context.Context, c Console, name string, p RetryPolicy, retry bool,
 	if retry && p.Attempts > 1 {
 		attempts = p.Attempts
 	}
-	sctx := ctx
-	if retry && p.Timeout > 0 {
-		var cancel context.CancelFunc
-		sctx, cancel = context.WithTimeout(ctx, p.Timeout)
-		defer cancel()
-	}
 	backoff := p.Backoff
 	if backoff <= 0 {
 		backoff = time.Second
@@ -114,7 +106,7 @@ func run(ctx context.Context, c Console, name string, p RetryPolicy, retry bool,
 	for attempt := 1; ; attempt++ {
 		t0 := time.Now()
 		var summary string
-		summary, err = fn(sctx)
+		summary, err = fn(ctx)
 		if err == nil {
 			c.Stage(name, time.Since(start), summary)
 			return nil
@@ -124,23 +116,17 @@ func run(ctx context.Context, c Console, name string, p RetryPolicy, retry bool,
 		wait := time.Duration(0)
 		if !last {
 			wait = backoff
-			if dl, ok := sctx.Deadline(); ok && time.Until(dl) < wait {
+			if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
 				last, wait = true, 0
 			}
 		}
 		c.Failed(name, time.Since(t0), err, attempt, attempts, wait)
 		if last {
-			if sctx.Err() != nil && ctx.Err() == nil {
-				err = fmt.Errorf("%w (stage timeout %s reached)", err, p.Timeout)
-			}
 			break
 		}
 		select {
 		case <-time.After(wait):
-		case <-sctx.Done():
-			if ctx.Err() == nil {
-				err = fmt.Errorf("%w (stage timeout %s reached)", err, p.Timeout)
-			}
+		case <-ctx.Done():
 			return stageError(name, err)
 		}
 		backoff *= 2

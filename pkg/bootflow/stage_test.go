@@ -35,8 +35,9 @@ func TestRunRetries(t *testing.T) {
 		name      string
 		policy    RetryPolicy
 		retry     bool
-		failures  int   // attempts that fail before success
-		failWith  error // the error those attempts return
+		deadline  time.Duration // of the boot's context (lunboot.timeout); 0: none
+		failures  int           // attempts that fail before success
+		failWith  error         // the error those attempts return
 		wantCalls int
 		wantErr   string
 		wantCheck string
@@ -69,9 +70,14 @@ func TestRunRetries(t *testing.T) {
 			wantLines: []string{"fail s 1/1 retry=0s: boom"},
 		},
 		{
-			name: "stage timeout ends the waits", policy: RetryPolicy{Attempts: 100, Timeout: 5 * time.Second, Backoff: 2 * time.Second}, retry: true,
-			failures: 100, failWith: errors.New("refused"), wantCalls: 2, wantErr: "refused (stage timeout 5s reached)",
+			name: "boot deadline ends the attempts", policy: RetryPolicy{Attempts: 100, Backoff: 2 * time.Second}, retry: true, deadline: 5 * time.Second,
+			failures: 100, failWith: errors.New("refused"), wantCalls: 2, wantErr: "s: refused",
 			wantLines: []string{"fail s 1/100 retry=2s: refused", "fail s 2/100 retry=0s: refused"},
+		},
+		{
+			name: "no wait past the boot deadline", policy: RetryPolicy{Attempts: 100, Backoff: 2 * time.Second}, retry: true, deadline: 1500 * time.Millisecond,
+			failures: 100, failWith: errors.New("refused"), wantCalls: 1, wantErr: "s: refused",
+			wantLines: []string{"fail s 1/100 retry=0s: refused"},
 		},
 		{
 			name: "backoff capped", policy: RetryPolicy{Attempts: 4, Backoff: time.Second, MaxBackoff: 2 * time.Second}, retry: true,
@@ -83,11 +89,18 @@ func TestRunRetries(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				rec := &recorder{}
 				calls := 0
-				err := run(context.Background(), rec, "s", tt.policy, tt.retry, func(ctx context.Context) (string, error) {
+				ctx := context.Background()
+				if tt.deadline > 0 {
+					var cancel context.CancelFunc
+					ctx, cancel = context.WithTimeout(ctx, tt.deadline)
+					defer cancel()
+				}
+				start := time.Now()
+				err := run(ctx, rec, "s", tt.policy, tt.retry, func(ctx context.Context) (string, error) {
 					calls++
 					if calls <= tt.failures {
-						if tt.policy.Timeout > 0 && calls == 2 {
-							// The second attempt runs into the stage deadline.
+						if tt.deadline > 0 && calls == 2 {
+							// The second attempt runs into the boot's deadline.
 							<-ctx.Done()
 						}
 						return "", tt.failWith
@@ -96,6 +109,9 @@ func TestRunRetries(t *testing.T) {
 				})
 				if calls != tt.wantCalls {
 					t.Errorf("fn called %d times, want %d", calls, tt.wantCalls)
+				}
+				if took := time.Since(start); tt.deadline > 0 && took > tt.deadline {
+					t.Errorf("run returned after %v, past the boot deadline %v", took, tt.deadline)
 				}
 				if tt.wantErr == "" {
 					if err != nil {
