@@ -2,6 +2,7 @@ package lab_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -136,6 +137,22 @@ func TestUpDown(t *testing.T) {
 		t.Fatalf("stray process: %v", err)
 	}
 	go stray.Wait()
+
+	// A step that times out leaves a snapshot of the lab's threads and
+	// sockets, taken in its namespace: tgtd's threads, its listener.
+	_, err = vm.ExpectWithin(ctx, time.Second, regexp.MustCompile(`never printed`))
+	var ee *lab.ExpectError
+	if !errors.As(err, &ee) || ee.Snapshot == "" || !strings.Contains(err.Error(), ee.Snapshot) {
+		t.Errorf("ExpectWithin a pattern that never comes = %v, want an *lab.ExpectError naming its snapshot", err)
+	} else if snap, err := os.ReadFile(ee.Snapshot); err != nil {
+		t.Errorf("snapshot: %v", err)
+	} else {
+		for _, want := range []string{" tgtd\n", " dnsmasq\n", fmt.Sprintf(":%d ", tg.Portal().Port())} {
+			if !strings.Contains(string(snap), want) {
+				t.Errorf("snapshot lacks %q:\n%s", want, snap)
+			}
+		}
+	}
 
 	// ip netns exec enters the namespace after Start returns: give it a
 	// moment before counting.

@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/lunboot/lunboot/internal/testenv"
+	"github.com/lunboot/lunboot/qemu/bootlog"
 	"github.com/lunboot/lunboot/qemu/fixtures"
 	"github.com/lunboot/lunboot/qemu/lab"
 	"github.com/lunboot/lunboot/qemu/probe"
@@ -109,10 +110,7 @@ func DumpLogs(t testing.TB, dir string, n int) {
 		if err != nil || len(b) == 0 {
 			continue
 		}
-		lines := strings.Split(strings.TrimRight(strings.ReplaceAll(string(b), "\r", ""), "\n"), "\n")
-		if len(lines) > n {
-			lines = lines[len(lines)-n:]
-		}
+		lines := bootlog.LastLines(strings.ReplaceAll(string(b), "\r", ""), n)
 		t.Logf("==> %s (last %d lines) <==\n%s", filepath.Join(dir, name), len(lines), strings.Join(lines, "\n"))
 	}
 }
