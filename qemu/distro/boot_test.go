@@ -76,7 +76,15 @@ func TestBootOwnInitrd(t *testing.T) {
 			t.Logf("booting %s (%s initrd) with: %s", sys.Name, sys.Generator, cmdline)
 			vm := labtest.VM(t, l, lab.VMConfig{Name: sys.Name, Memory: "2G", Kernel: sys.Kernel, Initrd: sys.Initrd, Cmdline: cmdline})
 
-			m := labtest.Expect(t, vm, proofTimeout, osproof.Pattern)
+			m := labtest.Expect(t, vm, proofTimeout, proofOrLostSession)
+			if m.Groups[1] == "" {
+				snap, err := l.Snapshot(context.Background())
+				if err != nil {
+					snap = err.Error()
+				}
+				t.Fatalf("%s lost its iSCSI session and gave up on it at +%s QEMU time (%q): the proof cannot come. Target side at that moment: %s; console tail:\n%s",
+					sys.Name, m.At.Round(time.Millisecond), m.Groups[2], snap, strings.Join(bootlog.LastLines(vm.Console(), 30), "\n"))
+			}
 			p, err := osproof.Parse(m.Groups[1])
 			if err != nil {
 				t.Fatalf("proof line: %v\n%s", err, m.Groups[0])
@@ -148,6 +156,12 @@ func TestNoISCSICannotBoot(t *testing.T) {
 }
 
 var loginPrompt = regexp.MustCompile(`(?m)^lunboot-\w+ login: `)
+
+// proofOrLostSession matches the proof line (group 1), or the guest kernel
+// giving up on its iSCSI session (group 2): when open-iscsi's replacement
+// timeout runs out, every I/O to the root fails, so the proof cannot come
+// and the test ends there instead of at proofTimeout.
+var proofOrLostSession = regexp.MustCompile(osproof.Pattern.String() + `|(session\d+: session recovery timed out[^\n]*)`)
 
 // TestHandoffInspectsInitrds runs lunboot's OS-initrd inspector (package
 // pkg/handoff) on the three real initrds: it must tell initramfs-tools from
@@ -221,5 +235,21 @@ func TestHandoffInspectsInitrds(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestProofOrLostSession: the pattern tells the two outcomes apart by
+// group, as the boot test reads them.
+func TestProofOrLostSession(t *testing.T) {
+	lost := "[   68.289726]  connection1:0: detected conn error (1021)\n[  189.613485]  session1: session recovery timed out after 120 secs\n"
+	if m := proofOrLostSession.FindStringSubmatch(lost); m == nil || m[1] != "" || m[2] != "session1: session recovery timed out after 120 secs" {
+		t.Errorf("lost session: groups %q, want only group 2", m)
+	}
+	proof := `LUNBOOT-OS-PROOF {"uptime":24.7}` + "\n"
+	if m := proofOrLostSession.FindStringSubmatch(proof); m == nil || m[1] != `{"uptime":24.7}` || m[2] != "" {
+		t.Errorf("proof: groups %q, want only group 1", m)
+	}
+	if m := proofOrLostSession.FindStringSubmatch(lost[:60]); m != nil {
+		t.Errorf("a connection error alone (recoverable) matched: %q", m)
 	}
 }
