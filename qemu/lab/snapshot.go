@@ -68,12 +68,15 @@ func writeThreads(b *strings.Builder, pid int) {
 		// "tid (comm) S …": comm may hold spaces and parentheses, so the
 		// state is the first field after the last ")".
 		s := string(stat)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 || i+2 >= len(s) {
+		open, closing := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if open < 0 || closing < open {
 			continue
 		}
-		comm := s[strings.IndexByte(s, '(')+1 : i]
-		state := strings.Fields(s[i+1:])[0]
+		rest := strings.Fields(s[closing+1:])
+		if len(rest) == 0 {
+			continue
+		}
+		comm, state := s[open+1:closing], rest[0]
 		wchan, _ := os.ReadFile(filepath.Join(dir, t.Name(), "wchan"))
 		w := strings.TrimSpace(string(wchan))
 		if w == "" || w == "0" {

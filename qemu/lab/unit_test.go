@@ -286,3 +286,26 @@ func TestConsoleMasksSecrets(t *testing.T) {
 		t.Errorf("console log = %q, want the raw line with the secret masked", b)
 	}
 }
+
+// TestWriteThreads reads this test binary's own threads: one line per
+// thread with a state letter, and the process's name as a header. A
+// process that is gone is named, not skipped.
+func TestWriteThreads(t *testing.T) {
+	var b strings.Builder
+	writeThreads(&b, os.Getpid())
+	lines := strings.Split(strings.TrimRight(b.String(), "\n"), "\n")
+	if len(lines) < 2 || !strings.HasPrefix(lines[0], "  pid ") {
+		t.Fatalf("writeThreads(self) =\n%s\nwant a pid header and thread lines", b.String())
+	}
+	thread := regexp.MustCompile(`^    \d+ .{16} [RSDTtZXIWPK] \S+$`)
+	for _, l := range lines[1:] {
+		if !thread.MatchString(l) {
+			t.Errorf("thread line %q does not read tid, name, state, wait channel", l)
+		}
+	}
+	b.Reset()
+	writeThreads(&b, 1<<22+1) // above pid_max's ceiling: never a process
+	if !strings.Contains(b.String(), "no such file") {
+		t.Errorf("writeThreads(no such process) = %q, want it to say so", b.String())
+	}
+}
