@@ -78,12 +78,11 @@ func TestBootOwnInitrd(t *testing.T) {
 
 			m := labtest.Expect(t, vm, proofTimeout, proofOrLostSession)
 			if m.Groups[1] == "" {
-				snap, err := l.Snapshot(context.Background())
-				if err != nil {
-					snap = err.Error()
-				}
-				t.Fatalf("%s lost its iSCSI session and gave up on it at +%s QEMU time (%q): the proof cannot come. Target side at that moment: %s; console tail:\n%s",
-					sys.Name, m.At.Round(time.Millisecond), m.Groups[2], snap, strings.Join(bootlog.LastLines(vm.Console(), 30), "\n"))
+				// The guest still runs: labtest snapshots the lab
+				// (tgtd's threads, the connection) before killing it,
+				// then prints it with the console's tail.
+				t.Fatalf("%s lost its iSCSI session and gave up on it at +%s QEMU time (%q): the proof cannot come",
+					sys.Name, m.At.Round(time.Millisecond), m.Groups[2])
 			}
 			p, err := osproof.Parse(m.Groups[1])
 			if err != nil {

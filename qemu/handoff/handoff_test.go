@@ -73,7 +73,7 @@ func (e *env) start(t *testing.T, sys *distro.System, args string, chap *lab.CHA
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(m.Kill)
+	labtest.KillAtEnd(t, l, m.VM)
 	t.Logf("lunboot command line: %s; DHCP option 17 %q", m.Cmdline, m.Export.RootPath())
 	return m
 }

@@ -10,12 +10,17 @@ import (
 	"time"
 )
 
+// SnapshotPrefix starts the name of each file Snapshot writes in the log
+// folder.
+const SnapshotPrefix = "snapshot-"
+
 // Snapshot records what the lab's processes and connections are doing, for
 // a guest that stopped making progress: the state and kernel wait channel
 // of every thread in the lab's namespace (is tgtd blocked, and where?) and
 // its TCP sockets with their counters (are segments being retransmitted, is
 // data waiting to be read or acknowledged?). Without it, a stall shows only
-// as a guest console that went quiet. The report is written to a file in
+// as a guest console that went quiet. Take it while the guest still runs:
+// killing QEMU closes its connections. The report is written to a file in
 // the log folder, whose path is returned.
 func (l *Lab) Snapshot(ctx context.Context) (string, error) {
 	var b strings.Builder
@@ -41,7 +46,7 @@ func (l *Lab) Snapshot(ctx context.Context) (string, error) {
 		b.WriteString("  " + line + "\n")
 	}
 
-	path := filepath.Join(l.logDir, "snapshot-"+time.Now().Format("150405.000")+".txt")
+	path := filepath.Join(l.logDir, SnapshotPrefix+time.Now().Format("150405.000")+".txt")
 	if err := os.WriteFile(path, []byte(l.mask(b.String())), 0o644); err != nil {
 		return "", fmt.Errorf("lab: snapshot: %w", err)
 	}

@@ -285,13 +285,6 @@ func (v *VM) Expect(ctx context.Context, re *regexp.Regexp) (*Match, error) {
 			e.QEMUTail = tailFile(v.qemuLog, 5)
 		}
 		v.lab.cmds.printf("# vm %s: expect %q failed after %s: %v", v.cfg.Name, re, e.Waited.Round(time.Millisecond), err)
-		if errors.Is(err, context.DeadlineExceeded) {
-			// A guest that went quiet: record what the target side was
-			// doing at that moment, before the lab is torn down.
-			if path, serr := v.lab.Snapshot(context.Background()); serr == nil {
-				e.Snapshot = path
-			}
-		}
 		return nil, e
 	}
 	v.lab.cmds.printf("# vm %s: matched %q at +%s", v.cfg.Name, re, m.At.Round(time.Millisecond))
@@ -316,10 +309,7 @@ type ExpectError struct {
 	QEMUTail   []string
 	ConsoleLog string
 	QEMULog    string
-	// Snapshot is the file with the lab's threads and sockets at a
-	// timeout (Lab.Snapshot); empty if none was taken.
-	Snapshot string
-	Err      error
+	Err        error
 }
 
 // Error names the guest, the pattern, the wait and the log files, and
@@ -332,9 +322,6 @@ func (e *ExpectError) Error() string {
 	}
 	fmt.Fprintf(&b, "qemu %s: no console match for %q after %s: %s (%v); console log %s, qemu log %s",
 		e.VM, e.Pattern, e.Waited.Round(time.Millisecond), why, e.Err, e.ConsoleLog, e.QEMULog)
-	if e.Snapshot != "" {
-		fmt.Fprintf(&b, "; the lab's threads and sockets at the timeout: %s", e.Snapshot)
-	}
 	if len(e.QEMUTail) > 0 {
 		b.WriteString("\n  qemu said:")
 		for _, l := range e.QEMUTail {

@@ -20,6 +20,7 @@ package labtest
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -90,7 +91,8 @@ func Start(t testing.TB, opts lab.Options) *lab.Lab {
 	return l
 }
 
-// DumpLogs prints the last n lines of every file in dir.
+// DumpLogs prints the last n lines of every file in dir, and lab snapshots
+// (Lab.Snapshot) whole.
 func DumpLogs(t testing.TB, dir string, n int) {
 	t.Helper()
 	ents, err := os.ReadDir(dir)
@@ -110,7 +112,11 @@ func DumpLogs(t testing.TB, dir string, n int) {
 		if err != nil || len(b) == 0 {
 			continue
 		}
-		lines := bootlog.LastLines(strings.ReplaceAll(string(b), "\r", ""), n)
+		k := n
+		if strings.HasPrefix(name, lab.SnapshotPrefix) {
+			k = math.MaxInt // short, and read as a whole
+		}
+		lines := bootlog.LastLines(strings.ReplaceAll(string(b), "\r", ""), k)
 		t.Logf("==> %s (last %d lines) <==\n%s", filepath.Join(dir, name), len(lines), strings.Join(lines, "\n"))
 	}
 }
@@ -184,8 +190,25 @@ func VM(t testing.TB, l *lab.Lab, cfg lab.VMConfig) *lab.VM {
 	if err != nil {
 		t.Fatalf("StartVM: %v", err)
 	}
-	t.Cleanup(v.Kill)
+	KillAtEnd(t, l, v)
 	return v
+}
+
+// KillAtEnd kills v when t ends. If t failed while the guest still runs (a
+// wait for its console gave up), it first takes the lab's Snapshot: tgtd's
+// threads and the guest's connections as they were, which killing QEMU
+// would end. The lab's log dump then prints it whole.
+func KillAtEnd(t testing.TB, l *lab.Lab, v *lab.VM) {
+	t.Cleanup(func() {
+		if t.Failed() && !v.Exited() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			if _, err := l.Snapshot(ctx); err != nil {
+				t.Logf("lab snapshot: %v", err)
+			}
+		}
+		v.Kill()
+	})
 }
 
 // Console returns a console-line callback that logs to t when the test runs
