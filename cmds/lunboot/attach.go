@@ -89,7 +89,7 @@ func runAttach(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second+tf.timeout)
 	defer cancel()
 	if err := dev.Detach(dctx); err != nil && !errors.Is(err, context.Canceled) {
-		return fmt.Errorf("detaching %s: %w", dev.Path(), err)
+		return err // "nbd: detach /dev/nbdN: …"
 	}
 	fmt.Fprintf(stderr, "lunboot: %s detached, logging out\n", dev.Path())
 	return nil

@@ -364,7 +364,7 @@ func (b *boot) shutdown(ctx context.Context) (string, error) {
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := b.nbd.Detach(dctx); err != nil {
-		b.o.Console.Info("warning: detaching %s: %v", b.nbd.Path(), err)
+		b.o.Console.Info("warning: %v", err) // it names the device
 	} else {
 		done = append(done, b.nbd.Path()+" detached")
 	}
