@@ -21,20 +21,57 @@ pkgs=(
   mtools dosfstools e2fsprogs fdisk              # disk fixtures without loop devices
   syslinux syslinux-common extlinux              # MBR/syslinux fixture
 )
+# DHCP servers whose own syntax checkers (dhcpd -t, kea-dhcp4 -t) test the
+# example configurations in docs/dhcp/. Installed so that none of them starts:
+# a DHCP server on this machine would answer the machine's own network.
+dhcp_servers=(isc-dhcp-server kea-dhcp4-server)
+dhcp_units=(isc-dhcp-server isc-dhcp-server6 kea-dhcp4-server)
 
-missing=()
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+missing=() missing_dhcp=()
 for p in "${pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  installed "$p" || missing+=("$p")
 done
+for p in "${dhcp_servers[@]}"; do
+  installed "$p" || missing_dhcp+=("$p")
+done
+sudo_cmd=""
+[ "$(id -u)" -eq 0 ] || sudo_cmd=sudo
+export DEBIAN_FRONTEND=noninteractive
+if [ ${#missing[@]} -gt 0 ] || [ ${#missing_dhcp[@]} -gt 0 ]; then
+  $sudo_cmd apt-get update -q
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "deps: installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  sudo_cmd=""
-  [ "$(id -u)" -eq 0 ] || sudo_cmd=sudo
-  $sudo_cmd apt-get update -q
   $sudo_cmd apt-get install -y -q --no-install-recommends "${missing[@]}"
 else
   echo "deps: Debian packages present"
+fi
+if [ ${#missing_dhcp[@]} -gt 0 ]; then
+  echo "deps: installing ${missing_dhcp[*]} (their services are not started, and disabled)"
+  # policy-rc.d exit 101 = "action forbidden" (Debian's invoke-rc.d policy
+  # interface): invoke-rc.d and deb-systemd-invoke in the packages'
+  # postinst then start nothing. A policy-rc.d that was already there is
+  # left as it was.
+  policy=/usr/sbin/policy-rc.d
+  own_policy=""
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\n# scripts/deps.sh: no service starts while it installs DHCP servers\nexit 101\n' |
+      $sudo_cmd tee "$policy" >/dev/null
+    $sudo_cmd chmod 755 "$policy"
+    own_policy=1
+    trap '$sudo_cmd rm -f "$policy"' EXIT
+  fi
+  $sudo_cmd apt-get install -y -q --no-install-recommends "${missing_dhcp[@]}"
+  # Not at the next boot either.
+  for u in "${dhcp_units[@]}"; do
+    $sudo_cmd systemctl disable "$u" >/dev/null 2>&1 || true
+    $sudo_cmd update-rc.d "$u" disable >/dev/null 2>&1 || true
+  done
+  if [ -n "$own_policy" ]; then
+    $sudo_cmd rm -f "$policy"
+    trap - EXIT
+  fi
 fi
 
 # The Debian kernel: the version linux-image-amd64 points at today, not a
