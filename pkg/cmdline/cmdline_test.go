@@ -170,21 +170,21 @@ func TestFormat(t *testing.T) {
 		got, err := tt.p.Format()
 		if tt.want == "" {
 			if err == nil || !errors.Is(err, ErrUnwritable) {
-				t.Errorf("%+v.Format() = %q, %v; want an ErrUnwritable error", tt.p, got, err)
+				t.Errorf("%#v.Format() = %q, %v; want an ErrUnwritable error", tt.p, got, err)
 			}
 			if err != nil && len(tt.p.Value) > 3 && strings.Contains(err.Error(), tt.p.Value) {
-				t.Errorf("%+v.Format() error %q shows the value", tt.p, err)
+				t.Errorf("%#v.Format() error %q shows the value", tt.p, err)
 			}
 			continue
 		}
 		if err != nil || got != tt.want {
-			t.Errorf("%+v.Format() = %q, %v; want %q", tt.p, got, err, tt.want)
+			t.Errorf("%#v.Format() = %q, %v; want %q", tt.p, got, err, tt.want)
 			continue
 		}
 		want := tt.p
 		want.Raw = got
 		if back := Split(got); !cmp.Equal(back, []Param{want}) {
-			t.Errorf("Split(%q) = %+v, want %+v", got, back, want)
+			t.Errorf("Split(%q) = %#v, want %#v", got, back, want)
 		}
 	}
 }
@@ -226,7 +226,7 @@ func FuzzSplit(f *testing.F) {
 		pos := 0
 		for _, p := range ps {
 			if p.Raw == "" {
-				t.Fatalf("Split(%q): empty Raw in %+v", s, p)
+				t.Fatalf("Split(%q): empty Raw in %#v", s, p)
 			}
 			start := pos
 			for pos < len(line) && isSpace(line[pos]) {
@@ -241,30 +241,30 @@ func FuzzSplit(f *testing.F) {
 			pos += len(p.Raw)
 			// Each parameter reads the same on its own.
 			if alone := Split(p.Raw); !cmp.Equal(alone, []Param{p}) {
-				t.Fatalf("Split(%q) = %+v, but in %q it was %+v", p.Raw, alone, s, p)
+				t.Fatalf("Split(%q) = %#v, but in %q it was %#v", p.Raw, alone, s, p)
 			}
 		}
 		if hasNonSpace(line[pos:]) {
-			t.Fatalf("Split(%q) = %+v left %q", s, ps, line[pos:])
+			t.Fatalf("Split(%q) = %#v left %q", s, ps, line[pos:])
 		}
 
 		// Written back, they split the same.
 		if again := Split(Join(ps)); !cmp.Equal(again, ps) {
-			t.Fatalf("Split(Join(Split(%q))) = %+v, want %+v", s, again, ps)
+			t.Fatalf("Split(Join(Split(%q))) = %#v, want %#v", s, again, ps)
 		}
 
 		// Kernel is Split up to the first "--".
 		k := Kernel(s)
 		if !slices.Equal(k, ps[:len(k)]) {
-			t.Fatalf("Kernel(%q) = %+v is not a prefix of %+v", s, k, ps)
+			t.Fatalf("Kernel(%q) = %#v is not a prefix of %#v", s, k, ps)
 		}
 		for _, p := range k {
 			if p.IsEnd() {
-				t.Fatalf("Kernel(%q) = %+v includes the end", s, k)
+				t.Fatalf("Kernel(%q) = %#v includes the end", s, k)
 			}
 		}
 		if len(k) < len(ps) && !ps[len(k)].IsEnd() {
-			t.Fatalf("Kernel(%q) stopped at %+v", s, ps[len(k)])
+			t.Fatalf("Kernel(%q) stopped at %#v", s, ps[len(k)])
 		}
 
 		// Format writes every parameter it accepts so that it splits
@@ -293,12 +293,12 @@ func checkFormat(t *testing.T, p Param) {
 	s, err := p.Format()
 	if err != nil {
 		if !errors.Is(err, ErrUnwritable) {
-			t.Fatalf("%+v.Format() error %v is not ErrUnwritable", p, err)
+			t.Fatalf("%#v.Format() error %v is not ErrUnwritable", p, err)
 		}
 		keyOK := p.Key != "" && !strings.ContainsAny(p.Key, "\"\x00") &&
 			!strings.Contains(p.Key[1:], "=") && !hasSpace(p.Key)
 		if keyOK && (!p.HasValue || !strings.ContainsAny(p.Value, "\"\x00")) {
-			t.Fatalf("%+v.Format() refused a writable parameter: %v", p, err)
+			t.Fatalf("%#v.Format() refused a writable parameter: %v", p, err)
 		}
 		return
 	}
@@ -307,7 +307,7 @@ func checkFormat(t *testing.T, p Param) {
 		want.Value = ""
 	}
 	if got := Split(s); !cmp.Equal(got, []Param{want}) {
-		t.Fatalf("%+v.Format() = %q, which splits into %+v", p, s, got)
+		t.Fatalf("%#v.Format() = %q, which splits into %#v", p, s, got)
 	}
 }
 
