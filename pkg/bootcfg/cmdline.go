@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lunboot/lunboot/pkg/cmdline"
 	"github.com/lunboot/lunboot/pkg/rootpath"
 )
 
@@ -37,78 +38,6 @@ func (e *CmdlineError) Error() string {
 
 // Unwrap returns the underlying reason.
 func (e *CmdlineError) Unwrap() error { return e.Err }
-
-// param is one kernel command-line parameter.
-type param struct {
-	key, val string
-	hasVal   bool
-}
-
-// splitCmdline splits a kernel command line the way the kernel's
-// next_arg (lib/cmdline.c) does: parameters are separated by white space;
-// double quotes group white space into a parameter and cannot be escaped; a
-// quote right after '=' and one at the very end of the parameter are
-// removed, as is a quote that starts the whole parameter; other quotes stay
-// in the value.
-func splitCmdline(s string) []param {
-	isSpace := func(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f' }
-	var out []param
-	i := 0
-	for {
-		for i < len(s) && isSpace(s[i]) {
-			i++
-		}
-		if i >= len(s) {
-			return out
-		}
-		quoted := s[i] == '"'
-		start := i
-		if quoted {
-			start++
-		}
-		inQuote := quoted
-		eq := -1
-		j := start
-		for ; j < len(s); j++ {
-			c := s[j]
-			if isSpace(c) && !inQuote {
-				break
-			}
-			if eq < 0 && c == '=' && j > start {
-				eq = j
-			}
-			if c == '"' {
-				inQuote = !inQuote
-			}
-		}
-		end := j
-		lastQuote := j > start && s[j-1] == '"'
-		var p param
-		if eq < 0 {
-			if quoted && lastQuote {
-				end--
-			}
-			p.key = s[start:end]
-		} else {
-			p.key, p.hasVal = s[start:eq], true
-			vs := eq + 1
-			if vs < j && s[vs] == '"' {
-				vs++
-				if lastQuote {
-					end = j - 1
-				}
-			}
-			if quoted && lastQuote {
-				end = j - 1
-			}
-			p.val = s[vs:max(vs, end)]
-		}
-		if p.key != "" && p.key != "--" {
-			out = append(out, p)
-		}
-		i = j
-	}
-}
 
 // handler applies one option to the parser state.
 type handler struct {
@@ -254,8 +183,9 @@ type cmdParser struct {
 // errors, all of them reported together as *CmdlineError values joined
 // with errors.Join; other options are ignored, except iSCSI options of
 // dracut and initramfs-tools that lunboot does not use, which produce
-// warnings.
-func ParseCmdline(cmdline string) (Source, error) {
+// warnings. The line is split as the kernel splits it (pkg/cmdline); the
+// words after "--" are init's arguments, not options, and are ignored.
+func ParseCmdline(line string) (Source, error) {
 	p := &cmdParser{src: Source{Kind: Cmdline}}
 	var errs []error
 	fail := func(key, val string, h handler, err error) {
@@ -267,14 +197,16 @@ func ParseCmdline(cmdline string) (Source, error) {
 		}
 		errs = append(errs, &CmdlineError{Key: key, Value: clip(val), Err: err})
 	}
-	for _, prm := range splitCmdline(cmdline) {
-		key := prm.key
+	// Only the kernel's parameters: those after "--" are init's
+	// arguments (kernel/params.c parse_args), as for the module loader.
+	for _, prm := range cmdline.Kernel(line) {
+		key := prm.Key
 		h, ok := otherKeys[key]
 		if strings.HasPrefix(key, "lunboot.") {
 			key = "lunboot." + strings.ReplaceAll(key[len("lunboot."):], "-", "_")
 			h, ok = lunbootKeys[key]
 			if !ok {
-				fail(prm.key, "", handler{}, unknownKey(key))
+				fail(prm.Key, "", handler{}, unknownKey(key))
 				continue
 			}
 		}
@@ -286,9 +218,9 @@ func ParseCmdline(cmdline string) (Source, error) {
 			}
 			continue
 		}
-		if err := h.fn(p, key, prm.val, prm.hasVal); err != nil {
-			val := prm.val
-			if !prm.hasVal {
+		if err := h.fn(p, key, prm.Value, prm.HasValue); err != nil {
+			val := prm.Value
+			if !prm.HasValue {
 				val = ""
 			}
 			fail(key, val, h, err)

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,28 +14,29 @@ import (
 	"github.com/lunboot/lunboot/pkg/rootpath"
 )
 
-func TestSplitCmdline(t *testing.T) {
+// TestParseCmdlineSplit checks that options are split as the kernel
+// splits them (pkg/cmdline has the splitter's own cases).
+func TestParseCmdlineSplit(t *testing.T) {
 	for _, tc := range []struct {
-		in   string
-		want []param
+		in, appendix, entry string
 	}{
-		{"", nil},
-		{"  \n", nil},
-		{"quiet", []param{{key: "quiet"}}},
-		{"a=1 b= c", []param{{"a", "1", true}, {"b", "", true}, {key: "c"}}},
-		{"a=b=c", []param{{"a", "b=c", true}}},
-		{`lunboot.append="console=ttyS0 quiet" x=y`, []param{{"lunboot.append", "console=ttyS0 quiet", true}, {"x", "y", true}}},
-		{`"lunboot.append=console=ttyS0 quiet"`, []param{{"lunboot.append", "console=ttyS0 quiet", true}}},
-		{`a=x"y z"w`, []param{{"a", `x"y z"w`, true}}},
-		{`a="unterminated b=c`, []param{{"a", "unterminated b=c", true}}},
-		{`a="" b`, []param{{"a", "", true}, {key: "b"}}},
-		{`a="`, []param{{"a", "", true}}},
-		{"=x y", []param{{"=x", "", false}, {key: "y"}}},
-		{"x -- init args", []param{{key: "x"}, {key: "init"}, {key: "args"}}},
-		{"a=1\tb=2\r\nc=3\n", []param{{"a", "1", true}, {"b", "2", true}, {"c", "3", true}}},
+		{`lunboot.append="console=ttyS0 quiet" lunboot.entry=x`, "console=ttyS0 quiet", "x"},
+		{`"lunboot.append=console=ttyS0 quiet" "lunboot.entry=Debian GNU"`, "console=ttyS0 quiet", "Debian GNU"},
+		{"lunboot.append=a=b\tlunboot.entry=x\r\n", "a=b", "x"},
+		{`lunboot.append=x"y z"w lunboot.entry="unterminated b=c`, `x"y z"w`, "unterminated b=c"},
+		// The kernel's isspace() includes 0xA0, the second byte of "à".
+		{"lunboot.entry=Voil\xc3\xa0 lunboot.append=\"Voil\xc3\xa0\"", "Voil\xc3\xa0", "Voil\xc3"},
+		// After "--" the words are init's arguments, not options.
+		{"lunboot.entry=x -- lunboot.entry=y lunboot.append=z", "", "x"},
+		{`lunboot.entry=x "--" lunboot.entry=y`, "", "x"},
 	} {
-		if got := splitCmdline(tc.in); !slices.Equal(got, tc.want) {
-			t.Errorf("splitCmdline(%q) = %+v, want %+v", tc.in, got, tc.want)
+		s, err := ParseCmdline(tc.in)
+		if err != nil {
+			t.Errorf("ParseCmdline(%q) = %v", tc.in, err)
+			continue
+		}
+		if s.Append.Value != tc.appendix || s.Entry.Value != tc.entry {
+			t.Errorf("ParseCmdline(%q) append, entry = %q, %q; want %q, %q", tc.in, s.Append.Value, s.Entry.Value, tc.appendix, tc.entry)
 		}
 	}
 }
@@ -218,6 +218,8 @@ func TestParseCmdlineIgnores(t *testing.T) {
 		{"rd.iscsi.target.ip=192.0.2.1 rd.iscsi.unknown=1", 2},
 		{"ip=192.0.2.10:192.0.2.1:192.0.2.254:24::eth0:off", 1}, // server field
 		{"ip=192.0.2.10::192.0.2.254:24::eth0:off:192.0.2.53::192.0.2.123", 1},
+		// Init's arguments, after "--", are not options.
+		{"ro -- rd.iscsi.waitnet=0 lunboot.bogus=1 netroot=iscsi:bad lunboot.retries=x", 0},
 	} {
 		s, err := ParseCmdline(tc.cmdline)
 		if err != nil {

@@ -213,6 +213,13 @@ func TestCmdlineConflicts(t *testing.T) {
 		t.Errorf("Cmdline(debian) = %q, want the entry's other arguments kept in place", got)
 	}
 
+	// "--=x" is a parameter, not the end of them (kernel/params.c
+	// parse_args); a quoted "--" is the end.
+	got, err = Cmdline(`ro --=x ip=ens3:dhcp "--" ip=init`, labInfo(), debian, ModeIBFT)
+	if err != nil || got != `ro --=x iscsi_auto ip=dhcp BOOTIF=01-52-54-00-12-34-56 "--" ip=init` {
+		t.Errorf("Cmdline(--=x) = %q, %v", got, err)
+	}
+
 	// An entry already in firmware mode stays in firmware mode under
 	// ModeBoth (an installer's iBFT install), keeping root=.
 	got, err = Cmdline("root=LABEL=r rd.iscsi.firmware=1 rd.iscsi.ibft=1", labInfo(), dracutNM, ModeBoth)

@@ -219,7 +219,7 @@ func Cmdline(entry string, info *Info, d Dialect, mode Mode) (string, error) {
 	out := make([]Arg, 0, len(args)+len(add))
 	inserted := false
 	for _, a := range args {
-		if a.Key == "--" && !inserted {
+		if a.IsEnd() && !inserted {
 			for _, s := range add {
 				out = append(out, Arg{Raw: s})
 			}

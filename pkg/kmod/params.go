@@ -2,6 +2,8 @@ package kmod
 
 import (
 	"strings"
+
+	"github.com/lunboot/lunboot/pkg/cmdline"
 )
 
 // maxCmdline bounds the command line ParamsFromCmdline looks at; the x86
@@ -14,39 +16,26 @@ const maxCmdline = 1 << 16
 // kernel applies such words itself only to built-in code; for a loadable
 // module, modprobe(8) reads them from /proc/cmdline, and so must we.
 //
-// Words split on spaces outside double quotes and lose their quotes as the
-// kernel's next_arg (lib/cmdline.c) does; a value with spaces is quoted
-// again for init_module, which splits its string the same way. Module names
-// fold '-' to '_'. Words after "--" belong to init and are ignored.
-func ParamsFromCmdline(cmdline string) map[string]string {
-	if len(cmdline) > maxCmdline {
-		cmdline = cmdline[:maxCmdline]
+// The line is split as the kernel splits it (pkg/cmdline), so a module gets
+// the value a built-in one would; the value is written again for
+// init_module, which splits its string the same way, quoted where it must
+// be. A parameter whose value no quoting can carry (x"y) is left out.
+// Module names fold '-' to '_'. Words after "--" belong to init and are
+// ignored.
+func ParamsFromCmdline(line string) map[string]string {
+	if len(line) > maxCmdline {
+		line = line[:maxCmdline]
 	}
 	params := map[string]string{}
-	for _, word := range splitCmdline(cmdline) {
-		if word == "--" {
-			break
-		}
-		// next_arg: a word may be quoted as a whole, or only its value.
-		if w, ok := strings.CutPrefix(word, `"`); ok {
-			word = strings.TrimSuffix(w, `"`)
-		}
-		key, value, hasValue := strings.Cut(word, "=")
-		if v, ok := strings.CutPrefix(value, `"`); ok {
-			value = strings.TrimSuffix(v, `"`)
-		}
-		mod, param, ok := strings.Cut(key, ".")
+	for _, w := range cmdline.Kernel(line) {
+		mod, param, ok := strings.Cut(w.Key, ".")
 		mod = strings.ReplaceAll(mod, "-", "_")
-		if !ok || !validName(mod) || param == "" || strings.ContainsAny(param, "\" \t") || strings.Contains(value, `"`) {
+		if !ok || !validName(mod) || param == "" {
 			continue
 		}
-		p := param
-		if hasValue {
-			if strings.ContainsAny(value, " \t") {
-				// init_module splits its string with next_arg too.
-				value = `"` + value + `"`
-			}
-			p += "=" + value
+		p, err := cmdline.Param{Key: param, Value: w.Value, HasValue: w.HasValue}.Format()
+		if err != nil {
+			continue
 		}
 		if old := params[mod]; old != "" {
 			p = old + " " + p
@@ -54,33 +43,4 @@ func ParamsFromCmdline(cmdline string) map[string]string {
 		params[mod] = p
 	}
 	return params
-}
-
-// splitCmdline splits on spaces and tabs outside double quotes.
-func splitCmdline(s string) []string {
-	var words []string
-	start, quoted := -1, false
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '"':
-			quoted = !quoted
-			if start < 0 {
-				start = i
-			}
-		case (c == ' ' || c == '\t' || c == '\n') && !quoted:
-			if start >= 0 {
-				words = append(words, s[start:i])
-				start = -1
-			}
-		default:
-			if start < 0 {
-				start = i
-			}
-		}
-	}
-	if start >= 0 {
-		words = append(words, s[start:])
-	}
-	return words
 }

@@ -28,6 +28,14 @@ func TestParamsFromCmdline(t *testing.T) {
 		// Quotes as next_arg strips them.
 		{`"m.a=1" m.b="2" "m.c="3`, map[string]string{"m": "a=1 b=2 c=3"}},
 		{`m.a="x"y"`, map[string]string{}},
+		{`"m.a="b""`, map[string]string{}},
+		// Quotes the kernel keeps in the value are passed on as they are.
+		{`m.a=x"y z" m.b=""""`, map[string]string{"m": `a=x"y z" b=""""`}},
+		// The kernel's white space, all of it, separates and is quoted.
+		{"m.a=1\rm.b=2\vm.c=3\fm.d=4\xa0m.e=\"x\ny\"", map[string]string{"m": "a=1 b=2 c=3 d=4 e=\"x\ny\""}},
+		// "--" ends the kernel's parameters however it is quoted.
+		{`m.a=1 "--" m.b=2`, map[string]string{"m": "a=1"}},
+		{`m.a=1 --=x m.b=2`, map[string]string{"m": "a=1 b=2"}},
 	}
 	for _, tt := range tests {
 		got := ParamsFromCmdline(tt.in)

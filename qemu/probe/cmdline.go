@@ -6,63 +6,21 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/lunboot/lunboot/pkg/cmdline"
 	"github.com/lunboot/lunboot/pkg/rootpath"
 )
 
-// Param is one kernel command-line parameter.
-type Param struct {
-	Key, Value string
-	// HasValue distinguishes "iscsi_auto" from "iscsi_auto=".
-	HasValue bool
-}
+// Param is one kernel command-line parameter; HasValue distinguishes
+// "iscsi_auto" from "iscsi_auto=".
+type Param = cmdline.Param
 
 // Cmdline is a parsed kernel command line.
 type Cmdline []Param
 
-// ParseCmdline splits a kernel command line the way the kernel's next_arg
-// (lib/cmdline.c) does: parameters are separated by white space, double
-// quotes group white space into a value and are removed.
-func ParseCmdline(s string) Cmdline {
-	var out Cmdline
-	i := 0
-	for {
-		for i < len(s) && isSpace(s[i]) {
-			i++
-		}
-		if i >= len(s) {
-			return out
-		}
-		start, quoted := i, false
-		for i < len(s) && (quoted || !isSpace(s[i])) {
-			if s[i] == '"' {
-				quoted = !quoted
-			}
-			i++
-		}
-		tok := s[start:i]
-		// A parameter that starts with a quote is quoted as a whole.
-		if strings.HasPrefix(tok, `"`) {
-			tok = strings.TrimSuffix(tok[1:], `"`)
-		}
-		p := Param{}
-		if k, v, ok := strings.Cut(tok, "="); ok {
-			p.Key, p.Value, p.HasValue = strings.ReplaceAll(k, `"`, ""), unquote(v), true
-		} else {
-			p.Key = strings.ReplaceAll(tok, `"`, "")
-		}
-		out = append(out, p)
-	}
-}
-
-func isSpace(b byte) bool { return b == ' ' || b == '\t' || b == '\n' || b == '\r' }
-
-func unquote(v string) string {
-	if strings.HasPrefix(v, `"`) {
-		v = strings.TrimPrefix(v, `"`)
-		v = strings.TrimSuffix(v, `"`)
-	}
-	return v
-}
+// ParseCmdline splits a kernel command line the way the kernel does
+// (pkg/cmdline, after lib/cmdline.c next_arg). It keeps the words after
+// "--": the OS initrd's scripts read the whole of /proc/cmdline.
+func ParseCmdline(s string) Cmdline { return Cmdline(cmdline.Split(s)) }
 
 // Get returns the value of the last occurrence of key: dracut's getarg and
 // initramfs-tools' parameter loop both let a later value win.
@@ -101,25 +59,21 @@ func isSecretKey(k string) bool {
 // Masked returns the command line with every secret replaced by "***":
 // password parameters and the credential part of iscsi: root-paths.
 func (c Cmdline) Masked() string {
-	parts := make([]string, 0, len(c))
+	out := make([]Param, 0, len(c))
 	for _, p := range c {
-		if !p.HasValue {
-			parts = append(parts, p.Key)
-			continue
+		if p.HasValue {
+			switch {
+			case isSecretKey(p.Key):
+				p = Param{Key: p.Key, Value: rootpath.Mask, HasValue: true}
+			case strings.HasPrefix(strings.ToLower(p.Value), "iscsi:") && strings.Contains(p.Value, "@"):
+				p = Param{Key: p.Key, Value: maskRootPath(p.Value), HasValue: true}
+			}
 		}
-		v := p.Value
-		switch {
-		case isSecretKey(p.Key):
-			v = rootpath.Mask
-		case strings.HasPrefix(strings.ToLower(v), "iscsi:") && strings.Contains(v, "@"):
-			v = maskRootPath(v)
-		}
-		if strings.ContainsAny(v, " \t") {
-			v = `"` + v + `"`
-		}
-		parts = append(parts, p.Key+"="+v)
+		out = append(out, p)
 	}
-	return strings.Join(parts, " ")
+	// Unmasked parameters are written as they were, masked ones quoted
+	// where the kernel needs it.
+	return cmdline.Join(out)
 }
 
 // maskRootPath hides the passwords of a dracut iscsi:user:pass…@ prefix.

@@ -14,13 +14,21 @@ func TestParseCmdline(t *testing.T) {
 		want Cmdline
 	}{
 		{"", nil},
-		{"  quiet  ", Cmdline{{Key: "quiet"}}},
-		{"a=1 b= c", Cmdline{{Key: "a", Value: "1", HasValue: true}, {Key: "b", HasValue: true}, {Key: "c"}}},
-		{`x="two words" y=z`, Cmdline{{Key: "x", Value: "two words", HasValue: true}, {Key: "y", Value: "z", HasValue: true}}},
-		{`"quoted key=v"`, Cmdline{{Key: "quoted key", Value: "v", HasValue: true}}},
+		{"  quiet  ", Cmdline{{Key: "quiet", Raw: "quiet"}}},
+		{"a=1 b= c", Cmdline{{Key: "a", Value: "1", HasValue: true, Raw: "a=1"}, {Key: "b", HasValue: true, Raw: "b="}, {Key: "c", Raw: "c"}}},
+		{`x="two words" y=z`, Cmdline{{Key: "x", Value: "two words", HasValue: true, Raw: `x="two words"`}, {Key: "y", Value: "z", HasValue: true, Raw: "y=z"}}},
+		{`"quoted key=v"`, Cmdline{{Key: "quoted key", Value: "v", HasValue: true, Raw: `"quoted key=v"`}}},
 		{"ip=10.0.0.2::10.0.0.1:255.255.255.0::eth0:off\tk=v=w", Cmdline{
-			{Key: "ip", Value: "10.0.0.2::10.0.0.1:255.255.255.0::eth0:off", HasValue: true},
-			{Key: "k", Value: "v=w", HasValue: true}}},
+			{Key: "ip", Value: "10.0.0.2::10.0.0.1:255.255.255.0::eth0:off", HasValue: true, Raw: "ip=10.0.0.2::10.0.0.1:255.255.255.0::eth0:off"},
+			{Key: "k", Value: "v=w", HasValue: true, Raw: "k=v=w"}}},
+		// As the kernel reads them (lib/cmdline.c next_arg): quotes inside
+		// a name stay, an '=' in first place is part of the name, the
+		// last quote goes once, \v separates, the words after "--" stay.
+		{"\"a\"=b =x \"c=\"d\"\"\ve -- f", Cmdline{
+			{Key: `a"`, Value: "b", HasValue: true, Raw: `"a"=b`},
+			{Key: "=x", Raw: "=x"},
+			{Key: "c", Value: `d"`, HasValue: true, Raw: `"c="d""`},
+			{Key: "e", Raw: "e"}, {Key: "--", Raw: "--"}, {Key: "f", Raw: "f"}}},
 	}
 	for _, tt := range tests {
 		if got := ParseCmdline(tt.in); !cmp.Equal(got, tt.want, cmpopts.EquateEmpty()) {
@@ -51,6 +59,9 @@ func TestMasked(t *testing.T) {
 		{"root=iscsi:u:pw@@bad", "root=iscsi:***@@bad"},
 		{`lunboot.chap-secret=abc x="a b"`, `lunboot.chap-secret=*** x="a b"`},
 		{"iscsi_auto quiet", "iscsi_auto quiet"},
+		// Unmasked parameters are written as they were, so they split the
+		// same way again.
+		{`"a b=c" d="e" iscsi_password="p w"`, `"a b=c" d="e" iscsi_password=***`},
 	}
 	for _, tt := range tests {
 		if got := ParseCmdline(tt.in).Masked(); got != tt.want {

@@ -27,6 +27,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/lunboot/lunboot/pkg/cmdline"
 )
 
 // Marker starts the proof line on the console.
@@ -260,13 +262,13 @@ func Find(console string) (*Proof, error) {
 }
 
 // Arg returns the value of the last kernel command-line argument named key
-// and whether it is there (a bare flag has an empty value).
+// and whether it is there (a bare flag has an empty value). The line is
+// split as the kernel and the hand-off split it (pkg/cmdline).
 func (p *Proof) Arg(key string) (string, bool) {
 	val, found := "", false
-	for _, f := range strings.Fields(p.Cmdline) {
-		k, v, _ := strings.Cut(f, "=")
-		if k == key {
-			val, found = strings.Trim(v, `"`), true
+	for _, a := range cmdline.Split(p.Cmdline) {
+		if a.Key == key {
+			val, found = a.Value, true
 		}
 	}
 	return val, found

@@ -344,6 +344,7 @@ func TestArg(t *testing.T) {
 		ok        bool
 	}{
 		{"a", "2", true}, {"quiet", "", true}, {"root", "UUID=x", true}, {"missing", "", false},
+		{"b", "two words", true}, {"words\"", "", false},
 	} {
 		if got, ok := p.Arg(tc.key); got != tc.want || ok != tc.ok {
 			t.Errorf("Arg(%q) = %q, %v, want %q, %v", tc.key, got, ok, tc.want, tc.ok)
