@@ -131,6 +131,9 @@ func TestCHAPLogin(t *testing.T) {
 		wantMode CHAPMode
 		wantAlg  CHAPAlgorithm
 		wantLog  string
+		// wantSide is whose credentials a failure concerns
+		// (FailedCHAPSide); checked when want is ErrAuthenticationFailed.
+		wantSide CHAPSide
 	}{
 		{name: "one-way", target: oneWay, cfg: cfgOne, wantMode: CHAPOneWay, wantAlg: CHAPSHA3256},
 		{name: "one-way MD5 only target", target: with(*oneWay, func(c *iscsitest.CHAP) { c.Algorithms = []int{5} }), cfg: cfgOne, wantMode: CHAPOneWay, wantAlg: CHAPMD5},
@@ -143,14 +146,14 @@ func TestCHAPLogin(t *testing.T) {
 			cfg: cfgOne, wantMode: CHAPOneWay, wantAlg: CHAPMD5, wantLog: "retrying without CHAP_A=7"},
 		{name: "tgtd numbering, mutual", target: with(*mutual, func(c *iscsitest.CHAP) { c.Algorithms = []int{5, 7}; c.SHA1As7 = true }),
 			cfg: cfgMutual, wantMode: CHAPMutual, wantAlg: CHAPMD5},
-		{name: "wrong secret", target: oneWay, cfg: &CHAP{Username: "alice", Secret: "not-the-secret-1"}, want: ErrAuthenticationFailed},
-		{name: "wrong user", target: oneWay, cfg: &CHAP{Username: "bob", Secret: initSecret}, want: ErrAuthenticationFailed},
-		{name: "no CHAP configured", target: oneWay, cfg: nil, want: ErrAuthenticationFailed},
-		{name: "mutual: wrong target response", target: with(*mutual, func(c *iscsitest.CHAP) { c.WrongMutualResponse = true }), cfg: cfgMutual, want: ErrAuthenticationFailed, wantLog: ""},
-		{name: "mutual: target skips proof", target: with(*mutual, func(c *iscsitest.CHAP) { c.SkipMutual = true }), cfg: cfgMutual, want: ErrAuthenticationFailed},
-		{name: "mutual: target skips authentication", target: with(*mutual, func(c *iscsitest.CHAP) { c.SkipAuth = true }), cfg: cfgMutual, want: ErrAuthenticationFailed},
-		{name: "mutual: target name differs", target: with(*mutual, func(c *iscsitest.CHAP) { c.TargetUsername = "mallory" }), cfg: cfgMutual, want: ErrAuthenticationFailed},
-		{name: "mutual: target without outgoing account", target: oneWay, cfg: cfgMutual, want: ErrAuthenticationFailed},
+		{name: "wrong secret", target: oneWay, cfg: &CHAP{Username: "alice", Secret: "not-the-secret-1"}, want: ErrAuthenticationFailed, wantSide: CHAPInitiatorSide},
+		{name: "wrong user", target: oneWay, cfg: &CHAP{Username: "bob", Secret: initSecret}, want: ErrAuthenticationFailed, wantSide: CHAPInitiatorSide},
+		{name: "no CHAP configured", target: oneWay, cfg: nil, want: ErrAuthenticationFailed, wantSide: CHAPInitiatorSide},
+		{name: "mutual: wrong target response", target: with(*mutual, func(c *iscsitest.CHAP) { c.WrongMutualResponse = true }), cfg: cfgMutual, want: ErrAuthenticationFailed, wantSide: CHAPTargetSide},
+		{name: "mutual: target skips proof", target: with(*mutual, func(c *iscsitest.CHAP) { c.SkipMutual = true }), cfg: cfgMutual, want: ErrAuthenticationFailed, wantSide: CHAPTargetSide},
+		{name: "mutual: target skips authentication", target: with(*mutual, func(c *iscsitest.CHAP) { c.SkipAuth = true }), cfg: cfgMutual, want: ErrAuthenticationFailed, wantSide: CHAPTargetSide},
+		{name: "mutual: target name differs", target: with(*mutual, func(c *iscsitest.CHAP) { c.TargetUsername = "mallory" }), cfg: cfgMutual, want: ErrAuthenticationFailed, wantSide: CHAPTargetSide},
+		{name: "mutual: target without outgoing account", target: oneWay, cfg: cfgMutual, want: ErrAuthenticationFailed, wantSide: CHAPInitiatorSide}, // the target answers 02/01, as for a wrong secret,
 		{name: "keys in another order", target: oneWay, cfg: cfgOne, wantMode: CHAPOneWay, wantAlg: CHAPSHA3256,
 			hooks: iscsitest.Hooks{EditLoginKeys: func(stage int, kvs []iscsitest.KV) []iscsitest.KV {
 				for i, j := 0, len(kvs)-1; i < j; i, j = i+1, j-1 {
@@ -188,6 +191,11 @@ func TestCHAPLogin(t *testing.T) {
 			if tt.want != nil {
 				if !errors.Is(err, tt.want) {
 					t.Fatalf("Login = %v, want %v", err, tt.want)
+				}
+				if tt.want == ErrAuthenticationFailed {
+					if got := FailedCHAPSide(err); got != tt.wantSide {
+						t.Errorf("FailedCHAPSide(%v) = %v, want %v", err, got, tt.wantSide)
+					}
 				}
 			} else {
 				if err != nil {

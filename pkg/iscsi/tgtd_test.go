@@ -72,7 +72,7 @@ func TestTgtdInterop(t *testing.T) {
 			}
 		}},
 		{name: "digests", params: map[string]string{"HeaderDigest": "CRC32C", "DataDigest": "CRC32C"},
-			cfg: func(c *Config) { c.HeaderDigest, c.DataDigest = true, true },
+			cfg: func(c *Config) { c.HeaderDigest, c.DataDigest = DigestRequire, DigestRequire },
 			check: func(t *testing.T, info SessionInfo) {
 				if !info.HeaderDigest || !info.DataDigest {
 					t.Errorf("digests = %v/%v, want CRC32C both", info.HeaderDigest, info.DataDigest)
