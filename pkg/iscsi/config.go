@@ -80,9 +80,9 @@ const (
 	// DigestPrefer offers CRC32C,None: CRC32C if the target agrees.
 	DigestPrefer
 	// DigestRequire offers CRC32C alone; a target that refuses it (Reject,
-	// or no answer, which leaves the RFC default None) fails the login
-	// with a *DigestError during negotiation, before the full feature
-	// phase begins.
+	// None, or no answer, which leaves the RFC default None) fails the
+	// login with a *DigestError during negotiation, before the full
+	// feature phase begins.
 	DigestRequire
 )
 

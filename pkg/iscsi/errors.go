@@ -194,7 +194,7 @@ type DigestError struct {
 	// Key is "HeaderDigest" or "DataDigest".
 	Key string
 	// Answer is the target's answer to our CRC32C offer ("Reject",
-	// "NotUnderstood"), or the values it proposed when Proposed is set;
+	// "None"), or the values it proposed when Proposed is set;
 	// empty when it never answered (the key then keeps its default, None).
 	Answer   string
 	Proposed bool

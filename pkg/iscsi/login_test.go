@@ -85,6 +85,7 @@ func TestNegotiatorRequiredDigest(t *testing.T) {
 		{"accepted", []wire.KV{{Key: "HeaderDigest", Value: "CRC32C"}, {Key: "DataDigest", Value: "None"}}, ""},
 		{"rejected", []wire.KV{{Key: "HeaderDigest", Value: "Reject"}}, "HeaderDigest"},
 		{"not understood", []wire.KV{{Key: "HeaderDigest", Value: "NotUnderstood"}}, "HeaderDigest"},
+		{"answered None (tgtd)", []wire.KV{{Key: "HeaderDigest", Value: "None"}}, "HeaderDigest"},
 		{"never answered", []wire.KV{{Key: "DataDigest", Value: "None"}}, "HeaderDigest"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

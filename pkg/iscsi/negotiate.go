@@ -235,10 +235,11 @@ func (n *negotiator) receiveOne(kv wire.KV) error {
 // protocol error.
 func (n *negotiator) answer(k *keyDef, offered, got string) error {
 	n.done[k.name] = true
-	if n.required(k.name) && (got == valReject || got == valNotUnderstood || got == valIrrelevant) {
+	if n.required(k.name) && got != "CRC32C" {
 		// RFC 7143 §6.2: a responder that supports none of the offered
-		// values answers Reject; the key then keeps its default, None,
-		// which the policy does not accept.
+		// values answers Reject, and the key keeps its default, None,
+		// which the policy does not accept. tgtd answers None instead,
+		// a value we did not offer; it is the same refusal.
 		return &DigestError{Key: k.name, Answer: got}
 	}
 	switch got {
