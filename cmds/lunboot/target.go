@@ -276,7 +276,7 @@ func (f *targetFlags) openDisk(ctx context.Context, cmd string, s *iscsi.Session
 // clear error into a hang against a target that stopped answering.
 func lunHint(ctx context.Context, ex scsi.Executor, lun scsi.LUN, err error, timeout time.Duration) error {
 	if !errors.Is(err, scsi.ErrLUNNotSupported) {
-		return err
+		return withHint(err, advice.OpenDisk(err, advice.Flags))
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -285,7 +285,7 @@ func lunHint(ctx context.Context, ex scsi.Executor, lun scsi.LUN, err error, tim
 		return err
 	}
 	return withHint(fmt.Errorf("%w; the target has %s, not %s", err, scsi.FormatLUNs(luns), scsi.FormatLUNs([]scsi.LUN{lun})),
-		advice.MissingLUN(advice.Flags))
+		advice.OpenDisk(err, advice.Flags))
 }
 
 // defaultInitiatorName is the initiator name used without --initiator:

@@ -7,7 +7,7 @@
 // The libraries' errors state facts that callers branch on: the login
 // status (iscsi.LoginError), which CHAP side failed (iscsi.FailedCHAPSide),
 // the digest the target refused (iscsi.DigestError), a LUN that is not
-// there (scsi.ErrLUNNotSupported). This package is the one place that says
+// there (scsi.ErrLUNNotSupported), or no disk (scsi.ErrNotBlockDevice). This package is the one place that says
 // what to do about them, so each piece of advice is written once and a
 // console never shows it twice.
 package advice
@@ -22,6 +22,7 @@ import (
 	"syscall"
 
 	"github.com/lunboot/lunboot/pkg/iscsi"
+	"github.com/lunboot/lunboot/pkg/scsi"
 )
 
 // Phrasing says whose words the advice uses.
@@ -47,6 +48,11 @@ type words struct {
 	timeout string
 	// lun says how each target string writes the LUN.
 	lun string
+	// otherLUN says how to name another LUN.
+	otherLUN string
+	// disk is the advice for a LUN that failed to open for another
+	// reason; empty for none.
+	disk string
 	// digest names the option of a digest key ("HeaderDigest"); empty
 	// when the phrasing cannot require a digest.
 	digest func(key string) string
@@ -60,6 +66,8 @@ var phrasings = map[Phrasing]words{
 		initiator:  "or set lunboot.initiator= to a name it allows (the default name is derived from the NIC's MAC, docs/configuration.md)",
 		timeout:    "portal %[1]s is unreachable: check the address, the route (gateway) and firewalls",
 		lun:        "the root-path's LUN field is hexadecimal (RFC 4173): LUN 10 is written \"a\"; fix the root-path or the target's LUN mapping",
+		otherLUN:   "fix the root-path's LUN field",
+		disk:       "the LUN must be a disk (direct-access device) that is ready",
 		digest: func(key string) string {
 			return "lunboot." + map[string]string{"HeaderDigest": "header_digest", "DataDigest": "data_digest"}[key]
 		},
@@ -71,6 +79,7 @@ var phrasings = map[Phrasing]words{
 		initiator:  "or pass a name it allows with --initiator",
 		timeout:    "%[1]s did not answer within --timeout %[2]s: check that it is an iSCSI target (not another service) and reachable; a slow target needs a longer --timeout",
 		lun:        "a root-path writes the LUN in hex (\"a\" is LUN 10), an iscsi:// URL in decimal",
+		otherLUN:   "name another LUN (`lunboot luns` lists them)",
 	},
 }
 
@@ -152,6 +161,21 @@ func algorithms() string {
 // facts (the LUN asked for and the target's, in scsi.FormatLUNs).
 func MissingLUN(p Phrasing) string {
 	return phrasings[p].lun
+}
+
+// OpenDisk returns what to check when a LUN could not be opened as a disk
+// (scsi.OpenDisk), or "" when there is nothing to add.
+func OpenDisk(err error, p Phrasing) string {
+	w, ok := phrasings[p]
+	switch {
+	case !ok || err == nil:
+		return ""
+	case errors.Is(err, scsi.ErrLUNNotSupported):
+		return w.lun
+	case errors.Is(err, scsi.ErrNotBlockDevice):
+		return "the LUN must be a disk (direct-access device); tgtd's LUN 0 is its controller and its disks start at 1: " + w.otherLUN
+	}
+	return w.disk
 }
 
 func isTimeout(err error) bool {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/lunboot/lunboot/pkg/iscsi"
+	"github.com/lunboot/lunboot/pkg/scsi"
 )
 
 func TestLogin(t *testing.T) {
@@ -94,5 +95,24 @@ func TestMissingLUN(t *testing.T) {
 	}
 	if got := MissingLUN(Flags); !strings.Contains(got, "iscsi:// URL in decimal") {
 		t.Errorf("MissingLUN(Flags) = %q, want the URL's decimal rule", got)
+	}
+}
+
+func TestOpenDisk(t *testing.T) {
+	for _, tt := range []struct {
+		err  error
+		p    Phrasing
+		want string
+	}{
+		{fmt.Errorf("open lun 7: %w", scsi.ErrLUNNotSupported), Cmdline, "hexadecimal"},
+		{fmt.Errorf("open lun 0: %w", scsi.ErrNotBlockDevice), Cmdline, "fix the root-path's LUN field"},
+		{fmt.Errorf("open lun 0: %w", scsi.ErrNotBlockDevice), Flags, "lunboot luns"},
+		{fmt.Errorf("open lun 1: %w", scsi.ErrNotReady), Cmdline, "that is ready"},
+		{fmt.Errorf("open lun 1: %w", scsi.ErrNotReady), Flags, ""},
+	} {
+		got := OpenDisk(tt.err, tt.p)
+		if (tt.want == "") != (got == "") || !strings.Contains(got, tt.want) {
+			t.Errorf("OpenDisk(%v, %d) = %q, want %q", tt.err, tt.p, got, tt.want)
+		}
 	}
 }

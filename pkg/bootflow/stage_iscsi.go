@@ -58,7 +58,7 @@ func (b *boot) login(ctx context.Context) (string, error) {
 	}
 	disk, err := scsi.OpenDisk(ctx, s, t.LUN, scsi.DiskOptions{Logger: b.log})
 	if err != nil {
-		return "", permanent(withCheck(fmt.Errorf("opening LUN %s: %w", t.LUN, err), "the LUN must be a disk (direct-access device) that is ready"))
+		return "", permanent(withCheck(fmt.Errorf("opening LUN %s: %w", t.LUN, err), "%s", advice.OpenDisk(err, advice.Cmdline)))
 	}
 	b.disk = disk
 	inq := disk.Inquiry()
