@@ -1,9 +1,13 @@
 package iscsi
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net"
 	"strings"
 	"sync/atomic"
@@ -282,5 +286,38 @@ func TestCHAPReflectedOnReconnect(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "reflection") {
 		t.Errorf("logs do not mention the reflection")
+	}
+}
+
+// TestCHAPFormatHidesSecrets: CHAP is the one credentials type across
+// lunboot (command line, login, hand-off); no way of printing it, or a
+// Config holding it, shows a secret.
+func TestCHAPFormatHidesSecrets(t *testing.T) {
+	c := CHAP{Username: "alice", Secret: initSecret, TargetUsername: "tgt", TargetSecret: targetSecret}
+	cfg := Config{Portal: "192.0.2.1", TargetName: "iqn.x:y", InitiatorName: "iqn.x:i", CHAP: &c}
+	var outs []string
+	for _, v := range []any{c, &c, cfg, &cfg, CHAP{Secret: initSecret}} {
+		for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x"} {
+			outs = append(outs, fmt.Sprintf(verb, v))
+		}
+		var buf bytes.Buffer
+		slog.New(slog.NewTextHandler(&buf, nil)).Info("x", "v", v)
+		slog.New(slog.NewJSONHandler(&buf, nil)).Info("x", "v", v)
+		outs = append(outs, buf.String())
+	}
+	js, err := json.Marshal(struct{ C CHAP }{c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	outs = append(outs, string(js))
+	for _, out := range outs {
+		for _, s := range []string{initSecret, targetSecret} {
+			if strings.Contains(out, s) {
+				t.Errorf("output shows a secret: %s", out)
+			}
+		}
+	}
+	if got, want := c.String(), `mutual user "alice" target user "tgt"`; got != want {
+		t.Errorf("CHAP.String() = %q, want %q", got, want)
 	}
 }
