@@ -99,9 +99,10 @@ func Login(err error, cfg iscsi.Config, p Phrasing) string {
 	case errors.Is(err, iscsi.ErrAuthenticationFailed):
 		return chap(iscsi.FailedCHAPSide(err), cfg.CHAP, w)
 	case errors.Is(err, iscsi.ErrAuthorizationFailed):
-		return fmt.Sprintf("we logged in as initiator %s: allow it in the target's ACL, %s", cfg.InitiatorName, w.initiator)
+		// The error names the initiator (iscsi.LoginError.Initiator).
+		return "allow that initiator name in the target's ACL, " + w.initiator
 	case errors.Is(err, iscsi.ErrTargetNotFound):
-		return fmt.Sprintf("check the target name %q: `lunboot discover %s` lists the targets this portal serves", cfg.TargetName, cfg.Portal)
+		return fmt.Sprintf("check the target name: `lunboot discover %s` lists the targets this portal serves", cfg.Portal)
 	case errors.As(err, &le):
 		return fmt.Sprintf("the target refused the login (status %02x/%02x); see its log", le.Class, le.Detail)
 	case errors.As(err, &de):

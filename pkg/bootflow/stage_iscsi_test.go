@@ -63,6 +63,19 @@ func TestLoginStageConsole(t *testing.T) {
 			absent: []string{"rd.iscsi.username", "not-the-target-S3cret"},
 		},
 		{
+			name:   "initiator not in the ACL",
+			target: iscsitest.Options{Hooks: iscsitest.Hooks{LoginStatus: func(int) (uint8, uint8) { return 2, 2 }}},
+			advice: []string{"allow that initiator name in the target's ACL", "lunboot.initiator="},
+			facts:  []string{"status 02/02: initiator iqn.2026-11.org.lunboot:525400123456 not authorized"},
+		},
+		{
+			name:   "wrong target name",
+			target: iscsitest.Options{},
+			setup:  func(c *bootcfg.Config) { c.Target.Target += "-typo" },
+			advice: []string{"check the target name", "`lunboot discover 127.0.0.1:"},
+			facts:  []string{"-typo", "status 02/03"},
+		},
+		{
 			name:   "CRC32C required, target refuses",
 			target: iscsitest.Options{Digests: "None"},
 			setup:  func(c *bootcfg.Config) { c.HeaderDigest = bootcfg.DigestCRC32C },
@@ -113,6 +126,7 @@ func TestLoginStageConsole(t *testing.T) {
 				t.Errorf("%d failed attempts, want 1 (the failure is permanent): %q", n, rec.lines)
 			}
 			console := strings.Join(rec.lines, "\n") + "\n" + se.Err.Error() + "\ncheck: " + se.Check
+			t.Logf("console:\n%s", console)
 			for _, w := range tc.advice {
 				if n := strings.Count(console, w); n != 1 || !strings.Contains(se.Check, w) {
 					t.Errorf("console shows %q %d times, want once, in the check line:\n%s", w, n, console)

@@ -82,7 +82,7 @@ func TestLoginFailedClassifies(t *testing.T) {
 	}{
 		{&iscsi.LoginError{Class: 2, Detail: 1}, true, "rd.iscsi.username and rd.iscsi.password"},
 		{&iscsi.AuthError{Side: iscsi.CHAPTargetSide, Reason: "x"}, true, "rd.iscsi.in.password"},
-		{&iscsi.LoginError{Class: 2, Detail: 2}, true, "iqn.2026-11.org.lunboot:i"},
+		{&iscsi.LoginError{Class: 2, Detail: 2}, true, "lunboot.initiator="},
 		{&iscsi.LoginError{Class: 2, Detail: 3}, true, "lunboot discover 10.0.0.1:3260"},
 		{&iscsi.DigestError{Key: "DataDigest", Answer: "Reject"}, true, "lunboot.data_digest=prefer"},
 		{&iscsi.LoginError{Class: 3, Detail: 1}, false, "status 03/01"},
