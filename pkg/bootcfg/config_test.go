@@ -446,3 +446,13 @@ func TestDocExamples(t *testing.T) {
 		}
 	}
 }
+
+// TestDigestPolicy: lunboot.*_digest= maps onto the login's policy, so the
+// refusal of a required digest happens in the negotiation (iscsi).
+func TestDigestPolicy(t *testing.T) {
+	for d, want := range map[Digest]iscsi.Digest{0: iscsi.DigestNone, DigestNone: iscsi.DigestNone, DigestCRC32C: iscsi.DigestRequire, DigestPrefer: iscsi.DigestPrefer} {
+		if got := d.Policy(); got != want {
+			t.Errorf("Digest(%s).Policy() = %s, want %s", d, got, want)
+		}
+	}
+}
