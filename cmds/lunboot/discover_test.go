@@ -40,7 +40,7 @@ func TestDiscoverInterop(t *testing.T) {
 
 	// Nothing listening: the error says to check the portal.
 	_, _, err = runCmd(t, "discover", "--timeout", "5s", "127.0.0.1:1")
-	if err == nil || !strings.Contains(err.Error(), "nothing listens at 127.0.0.1:1") {
+	if err == nil || !strings.Contains(err.Error(), "nothing listens on 127.0.0.1:1") {
 		t.Errorf("lunboot discover on a closed port = %v, want a hint about the portal", err)
 	}
 }

@@ -43,7 +43,7 @@ func TestLUNHint(t *testing.T) {
 		ex   scsi.Executor
 		want []string
 	}{
-		{"lists the LUNs", absent, reportLUNs, []string{"LUN 0 (hex 0), 1 (hex 1)", "this one is 3 (hex 3)"}},
+		{"lists the LUNs", absent, reportLUNs, []string{"the target has LUNs 0 (Linux 0), 1 (Linux 1), not LUN 3 (Linux 3)", "hint: a root-path writes the LUN in hex"}},
 		{"other errors untouched", other, reportLUNs, []string{"connection reset"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -124,7 +124,7 @@ func TestLoginHint(t *testing.T) {
 		err  error
 		want string
 	}{
-		{"refused", fmt.Errorf("iscsi: connect to 127.0.0.1:3260: %w", syscall.ECONNREFUSED), "nothing listens at 127.0.0.1:3260"},
+		{"refused", fmt.Errorf("iscsi: connect to 127.0.0.1:3260: %w", syscall.ECONNREFUSED), "nothing listens on 127.0.0.1:3260"},
 		{"context deadline", fmt.Errorf("iscsi: login to 127.0.0.1:3260: %w", context.DeadlineExceeded), "did not answer within --timeout 3s"},
 		{"socket deadline", fmt.Errorf("iscsi: login to 127.0.0.1:3260: %w", os.ErrDeadlineExceeded), "did not answer within --timeout 3s"},
 		{"cancelled", fmt.Errorf("iscsi: login to 127.0.0.1:3260: %w", context.Canceled), ""},

@@ -31,7 +31,7 @@ func TestInquiryInterop(t *testing.T) {
 
 	// A LUN the target does not have: the error lists the ones it has.
 	_, _, err = runCmd(t, "inquiry", l.rootPath(0x1a))
-	if err == nil || !strings.Contains(err.Error(), "the target has LUN 0 (hex 0), 1 (hex 1), 2 (hex 2)") {
+	if err == nil || !strings.Contains(err.Error(), "the target has LUNs 0 (Linux 0), 1 (Linux 1), 2 (Linux 2), not LUN 1a (Linux 26)") {
 		t.Errorf("lunboot inquiry of LUN 26 = %v, want a hint listing LUNs 0-2", err)
 	}
 	// A wrong target name: the hint points at discover.

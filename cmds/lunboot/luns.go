@@ -73,8 +73,10 @@ func runLUNs(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		enc.SetIndent("", "  ")
 		return enc.Encode(infos)
 	}
+	// The LUN columns read as every lunboot message writes a LUN
+	// (scsi.FormatLUNs): the root-path form, then the Linux number.
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "LUN\tHEX\tTYPE\tVENDOR\tPRODUCT\tREV\tSIZE")
+	fmt.Fprintln(tw, "LUN\tLINUX\tTYPE\tVENDOR\tPRODUCT\tREV\tSIZE")
 	for _, i := range infos {
 		size := "-"
 		if i.Size > 0 {
@@ -83,7 +85,7 @@ func runLUNs(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if i.Error != "" {
 			size = "error: " + i.Error
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", i.LUN, i.LUNHex, i.Type, orDash(i.Vendor), orDash(i.Product), orDash(i.Revision), size)
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", i.LUNHex, i.LUN, i.Type, orDash(i.Vendor), orDash(i.Product), orDash(i.Revision), size)
 	}
 	return tw.Flush()
 }

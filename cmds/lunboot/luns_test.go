@@ -14,6 +14,9 @@ func TestLUNsInterop(t *testing.T) {
 	if err != nil {
 		t.Fatalf("lunboot luns = %v", err)
 	}
+	if fields := strings.Fields(strings.SplitN(out, "\n", 2)[0]); len(fields) < 2 || fields[0] != "LUN" || fields[1] != "LINUX" {
+		t.Errorf("lunboot luns header %q, want the LUN (root-path form) then its Linux number, as messages write them", fields)
+	}
 	for _, want := range []string{"controller", "8.0 MiB", "3.0 TiB", "1.0 GiB", "VIRTUAL-DISK"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("lunboot luns printed\n%s\nwant it to contain %q", out, want)

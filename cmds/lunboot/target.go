@@ -9,12 +9,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/lunboot/lunboot/pkg/advice"
 	"github.com/lunboot/lunboot/pkg/iscsi"
 	"github.com/lunboot/lunboot/pkg/rootpath"
 	"github.com/lunboot/lunboot/pkg/scsi"
@@ -102,10 +101,17 @@ func (f *targetFlags) logger() *slog.Logger {
 // target string (a URL's user%password) are used unless options override.
 func (f *targetFlags) base(user, secret, targetUser, targetSecret string) (iscsi.Config, error) {
 	cfg := iscsi.Config{
-		HeaderDigest: f.headerDigest,
-		DataDigest:   f.dataDigest,
 		LoginTimeout: f.timeout,
 		Logger:       f.logger(),
+	}
+	// --header-digest and --data-digest offer CRC32C, the host tools'
+	// long-standing meaning: the session runs without it if the target
+	// declines.
+	if f.headerDigest {
+		cfg.HeaderDigest = iscsi.DigestPrefer
+	}
+	if f.dataDigest {
+		cfg.DataDigest = iscsi.DigestPrefer
 	}
 	name := f.initiator
 	if name == "" {
@@ -238,27 +244,18 @@ func (f *targetFlags) logout(s *iscsi.Session) {
 	}
 }
 
-// loginHint adds to a login error which lunboot option or command helps.
+// loginHint adds to a login error what to check, in terms of this
+// command's options (pkg/advice).
 func loginHint(err error, cfg iscsi.Config) error {
-	switch {
-	case errors.Is(err, iscsi.ErrTargetNotFound):
-		return fmt.Errorf("%w\n  hint: `lunboot discover %s` lists the targets this portal serves", err, cfg.Portal)
-	case errors.Is(err, iscsi.ErrAuthorizationFailed):
-		return fmt.Errorf("%w\n  hint: we logged in as %s; allow it on the target or pass the allowed name with --initiator", err, cfg.InitiatorName)
-	case errors.Is(err, iscsi.ErrAuthenticationFailed) && cfg.CHAP == nil:
-		return fmt.Errorf("%w\n  hint: the target wants CHAP: add --chap-user and --chap-secret-file", err)
-	case errors.Is(err, iscsi.ErrAuthenticationFailed):
-		return fmt.Errorf("%w\n  hint: check --chap-user %q and its secret; for mutual CHAP --target-user and --target-secret-file", err, cfg.CHAP.Username)
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return fmt.Errorf("%w\n  hint: nothing listens at %s: check the portal address and port", err, cfg.Portal)
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
-		return fmt.Errorf("%w\n  hint: %s did not answer within --timeout %v: check that it is an iSCSI target (not another service) and reachable; a slow target needs a longer --timeout", err, cfg.Portal, cfg.LoginTimeout)
+	return withHint(err, advice.Login(err, cfg, advice.Flags))
+}
+
+// withHint appends an indented hint line to err, keeping its chain.
+func withHint(err error, hint string) error {
+	if hint == "" {
+		return err
 	}
-	var dnsErr *net.DNSError
-	if errors.As(err, &dnsErr) {
-		return fmt.Errorf("%w\n  hint: the portal host name does not resolve: check it or use an IP address", err)
-	}
-	return err
+	return fmt.Errorf("%w\n  hint: %s", err, hint)
 }
 
 // openDisk opens the block-device view of lun on s for command cmd, bounded
@@ -279,7 +276,7 @@ func (f *targetFlags) openDisk(ctx context.Context, cmd string, s *iscsi.Session
 // clear error into a hang against a target that stopped answering.
 func lunHint(ctx context.Context, ex scsi.Executor, lun scsi.LUN, err error, timeout time.Duration) error {
 	if !errors.Is(err, scsi.ErrLUNNotSupported) {
-		return err
+		return withHint(err, advice.OpenDisk(err, advice.Flags))
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -287,12 +284,8 @@ func lunHint(ctx context.Context, ex scsi.Executor, lun scsi.LUN, err error, tim
 	if lerr != nil {
 		return err
 	}
-	var have []string
-	for _, l := range luns {
-		have = append(have, fmt.Sprintf("%d (hex %s)", l.Linux(), l))
-	}
-	return fmt.Errorf("%w\n  hint: the target has LUN %s; this one is %d (hex %s): a root-path writes the LUN in hex, a URL in decimal",
-		err, strings.Join(have, ", "), lun.Linux(), lun)
+	return withHint(fmt.Errorf("%w; the target has %s, not %s", err, scsi.FormatLUNs(luns), scsi.FormatLUNs([]scsi.LUN{lun})),
+		advice.OpenDisk(err, advice.Flags))
 }
 
 // defaultInitiatorName is the initiator name used without --initiator:

@@ -243,11 +243,12 @@ func TestCHAPInterop(t *testing.T) {
 		{name: "mutual", args: []string{"inquiry", "--chap-user", labUser, "--chap-secret-file", secretFile,
 			"--target-user", labTargetUser, "--target-secret-file", targetFile, l.rootPath(1)}},
 		{name: "mutual, target proves a wrong secret", env: labSecret, args: []string{"inquiry", "--chap-user", labUser,
-			"--target-user", labTargetUser, "--target-secret-file", wrongFile, l.rootPath(1)}, wantErr: "authentication failed"},
+			"--target-user", labTargetUser, "--target-secret-file", wrongFile, l.rootPath(1)},
+			wantErr: "hint: the target failed to prove itself (mutual CHAP): check --target-user and --target-secret-file"},
 		{name: "URL naming an absent LUN", args: []string{"inquiry", strings.TrimSuffix(url, "/1") + "/7"}, wantErr: "iscsi://" + labUser + "%***@"},
 		{name: "URL with a wrong password", args: []string{"luns", strings.Replace(url, labSecret, "wrong-secret-999", 1)}, wantErr: "authentication failed"},
-		{name: "wrong secret", args: []string{"inquiry", "-v", "--chap-user", labUser, "--chap-secret-file", wrongFile, l.rootPath(1)}, wantErr: "check --chap-user"},
-		{name: "no CHAP", args: []string{"inquiry", l.rootPath(1)}, wantErr: "authentication failed"},
+		{name: "wrong secret", args: []string{"inquiry", "-v", "--chap-user", labUser, "--chap-secret-file", wrongFile, l.rootPath(1)}, wantErr: "hint: check the CHAP user name and secret (--chap-user"},
+		{name: "no CHAP", args: []string{"inquiry", l.rootPath(1)}, wantErr: "authentication failed\n  hint: the target requires CHAP: add --chap-user"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Setenv(envCHAPSecret, tt.env)
@@ -260,6 +261,10 @@ func TestCHAPInterop(t *testing.T) {
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("lunboot %q = %v, want an error containing %q", tt.args, err, tt.wantErr)
+				}
+				// The advice is given once, in the host tools' terms.
+				if n := strings.Count(err.Error(), "hint:"); n > 1 || strings.Contains(err.Error(), "rd.iscsi.") || strings.Count(err.Error(), "check") > 1 {
+					t.Errorf("lunboot %q = %v, want at most one hint, naming options, not kernel command-line keys", tt.args, err)
 				}
 				return
 			}

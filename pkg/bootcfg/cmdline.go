@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/lunboot/lunboot/pkg/cmdline"
+	"github.com/lunboot/lunboot/pkg/iscsi"
 	"github.com/lunboot/lunboot/pkg/rootpath"
 )
 
@@ -275,14 +276,14 @@ func (p *cmdParser) finish() error {
 	}
 	// CHAP.
 	if p.user.IsSet() || p.pass.IsSet() || p.ruser.IsSet() || p.rpass.IsSet() {
-		c := CHAP{Username: p.user.Value, Password: p.pass.Value, ReverseUsername: p.ruser.Value, ReversePassword: p.rpass.Value}
+		c := iscsi.CHAP{Username: p.user.Value, Secret: p.pass.Value, TargetUsername: p.ruser.Value, TargetSecret: p.rpass.Value}
 		o := p.user.Origin
 		for _, s := range []Setting[string]{p.pass, p.ruser, p.rpass} {
 			if o.Kind == 0 {
 				o = s.Origin
 			}
 		}
-		if err := c.Validate(); err != nil {
+		if err := validateCHAP(c); err != nil {
 			errs = append(errs, &CmdlineError{Key: o.Detail, Err: err})
 		} else {
 			p.src.CHAP = Set(c, o)

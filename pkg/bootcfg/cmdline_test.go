@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lunboot/lunboot/pkg/iscsi"
 	"github.com/lunboot/lunboot/pkg/rootpath"
 )
 
@@ -77,11 +78,11 @@ func TestParseCmdlineKeys(t *testing.T) {
 			return fmt.Sprintf("%v %v", v, o), fmt.Sprintf("%v %v", want, cmd(key))
 		}
 	}
-	chap := func(c CHAP, key string) check {
+	chap := func(c iscsi.CHAP, key string) check {
 		return func(t *testing.T, s Source) (any, any) {
 			v := s.CHAP.Value
-			return fmt.Sprintf("%q %q %q %q %v", v.Username, v.Password, v.ReverseUsername, v.ReversePassword, s.CHAP.Origin),
-				fmt.Sprintf("%q %q %q %q %v", c.Username, c.Password, c.ReverseUsername, c.ReversePassword, cmd(key))
+			return fmt.Sprintf("%q %q %q %q %v", v.Username, v.Secret, v.TargetUsername, v.TargetSecret, s.CHAP.Origin),
+				fmt.Sprintf("%q %q %q %q %v", c.Username, c.Secret, c.TargetUsername, c.TargetSecret, cmd(key))
 		}
 	}
 	ifname := func(s Source) (any, Origin) { return s.InterfaceName.Value, s.InterfaceName.Origin }
@@ -121,14 +122,14 @@ func TestParseCmdlineKeys(t *testing.T) {
 		{"iscsi_initiator=iqn.2001-04.com.example:host", []check{field(ini, "iqn.2001-04.com.example:host", "iscsi_initiator")}},
 		{"lunboot.initiator=IQN.2001-04.Com.Example:Host", []check{field(ini, "iqn.2001-04.com.example:host", "lunboot.initiator")}},
 		// CHAP.
-		{"rd.iscsi.username=alice rd.iscsi.password=pw", []check{chap(CHAP{Username: "alice", Password: "pw"}, "rd.iscsi.username")}},
+		{"rd.iscsi.username=alice rd.iscsi.password=pw", []check{chap(iscsi.CHAP{Username: "alice", Secret: "pw"}, "rd.iscsi.username")}},
 		{"iscsi_password=pw iscsi_username=alice iscsi_in_username=san iscsi_in_password=rpw",
-			[]check{chap(CHAP{"alice", "pw", "san", "rpw"}, "iscsi_username")}},
+			[]check{chap(iscsi.CHAP{Username: "alice", Secret: "pw", TargetUsername: "san", TargetSecret: "rpw"}, "iscsi_username")}},
 		{"rd.iscsi.username=alice rd.iscsi.password=pw rd.iscsi.in.username=san rd.iscsi.in.password=rpw",
-			[]check{chap(CHAP{"alice", "pw", "san", "rpw"}, "rd.iscsi.username")}},
-		{"netroot=iscsi:alice:pw@192.0.2.1::::" + tgt, []check{chap(CHAP{Username: "alice", Password: "pw"}, "netroot"), target("iscsi:192.0.2.1::::"+tgt, "netroot")}},
-		{"netroot=iscsi:alice:pw:san:rpw@192.0.2.1::::" + tgt + " rd.iscsi.username=alice", []check{chap(CHAP{"alice", "pw", "san", "rpw"}, "netroot")}},
-		{"lunboot.target=iscsi://alice%pw@192.0.2.1/" + tgt + "/0", []check{chap(CHAP{Username: "alice", Password: "pw"}, "lunboot.target")}},
+			[]check{chap(iscsi.CHAP{Username: "alice", Secret: "pw", TargetUsername: "san", TargetSecret: "rpw"}, "rd.iscsi.username")}},
+		{"netroot=iscsi:alice:pw@192.0.2.1::::" + tgt, []check{chap(iscsi.CHAP{Username: "alice", Secret: "pw"}, "netroot"), target("iscsi:192.0.2.1::::"+tgt, "netroot")}},
+		{"netroot=iscsi:alice:pw:san:rpw@192.0.2.1::::" + tgt + " rd.iscsi.username=alice", []check{chap(iscsi.CHAP{Username: "alice", Secret: "pw", TargetUsername: "san", TargetSecret: "rpw"}, "netroot")}},
+		{"lunboot.target=iscsi://alice%pw@192.0.2.1/" + tgt + "/0", []check{chap(iscsi.CHAP{Username: "alice", Secret: "pw"}, "lunboot.target")}},
 		// iBFT preference.
 		{"rd.iscsi.firmware", []check{field(ibft, IBFTPrefer, "rd.iscsi.firmware")}},
 		{"rd.iscsi.firmware=0", []check{func(t *testing.T, s Source) (any, any) { return s.IBFT.IsSet(), false }}},
@@ -373,7 +374,7 @@ func FuzzParseCmdline(f *testing.F) {
 			}
 		}
 		if s.CHAP.IsSet() {
-			if err := s.CHAP.Value.Validate(); err != nil {
+			if err := validateCHAP(s.CHAP.Value); err != nil {
 				t.Fatalf("ParseCmdline(%q) accepted invalid CHAP: %v", cmdline, err)
 			}
 		}

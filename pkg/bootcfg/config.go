@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lunboot/lunboot/pkg/iscsi"
 	"github.com/lunboot/lunboot/pkg/rootpath"
 )
 
@@ -64,7 +65,7 @@ type Config struct {
 	Initiator string
 	// CHAP holds the credentials; zero for none. Credentials from an iBFT
 	// are only used with the iBFT's own target.
-	CHAP CHAP
+	CHAP iscsi.CHAP
 
 	// Interface selects the boot NIC. Default: any NIC that gets a lease.
 	Interface Interface
@@ -308,7 +309,7 @@ func (c Config) Validate() error {
 	if c.Initiator == "" && !c.broken[FieldInitiator] {
 		errs = append(errs, errors.New("no initiator name: none of rd.iscsi.initiator=, lunboot.initiator=, DHCP option 203 (or 43.203) or the iBFT gave one, and no boot NIC MAC is known to derive the default from (select the NIC with BOOTIF= or ip=…:<dev>:…)"))
 	}
-	if err := c.CHAP.Validate(); err != nil {
+	if err := validateCHAP(c.CHAP); err != nil {
 		errs = append(errs, fmt.Errorf("chap from %s: %w", c.origins[FieldCHAP], err))
 	}
 	if c.IP.Mode == IPStatic && !c.IP.Address.IsValid() {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lunboot/lunboot/pkg/iscsi"
 	"github.com/lunboot/lunboot/pkg/rootpath"
 	"github.com/lunboot/lunboot/pkg/scsi"
 )
@@ -48,7 +49,7 @@ func firmware() Firmware {
 		Gateway:    netip.MustParseAddr("198.51.100.1"),
 		TargetAddr: netip.MustParseAddr("198.51.100.2"), TargetPort: 3260,
 		LUN: scsi.LUN{0, 2}, TargetName: tgt2,
-		CHAP: CHAP{Username: "rom", Password: "RomSecret123"},
+		CHAP: iscsi.CHAP{Username: "rom", Secret: "RomSecret123"},
 	}
 }
 
@@ -224,7 +225,7 @@ func TestValidate(t *testing.T) {
 		{name: "broken DHCP initiator", network: Network{MAC: mac1, Lease: true, RootPath: "iscsi:192.0.2.1::::" + tgt, InitiatorName: "node7", InitiatorNameOption: "option 43.203"},
 			want: []string{`initiator from DHCP option 43.203: initiator name "node7"`}},
 		{name: "broken iBFT CHAP", network: Network{MAC: mac1, Lease: true},
-			fw:   &Firmware{TargetAddr: netip.MustParseAddr("192.0.2.1"), TargetName: tgt, CHAP: CHAP{ReverseUsername: "x", ReversePassword: "y"}},
+			fw:   &Firmware{TargetAddr: netip.MustParseAddr("192.0.2.1"), TargetName: tgt, CHAP: iscsi.CHAP{TargetUsername: "x", TargetSecret: "y"}},
 			want: []string{"chap from iBFT target CHAP", "also needs one-way"}},
 		{name: "iBFT target without address", network: Network{MAC: mac1, Lease: true}, fw: &Firmware{TargetName: tgt},
 			want: []string{"has no IP address"}},
@@ -326,7 +327,7 @@ func TestDefaultInitiatorName(t *testing.T) {
 func TestSecretsNeverShown(t *testing.T) {
 	const (
 		pw   = "CmdlineSecret1"
-		rpw  = "ReverseSecret2"
+		rpw  = "TargetSecret2"
 		fwpw = "RomSecret123"
 		dpw  = "DracutSecret3"
 	)
@@ -391,8 +392,8 @@ func TestSecretsNeverShown(t *testing.T) {
 	}
 	// The secrets are really there to leak: the parsed values hold them.
 	src := mustCmdline(t, cmdlines[0])
-	if src.CHAP.Value.Password != pw || src.CHAP.Value.ReversePassword != rpw {
-		t.Fatalf("ParseCmdline(%q) CHAP = %q/%q", cmdlines[0], src.CHAP.Value.Password, src.CHAP.Value.ReversePassword)
+	if src.CHAP.Value.Secret != pw || src.CHAP.Value.TargetSecret != rpw {
+		t.Fatalf("ParseCmdline(%q) CHAP = %q/%q", cmdlines[0], src.CHAP.Value.Secret, src.CHAP.Value.TargetSecret)
 	}
 	var ce *CmdlineError
 	if _, err := ParseCmdline(cmdlines[4]); !errors.As(err, &ce) {
@@ -442,6 +443,16 @@ func TestDocExamples(t *testing.T) {
 			if !strings.Contains(rep, w) {
 				t.Errorf("Resolve(ParseCmdline(%q)).Report() =\n%s\nwant a line containing %q", tc.cmdline, rep, w)
 			}
+		}
+	}
+}
+
+// TestDigestPolicy: lunboot.*_digest= maps onto the login's policy, so the
+// refusal of a required digest happens in the negotiation (iscsi).
+func TestDigestPolicy(t *testing.T) {
+	for d, want := range map[Digest]iscsi.Digest{0: iscsi.DigestNone, DigestNone: iscsi.DigestNone, DigestCRC32C: iscsi.DigestRequire, DigestPrefer: iscsi.DigestPrefer} {
+		if got := d.Policy(); got != want {
+			t.Errorf("Digest(%s).Policy() = %s, want %s", d, got, want)
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lunboot/lunboot/pkg/iscsi"
 	"github.com/lunboot/lunboot/pkg/rootpath"
 	"github.com/lunboot/lunboot/pkg/scsi"
 )
@@ -24,7 +25,7 @@ type Source struct {
 	// Target is the iSCSI target without credentials (those are in CHAP).
 	Target    Setting[rootpath.RootPath]
 	Initiator Setting[string]
-	CHAP      Setting[CHAP]
+	CHAP      Setting[iscsi.CHAP]
 
 	InterfaceName Setting[string]
 	InterfaceMAC  Setting[net.HardwareAddr]
@@ -153,7 +154,7 @@ type Firmware struct {
 	TargetPort uint16
 	LUN        scsi.LUN
 	TargetName string
-	CHAP       CHAP
+	CHAP       iscsi.CHAP
 }
 
 // Source converts the iBFT into a Source of Kind IBFT. Invalid values are
@@ -212,8 +213,8 @@ func (f Firmware) Source() Source {
 		}
 		s.Target = Setting[rootpath.RootPath]{Value: r, Origin: o, Err: err}
 	}
-	if f.CHAP != (CHAP{}) {
-		s.CHAP = Setting[CHAP]{Value: f.CHAP, Origin: Origin{IBFT, "target CHAP"}, Err: f.CHAP.Validate()}
+	if !f.CHAP.IsZero() {
+		s.CHAP = Setting[iscsi.CHAP]{Value: f.CHAP, Origin: Origin{IBFT, "target CHAP"}, Err: validateCHAP(f.CHAP)}
 	}
 	return s
 }

@@ -3,13 +3,12 @@ package bootcfg
 import (
 	"encoding/hex"
 	"errors"
-	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/lunboot/lunboot/pkg/iscsi"
 )
 
 // Kind says which kind of source a value came from.
@@ -154,16 +153,17 @@ func (d Digest) String() string {
 	return "unset"
 }
 
-// Offer returns the value list the initiator sends for the key during
-// login, most preferred first (RFC 7143 §6.2.1).
-func (d Digest) Offer() string {
+// Policy returns the login's policy for the key: crc32c offers CRC32C
+// alone and fails the login during negotiation if the target refuses it
+// (RFC 7143 §13.1), prefer offers CRC32C,None.
+func (d Digest) Policy() iscsi.Digest {
 	switch d {
 	case DigestCRC32C:
-		return "CRC32C"
+		return iscsi.DigestRequire
 	case DigestPrefer:
-		return "CRC32C,None"
+		return iscsi.DigestPrefer
 	}
-	return "None"
+	return iscsi.DigestNone
 }
 
 // IBFTPolicy says how a firmware iBFT ranks against DHCP.
@@ -254,67 +254,23 @@ func (ip IP) String() string {
 	return b.String()
 }
 
-// CHAP holds the CHAP credentials (RFC 7143 §12.1.3). Username/Password
-// authenticate the initiator to the target (one-way CHAP);
-// ReverseUsername/ReversePassword authenticate the target to the initiator
-// (mutual CHAP; dracut calls them rd.iscsi.in.*).
-//
-// No formatting of a CHAP value (fmt verbs, slog, JSON) shows a password.
-type CHAP struct {
-	Username, Password               string
-	ReverseUsername, ReversePassword string
-}
-
-// Enabled reports whether the initiator authenticates with CHAP.
-func (c CHAP) Enabled() bool { return c.Username != "" }
-
-// Mutual reports whether the target must authenticate too.
-func (c CHAP) Mutual() bool { return c.ReverseUsername != "" }
-
-// Validate checks that the credentials come in usable pairs.
-func (c CHAP) Validate() error {
+// validateCHAP checks that credentials from the command line or an iBFT
+// come in usable pairs, in the words of the command line. The credentials
+// are iscsi.CHAP, the one type lunboot holds them in: Username/Secret
+// authenticate the initiator to the target (one-way CHAP),
+// TargetUsername/TargetSecret the target to the initiator (mutual CHAP;
+// dracut calls them rd.iscsi.in.*). No formatting of one shows a secret.
+func validateCHAP(c iscsi.CHAP) error {
 	switch {
-	case (c.Username == "") != (c.Password == ""):
+	case (c.Username == "") != (c.Secret == ""):
 		return errors.New("CHAP needs both a user name and a password (rd.iscsi.username= and rd.iscsi.password=)")
-	case (c.ReverseUsername == "") != (c.ReversePassword == ""):
+	case (c.TargetUsername == "") != (c.TargetSecret == ""):
 		return errors.New("mutual CHAP needs both the target's user name and password (rd.iscsi.in.username= and rd.iscsi.in.password=)")
 	case c.Mutual() && !c.Enabled():
 		return errors.New("mutual CHAP (rd.iscsi.in.*) also needs one-way CHAP (rd.iscsi.username=, rd.iscsi.password=)")
 	}
 	return nil
 }
-
-// String describes the credentials without the passwords:
-// `none`, `one-way user "alice"`, `mutual user "alice" target user "san"`.
-func (c CHAP) String() string {
-	switch {
-	case c.Mutual():
-		return fmt.Sprintf("mutual user %q target user %q", c.Username, c.ReverseUsername)
-	case c.Enabled():
-		return fmt.Sprintf("one-way user %q", c.Username)
-	case c.Password != "":
-		return "incomplete (password without user name)"
-	}
-	return "none"
-}
-
-// Format implements fmt.Formatter: every verb prints String().
-func (c CHAP) Format(f fmt.State, verb rune) {
-	if verb == 'q' {
-		io.WriteString(f, strconv.Quote(c.String()))
-		return
-	}
-	io.WriteString(f, c.String())
-}
-
-// LogValue implements slog.LogValuer without the passwords.
-func (c CHAP) LogValue() slog.Value {
-	return slog.StringValue(c.String())
-}
-
-// MarshalText implements encoding.TextMarshaler (and so JSON) with
-// String().
-func (c CHAP) MarshalText() ([]byte, error) { return []byte(c.String()), nil }
 
 // DefaultInitiatorName returns the initiator IQN lunboot uses when no source
 // names one: iqn.2026-11.org.lunboot:<the MAC in lower-case hex, no

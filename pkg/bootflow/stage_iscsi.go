@@ -4,11 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
+	"slices"
 	"strings"
-	"syscall"
 
-	"github.com/lunboot/lunboot/pkg/bootcfg"
+	"github.com/lunboot/lunboot/pkg/advice"
 	"github.com/lunboot/lunboot/pkg/iscsi"
 	"github.com/lunboot/lunboot/pkg/nbd"
 	"github.com/lunboot/lunboot/pkg/scsi"
@@ -31,39 +30,35 @@ func (b *boot) login(ctx context.Context) (string, error) {
 		TargetName:    t.Target,
 		InitiatorName: b.cfg.Initiator,
 		ISID:          b.isid,
-		HeaderDigest:  b.cfg.HeaderDigest == bootcfg.DigestCRC32C || b.cfg.HeaderDigest == bootcfg.DigestPrefer,
-		DataDigest:    b.cfg.DataDigest == bootcfg.DigestCRC32C || b.cfg.DataDigest == bootcfg.DigestPrefer,
-		Logger:        b.log,
+		// lunboot.*_digest=crc32c is negotiated as CRC32C alone: a target
+		// that refuses it fails the login (iscsi.DigestError).
+		HeaderDigest: b.cfg.HeaderDigest.Policy(),
+		DataDigest:   b.cfg.DataDigest.Policy(),
+		Logger:       b.log,
 	}
 	if c := b.cfg.CHAP; c.Enabled() {
-		ic.CHAP = &iscsi.CHAP{Username: c.Username, Secret: c.Password,
-			TargetUsername: c.ReverseUsername, TargetSecret: c.ReversePassword}
+		ic.CHAP = &c
 	}
 	b.o.Console.Info("login: connecting to %s, up to %s", ic.Portal, orDefault(ic.LoginTimeout, iscsi.DefaultLoginTimeout))
 	s, err := iscsi.Login(ctx, ic)
 	if err != nil {
-		return "", loginAdvice(err, ic)
+		return "", loginFailed(err, ic)
 	}
 	b.session = s
 	info := s.Info()
-	if b.cfg.HeaderDigest == bootcfg.DigestCRC32C && !info.HeaderDigest ||
-		b.cfg.DataDigest == bootcfg.DigestCRC32C && !info.DataDigest {
-		return "", permanent(withCheck(errors.New("the target refused CRC32C digests, which lunboot.header_digest/data_digest=crc32c require"),
-			"enable digests on the target, or use =prefer"))
-	}
 
 	luns, err := scsi.ReportLUNs(ctx, s, scsi.LUN{})
 	if err != nil {
 		return "", fmt.Errorf("REPORT LUNS on %s: %w", t.Target, err)
 	}
-	if !containsLUN(luns, t.LUN) {
+	if !slices.Contains(luns, t.LUN) {
 		return "", permanent(withCheck(
-			fmt.Errorf("LUN %s (Linux LUN %d) does not exist on %s; the target has %s", t.LUN, t.LUN.Linux(), t.Target, lunList(luns)),
-			"the root-path's LUN field is hexadecimal (RFC 4173): LUN 10 is written \"a\"; fix the root-path or the target's LUN mapping"))
+			fmt.Errorf("LUN %s (Linux LUN %d) does not exist on %s; the target has %s", t.LUN, t.LUN.Linux(), t.Target, scsi.FormatLUNs(luns)),
+			"%s", advice.MissingLUN(advice.Cmdline)))
 	}
 	disk, err := scsi.OpenDisk(ctx, s, t.LUN, scsi.DiskOptions{Logger: b.log})
 	if err != nil {
-		return "", permanent(withCheck(fmt.Errorf("opening LUN %s: %w", t.LUN, err), "the LUN must be a disk (direct-access device) that is ready"))
+		return "", permanent(withCheck(fmt.Errorf("opening LUN %s: %w", t.LUN, err), "%s", advice.OpenDisk(err, advice.Cmdline)))
 	}
 	b.disk = disk
 	inq := disk.Inquiry()
@@ -80,53 +75,22 @@ func (b *boot) login(ctx context.Context) (string, error) {
 		strings.TrimSpace(inq.Vendor), strings.TrimSpace(inq.Product), humanBytes(disk.Size()), disk.BlockSize()), nil
 }
 
-// loginAdvice classifies a login failure: errors the target states about
-// us (authentication, authorisation, unknown target) are permanent — retrying
-// with the same settings cannot help — and a portal that does not answer is
-// worth retrying (a target still booting).
-func loginAdvice(err error, ic iscsi.Config) error {
-	var le *iscsi.LoginError
-	switch {
-	case errors.Is(err, iscsi.ErrAuthenticationFailed):
-		return permanent(withCheck(err, "check the CHAP user name and secret (rd.iscsi.username and rd.iscsi.password, or user:secret@ in netroot or lunboot.target) against the target's account; with mutual CHAP also the target's own (rd.iscsi.in.username and rd.iscsi.in.password)"))
-	case errors.Is(err, iscsi.ErrAuthorizationFailed):
-		return permanent(withCheck(err, "allow initiator %s in the target's ACL (the default name is derived from the NIC's MAC, docs/configuration.md)", ic.InitiatorName))
-	case errors.Is(err, iscsi.ErrTargetNotFound):
-		return permanent(withCheck(err, "check the target name %q: `lunboot discover %s` lists what the portal offers", ic.TargetName, ic.Portal))
-	case errors.As(err, &le):
-		return withCheck(err, "the target refused the login (status %02x/%02x); see its log", le.Class, le.Detail)
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return withCheck(err, "nothing listens on %s: is the iSCSI target running, on that address and port?", ic.Portal)
-	case errors.Is(err, context.DeadlineExceeded), isTimeout(err), errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
-		return withCheck(err, "portal %s is unreachable: check the address, the route (gateway) and firewalls", ic.Portal)
+// loginFailed adds the operator advice (pkg/advice, in kernel command-line
+// terms) to a login failure and classifies it: errors the target states
+// about us (authentication, authorisation, unknown target) and a digest
+// the target refuses are permanent — retrying with the same settings
+// cannot help — while a portal that does not answer is worth retrying (a
+// target still booting).
+func loginFailed(err error, ic iscsi.Config) error {
+	var de *iscsi.DigestError
+	if check := advice.Login(err, ic, advice.Cmdline); check != "" {
+		err = withCheck(err, "%s", check)
+	}
+	if errors.Is(err, iscsi.ErrAuthenticationFailed) || errors.Is(err, iscsi.ErrAuthorizationFailed) ||
+		errors.Is(err, iscsi.ErrTargetNotFound) || errors.As(err, &de) {
+		return permanent(err)
 	}
 	return err
-}
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
-}
-
-func containsLUN(luns []scsi.LUN, l scsi.LUN) bool {
-	for _, x := range luns {
-		if x == l {
-			return true
-		}
-	}
-	return false
-}
-
-// lunList formats LUNs both ways, since users mix up hex and decimal.
-func lunList(luns []scsi.LUN) string {
-	if len(luns) == 0 {
-		return "no LUNs"
-	}
-	parts := make([]string, len(luns))
-	for i, l := range luns {
-		parts[i] = fmt.Sprintf("%s (Linux %d)", l, l.Linux())
-	}
-	return "LUNs " + strings.Join(parts, ", ")
 }
 
 // attach is stage 7: the LUN as /dev/nbdN, served by this process.

@@ -8,6 +8,7 @@ import (
 
 	"github.com/lunboot/lunboot/pkg/bootcfg"
 	"github.com/lunboot/lunboot/pkg/ibft"
+	"github.com/lunboot/lunboot/pkg/iscsi"
 	"github.com/lunboot/lunboot/pkg/kmod"
 )
 
@@ -106,9 +107,9 @@ func firmwareSource(t *ibft.Table) (bootcfg.Firmware, bool) {
 			TargetName: tg.Name,
 		}
 		if tg.CHAPType != ibft.CHAPNone {
-			fw.CHAP = bootcfg.CHAP{Username: tg.CHAPName, Password: tg.CHAPSecret}
+			fw.CHAP = iscsi.CHAP{Username: tg.CHAPName, Secret: tg.CHAPSecret}
 			if tg.CHAPType == ibft.CHAPMutual {
-				fw.CHAP.ReverseUsername, fw.CHAP.ReversePassword = tg.ReverseCHAPName, tg.ReverseCHAPSecret
+				fw.CHAP.TargetUsername, fw.CHAP.TargetSecret = tg.ReverseCHAPName, tg.ReverseCHAPSecret
 			}
 		}
 		if int(tg.NICIndex) < len(t.NICs) {

@@ -250,10 +250,9 @@ func (b *boot) handoffInfo() (*handoff.Info, error) {
 		Target:        handoff.Target{Addr: ap, Name: si.TargetName, LUN: b.cfg.Target.LUN, TPGT: si.TPGT},
 	}
 	if si.CHAP != iscsi.CHAPNone {
-		c := b.cfg.CHAP
-		info.CHAP = &handoff.CHAP{Username: c.Username, Secret: c.Password}
+		info.CHAP = &iscsi.CHAP{Username: b.cfg.CHAP.Username, Secret: b.cfg.CHAP.Secret}
 		if si.CHAP == iscsi.CHAPMutual {
-			info.CHAP.TargetUsername, info.CHAP.TargetSecret = c.ReverseUsername, c.ReversePassword
+			info.CHAP.TargetUsername, info.CHAP.TargetSecret = b.cfg.CHAP.TargetUsername, b.cfg.CHAP.TargetSecret
 		}
 	}
 	n := b.net

@@ -44,7 +44,7 @@ func TestFirmwareSource(t *testing.T) {
 	if fw.TargetName != "iqn.2026-11.org.lunboot:disk" || fw.TargetPort != 3261 || fw.LUN != (scsi.LUN{0, 1}) {
 		t.Errorf("firmwareSource target = %s:%d LUN %s, want the boot-flagged one", fw.TargetName, fw.TargetPort, fw.LUN)
 	}
-	if fw.CHAP.Username != "u" || fw.CHAP.ReversePassword != "rs" {
+	if fw.CHAP.Username != "u" || fw.CHAP.TargetSecret != "rs" {
 		t.Errorf("firmwareSource CHAP not taken from the boot target")
 	}
 	if fw.DHCP || fw.Address.String() != "10.9.0.5/24" || len(fw.DNS) != 1 || fw.MAC.String() != mac.String() {
@@ -72,46 +72,39 @@ func TestKernelVersion(t *testing.T) {
 	}
 }
 
-func TestLoginAdvice(t *testing.T) {
-	ic := iscsi.Config{Portal: "10.0.0.1:3260", TargetName: "iqn.2026-11.org.lunboot:t", InitiatorName: "iqn.2026-11.org.lunboot:i"}
+func TestLoginFailedClassifies(t *testing.T) {
+	ic := iscsi.Config{Portal: "10.0.0.1:3260", TargetName: "iqn.2026-11.org.lunboot:t", InitiatorName: "iqn.2026-11.org.lunboot:i",
+		CHAP: &iscsi.CHAP{Username: "u", Secret: "s", TargetUsername: "t", TargetSecret: "ts"}}
 	for _, tt := range []struct {
 		err       error
 		permanent bool
 		check     string
 	}{
 		{&iscsi.LoginError{Class: 2, Detail: 1}, true, "rd.iscsi.username and rd.iscsi.password"},
-		{&iscsi.LoginError{Class: 2, Detail: 1}, true, "rd.iscsi.in.password"},
-		{&iscsi.LoginError{Class: 2, Detail: 2}, true, "iqn.2026-11.org.lunboot:i"},
+		{&iscsi.AuthError{Side: iscsi.CHAPTargetSide, Reason: "x"}, true, "rd.iscsi.in.password"},
+		{&iscsi.LoginError{Class: 2, Detail: 2}, true, "lunboot.initiator="},
 		{&iscsi.LoginError{Class: 2, Detail: 3}, true, "lunboot discover 10.0.0.1:3260"},
+		{&iscsi.DigestError{Key: "DataDigest", Answer: "Reject"}, true, "lunboot.data_digest=prefer"},
 		{&iscsi.LoginError{Class: 3, Detail: 1}, false, "status 03/01"},
 		{fmt.Errorf("dial: %w", syscall.ECONNREFUSED), false, "nothing listens on 10.0.0.1:3260"},
 		{fmt.Errorf("dial: %w", syscall.EHOSTUNREACH), false, "unreachable"},
+		{fmt.Errorf("login: %w", context.DeadlineExceeded), false, "unreachable"},
 	} {
-		err := loginAdvice(tt.err, ic)
+		err := loginFailed(tt.err, ic)
 		var pe *permanentError
 		if got := errors.As(err, &pe); got != tt.permanent {
-			t.Errorf("loginAdvice(%v) permanent = %v, want %v", tt.err, got, tt.permanent)
+			t.Errorf("loginFailed(%v) permanent = %v, want %v", tt.err, got, tt.permanent)
 		}
 		if se := stageError("login", err); !strings.Contains(se.Check, tt.check) {
-			t.Errorf("loginAdvice(%v) check = %q, want it to mention %q", tt.err, se.Check, tt.check)
+			t.Errorf("loginFailed(%v) check = %q, want it to mention %q", tt.err, se.Check, tt.check)
 		}
 		// Advice must name only options that exist (docs/configuration.md).
-		if se := stageError("login", err); strings.Contains(se.Check, "lunboot.chap") {
-			t.Errorf("loginAdvice(%v) check = %q names lunboot.chap.*, which is no option", tt.err, se.Check)
+		if se := stageError("login", err); strings.Contains(se.Check, "lunboot.chap") || strings.Contains(se.Check, "--") {
+			t.Errorf("loginFailed(%v) check = %q names lunboot.chap.* or a host-tool flag, which are no boot options", tt.err, se.Check)
 		}
 		if !errors.Is(err, tt.err) {
-			t.Errorf("loginAdvice(%v) lost the cause", tt.err)
+			t.Errorf("loginFailed(%v) lost the cause", tt.err)
 		}
-	}
-}
-
-func TestLUNList(t *testing.T) {
-	got := lunList([]scsi.LUN{{}, {0, 1}, {0, 0x1a}})
-	if want := "LUNs 0 (Linux 0), 1 (Linux 1), 1a (Linux 26)"; got != want {
-		t.Errorf("lunList = %q, want %q", got, want)
-	}
-	if got := lunList(nil); got != "no LUNs" {
-		t.Errorf("lunList(nil) = %q, want %q", got, "no LUNs")
 	}
 }
 

@@ -1,7 +1,10 @@
 package handoff
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
@@ -9,6 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/lunboot/lunboot/pkg/ibft"
+	"github.com/lunboot/lunboot/pkg/iscsi"
 	"github.com/lunboot/lunboot/pkg/scsi"
 )
 
@@ -98,7 +102,7 @@ func staticInfo() *Info {
 
 func chapInfo(mutual bool) *Info {
 	in := labInfo()
-	in.CHAP = &CHAP{Username: "alice", Secret: "s3cret-s3cret"}
+	in.CHAP = &iscsi.CHAP{Username: "alice", Secret: "s3cret-s3cret"}
 	if mutual {
 		in.CHAP.TargetUsername, in.CHAP.TargetSecret = "tgt", "t4rget-secret"
 	}
@@ -265,8 +269,11 @@ func TestCmdlineErrors(t *testing.T) {
 }
 
 func TestCHAPMasked(t *testing.T) {
-	c := chapInfo(true).CHAP
-	for _, s := range []string{c.String(), c.LogValue().String()} {
+	in := chapInfo(true)
+	c := in.CHAP
+	var buf bytes.Buffer
+	slog.New(slog.NewTextHandler(&buf, nil)).Info("handoff", "info", in, "chap", c)
+	for _, s := range []string{c.String(), c.LogValue().String(), fmt.Sprintf("%+v", in), fmt.Sprintf("%#v", *in), buf.String()} {
 		if strings.Contains(s, "s3cret") || strings.Contains(s, "t4rget") {
 			t.Errorf("CHAP text %q shows a secret", s)
 		}

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/lunboot/lunboot/pkg/ibft"
+	"github.com/lunboot/lunboot/pkg/iscsi"
 )
 
 // Generator is the tool that built an OS initrd; it decides which command
@@ -357,7 +358,7 @@ func port(info *Info) uint16 {
 	return 3260
 }
 
-func chapArgs(c *CHAP, user, pass, inUser, inPass string) ([]string, error) {
+func chapArgs(c *iscsi.CHAP, user, pass, inUser, inPass string) ([]string, error) {
 	if c == nil {
 		return nil, nil
 	}

@@ -3,12 +3,12 @@ package handoff
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
 
 	"github.com/lunboot/lunboot/pkg/ibft"
+	"github.com/lunboot/lunboot/pkg/iscsi"
 	"github.com/lunboot/lunboot/pkg/scsi"
 )
 
@@ -20,8 +20,8 @@ type Info struct {
 	InitiatorName string
 	Target        Target
 	// CHAP holds the credentials the target actually required, nil when it
-	// required none.
-	CHAP *CHAP
+	// required none. Its formatting (fmt, slog) masks the secrets.
+	CHAP *iscsi.CHAP
 	NIC  NIC
 }
 
@@ -36,34 +36,6 @@ type Target struct {
 	// unknown (open-iscsi then assumes 1).
 	TPGT uint16
 }
-
-// CHAP holds CHAP credentials. Its String and LogValue mask the secrets.
-type CHAP struct {
-	// Username and Secret authenticate the initiator to the target.
-	Username string
-	Secret   string
-	// TargetUsername and TargetSecret authenticate the target to the
-	// initiator (mutual CHAP); empty for one-way CHAP.
-	TargetUsername string
-	TargetSecret   string
-}
-
-// Mutual reports whether the target also authenticates itself.
-func (c *CHAP) Mutual() bool { return c != nil && c.TargetUsername != "" }
-
-// String describes the credentials without the secrets.
-func (c *CHAP) String() string {
-	if c == nil {
-		return "none"
-	}
-	if c.Mutual() {
-		return fmt.Sprintf("mutual CHAP (user %q, target %q, secrets masked)", c.Username, c.TargetUsername)
-	}
-	return fmt.Sprintf("CHAP (user %q, secret masked)", c.Username)
-}
-
-// LogValue keeps the secrets out of structured logs.
-func (c *CHAP) LogValue() slog.Value { return slog.StringValue(c.String()) }
 
 // NIC is the network interface lunboot booted through, described in terms
 // that survive the OS renaming it: MAC and PCI address.

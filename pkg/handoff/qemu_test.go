@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/lunboot/lunboot/internal/testenv"
 	"github.com/lunboot/lunboot/pkg/ibft"
+	"github.com/lunboot/lunboot/pkg/iscsi"
 	"github.com/lunboot/lunboot/pkg/scsi"
 )
 
@@ -55,7 +56,7 @@ func TestIBFTInRealKernel(t *testing.T) {
 	// sysfs form is ambiguous, the NIC at PCI 00:03.0 as QEMU places it.
 	info := staticInfo()
 	info.Target.LUN = scsi.LUN{0x40, 0x01}
-	info.CHAP = &CHAP{Username: "alice", Secret: "s3cret-s3cret", TargetUsername: "tgt", TargetSecret: "t4rget-secret"}
+	info.CHAP = &iscsi.CHAP{Username: "alice", Secret: "s3cret-s3cret", TargetUsername: "tgt", TargetSecret: "t4rget-secret"}
 	tbl, err := info.Table()
 	if err != nil {
 		t.Fatal(err)

@@ -95,7 +95,10 @@ func benchTarget(b *testing.B, digests bool) *Session {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { tg.Close() })
-	cfg := Config{Portal: tg.Addr(), TargetName: tg.Name(), InitiatorName: "iqn.2026-11.org.lunboot:bench", HeaderDigest: digests, DataDigest: digests}
+	cfg := Config{Portal: tg.Addr(), TargetName: tg.Name(), InitiatorName: "iqn.2026-11.org.lunboot:bench"}
+	if digests {
+		cfg.HeaderDigest, cfg.DataDigest = DigestRequire, DigestRequire
+	}
 	s, err := Login(context.Background(), cfg)
 	if err != nil {
 		b.Fatal(err)

@@ -57,10 +57,11 @@ func (c *chapAuth) offerA() wire.KV {
 	return wire.KV{Key: "CHAP_A", Value: strings.Join(s, ",")}
 }
 
-// authErr is an authentication failure on our side (the target did not
-// prove itself or did something CHAP forbids).
-func authErr(format string, args ...any) error {
-	return fmt.Errorf("%w: "+format, append([]any{ErrAuthenticationFailed}, args...)...)
+// authErr is an authentication failure we detect (the target did not
+// prove itself or did something CHAP forbids); side is whose credentials it
+// concerns.
+func authErr(side CHAPSide, format string, args ...any) error {
+	return &AuthError{Side: side, Reason: fmt.Sprintf(format, args...)}
 }
 
 // respond answers the target's challenge. keys holds every key of the
@@ -72,7 +73,7 @@ func (c *chapAuth) respond(keys map[string]string) ([]wire.KV, error) {
 		return nil, protoErr("target's CHAP challenge lacks CHAP_A")
 	}
 	if av == valReject || av == valNotUnderstood {
-		return nil, authErr("target supports none of the CHAP algorithms we offered (%s); set CHAP.Algorithms", c.offerA().Value)
+		return nil, authErr(0, "the target supports none of the CHAP algorithms we offered (CHAP_A=%s)", c.offerA().Value)
 	}
 	a, err := wire.ParseNumber(av, 255)
 	if err != nil || !slices.Contains(c.algs, CHAPAlgorithm(a)) {
@@ -97,7 +98,7 @@ func (c *chapAuth) respond(keys map[string]string) ([]wire.KV, error) {
 	}
 	for _, mine := range c.issued {
 		if bytes.Equal(mine, challenge) {
-			return nil, authErr("target sent back a challenge we issued (reflection attack); refusing to answer it")
+			return nil, authErr(CHAPTargetSide, "the target sent back a challenge we issued (reflection attack); refusing to answer it")
 		}
 	}
 	resp := wire.CHAPResponse(int(c.alg), uint8(id), []byte(c.cfg.Secret), challenge)
@@ -137,11 +138,10 @@ func (c *chapAuth) verify(keys map[string]string) error {
 	name, okN := keys["CHAP_N"]
 	rv, okR := keys["CHAP_R"]
 	if !okN || !okR {
-		return authErr("mutual CHAP: target did not answer our challenge (no CHAP_N/CHAP_R); " +
-			"check the target has outgoing (mutual) CHAP credentials configured")
+		return authErr(CHAPTargetSide, "mutual CHAP: the target did not answer our challenge (no CHAP_N/CHAP_R)")
 	}
 	if name != c.cfg.TargetUsername {
-		return authErr("mutual CHAP: target identified as %q, want %q; check TargetUsername", name, c.cfg.TargetUsername)
+		return authErr(CHAPTargetSide, "mutual CHAP: the target identified as %q, we expect %q", name, c.cfg.TargetUsername)
 	}
 	got, err := wire.DecodeBinary(rv)
 	if err != nil {
@@ -149,7 +149,7 @@ func (c *chapAuth) verify(keys map[string]string) error {
 	}
 	want := wire.CHAPResponse(int(c.alg), c.ourID, []byte(c.cfg.TargetSecret), c.ourChallenge)
 	if len(got) != len(want) || subtle.ConstantTimeCompare(got, want) != 1 {
-		return authErr("mutual CHAP: the target's response is wrong; check TargetSecret matches the target's outgoing secret")
+		return authErr(CHAPTargetSide, "mutual CHAP: the target's response to our challenge is wrong (its secret is not the one we hold for it)")
 	}
 	c.proved = true
 	return nil

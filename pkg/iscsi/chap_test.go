@@ -1,9 +1,13 @@
 package iscsi
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net"
 	"strings"
 	"sync/atomic"
@@ -131,6 +135,9 @@ func TestCHAPLogin(t *testing.T) {
 		wantMode CHAPMode
 		wantAlg  CHAPAlgorithm
 		wantLog  string
+		// wantSide is whose credentials a failure concerns
+		// (FailedCHAPSide); checked when want is ErrAuthenticationFailed.
+		wantSide CHAPSide
 	}{
 		{name: "one-way", target: oneWay, cfg: cfgOne, wantMode: CHAPOneWay, wantAlg: CHAPSHA3256},
 		{name: "one-way MD5 only target", target: with(*oneWay, func(c *iscsitest.CHAP) { c.Algorithms = []int{5} }), cfg: cfgOne, wantMode: CHAPOneWay, wantAlg: CHAPMD5},
@@ -143,14 +150,14 @@ func TestCHAPLogin(t *testing.T) {
 			cfg: cfgOne, wantMode: CHAPOneWay, wantAlg: CHAPMD5, wantLog: "retrying without CHAP_A=7"},
 		{name: "tgtd numbering, mutual", target: with(*mutual, func(c *iscsitest.CHAP) { c.Algorithms = []int{5, 7}; c.SHA1As7 = true }),
 			cfg: cfgMutual, wantMode: CHAPMutual, wantAlg: CHAPMD5},
-		{name: "wrong secret", target: oneWay, cfg: &CHAP{Username: "alice", Secret: "not-the-secret-1"}, want: ErrAuthenticationFailed},
-		{name: "wrong user", target: oneWay, cfg: &CHAP{Username: "bob", Secret: initSecret}, want: ErrAuthenticationFailed},
-		{name: "no CHAP configured", target: oneWay, cfg: nil, want: ErrAuthenticationFailed},
-		{name: "mutual: wrong target response", target: with(*mutual, func(c *iscsitest.CHAP) { c.WrongMutualResponse = true }), cfg: cfgMutual, want: ErrAuthenticationFailed, wantLog: ""},
-		{name: "mutual: target skips proof", target: with(*mutual, func(c *iscsitest.CHAP) { c.SkipMutual = true }), cfg: cfgMutual, want: ErrAuthenticationFailed},
-		{name: "mutual: target skips authentication", target: with(*mutual, func(c *iscsitest.CHAP) { c.SkipAuth = true }), cfg: cfgMutual, want: ErrAuthenticationFailed},
-		{name: "mutual: target name differs", target: with(*mutual, func(c *iscsitest.CHAP) { c.TargetUsername = "mallory" }), cfg: cfgMutual, want: ErrAuthenticationFailed},
-		{name: "mutual: target without outgoing account", target: oneWay, cfg: cfgMutual, want: ErrAuthenticationFailed},
+		{name: "wrong secret", target: oneWay, cfg: &CHAP{Username: "alice", Secret: "not-the-secret-1"}, want: ErrAuthenticationFailed, wantSide: CHAPInitiatorSide},
+		{name: "wrong user", target: oneWay, cfg: &CHAP{Username: "bob", Secret: initSecret}, want: ErrAuthenticationFailed, wantSide: CHAPInitiatorSide},
+		{name: "no CHAP configured", target: oneWay, cfg: nil, want: ErrAuthenticationFailed, wantSide: CHAPInitiatorSide},
+		{name: "mutual: wrong target response", target: with(*mutual, func(c *iscsitest.CHAP) { c.WrongMutualResponse = true }), cfg: cfgMutual, want: ErrAuthenticationFailed, wantSide: CHAPTargetSide},
+		{name: "mutual: target skips proof", target: with(*mutual, func(c *iscsitest.CHAP) { c.SkipMutual = true }), cfg: cfgMutual, want: ErrAuthenticationFailed, wantSide: CHAPTargetSide},
+		{name: "mutual: target skips authentication", target: with(*mutual, func(c *iscsitest.CHAP) { c.SkipAuth = true }), cfg: cfgMutual, want: ErrAuthenticationFailed, wantSide: CHAPTargetSide},
+		{name: "mutual: target name differs", target: with(*mutual, func(c *iscsitest.CHAP) { c.TargetUsername = "mallory" }), cfg: cfgMutual, want: ErrAuthenticationFailed, wantSide: CHAPTargetSide},
+		{name: "mutual: target without outgoing account", target: oneWay, cfg: cfgMutual, want: ErrAuthenticationFailed, wantSide: CHAPInitiatorSide}, // the target answers 02/01, as for a wrong secret,
 		{name: "keys in another order", target: oneWay, cfg: cfgOne, wantMode: CHAPOneWay, wantAlg: CHAPSHA3256,
 			hooks: iscsitest.Hooks{EditLoginKeys: func(stage int, kvs []iscsitest.KV) []iscsitest.KV {
 				for i, j := 0, len(kvs)-1; i < j; i, j = i+1, j-1 {
@@ -188,6 +195,11 @@ func TestCHAPLogin(t *testing.T) {
 			if tt.want != nil {
 				if !errors.Is(err, tt.want) {
 					t.Fatalf("Login = %v, want %v", err, tt.want)
+				}
+				if tt.want == ErrAuthenticationFailed {
+					if got := FailedCHAPSide(err); got != tt.wantSide {
+						t.Errorf("FailedCHAPSide(%v) = %v, want %v", err, got, tt.wantSide)
+					}
 				}
 			} else {
 				if err != nil {
@@ -274,5 +286,38 @@ func TestCHAPReflectedOnReconnect(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "reflection") {
 		t.Errorf("logs do not mention the reflection")
+	}
+}
+
+// TestCHAPFormatHidesSecrets: CHAP is the one credentials type across
+// lunboot (command line, login, hand-off); no way of printing it, or a
+// Config holding it, shows a secret.
+func TestCHAPFormatHidesSecrets(t *testing.T) {
+	c := CHAP{Username: "alice", Secret: initSecret, TargetUsername: "tgt", TargetSecret: targetSecret}
+	cfg := Config{Portal: "192.0.2.1", TargetName: "iqn.x:y", InitiatorName: "iqn.x:i", CHAP: &c}
+	var outs []string
+	for _, v := range []any{c, &c, cfg, &cfg, CHAP{Secret: initSecret}} {
+		for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x"} {
+			outs = append(outs, fmt.Sprintf(verb, v))
+		}
+		var buf bytes.Buffer
+		slog.New(slog.NewTextHandler(&buf, nil)).Info("x", "v", v)
+		slog.New(slog.NewJSONHandler(&buf, nil)).Info("x", "v", v)
+		outs = append(outs, buf.String())
+	}
+	js, err := json.Marshal(struct{ C CHAP }{c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	outs = append(outs, string(js))
+	for _, out := range outs {
+		for _, s := range []string{initSecret, targetSecret} {
+			if strings.Contains(out, s) {
+				t.Errorf("output shows a secret: %s", out)
+			}
+		}
+	}
+	if got, want := c.String(), `mutual user "alice" target user "tgt"`; got != want {
+		t.Errorf("CHAP.String() = %q, want %q", got, want)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strconv"
 	"time"
 
 	"github.com/lunboot/lunboot/pkg/iscsi/internal/wire"
@@ -29,9 +30,9 @@ type Config struct {
 	ISID ISID
 	// CHAP enables CHAP authentication; nil offers AuthMethod=None only.
 	CHAP *CHAP
-	// HeaderDigest and DataDigest offer CRC32C,None (CRC32C preferred);
-	// false offers None.
-	HeaderDigest, DataDigest bool
+	// HeaderDigest and DataDigest say which digests the login offers and
+	// accepts (RFC 7143 §13.1); the zero value offers None only.
+	HeaderDigest, DataDigest Digest
 	// Params overrides the operational keys we offer; nil uses
 	// DefaultParams. A non-nil Params is used as is: start from
 	// DefaultParams() and change what you need.
@@ -67,7 +68,55 @@ const (
 	DefaultPort            = 3260
 )
 
-// CHAP holds CHAP credentials (RFC 7143 §12.1.3).
+// Digest is the policy for one digest key, HeaderDigest or DataDigest
+// (RFC 7143 §13.1). lunboot computes only CRC32C, so the policy says
+// whether the login offers it, and whether it accepts a session without it.
+type Digest uint8
+
+// Digest policies.
+const (
+	// DigestNone offers None only.
+	DigestNone Digest = iota
+	// DigestPrefer offers CRC32C,None: CRC32C if the target agrees.
+	DigestPrefer
+	// DigestRequire offers CRC32C alone; a target that refuses it (Reject,
+	// None, or no answer, which leaves the RFC default None) fails the
+	// login with a *DigestError during negotiation, before the full
+	// feature phase begins.
+	DigestRequire
+)
+
+// offer is the value list sent for the key, most preferred first (RFC
+// 7143 §6.2.1).
+func (d Digest) offer() string {
+	switch d {
+	case DigestPrefer:
+		return "CRC32C,None"
+	case DigestRequire:
+		return "CRC32C"
+	}
+	return "None"
+}
+
+// String names the policy: "none", "prefer" or "require".
+func (d Digest) String() string {
+	switch d {
+	case DigestNone:
+		return "none"
+	case DigestPrefer:
+		return "prefer"
+	case DigestRequire:
+		return "require"
+	}
+	return fmt.Sprintf("Digest(%d)", uint8(d))
+}
+
+// CHAP holds CHAP credentials (RFC 7143 §12.1.3). It is the one type for
+// them across lunboot: the kernel command line (pkg/bootcfg), the login
+// and the hand-off to the OS (pkg/handoff) all use it.
+//
+// No formatting of a CHAP value (fmt verbs, slog, encoding.TextMarshaler
+// and so JSON) shows a secret: see String.
 type CHAP struct {
 	// Username and Secret are the initiator's identity (one-way CHAP).
 	Username, Secret string
@@ -79,8 +128,50 @@ type CHAP struct {
 	Algorithms []CHAPAlgorithm
 }
 
-// mutual reports whether the target must authenticate too.
-func (c *CHAP) mutual() bool { return c != nil && (c.TargetUsername != "" || c.TargetSecret != "") }
+// Enabled reports whether the initiator authenticates (a user name is set).
+func (c CHAP) Enabled() bool { return c.Username != "" }
+
+// Mutual reports whether the target must authenticate too.
+func (c CHAP) Mutual() bool { return c.TargetUsername != "" || c.TargetSecret != "" }
+
+// IsZero reports whether no credential is set.
+func (c CHAP) IsZero() bool {
+	return c.Username == "" && c.Secret == "" && c.TargetUsername == "" && c.TargetSecret == ""
+}
+
+// mutual is Mutual for a possibly nil *CHAP (Config.CHAP).
+func (c *CHAP) mutual() bool { return c != nil && c.Mutual() }
+
+// String describes the credentials without the secrets:
+// `none`, `one-way user "alice"`, `mutual user "alice" target user "san"`.
+func (c CHAP) String() string {
+	switch {
+	case c.Mutual():
+		return fmt.Sprintf("mutual user %q target user %q", c.Username, c.TargetUsername)
+	case c.Enabled():
+		return fmt.Sprintf("one-way user %q", c.Username)
+	case c.Secret != "":
+		return "incomplete (secret without user name)"
+	}
+	return "none"
+}
+
+// Format implements fmt.Formatter: every verb prints String(), so %v,
+// %+v and %#v of a CHAP or of a struct holding one show no secret.
+func (c CHAP) Format(f fmt.State, verb rune) {
+	if verb == 'q' {
+		io.WriteString(f, strconv.Quote(c.String()))
+		return
+	}
+	io.WriteString(f, c.String())
+}
+
+// LogValue implements slog.LogValuer without the secrets.
+func (c CHAP) LogValue() slog.Value { return slog.StringValue(c.String()) }
+
+// MarshalText implements encoding.TextMarshaler (and so JSON) with
+// String().
+func (c CHAP) MarshalText() ([]byte, error) { return []byte(c.String()), nil }
 
 // CHAPAlgorithm is a CHAP digest (CHAP_A value, IANA PPP authentication
 // algorithms as RFC 7143 §12.1.3 uses them).
@@ -263,9 +354,10 @@ type SessionInfo struct {
 	// TargetMaxRecvDataSegmentLength is what the target declared it can
 	// receive; our Data-Out and immediate data PDUs are no larger.
 	TargetMaxRecvDataSegmentLength int
-	HeaderDigest, DataDigest       bool
-	CHAP                           CHAPMode
-	CHAPAlgorithm                  CHAPAlgorithm
+	// HeaderDigest and DataDigest tell whether CRC32C is in use.
+	HeaderDigest, DataDigest bool
+	CHAP                     CHAPMode
+	CHAPAlgorithm            CHAPAlgorithm
 	// Reconnects counts successful recoveries (session reinstatements).
 	Reconnects int
 }

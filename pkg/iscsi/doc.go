@@ -20,5 +20,13 @@
 //	...
 //	err = s.Logout(ctx)
 //
-// Secrets given in CHAP never appear in logs or errors.
+// Errors state facts callers branch on: a *LoginError carries the login
+// status (RFC 7143 §11.13.5) and matches the sentinels of its class and
+// detail; an *AuthError says which CHAP side failed (FailedCHAPSide); a
+// *DigestError names the digest a target refused that Config requires.
+// What the operator should do about them is lunboot's pkg/advice's to say,
+// in the words of wherever the configuration came from.
+//
+// Secrets given in CHAP never appear in logs or errors, and no formatting
+// of a CHAP value shows them.
 package iscsi

@@ -345,14 +345,14 @@ func login(ctx context.Context, nc net.Conn, in *loginInput) (*loginResult, erro
 	switch method {
 	case "None":
 		if !strings.Contains(offerAuth, "None") {
-			return fail(authErr("target offers no authentication (AuthMethod=None) but mutual CHAP is configured; refusing to continue"))
+			return fail(authErr(CHAPTargetSide, "the target offers no authentication (AuthMethod=None) but mutual CHAP is configured; refusing to continue"))
 		}
 	case "CHAP":
 		if cfg.CHAP == nil {
 			return fail(protoErr("target chose AuthMethod=CHAP, which we did not offer"))
 		}
 	case valReject, valNotUnderstood:
-		return fail(authErr("target refused AuthMethod=%s; it requires another method (configure CHAP?)", offerAuth))
+		return fail(authErr(CHAPInitiatorSide, "the target refused AuthMethod=%s", offerAuth))
 	default:
 		return fail(protoErr("target chose AuthMethod=%q; we offered %s", method, offerAuth))
 	}
@@ -416,7 +416,7 @@ func login(ctx context.Context, nc net.Conn, in *loginInput) (*loginResult, erro
 			rsp, kvs, err = lc.exchange(wire.StageSecurity, wire.StageOperational, true, neg.takeAnswers())
 		}
 		if cfg.CHAP.mutual() && !ca.proved {
-			return fail(authErr("target left the security stage without proving its identity (mutual CHAP): refusing to continue"))
+			return fail(authErr(CHAPTargetSide, "the target left the security stage without proving its identity (mutual CHAP); refusing to continue"))
 		}
 		res.chap = CHAPOneWay
 		if cfg.CHAP.mutual() {
@@ -428,8 +428,8 @@ func login(ctx context.Context, nc net.Conn, in *loginInput) (*loginResult, erro
 	var offer []wire.KV
 	if in.discovery {
 		offer = []wire.KV{
-			{Key: "HeaderDigest", Value: digestOffer(cfg.HeaderDigest)},
-			{Key: "DataDigest", Value: digestOffer(cfg.DataDigest)},
+			{Key: "HeaderDigest", Value: cfg.HeaderDigest.offer()},
+			{Key: "DataDigest", Value: cfg.DataDigest.offer()},
 			{Key: "MaxRecvDataSegmentLength", Value: fmt.Sprint(in.params.MaxRecvDataSegmentLength)},
 		}
 		neg.offered["HeaderDigest"] = offer[0].Value
@@ -507,7 +507,7 @@ func dialLogin(ctx context.Context, in *loginInput) (net.Conn, *loginResult, str
 		nc, err := cfg.Dial(actx, "tcp", addr)
 		if err != nil {
 			cancel()
-			return nil, nil, portal, permanent, fmt.Errorf("iscsi: connect to %s: %w (check the portal address and that the target listens)", addr, err)
+			return nil, nil, portal, permanent, fmt.Errorf("iscsi: connect to %s: %w", addr, err)
 		}
 		in.portal = addr
 		res, err := login(actx, nc, in)

@@ -52,7 +52,7 @@ func TestNegotiatorAnswers(t *testing.T) {
 		{"TargetName", "iqn.x", true, nil},
 	}
 	for _, tt := range tests {
-		n := newNegotiator(slog.New(slog.DiscardHandler), DefaultParams(), true, true)
+		n := newNegotiator(slog.New(slog.DiscardHandler), DefaultParams(), DigestPrefer, DigestPrefer)
 		n.offers()
 		err := n.receive([]wire.KV{{Key: tt.key, Value: tt.answer}})
 		var p Params
@@ -72,8 +72,55 @@ func TestNegotiatorAnswers(t *testing.T) {
 	}
 }
 
+// TestNegotiatorRequiredDigest: with DigestRequire the initiator offers
+// CRC32C alone, and a target that does not agree fails the negotiation
+// with a *DigestError naming the key (RFC 7143 §13.1), whichever way it
+// refuses: answering Reject, proposing None only, or never answering.
+func TestNegotiatorRequiredDigest(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		kvs     []wire.KV
+		wantKey string // "" for success
+	}{
+		{"accepted", []wire.KV{{Key: "HeaderDigest", Value: "CRC32C"}, {Key: "DataDigest", Value: "None"}}, ""},
+		{"rejected", []wire.KV{{Key: "HeaderDigest", Value: "Reject"}}, "HeaderDigest"},
+		{"not understood", []wire.KV{{Key: "HeaderDigest", Value: "NotUnderstood"}}, "HeaderDigest"},
+		{"answered None (tgtd)", []wire.KV{{Key: "HeaderDigest", Value: "None"}}, "HeaderDigest"},
+		{"never answered", []wire.KV{{Key: "DataDigest", Value: "None"}}, "HeaderDigest"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			n := newNegotiator(slog.New(slog.DiscardHandler), DefaultParams(), DigestRequire, DigestPrefer)
+			for _, kv := range n.offers() {
+				if kv.Key == "HeaderDigest" && kv.Value != "CRC32C" {
+					t.Errorf("offer HeaderDigest=%s, want CRC32C alone", kv.Value)
+				}
+				if kv.Key == "DataDigest" && kv.Value != "CRC32C,None" {
+					t.Errorf("offer DataDigest=%s, want CRC32C,None", kv.Value)
+				}
+			}
+			err := n.receive(tt.kvs)
+			if err == nil {
+				_, err = n.finish()
+			}
+			var de *DigestError
+			switch {
+			case tt.wantKey == "" && err != nil:
+				t.Errorf("negotiation = %v, want success", err)
+			case tt.wantKey != "" && (!errors.As(err, &de) || de.Key != tt.wantKey):
+				t.Errorf("negotiation = %v, want a *DigestError for %s", err, tt.wantKey)
+			}
+		})
+	}
+	// The target proposes first (RFC 7143 §6.2) and offers None only.
+	n := newNegotiator(slog.New(slog.DiscardHandler), DefaultParams(), DigestPrefer, DigestRequire)
+	var de *DigestError
+	if err := n.receive([]wire.KV{{Key: "DataDigest", Value: "None"}}); !errors.As(err, &de) || de.Key != "DataDigest" || !de.Proposed {
+		t.Errorf("target proposes DataDigest=None: %v, want a *DigestError (proposed) for DataDigest", err)
+	}
+}
+
 func TestNegotiatorOffersEveryKey(t *testing.T) {
-	n := newNegotiator(slog.New(slog.DiscardHandler), DefaultParams(), false, false)
+	n := newNegotiator(slog.New(slog.DiscardHandler), DefaultParams(), DigestNone, DigestNone)
 	var keys []string
 	for _, kv := range n.offers() {
 		keys = append(keys, kv.Key)
@@ -87,7 +134,7 @@ func TestNegotiatorOffersEveryKey(t *testing.T) {
 }
 
 func TestNegotiatorProposals(t *testing.T) {
-	n := newNegotiator(slog.New(slog.DiscardHandler), DefaultParams(), true, false)
+	n := newNegotiator(slog.New(slog.DiscardHandler), DefaultParams(), DigestPrefer, DigestNone)
 	n.offers()
 	// Each key answered once; then the target proposes new ones.
 	for _, k := range []string{"HeaderDigest", "DataDigest", "MaxConnections", "InitialR2T", "ImmediateData", "MaxBurstLength",
@@ -149,7 +196,7 @@ func TestLoginNegotiationWithTarget(t *testing.T) {
 				}
 			}},
 		{name: "digest rejected", o: iscsitest.Options{Answers: map[string]string{"HeaderDigest": "Reject"}},
-			cfg: func(c *Config) { c.HeaderDigest, c.DataDigest = true, true },
+			cfg: func(c *Config) { c.HeaderDigest, c.DataDigest = DigestPrefer, DigestPrefer },
 			check: func(t *testing.T, info SessionInfo, _ iscsitest.Stats, logs string) {
 				if info.HeaderDigest || !info.DataDigest {
 					t.Errorf("digests = %v/%v, want header off (rejected), data on", info.HeaderDigest, info.DataDigest)
@@ -158,7 +205,7 @@ func TestLoginNegotiationWithTarget(t *testing.T) {
 					t.Errorf("no warning about the rejected HeaderDigest")
 				}
 			}},
-		{name: "target prefers no digests", o: iscsitest.Options{Digests: "None"}, cfg: func(c *Config) { c.HeaderDigest = true },
+		{name: "target prefers no digests", o: iscsitest.Options{Digests: "None"}, cfg: func(c *Config) { c.HeaderDigest = DigestPrefer },
 			check: func(t *testing.T, info SessionInfo, _ iscsitest.Stats, _ string) {
 				if info.HeaderDigest {
 					t.Errorf("HeaderDigest negotiated on against a target that accepts None only")
@@ -209,14 +256,17 @@ func TestLoginNegotiationWithTarget(t *testing.T) {
 	}
 }
 
+// TestLoginErrorMessages: a LoginError states the status and its meaning;
+// advice ("check …") is pkg/advice's, so the console does not print it
+// twice.
 func TestLoginErrorMessages(t *testing.T) {
 	tests := []struct {
 		class, detail uint8
 		want          string
 	}{
-		{2, 1, "check the CHAP user name and secret"},
-		{2, 2, "check the target ACL allows initiator iqn.2026-11.org.lunboot:me"},
-		{2, 3, "check the target name"},
+		{2, 1, "authentication failed"},
+		{2, 2, "initiator iqn.2026-11.org.lunboot:me not authorized"},
+		{2, 3, "target or LUN not found"},
 		{3, 1, "service unavailable"},
 		{3, 2, "out of resources"},
 		{2, 0x0b, "invalid during login"},
@@ -227,6 +277,9 @@ func TestLoginErrorMessages(t *testing.T) {
 		if !strings.Contains(msg, tt.want) || !strings.Contains(msg, "iqn.x:t") || !strings.Contains(msg, "192.0.2.1:3260") ||
 			!strings.Contains(msg, fmt.Sprintf("%02x/%02x", tt.class, tt.detail)) {
 			t.Errorf("LoginError{%02x/%02x}.Error() = %q, want it to name target, portal, status and %q", tt.class, tt.detail, msg, tt.want)
+		}
+		if strings.Contains(msg, "check") {
+			t.Errorf("LoginError{%02x/%02x}.Error() = %q gives advice; the caller does", tt.class, tt.detail, msg)
 		}
 	}
 }

@@ -70,10 +70,10 @@ func yesNo(b bool) string {
 // offered.
 var opKeys = []keyDef{
 	{name: "HeaderDigest", fn: resList,
-		get: func(_ *Params, c *negotiator) string { return digestOffer(c.headerDigest) },
+		get: func(_ *Params, c *negotiator) string { return c.headerDigest.offer() },
 		set: func(_ *Params, c *negotiator, v string) { c.hd = v == "CRC32C" }},
 	{name: "DataDigest", fn: resList,
-		get: func(_ *Params, c *negotiator) string { return digestOffer(c.dataDigest) },
+		get: func(_ *Params, c *negotiator) string { return c.dataDigest.offer() },
 		set: func(_ *Params, c *negotiator, v string) { c.dd = v == "CRC32C" }},
 	{name: "MaxConnections", fn: resMin, lo: 1, hi: 65535,
 		get: numGet(func(p *Params) *int { return &p.MaxConnections }), set: numSet(func(p *Params) *int { return &p.MaxConnections })},
@@ -99,13 +99,6 @@ var opKeys = []keyDef{
 		get: numGet(func(p *Params) *int { return &p.ErrorRecoveryLevel }), set: numSet(func(p *Params) *int { return &p.ErrorRecoveryLevel })},
 }
 
-func digestOffer(on bool) string {
-	if on {
-		return "CRC32C,None"
-	}
-	return "None"
-}
-
 func findKey(name string) *keyDef {
 	for i := range opKeys {
 		if opKeys[i].name == name {
@@ -123,7 +116,7 @@ type negotiator struct {
 	log                      *slog.Logger
 	offer                    Params // what we propose
 	result                   Params // starts at RFC defaults, updated by results
-	headerDigest, dataDigest bool   // whether we offer CRC32C
+	headerDigest, dataDigest Digest // our policies
 	hd, dd                   bool   // negotiated digests
 
 	offered map[string]string // key → value we sent, awaiting an answer
@@ -137,7 +130,7 @@ type negotiator struct {
 	address     string // TargetAddress (redirection)
 }
 
-func newNegotiator(log *slog.Logger, offer Params, hd, dd bool) *negotiator {
+func newNegotiator(log *slog.Logger, offer Params, hd, dd Digest) *negotiator {
 	return &negotiator{
 		log: log, offer: offer, result: rfcDefaults(),
 		headerDigest: hd, dataDigest: dd,
@@ -242,6 +235,13 @@ func (n *negotiator) receiveOne(kv wire.KV) error {
 // protocol error.
 func (n *negotiator) answer(k *keyDef, offered, got string) error {
 	n.done[k.name] = true
+	if n.required(k.name) && got != "CRC32C" {
+		// RFC 7143 §6.2: a responder that supports none of the offered
+		// values answers Reject, and the key keeps its default, None,
+		// which the policy does not accept. tgtd answers None instead,
+		// a value we did not offer; it is the same refusal.
+		return &DigestError{Key: k.name, Answer: got}
+	}
 	switch got {
 	case valReject, valNotUnderstood:
 		// The key keeps its RFC default (stgt rejects digests and goes on).
@@ -332,9 +332,23 @@ func (n *negotiator) propose(k *keyDef, theirs string) error {
 				return nil
 			}
 		}
+		if n.required(k.name) {
+			return &DigestError{Key: k.name, Answer: theirs, Proposed: true}
+		}
 		reply(valReject)
 	}
 	return nil
+}
+
+// required reports whether key is a digest our policy requires.
+func (n *negotiator) required(key string) bool {
+	switch key {
+	case "HeaderDigest":
+		return n.headerDigest == DigestRequire
+	case "DataDigest":
+		return n.dataDigest == DigestRequire
+	}
+	return false
 }
 
 // takeAnswers returns and clears the answers owed to the target.
@@ -351,6 +365,14 @@ func (n *negotiator) finish() (Params, error) {
 		if !n.done[name] {
 			n.log.Debug("iscsi: target did not answer a key; using the RFC default", "key", name)
 		}
+	}
+	// A required digest the target never answered keeps the RFC default,
+	// None.
+	if n.headerDigest == DigestRequire && !n.hd {
+		return n.result, &DigestError{Key: "HeaderDigest"}
+	}
+	if n.dataDigest == DigestRequire && !n.dd {
+		return n.result, &DigestError{Key: "DataDigest"}
 	}
 	p := n.result
 	if p.ErrorRecoveryLevel != 0 {

@@ -89,7 +89,9 @@ func TestRecoveryFaults(t *testing.T) {
 				}}})
 			cfg := config(t, tg)
 			fastRecovery(&cfg)
-			cfg.HeaderDigest, cfg.DataDigest = tt.digests, tt.digests
+			if tt.digests {
+				cfg.HeaderDigest, cfg.DataDigest = DigestRequire, DigestRequire
+			}
 			log, logs := newLog(t)
 			cfg.Logger = log
 			s := mustLogin(t, cfg)

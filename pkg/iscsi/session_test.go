@@ -28,7 +28,7 @@ func TestSessionReadWrite(t *testing.T) {
 			p.MaxOutstandingR2T = 8
 			c.Params = &p
 		}},
-		{"digests", iscsitest.Options{}, func(c *Config) { c.HeaderDigest, c.DataDigest = true, true }},
+		{"digests", iscsitest.Options{}, func(c *Config) { c.HeaderDigest, c.DataDigest = DigestRequire, DigestRequire }},
 		{"no phase collapse, small Data-In", iscsitest.Options{NoPhaseCollapse: true, DataInSegment: 1000}, nil},
 		{"our small MRDSL", iscsitest.Options{}, func(c *Config) {
 			p := DefaultParams()
@@ -58,7 +58,7 @@ func TestSessionReadWrite(t *testing.T) {
 				t.Errorf("LUN contents differ from the data written")
 			}
 			info := s.Info()
-			if cfg.HeaderDigest && (!info.HeaderDigest || !info.DataDigest) {
+			if cfg.HeaderDigest == DigestRequire && (!info.HeaderDigest || !info.DataDigest) {
 				t.Errorf("Info() digests = %v/%v, want both on", info.HeaderDigest, info.DataDigest)
 			}
 			if err := s.Logout(tctx(t)); err != nil {

@@ -72,7 +72,7 @@ func TestTgtdInterop(t *testing.T) {
 			}
 		}},
 		{name: "digests", params: map[string]string{"HeaderDigest": "CRC32C", "DataDigest": "CRC32C"},
-			cfg: func(c *Config) { c.HeaderDigest, c.DataDigest = true, true },
+			cfg: func(c *Config) { c.HeaderDigest, c.DataDigest = DigestRequire, DigestRequire },
 			check: func(t *testing.T, info SessionInfo) {
 				if !info.HeaderDigest || !info.DataDigest {
 					t.Errorf("digests = %v/%v, want CRC32C both", info.HeaderDigest, info.DataDigest)
@@ -227,6 +227,34 @@ func TestTgtdCHAP(t *testing.T) {
 			}
 			waitSessions(t, e, 0)
 		})
+	}
+}
+
+// TestTgtdRequiredDigest: tgtd with digests off (its default) refuses a
+// CRC32C-only offer; DigestRequire then fails the login during negotiation
+// with a *DigestError, and no session is left behind on the target, while
+// DigestPrefer logs in without digests.
+func TestTgtdRequiredDigest(t *testing.T) {
+	e := startTgtd(t, 1, 16<<20)
+	cfg := e.config(t)
+	cfg.HeaderDigest = DigestRequire
+	s, err := Login(tctx(t), cfg)
+	var de *DigestError
+	if !errors.As(err, &de) || de.Key != "HeaderDigest" {
+		if s != nil {
+			s.Close()
+		}
+		t.Fatalf("Login(HeaderDigest required, tgtd without digests) = %v, want a *DigestError for HeaderDigest", err)
+	}
+	waitSessions(t, e, 0)
+	cfg.HeaderDigest = DigestPrefer
+	s, err = Login(tctx(t), cfg)
+	if err != nil {
+		t.Fatalf("Login(HeaderDigest preferred) = %v", err)
+	}
+	defer s.Close()
+	if s.Info().HeaderDigest {
+		t.Errorf("HeaderDigest on against tgtd without digests")
 	}
 }
 

@@ -43,6 +43,10 @@ var (
 	// ErrNotSupported is returned by Trim when the logical unit does not
 	// advertise UNMAP.
 	ErrNotSupported = errors.New("scsi: operation not supported by the logical unit")
+	// ErrNotBlockDevice is returned by OpenDisk for a logical unit that
+	// exists but is no block device (INQUIRY peripheral device type, SPC-4
+	// §6.6.2), such as tgtd's LUN 0, its controller.
+	ErrNotBlockDevice = errors.New("scsi: logical unit is not a block device")
 )
 
 // DiskOptions configures OpenDisk. The zero value is ready to use.
@@ -131,10 +135,10 @@ func OpenDisk(ctx context.Context, ex Executor, lun LUN, opts DiskOptions) (*Dis
 	}
 	d.inq = *inq
 	if !inq.Present() {
-		return nil, fmt.Errorf("open lun %s: %w: the target has no logical unit with this number (INQUIRY peripheral qualifier %d); list the target's LUNs and check the LUN in the root-path", lun, ErrLUNNotSupported, inq.Qualifier)
+		return nil, fmt.Errorf("open lun %s: %w: the target has no logical unit with this number (INQUIRY peripheral qualifier %d)", lun, ErrLUNNotSupported, inq.Qualifier)
 	}
 	if !inq.Type.IsBlockDevice() {
-		return nil, fmt.Errorf("open lun %s: logical unit is a %s (%s %s), not a disk; check the LUN number (tgtd's LUN 0 is its controller, disks start at 1)", lun, inq.Type, inq.Vendor, inq.Product)
+		return nil, fmt.Errorf("open lun %s: %w: it is a %s (%s %s)", lun, ErrNotBlockDevice, inq.Type, inq.Vendor, inq.Product)
 	}
 	if err := r.testUnitReady(ctx); err != nil {
 		return nil, fmt.Errorf("open lun %s: %w", lun, err)

@@ -37,7 +37,7 @@ func TestOpenDiskErrors(t *testing.T) {
 		want string
 	}{
 		{LUN{0, 7}, ErrLUNNotSupported, "no logical unit with this number"},
-		{LUN{}, nil, "is a controller"},
+		{LUN{}, ErrNotBlockDevice, "is a controller"},
 		{LUN{0, 2}, nil, "unsupported logical block size 520"},
 		{LUN{0, 3}, nil, "type 2 protection"},
 	} {
@@ -49,6 +49,10 @@ func TestOpenDiskErrors(t *testing.T) {
 		}
 		if (tt.is != nil && !errors.Is(err, tt.is)) || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("OpenDisk(lun %s) = %v, want %q", tt.lun, err, tt.want)
+		}
+		// Advice is the caller's (pkg/advice): the error states facts.
+		if strings.Contains(err.Error(), "check") {
+			t.Errorf("OpenDisk(lun %s) = %v gives advice", tt.lun, err)
 		}
 	}
 	if d, err := OpenDisk(context.Background(), tgt, LUN{0, 4}, DiskOptions{}); err != nil {

@@ -1,6 +1,9 @@
 package scsi
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // Linux returns the LUN as the Linux SCSI midlayer numbers it (the integer in
 // /sys/class/scsi_device/H:C:T:L, /dev/disk/by-path/*-lun-L and what OS
@@ -47,4 +50,24 @@ func (l LUN) String() string {
 		}
 	}
 	return s
+}
+
+// FormatLUNs lists LUNs for a message, each in both numberings an operator
+// meets, since they are easily mixed up: as an RFC 4173 root-path writes it
+// (hex, String) and as Linux and iSCSI URLs number it (decimal, Linux).
+// It is the one format every lunboot message that lists a target's LUNs
+// uses: "LUNs 0 (Linux 0), 1a (Linux 26)", "LUN 1 (Linux 1)", "no LUNs".
+func FormatLUNs(luns []LUN) string {
+	if len(luns) == 0 {
+		return "no LUNs"
+	}
+	parts := make([]string, len(luns))
+	for i, l := range luns {
+		parts[i] = fmt.Sprintf("%s (Linux %d)", l, l.Linux())
+	}
+	word := "LUNs "
+	if len(luns) == 1 {
+		word = "LUN "
+	}
+	return word + strings.Join(parts, ", ")
 }

@@ -26,3 +26,19 @@ func TestLUNLinux(t *testing.T) {
 		}
 	}
 }
+
+func TestFormatLUNs(t *testing.T) {
+	for _, tt := range []struct {
+		luns []LUN
+		want string
+	}{
+		{nil, "no LUNs"},
+		{[]LUN{{0, 1}}, "LUN 1 (Linux 1)"},
+		{[]LUN{{}, {0, 1}, {0, 0x1a}}, "LUNs 0 (Linux 0), 1 (Linux 1), 1a (Linux 26)"},
+		{[]LUN{{0x40, 0, 0, 1}}, "LUN 4000-0001 (Linux 81920)"},
+	} {
+		if got := FormatLUNs(tt.luns); got != tt.want {
+			t.Errorf("FormatLUNs(%x) = %q, want %q", tt.luns, got, tt.want)
+		}
+	}
+}

@@ -1,0 +1,185 @@
+// Package advice turns a failure into what the operator should check,
+// phrased for where the operator sets lunboot up: the kernel command line
+// (rd.iscsi.username=, lunboot.target=…) for the boot, or the options of
+// the host tools (--chap-user…) for `lunboot discover`, `luns`, `read` and
+// the rest.
+//
+// The libraries' errors state facts that callers branch on: the login
+// status (iscsi.LoginError), which CHAP side failed (iscsi.FailedCHAPSide),
+// the digest the target refused (iscsi.DigestError), a LUN that is not
+// there (scsi.ErrLUNNotSupported), or no disk (scsi.ErrNotBlockDevice). This package is the one place that says
+// what to do about them, so each piece of advice is written once and a
+// console never shows it twice.
+package advice
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"syscall"
+
+	"github.com/lunboot/lunboot/pkg/iscsi"
+	"github.com/lunboot/lunboot/pkg/scsi"
+)
+
+// Phrasing says whose words the advice uses.
+type Phrasing uint8
+
+// Phrasings.
+const (
+	// Cmdline names kernel command-line keys (docs/configuration.md), for
+	// the boot console.
+	Cmdline Phrasing = iota + 1
+	// Flags names the host tools' options (cmds/lunboot).
+	Flags
+)
+
+// words are the names one phrasing gives the settings advice refers to.
+type words struct {
+	chap       string // where the initiator's CHAP account is given
+	chapNeeded string // how to add one
+	mutual     string // where the target's (mutual CHAP) account is given
+	initiator  string // how to log in under another initiator name
+	// timeout says what to check when the portal does not answer in time
+	// (%[1]s the portal, %[2]s the login timeout).
+	timeout string
+	// lun says how each target string writes the LUN.
+	lun string
+	// otherLUN says how to name another LUN.
+	otherLUN string
+	// disk is the advice for a LUN that failed to open for another
+	// reason; empty for none.
+	disk string
+	// digest names the option of a digest key ("HeaderDigest"); empty
+	// when the phrasing cannot require a digest.
+	digest func(key string) string
+}
+
+var phrasings = map[Phrasing]words{
+	Cmdline: {
+		chap:       "rd.iscsi.username and rd.iscsi.password, or user:secret@ in netroot or lunboot.target",
+		chapNeeded: "give its account as rd.iscsi.username= and rd.iscsi.password= (or user:secret@ in netroot= or lunboot.target=)",
+		mutual:     "rd.iscsi.in.username and rd.iscsi.in.password",
+		initiator:  "or set lunboot.initiator= to a name it allows (the default name is derived from the NIC's MAC, docs/configuration.md)",
+		timeout:    "portal %[1]s is unreachable: check the address, the route (gateway) and firewalls",
+		lun:        "the root-path's LUN field is hexadecimal (RFC 4173): LUN 10 is written \"a\"; fix the root-path or the target's LUN mapping",
+		otherLUN:   "fix the root-path's LUN field",
+		disk:       "the LUN must be a disk (direct-access device) that is ready",
+		digest: func(key string) string {
+			return "lunboot." + map[string]string{"HeaderDigest": "header_digest", "DataDigest": "data_digest"}[key]
+		},
+	},
+	Flags: {
+		chap:       "--chap-user and its secret, --chap-secret-file or $LUNBOOT_CHAP_SECRET",
+		chapNeeded: "add --chap-user and --chap-secret-file",
+		mutual:     "--target-user and --target-secret-file or $LUNBOOT_TARGET_SECRET",
+		initiator:  "or pass a name it allows with --initiator",
+		timeout:    "%[1]s did not answer within --timeout %[2]s: check that it is an iSCSI target (not another service) and reachable; a slow target needs a longer --timeout",
+		lun:        "a root-path writes the LUN in hex (\"a\" is LUN 10), an iscsi:// URL in decimal",
+		otherLUN:   "name another LUN (`lunboot luns` lists them)",
+	},
+}
+
+// Login returns what to check after a login (iscsi.Login, iscsi.Discover)
+// with cfg failed with err, or "" when there is nothing to add to the
+// error (a cancelled boot, a protocol violation the target's vendor must
+// fix).
+func Login(err error, cfg iscsi.Config, p Phrasing) string {
+	w, ok := phrasings[p]
+	if !ok || err == nil {
+		return ""
+	}
+	var le *iscsi.LoginError
+	var de *iscsi.DigestError
+	var dnsErr *net.DNSError
+	switch {
+	case errors.Is(err, iscsi.ErrAuthenticationFailed):
+		return chap(iscsi.FailedCHAPSide(err), cfg.CHAP, w)
+	case errors.Is(err, iscsi.ErrAuthorizationFailed):
+		// The error names the initiator (iscsi.LoginError.Initiator).
+		return "allow that initiator name in the target's ACL, " + w.initiator
+	case errors.Is(err, iscsi.ErrTargetNotFound):
+		return fmt.Sprintf("check the target name: `lunboot discover %s` lists the targets this portal serves", cfg.Portal)
+	case errors.As(err, &le):
+		return fmt.Sprintf("the target refused the login (status %02x/%02x); see its log", le.Class, le.Detail)
+	case errors.As(err, &de):
+		if w.digest == nil {
+			return "enable CRC32C digests on the target"
+		}
+		return fmt.Sprintf("enable CRC32C digests on the target, or set %s=prefer (CRC32C if the target agrees)", w.digest(de.Key))
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return fmt.Sprintf("nothing listens on %s: is the iSCSI target running, on that address and port?", cfg.Portal)
+	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+		return fmt.Sprintf("portal %s is unreachable: check the address, the route (gateway) and firewalls", cfg.Portal)
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded), isTimeout(err):
+		timeout := cfg.LoginTimeout
+		if timeout <= 0 {
+			timeout = iscsi.DefaultLoginTimeout
+		}
+		return fmt.Sprintf(w.timeout, cfg.Portal, timeout)
+	case errors.As(err, &dnsErr):
+		return "the portal's host name does not resolve: check it, or use an IP address"
+	}
+	return ""
+}
+
+// chap says which credentials to check for a failed CHAP exchange: the
+// initiator's account on the target, or the target's own in mutual CHAP.
+func chap(side iscsi.CHAPSide, c *iscsi.CHAP, w words) string {
+	switch {
+	case side == iscsi.CHAPTargetSide:
+		s := "the target failed to prove itself (mutual CHAP): check " + w.mutual + " against the target's outgoing (mutual) account"
+		if c != nil && c.TargetUsername != "" {
+			s += fmt.Sprintf(" for user %q", c.TargetUsername)
+		}
+		return s
+	case side == iscsi.CHAPInitiatorSide && (c == nil || !c.Enabled()):
+		return "the target requires CHAP: " + w.chapNeeded
+	case side == iscsi.CHAPInitiatorSide:
+		s := fmt.Sprintf("check the CHAP user name and secret (%s) against the target's account for user %q", w.chap, c.Username)
+		if c.Mutual() {
+			s += "; a target asked for mutual CHAP also refuses when it has no outgoing account to answer with (" + w.mutual + ")"
+		}
+		return s
+	}
+	return fmt.Sprintf("the target and lunboot share no CHAP algorithm (lunboot offers %s): enable one of them on the target", algorithms())
+}
+
+func algorithms() string {
+	names := make([]string, len(iscsi.DefaultCHAPAlgorithms))
+	for i, a := range iscsi.DefaultCHAPAlgorithms {
+		names[i] = a.String()
+	}
+	return strings.Join(names, ", ")
+}
+
+// MissingLUN returns what to check when a LUN is not among those the
+// target reports: how each target string writes a LUN, since decimal
+// written where hex was meant is the usual cause. The error states the
+// facts (the LUN asked for and the target's, in scsi.FormatLUNs).
+func MissingLUN(p Phrasing) string {
+	return phrasings[p].lun
+}
+
+// OpenDisk returns what to check when a LUN could not be opened as a disk
+// (scsi.OpenDisk), or "" when there is nothing to add.
+func OpenDisk(err error, p Phrasing) string {
+	w, ok := phrasings[p]
+	switch {
+	case !ok || err == nil:
+		return ""
+	case errors.Is(err, scsi.ErrLUNNotSupported):
+		return w.lun
+	case errors.Is(err, scsi.ErrNotBlockDevice):
+		return "the LUN must be a disk (direct-access device); tgtd's LUN 0 is its controller and its disks start at 1: " + w.otherLUN
+	}
+	return w.disk
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
