@@ -82,7 +82,7 @@ func TestExitStatus(t *testing.T) {
 	for _, cmd := range []string{"luns", "inquiry", "read", "bench", "attach"} {
 		rows = append(rows,
 			row{args: []string{cmd}, code: 2, want: []string{cmd + " takes one target"}},
-			row{args: []string{cmd, "--bogus", rp}, code: 2, want: []string{"flag provided but not defined: -bogus"}},
+			row{args: []string{cmd, "--bogus", rp}, code: 2, want: []string{"flag provided but not defined: --bogus"}},
 			row{args: []string{cmd, "--timeout", "0", rp}, code: 2, want: []string{"--timeout 0s: must be positive"}},
 			row{args: []string{cmd, "--timeout", "x", rp}, code: 2, want: []string{`invalid value "x" for flag --timeout`}},
 			row{args: []string{cmd, badPort}, code: 2, want: []string{`port "99999"`}},
@@ -98,7 +98,7 @@ func TestExitStatus(t *testing.T) {
 		}
 	}
 	for _, cmd := range []string{"discover", "detach", "modules", "boot", "version"} {
-		rows = append(rows, row{args: []string{cmd, "--bogus"}, code: 2, want: []string{"flag provided but not defined: -bogus"}})
+		rows = append(rows, row{args: []string{cmd, "--bogus"}, code: 2, want: []string{"flag provided but not defined: --bogus"}})
 	}
 	for _, tt := range rows {
 		stdout, stderr, code := runMain(t, tt.args...)
@@ -150,6 +150,11 @@ func TestHelpCommand(t *testing.T) {
 		stdout, usage, code := runMain(t, name, "--help")
 		if code != 0 || stdout != "" || usage != help {
 			t.Errorf("lunboot %s --help = exit %d, stderr %q; want exit 0 and what lunboot help %s prints:\n%s", name, code, usage, name, help)
+		}
+		// A bad option: the usage once, then the error.
+		_, stderr, code = runMain(t, name, "--bogus")
+		if n := strings.Count(stderr, "usage: lunboot "+name); code != 2 || n != 1 || !strings.HasSuffix(stderr, "lunboot: usage: flag provided but not defined: --bogus\n") {
+			t.Errorf("lunboot %s --bogus = exit %d, stderr with %d usages:\n%s\nwant exit 2, one usage, then the error", name, code, n, stderr)
 		}
 		if m := singleDash.FindString(help); m != "" {
 			t.Errorf("lunboot help %s spells an option %q; want --name", name, m)

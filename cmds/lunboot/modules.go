@@ -32,7 +32,7 @@ func runModules(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	release := fs.String("release", "", "kernel release whose modules to load (default: the running kernel's)")
 	verbose := fs.Bool("v", false, "log each module to stderr as it is done")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: lunboot modules [options]\n\n"+
+		fmt.Fprintf(fs.Output(), "usage: lunboot modules [options]\n\n"+
 			"Loads the kernel modules the boot image carries, in the order the image\n"+
 			"builder resolved (lib/modules/<release>/%s), with <module>.<param>=\n"+
 			"values from the kernel command line, and prints one line per module.\n\n", kmod.OrderFile)

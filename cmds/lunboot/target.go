@@ -377,9 +377,9 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 
 // flagInMessage matches an option as the flag package's errors name it
 // ("invalid value \"x\" for flag -depth: …", "flag needs an argument:
-// -timeout"); an undefined one ("flag provided but not defined: -x") stays
-// as typed.
-var flagInMessage = regexp.MustCompile(`(flag|argument:) -([a-z][a-z0-9-]+)`)
+// -timeout", "flag provided but not defined: -x", whether -x or --x was
+// typed).
+var flagInMessage = regexp.MustCompile(`(flag|argument:|defined:) -([a-z][a-z0-9-]+)`)
 
 // dashes rewrites the flag package's -name in err to --name, the spelling
 // of every usage and message of lunboot (Go's flag package accepts both).
