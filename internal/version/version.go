@@ -1,8 +1,8 @@
 // Package version says which lunboot this binary is: the version and the
 // commit it was built from. Firmware in flash must say what it is, so the
-// build stamps both into the binary (see Stamp in this package's stamp.go
-// and LDFlags) and `lunboot version` and the boot's first console line print
-// them.
+// build stamps both into the binary (LDFlags, with the values package
+// internal/version/vcs reads from git) and `lunboot version` and the boot's
+// first console line print them.
 //
 // The stamp is set at link time:
 //
@@ -29,8 +29,8 @@ var (
 	dirty   string // "true" when the working tree had uncommitted changes
 )
 
-// Unknown is what Version and Commit return for a binary built without a
-// stamp or VCS information (go test, go build -buildvcs=false).
+// What Get reports for a binary built without a stamp or VCS information
+// (go test, go build -buildvcs=false).
 const (
 	UnknownVersion = "devel"
 	UnknownCommit  = "unknown"
