@@ -17,10 +17,11 @@ all: build
 deps:
 	@scripts/deps.sh $(CACHE)
 
-## build: the lunboot host binary in out/.
+## build: the lunboot host binary in out/, stamped with the checkout's
+## version and commit (`lunboot version`; internal/version).
 build:
 	@mkdir -p $(OUT)
-	$(GO) build -o $(OUT)/lunboot ./cmds/lunboot
+	$(GO) build -ldflags "$$($(GO) run ./internal/version/ldflags)" -o $(OUT)/lunboot ./cmds/lunboot
 
 ## image: out/lunboot.cpio.xz and out/vmlinuz, the boot image.
 image: deps

@@ -24,7 +24,8 @@ func runAttach(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := flag.NewFlagSet("attach", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	tf := addTargetFlags(fs)
-	index := fs.Int("nbd", nbd.AnyIndex, "use /dev/nbd`N` (default: the first free one)")
+	index := nbdIndex(nbd.AnyIndex)
+	fs.Var(&index, "nbd", "use `/dev/nbdN` (also nbdN or N; default: the first free one)")
 	readOnly := fs.Bool("read-only", false, "export the LUN read-only")
 	conns := fs.Int("connections", 0, "NBD connections (default: the CPU count, at most 8)")
 	fs.Usage = usageFunc(fs, "attach [options] <target>",
@@ -42,6 +43,9 @@ func runAttach(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fs.Usage()
 		return fmt.Errorf("%w: attach takes one target", errUsage)
 	}
+	if *conns < 0 {
+		return fmt.Errorf("%w: --connections %d: must not be negative (0: the CPU count, at most %d)", errUsage, *conns, nbd.MaxDefaultConnections)
+	}
 	// Parsed first, for tf.shown: the target as typed may hold CHAP
 	// secrets, which no message shows.
 	cfg, lun, err := tf.config(pos[0])
@@ -49,7 +53,7 @@ func runAttach(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	// Before the login: what the host lacks is said at once, not after it.
-	if err := nbdPreflight(ctx, *index); err != nil {
+	if err := nbdPreflight(ctx, int(index)); err != nil {
 		return fmt.Errorf("attach %s: %w", tf.shown, err)
 	}
 	s, err := tf.loginTo(ctx, cfg)
@@ -63,7 +67,7 @@ func runAttach(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	defer disk.Close()
 	dev, err := nbd.Attach(ctx, disk, nbd.AttachOptions{
-		Index: *index, Connections: *conns, ReadOnly: *readOnly,
+		Index: int(index), Connections: *conns, ReadOnly: *readOnly,
 		Backend: "lunboot:" + tf.shown, Logger: tf.logger(),
 	})
 	if err != nil {
@@ -95,6 +99,27 @@ func runAttach(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return nil
 }
 
+// nbdIndex is the --nbd option: a device as detach takes it (/dev/nbdN,
+// nbdN or N), so that a negative or malformed one is refused while the
+// options are parsed.
+type nbdIndex int
+
+func (n *nbdIndex) String() string {
+	if n == nil || int(*n) == nbd.AnyIndex {
+		return ""
+	}
+	return nbd.DevicePath(int(*n))
+}
+
+func (n *nbdIndex) Set(s string) error {
+	i, err := nbd.ParseDevice(s)
+	if err != nil {
+		return err
+	}
+	*n = nbdIndex(i)
+	return nil
+}
+
 // nbdPreflight reports what would make the attach fail after the login: no
 // NBD driver, or the device asked for already in use. Other errors are left
 // to nbd.Attach, which says more.
@@ -112,7 +137,7 @@ func nbdPreflight(ctx context.Context, index int) error {
 		return err
 	case err == nil && st.Connected:
 		path := nbd.DevicePath(index)
-		return fmt.Errorf("%w: %s is connected or held open: `lunboot detach %s` if a stale attach holds it, or leave out -nbd to take a free device", nbd.ErrBusy, path, path)
+		return fmt.Errorf("%w: %s is connected or held open: `lunboot detach %s` if a stale attach holds it, or leave out --nbd to take a free device", nbd.ErrBusy, path, path)
 	}
 	return nil
 }

@@ -89,8 +89,17 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fs.Usage()
 		return fmt.Errorf("%w: bench takes one target", errUsage)
 	}
-	if *depth < 1 || *duration <= 0 || seqSize < 512 || randSize < 512 || *procs < 0 {
-		return fmt.Errorf("%w: --depth, --duration must be positive, sizes at least 512, --procs not negative", errUsage)
+	switch {
+	case *depth < 1:
+		return fmt.Errorf("%w: --depth %d: at least 1 request must be in flight", errUsage, *depth)
+	case *duration <= 0:
+		return fmt.Errorf("%w: --duration %v: must be positive", errUsage, *duration)
+	case seqSize < 512:
+		return fmt.Errorf("%w: --seq-size %d: at least 512 bytes", errUsage, seqSize)
+	case randSize < 512:
+		return fmt.Errorf("%w: --rand-size %d: at least 512 bytes", errUsage, randSize)
+	case *procs < 0:
+		return fmt.Errorf("%w: --procs %d: must not be negative (0 keeps the default)", errUsage, *procs)
 	}
 	if *procs > 0 {
 		// With more than one P, every completion the session's reader
@@ -134,11 +143,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
-			return fmt.Errorf("bench: %w", err)
+			return fmt.Errorf("bench %s: --cpuprofile: %w", tf.shown, err)
 		}
 		defer f.Close()
 		if err := pprof.StartCPUProfile(f); err != nil {
-			return fmt.Errorf("bench: %w", err)
+			return fmt.Errorf("bench %s: --cpuprofile: %w", tf.shown, err)
 		}
 		defer pprof.StopCPUProfile()
 	}
@@ -146,12 +155,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	info := s.Info()
 	rep := benchReport{Target: tf.shown, LUN: lun.Linux(), Size: d.Size(), HeaderDigest: info.HeaderDigest, DataDigest: info.DataDigest, Procs: runtime.GOMAXPROCS(0)}
 	for _, t := range tests {
-		size := int(seqSize)
+		size, sizeFlag := int(seqSize), "--seq-size"
 		if strings.HasPrefix(t, "rand") {
-			size = int(randSize)
+			size, sizeFlag = int(randSize), "--rand-size"
 		}
 		if size%d.BlockSize() != 0 || int64(size) > d.Size() {
-			return fmt.Errorf("%w: request size %d must be a multiple of the block size %d and fit the LUN", errUsage, size, d.BlockSize())
+			return fmt.Errorf("%w: %s %d: must be a multiple of the LUN's block size %d and fit the LUN (%d bytes)", errUsage, sizeFlag, size, d.BlockSize(), d.Size())
 		}
 		if !*jsonOut {
 			fmt.Fprintf(stderr, "lunboot: %s, %s requests, %d in flight, %v...\n", t, humanBytes(int64(size)), *depth, *duration)

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/lunboot/lunboot/internal/version"
 	"github.com/lunboot/lunboot/pkg/bootflow"
 	"github.com/lunboot/lunboot/pkg/netconf"
 	"golang.org/x/sys/unix"
@@ -42,8 +43,13 @@ func runBoot(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			"Configuration comes from the kernel command line: see docs/configuration.md.\n"+
 			"On failure it says what failed and what to check, then returns to the rescue\n"+
 			"shell, or reboots when lunboot.rescue=0.", false)
-	if _, err := parseArgs(fs, args); err != nil {
+	pos, err := parseArgs(fs, args)
+	if err != nil {
 		return err
+	}
+	if len(pos) != 0 {
+		fs.Usage()
+		return fmt.Errorf("%w: boot takes no arguments, got %q", errUsage, pos)
 	}
 	// The stage lines say what happened; library logs show up only as
 	// warnings unless lunboot.loglevel= asks for more.
@@ -51,8 +57,8 @@ func runBoot(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	level.Set(slog.LevelWarn)
 	con := &console{w: stdout, start: time.Now()}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	fmt.Fprintf(stdout, "lunboot: iSCSI boot starting\n")
-	err := bootflow.Boot(ctx, bootflow.Options{
+	fmt.Fprintln(stdout, startLine(version.Get()))
+	err = bootflow.Boot(ctx, bootflow.Options{
 		Console:     con,
 		Logger:      log,
 		Cmdline:     *cmdline,

@@ -36,6 +36,9 @@ func runDetach(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fs.Usage()
 		return fmt.Errorf("%w: detach takes at least one device", errUsage)
 	}
+	if *timeout <= 0 {
+		return fmt.Errorf("%w: --timeout %v: must be positive", errUsage, *timeout)
+	}
 	indexes := make([]int, len(pos))
 	for i, p := range pos {
 		if indexes[i], err = nbd.ParseDevice(p); err != nil {
@@ -61,9 +64,9 @@ func runDetach(ctx context.Context, args []string, stdout, stderr io.Writer) err
 					// ends when it does, or when the device is
 					// disconnected from elsewhere — hence "another
 					// shell" below.
-					return fmt.Errorf("detach %s: cached writes not flushed within -timeout %v: is the process serving it stuck, or its disk not answering? `lunboot detach -no-sync %s`, from another shell, disconnects without them (they are lost); this command exits once the flush ends or the device is disconnected: %w", path, *timeout, path, err)
+					return fmt.Errorf("detach %s: cached writes not flushed within --timeout %v: is the process serving it stuck, or its disk not answering? `lunboot detach --no-sync %s`, from another shell, disconnects without them (they are lost); this command exits once the flush ends or the device is disconnected: %w", path, *timeout, path, err)
 				}
-				return fmt.Errorf("detach %s: flush cached writes (-no-sync skips this): %w", path, err)
+				return fmt.Errorf("detach %s: flush cached writes (--no-sync skips this): %w", path, err)
 			}
 		}
 		if err := nbd.Disconnect(ctx, idx); err != nil {

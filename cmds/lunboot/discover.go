@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"strings"
 	"text/tabwriter"
 
 	"github.com/lunboot/lunboot/pkg/iscsi"
@@ -40,9 +39,11 @@ func runDiscover(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	tf := addTargetFlags(fs)
 	jsonOut := fs.Bool("json", false, "print JSON instead of a table")
 	fs.Usage = usageFunc(fs, "discover [options] <portal>",
-		"Asks the portal (host, host:port or [IPv6]:port; port 3260 by default) which\n"+
-			"targets it serves, with a SendTargets discovery session, and prints each\n"+
-			"target with its portals and portal group tags.", false)
+		"Asks the portal which targets it serves, with a SendTargets discovery session,\n"+
+			"and prints each target with its portals and portal group tags. The portal is\n"+
+			"written host, host:port or [IPv6]:port (port 3260 by default), as an iSCSI URL\n"+
+			"without target (iscsi://[<user>%<password>@]<host>[:<port>]), or as any target\n"+
+			"the other commands take, whose portal and CHAP credentials are then used.", false)
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -51,16 +52,15 @@ func runDiscover(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		fs.Usage()
 		return fmt.Errorf("%w: discover takes one portal", errUsage)
 	}
-	portal := pos[0]
-	if strings.HasPrefix(strings.ToLower(portal), "iscsi:") {
-		// A whole target string: discover on its portal.
-		rp, err := rootpath.ParseTarget(portal)
-		if err != nil {
-			return fmt.Errorf("%w: %v", errUsage, err)
-		}
-		portal = rp.Portal()
+	rp, err := rootpath.ParsePortal(pos[0])
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
 	}
-	cfg, err := tf.base("", "", "", "")
+	for _, w := range rp.Warnings {
+		tf.logger().Warn("portal: " + w)
+	}
+	portal := rp.Portal()
+	cfg, err := tf.base(rp.Username, rp.Password, rp.ReverseUsername, rp.ReversePassword)
 	if err != nil {
 		return err
 	}

@@ -38,6 +38,15 @@ func TestDiscoverInterop(t *testing.T) {
 		t.Errorf("lunboot discover --json = %+v, want two targets at %s, TPGT 1", got, l.Portal)
 	}
 
+	// The other commands' URL form, with or without a target, names the
+	// same portal (libiscsi's iscsi-ls takes iscsi://host:port).
+	for _, portal := range []string{"iscsi://" + l.Portal, "iscsi://" + l.Portal + "/", "iscsi://" + l.Portal + "/" + labIQN + "/1"} {
+		out, _, err := runCmd(t, "discover", portal)
+		if err != nil || !strings.Contains(out, labIQN+"-second") {
+			t.Errorf("lunboot discover %s = %q, %v; want both targets", portal, out, err)
+		}
+	}
+
 	// Nothing listening: the error says to check the portal.
 	_, _, err = runCmd(t, "discover", "--timeout", "5s", "127.0.0.1:1")
 	if err == nil || !strings.Contains(err.Error(), "nothing listens on 127.0.0.1:1") {

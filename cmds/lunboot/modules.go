@@ -21,7 +21,7 @@ func init() {
 	})
 }
 
-// runModules is `lunboot modules [-n] [-j N] [-root DIR] [-release R]`.
+// runModules is `lunboot modules [-n] [-j N] [--root DIR] [--release R]`.
 // It is stage 1 of the boot on its own, for the rescue shell and tests.
 func runModules(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("modules", flag.ContinueOnError)
@@ -32,17 +32,22 @@ func runModules(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	release := fs.String("release", "", "kernel release whose modules to load (default: the running kernel's)")
 	verbose := fs.Bool("v", false, "log each module to stderr as it is done")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: lunboot modules [options]\n\n"+
+		fmt.Fprintf(fs.Output(), "usage: lunboot modules [options]\n\n"+
 			"Loads the kernel modules the boot image carries, in the order the image\n"+
 			"builder resolved (lib/modules/<release>/%s), with <module>.<param>=\n"+
 			"values from the kernel command line, and prints one line per module.\n\n", kmod.OrderFile)
-		fs.PrintDefaults()
+		printDefaults(fs)
 	}
-	if err := fs.Parse(args); err != nil {
+	pos, err := parseArgs(fs, args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: modules takes no arguments, got %q", errUsage, fs.Args())
+	if len(pos) > 0 {
+		fs.Usage()
+		return fmt.Errorf("%w: modules takes no arguments, got %q", errUsage, pos)
+	}
+	if *parallel < 1 {
+		return fmt.Errorf("%w: -j %d: at least 1 module at a time", errUsage, *parallel)
 	}
 	opts := kmod.Options{Root: *root, Release: *release, Parallel: *parallel}
 

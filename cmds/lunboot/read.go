@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/lunboot/lunboot/pkg/rootpath"
 	"github.com/lunboot/lunboot/pkg/scsi"
 )
 
@@ -46,15 +47,18 @@ func runRead(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fs.Usage()
 		return fmt.Errorf("%w: read takes one target", errUsage)
 	}
-	if *inflight < 1 || chunk < 512 || chunk > 64<<20 {
-		return fmt.Errorf("%w: --inflight must be at least 1 and --request between 512 and 64M", errUsage)
+	if *inflight < 1 {
+		return fmt.Errorf("%w: --inflight %d: at least 1 READ must be in flight", errUsage, *inflight)
+	}
+	if chunk < 512 || chunk > 64<<20 {
+		return fmt.Errorf("%w: --request %d: must be between 512 and 64M", errUsage, chunk)
 	}
 	var w io.Writer = stdout
 	var file *os.File
 	if *outFile != "" {
 		file, err = os.OpenFile(*outFile, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 		if err != nil {
-			return fmt.Errorf("read: %w", err)
+			return fmt.Errorf("read %s: -o: %w", rootpath.Redact(pos[0]), err)
 		}
 		defer file.Close()
 		w = file
@@ -93,10 +97,10 @@ func runRead(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	if file != nil {
 		if err := file.Sync(); err != nil {
-			return fmt.Errorf("read: %w", err)
+			return fmt.Errorf("read %s: -o: %w", tf.shown, err)
 		}
 		if err := file.Close(); err != nil {
-			return fmt.Errorf("read: %w", err)
+			return fmt.Errorf("read %s: -o: %w", tf.shown, err)
 		}
 	}
 	return nil

@@ -10,6 +10,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -100,6 +102,9 @@ func (f *targetFlags) logger() *slog.Logger {
 // initiator name, CHAP, digests, timeouts, logger. user and secret from the
 // target string (a URL's user%password) are used unless options override.
 func (f *targetFlags) base(user, secret, targetUser, targetSecret string) (iscsi.Config, error) {
+	if f.timeout <= 0 {
+		return iscsi.Config{}, fmt.Errorf("%w: --timeout %v: must be positive (it bounds the login and every SCSI command)", errUsage, f.timeout)
+	}
 	cfg := iscsi.Config{
 		LoginTimeout: f.timeout,
 		Logger:       f.logger(),
@@ -228,7 +233,9 @@ func (f *targetFlags) login(ctx context.Context, target string) (*iscsi.Session,
 func (f *targetFlags) loginTo(ctx context.Context, cfg iscsi.Config) (*iscsi.Session, error) {
 	s, err := iscsi.Login(ctx, cfg)
 	if err != nil {
-		return nil, loginHint(err, cfg)
+		// Named like every later error of the command: "<command>
+		// <target>: …", the target as typed (secrets masked).
+		return nil, fmt.Errorf("%s %s: %w", f.fs.Name(), f.shown, loginHint(err, cfg))
 	}
 	f.logger().Debug("logged in", "target", cfg.TargetName, "portal", cfg.Portal, "initiator", cfg.InitiatorName)
 	return s, nil
@@ -335,11 +342,19 @@ func openISCSIName(path string) string {
 func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
-		if err := fs.Parse(args); err != nil {
+		// The flag package prints its error, then the usage; main prints
+		// the error again. Parsed silently, the usage comes first and
+		// the error once, last, spelt as the usage spells options.
+		out := fs.Output()
+		fs.SetOutput(io.Discard)
+		err := fs.Parse(args)
+		fs.SetOutput(out)
+		if err != nil {
+			fs.Usage()
 			if errors.Is(err, flag.ErrHelp) {
 				return nil, err
 			}
-			return nil, fmt.Errorf("%w: %v", errUsage, err)
+			return nil, fmt.Errorf("%w: %s", errUsage, dashes(err.Error()))
 		}
 		rest := fs.Args()
 		if len(rest) == 0 {
@@ -353,14 +368,63 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
+// flagInMessage matches an option as the flag package's errors name it
+// ("invalid value \"x\" for flag -depth: …", "flag needs an argument:
+// -timeout", "flag provided but not defined: -x", whether -x or --x was
+// typed).
+var flagInMessage = regexp.MustCompile(`(flag|argument:|defined:) -([a-z][a-z0-9-]+)`)
+
+// dashes rewrites the flag package's -name in err to --name, the spelling
+// of every usage and message of lunboot (Go's flag package accepts both).
+func dashes(msg string) string {
+	return flagInMessage.ReplaceAllString(msg, "$1 --$2")
+}
+
+// flagName is how help text and messages spell an option: --name, or -x
+// for a one-letter one (-v, -n, -o, -j), as GNU tools do.
+func flagName(name string) string {
+	if len(name) == 1 {
+		return "-" + name
+	}
+	return "--" + name
+}
+
 // usageFunc prints a command's synopsis, its options and the target help.
 func usageFunc(fs *flag.FlagSet, synopsis, about string, withTarget bool) func() {
 	return func() {
 		w := fs.Output()
 		fmt.Fprintf(w, "usage: lunboot %s\n\n%s\n\noptions:\n", synopsis, about)
-		fs.PrintDefaults()
+		printDefaults(fs)
 		if withTarget {
 			fmt.Fprint(w, targetHelp)
 		}
 	}
+}
+
+// printDefaults is flag.PrintDefaults with options spelt as flagName
+// writes them, --name rather than -name.
+func printDefaults(fs *flag.FlagSet) {
+	w := fs.Output()
+	fs.VisitAll(func(f *flag.Flag) {
+		arg, help := flag.UnquoteUsage(f)
+		line := "  " + flagName(f.Name)
+		if arg != "" {
+			line += " " + arg
+		}
+		// As flag.PrintDefaults: a short option and its argument share
+		// the line with the help, anything longer gets its own.
+		if len(line) <= 4 {
+			line += "\t"
+		} else {
+			line += "\n    \t"
+		}
+		line += strings.ReplaceAll(help, "\n", "\n    \t")
+		if d := f.DefValue; d != "" && d != "0" && d != "false" && d != "0s" {
+			if fmt.Sprintf("%T", f.Value) == "*flag.stringValue" {
+				d = strconv.Quote(d)
+			}
+			line += " (default " + d + ")"
+		}
+		fmt.Fprintln(w, line)
+	})
 }

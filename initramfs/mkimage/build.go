@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lunboot/lunboot/internal/version"
+	"github.com/lunboot/lunboot/internal/version/vcs"
 	"github.com/lunboot/lunboot/pkg/kmod/depmod"
 )
 
@@ -19,6 +21,10 @@ const (
 	imageName  = "lunboot.cpio.xz"
 	kernelName = "vmlinuz"
 	stampName  = ".lunboot.cpio.xz.inputs"
+	// versionName holds the version the image's lunboot was stamped with,
+	// as its boot's first console line names it (version.Info.String):
+	// what the lab's tests check that line against.
+	versionName = "lunboot.version"
 )
 
 // uinit is what u-root's init runs after setting up the root file system
@@ -77,8 +83,17 @@ func build(ctx context.Context, c config, stdout, stderr io.Writer) error {
 		return err
 	}
 	pkgs := append([]string{"./cmds/lunboot"}, commands...)
+	// Firmware in flash must say what it is: lunboot gets the checkout's
+	// version and commit at link time (package version). The stamp is an
+	// input, so a new commit rebuilds the image rather than leave it
+	// naming the old one.
+	ver, err := vcs.Describe(ctx, repo)
+	if err != nil {
+		ver = version.Info{Version: version.UnknownVersion, Commit: version.UnknownCommit}
+		fmt.Fprintf(stderr, "warning: no version stamp, the image will say %q: %v\n", ver.String(), err)
+	}
 
-	in, err := inputs(ctx, repo, pkgs, listBytes, vmlinuz, mods)
+	in, err := inputs(ctx, repo, pkgs, ver, listBytes, vmlinuz, mods)
 	if err != nil {
 		return err
 	}
@@ -105,7 +120,7 @@ func build(ctx context.Context, c config, stdout, stderr io.Writer) error {
 	// 1. The u-root part: init, lunboot, the rescue commands.
 	fmt.Fprintf(stdout, "building %d commands with u-root (busybox mode): lunboot + %s\n", len(pkgs), shortNames(commands))
 	base := filepath.Join(tmp, "base.cpio")
-	if err := urootBuild(ctx, repo, tmp, base, pkgs, stderr); err != nil {
+	if err := urootBuild(ctx, repo, tmp, base, pkgs, ver, stderr); err != nil {
 		return err
 	}
 
@@ -154,6 +169,9 @@ func build(ctx context.Context, c config, stdout, stderr io.Writer) error {
 	if err := copyFile(vmlinuz, filepath.Join(c.out, kernelName)); err != nil {
 		return err
 	}
+	if err := os.WriteFile(filepath.Join(c.out, versionName), []byte(ver.String()+"\n"), 0o644); err != nil {
+		return err
+	}
 	if err := os.WriteFile(filepath.Join(c.out, stampName), []byte(strings.Join(in, "\n")+"\n"), 0o644); err != nil {
 		return err
 	}
@@ -161,6 +179,7 @@ func build(ctx context.Context, c config, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "image: %s %s (without modules %s of the %s budget; %d modules for %s, %s uncompressed)\n",
 		imagePath, mib(fullSize), mib(baseSize), mib(c.budget), nmods, tree.Release, mib(modBytes))
 	fmt.Fprintf(stdout, "kernel: %s (from %s)\n", filepath.Join(c.out, kernelName), vmlinuz)
+	fmt.Fprintf(stdout, "version: lunboot %s\n", ver)
 	fmt.Fprintf(stdout, "built in %s\n", time.Since(start).Round(100*time.Millisecond))
 	return nil
 }
@@ -179,14 +198,16 @@ func repoRoot(ctx context.Context) (string, error) {
 	return filepath.Dir(gomod), nil
 }
 
-// urootBuild runs `go tool u-root` in the repository.
-func urootBuild(ctx context.Context, repo, tmp, out string, pkgs []string, stderr io.Writer) error {
+// urootBuild runs `go tool u-root` in the repository, with lunboot's
+// version stamp.
+func urootBuild(ctx context.Context, repo, tmp, out string, pkgs []string, ver version.Info, stderr io.Writer) error {
 	args := []string{"tool", "u-root",
 		"-o", out,
 		"-initcmd=init",
 		"-uinitcmd=" + uinit,
 		"-defaultsh=gosh",
 		"-tmp-dir", tmp,
+		"-go-extra-args", ldflags(ver),
 	}
 	for _, t := range buildTags {
 		args = append(args, "-go-build-tags", t)
@@ -203,6 +224,17 @@ func urootBuild(ctx context.Context, repo, tmp, out string, pkgs []string, stder
 		return fmt.Errorf("go tool u-root: %w%s", err, hint(log.String(), pkgs))
 	}
 	return nil
+}
+
+// ldflags is the -ldflags argument of the busybox build: u-root's own
+// (gobusybox's pkg/golang passes "-s -w -buildid=": no symbols, no build ID,
+// a reproducible binary) and the version stamp. go build keeps only the
+// last -ldflags it is given, and u-root puts -go-extra-args after its own,
+// so this one must repeat them. The busybox build rewrites each command's
+// package main into a library, but leaves other packages at their import
+// path: -X of package version reaches it as it reaches go build.
+func ldflags(ver version.Info) string {
+	return "-ldflags=-s -w -buildid= " + version.LDFlags(ver)
 }
 
 // hint turns the go tool's best-known build failure into what to do.

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/lunboot/lunboot/internal/version"
 	"github.com/lunboot/lunboot/pkg/kmod/depmod"
 )
 
@@ -20,19 +21,21 @@ import (
 // content digest where there is content: the source of every main-module
 // package the image's commands (and mkimage itself) build from, the version
 // of every other module they use, the Go toolchain and the environment that
-// changes its output, the module list, the kernel and the module files.
+// changes its output, lunboot's version stamp, the module list, the kernel
+// and the module files.
 // Equal lists mean an equal image; the list is kept next to the image so a
 // rebuild can say what changed.
-func inputs(ctx context.Context, repo string, pkgs []string, list []byte, vmlinuz string, mods []depmod.Module) ([]string, error) {
-	lines := []string{"lunboot mkimage inputs v1", "uinit " + uinit, "env " + strings.Join(buildEnv, " "), "tags " + strings.Join(buildTags, ",")}
+func inputs(ctx context.Context, repo string, pkgs []string, ver version.Info, list []byte, vmlinuz string, mods []depmod.Module) ([]string, error) {
+	lines := []string{"lunboot mkimage inputs v1", "uinit " + uinit, "env " + strings.Join(buildEnv, " "), "tags " + strings.Join(buildTags, ","),
+		"version " + version.LDFlags(ver)}
 	for _, k := range []string{"GOFLAGS", "GOWORK", "GOEXPERIMENT", "GOTOOLCHAIN"} {
 		lines = append(lines, fmt.Sprintf("env %s=%s", k, os.Getenv(k)))
 	}
-	ver, err := goCmd(ctx, repo, "env", "GOVERSION")
+	gover, err := goCmd(ctx, repo, "env", "GOVERSION")
 	if err != nil {
 		return nil, err
 	}
-	lines = append(lines, "go "+ver)
+	lines = append(lines, "go "+gover)
 
 	const format = `{{if not .Standard}}{{.ImportPath}}` + "\t" +
 		`{{with .Module}}{{.Path}}@{{.Version}}{{with .Replace}}=>{{.Path}}@{{.Version}}{{end}}{{if .Main}}` + "\t" + `main{{end}}{{end}}` + "\t" +

@@ -12,7 +12,10 @@
 //   - u-root (the `go tool u-root` this module pins) builds one busybox-style
 //     binary from ./cmds/lunboot and the u-root commands that
 //     internal/tools/tools.go imports, with u-root's init as /init and
-//     `lunboot boot` as the uinit (GOAMD64=v1, CGO_ENABLED=0);
+//     `lunboot boot` as the uinit (GOAMD64=v1, CGO_ENABLED=0), lunboot
+//     stamped with the checkout's version and commit (internal/version;
+//     `lunboot version` and the boot's first console line print it, and
+//     DIR/lunboot.version records it);
 //   - the kernel modules that initramfs/modules.txt names, with their
 //     dependencies resolved from the kernel tree (package depmod), go to
 //     lib/modules/<release>/ with a load order (lunboot.order) that
@@ -25,8 +28,8 @@
 // The image without modules must stay within the budget (-budget, 4 MiB
 // compressed): that part goes to flash in a LinuxBoot build. When nothing
 // that goes into the image changed since the last build (Go sources and
-// module versions, the module list, the kernel), mkimage prints "image up
-// to date" and exits.
+// module versions, the version stamp, the module list, the kernel), mkimage
+// prints "image up to date" and exits.
 //
 // Options:
 //

@@ -90,7 +90,7 @@ func Boot(ctx context.Context, o Options) (err error) {
 	}
 	// The command line is read once: the module parameters of stage 1 and
 	// the configuration of stage 2 come from the same text, also when
-	// `lunboot boot -cmdline` replaces /proc/cmdline.
+	// `lunboot boot --cmdline` replaces /proc/cmdline.
 	if b.o.Cmdline == "" {
 		raw, err := os.ReadFile("/proc/cmdline")
 		if err != nil {

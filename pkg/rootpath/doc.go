@@ -11,7 +11,9 @@
 //   - the libiscsi URL iscsi://[user[%password]@]host[:port]/<target>/<lun>
 //     that host tools use, parsed by [ParseURL].
 //
-// [ParseTarget] picks between the last two.
+// [ParseTarget] picks between the last two. [ParsePortal] reads a target
+// portal alone (host[:port], or an iscsi:// URL without target and LUN) as
+// well as either target form, for discovery.
 //
 // Strictness is deliberate. The parsers in boot ROMs and OS initrds accept
 // garbage and then fail far from the cause (iPXE silently truncates a

@@ -129,3 +129,32 @@ func FuzzParseURL(f *testing.F) {
 		checkRoundTrip(t, "ParseURL", s, r, err)
 	})
 }
+
+func FuzzParsePortal(f *testing.F) {
+	addSeeds(f)
+	for _, s := range []string{"10.0.0.1", "10.0.0.1:3261", "[2001:db8::1]:3262", "2001:db8::1", "[fe80::1%eth0]", "san.example.com:3260",
+		"iscsi://10.0.0.1", "iscsi://bob%pw@10.0.0.1:3261/", "bob%pw@10.0.0.1", ":3260", "iscsi://"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		r, err := ParsePortal(s)
+		if err != nil {
+			var perr *Error
+			if !errors.As(err, &perr) || perr.Err == nil {
+				t.Fatalf("ParsePortal(%q) error %v is not *Error with a reason", s, err)
+			}
+			return
+		}
+		if r.Server == "" || r.Port == 0 {
+			t.Fatalf("ParsePortal(%q) = %#v with an empty field and no error", s, r)
+		}
+		// The portal as the initiator dials it reads back as itself.
+		back, err := ParsePortal(r.Portal())
+		if err != nil || back.Server != r.Server || back.Port != r.Port {
+			t.Fatalf("ParsePortal(%q).Portal() = %q, which reads back as %#v, %v", s, r.Portal(), back, err)
+		}
+		if r.Target != "" {
+			checkRoundTrip(t, "ParsePortal", s, r, nil)
+		}
+	})
+}

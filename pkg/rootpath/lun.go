@@ -47,7 +47,7 @@ func parseLUN(s string) (scsi.LUN, error) {
 		}
 		for j := 0; j < len(g); j++ {
 			if hexVal(g[j]) < 0 {
-				return lun, fmt.Errorf("group %q: %q is not a hex digit", echo(g), g[j:j+1])
+				return lun, fmt.Errorf("group %q: %q is not a hex digit", echo(g), charAt(g, j))
 			}
 		}
 		if len(g) > 4 {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // MaxNameLen is the longest iSCSI name RFC 7143 §4.2.7.1 allows, in bytes.
@@ -37,7 +38,7 @@ func NormalizeName(name string) (string, error) {
 			b[i] = c + 'a' - 'A'
 		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '-', c == '.', c == ':':
 		case c >= 0x80:
-			return "", fmt.Errorf("byte %d is not ASCII; lunboot accepts only ASCII iSCSI names (a-z, 0-9, '-', '.', ':')", i)
+			return "", fmt.Errorf("character %q at offset %d is not ASCII; lunboot accepts only ASCII iSCSI names (a-z, 0-9, '-', '.', ':')", charAt(name, i), i)
 		default:
 			return "", fmt.Errorf("character %q at offset %d is not allowed in an iSCSI name (RFC 7143 §4.2.7.2: a-z, 0-9, '-', '.', ':')", rune(c), i)
 		}
@@ -111,7 +112,7 @@ func CheckHostname(s string) error {
 		for i := 0; i < len(l); i++ {
 			c := l[i]
 			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
-				return fmt.Errorf("character %q is not allowed in a host name (letters, digits, '-' and '.')", l[i:i+1])
+				return fmt.Errorf("character %q is not allowed in a host name (letters, digits, '-' and '.')", charAt(l, i))
 			}
 		}
 	}
@@ -139,10 +140,19 @@ func CheckIfname(s string) error {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if c <= ' ' || c >= 0x7f || strings.IndexByte("/:%[]@\"", c) >= 0 {
-			return fmt.Errorf("character %q is not allowed in an interface name", s[i:i+1])
+			return fmt.Errorf("character %q is not allowed in an interface name", charAt(s, i))
 		}
 	}
 	return nil
+}
+
+// charAt returns the character at byte offset i of s, for a message: the
+// whole UTF-8 sequence, so that %q shows "ä" rather than its first byte
+// "\xc3" (and escapes only what cannot be seen: "\u200b", "\x01"); a byte
+// that starts no valid sequence on its own.
+func charAt(s string, i int) string {
+	_, n := utf8.DecodeRuneInString(s[i:])
+	return s[i : i+n]
 }
 
 func isDigits(s string) bool {

@@ -412,3 +412,23 @@ func TestStringAndPortal(t *testing.T) {
 		}
 	}
 }
+
+// TestNonASCIIInMessages: a character the parsers refuse is shown whole, as
+// the user typed it, not as the first byte of its UTF-8 encoding ("\xc3");
+// what cannot be seen is escaped.
+func TestNonASCIIInMessages(t *testing.T) {
+	const good = "iqn.2001-04.com.example:d"
+	for _, tt := range []struct{ in, want string }{
+		{"iscsi:10.0.0.1::::iqn.2001-04.com.exämple:d", `character "ä" at offset 18 is not ASCII`},
+		{"iscsi:exämple.com::::" + good, `character "ä" is not allowed in a host name`},
+		{"iscsi:10.0.0.1:::é:" + good, `"é" is not a hex digit`},
+		{"iscsi:[fe80::1%ethé]::::" + good, `character "é" is not allowed in an interface name`},
+		{"iscsi:10.0.0.1::::" + good + "\u200b", `character "\u200b" at offset 25`},
+		{"iscsi:10.0.0.1::::iqn.2001-04.com.ex\xc3ample:d", `character "\xc3" at offset 18`},
+	} {
+		_, err := ParseCmdline(tt.in)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("ParseCmdline(%q) = %v, want an error containing %s", tt.in, err, tt.want)
+		}
+	}
+}

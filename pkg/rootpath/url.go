@@ -3,6 +3,7 @@ package rootpath
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"strconv"
 	"strings"
 
@@ -25,6 +26,15 @@ const formURL = "iSCSI URL"
 // mutual-CHAP credentials; any other argument is an error (set digests with
 // lunboot's own options).
 func ParseURL(s string) (RootPath, error) {
+	return parseURL(s, false)
+}
+
+// errNoHost says what an iSCSI URL without a host lacks.
+var errNoHost = errors.New("missing: an iSCSI URL names the target portal's host after \"iscsi://\", as in iscsi://192.0.2.1/iqn.2001-04.com.example:disk/0")
+
+// parseURL is ParseURL; with portalOnly the /<target>/<lun> part may be
+// left out (ParsePortal).
+func parseURL(s string, portalOnly bool) (RootPath, error) {
 	s = trimInput(s)
 	masked := echo(maskURL(s))
 	fail := func(field, value string, err error) (RootPath, error) {
@@ -65,46 +75,14 @@ func ParseURL(s string) (RootPath, error) {
 	}
 
 	hostport, path, ok := strings.Cut(rest, "/")
+	if field, value, err := r.setHostPort(hostport, "iscsi://[2001:db8::1]:3260/..."); err != nil {
+		return fail(field, value, err)
+	}
+	if portalOnly && path == "" {
+		return r, nil
+	}
 	if !ok {
 		return fail(FieldSyntax, "", errors.New("no /<target>/<lun> after the host: "+form))
-	}
-	host, port := hostport, ""
-	if strings.HasPrefix(hostport, "[") {
-		end := strings.IndexByte(hostport, ']')
-		if end < 0 {
-			return fail(FieldServer, hostport, errors.New("'[' without a closing ']'"))
-		}
-		host = hostport[1:end]
-		switch tail := hostport[end+1:]; {
-		case tail == "":
-		case tail[0] == ':':
-			port = tail[1:]
-			if port == "" {
-				return fail(FieldPort, port, errors.New("empty port after ':'"))
-			}
-		default:
-			return fail(FieldServer, hostport, errors.New("']' must be followed by ':<port>' or '/'"))
-		}
-		if err := r.setBracketed(host); err != nil {
-			return fail(FieldServer, host, err)
-		}
-	} else {
-		if i := strings.IndexByte(hostport, ':'); i >= 0 {
-			host, port = hostport[:i], hostport[i+1:]
-			if port == "" {
-				return fail(FieldPort, port, errors.New("empty port after ':'"))
-			}
-			if strings.IndexByte(port, ':') >= 0 {
-				return fail(FieldServer, hostport, errors.New("an IPv6 address must be written in brackets: iscsi://[2001:db8::1]:3260/..."))
-			}
-		}
-		if err := r.setServer(host); err != nil {
-			return fail(FieldServer, host, err)
-		}
-	}
-	var err error
-	if r.Port, err = parsePort(port); err != nil {
-		return fail(FieldPort, port, err)
 	}
 
 	target, lun, ok := strings.Cut(path, "/")
@@ -148,6 +126,98 @@ func ParseURL(s string) (RootPath, error) {
 	}
 	return r, nil
 }
+
+// setHostPort validates and stores host[:port] of a URL or a portal:
+// an IPv4 literal or host name, or a bracketed IPv6 literal, each with an
+// optional port. On failure it returns the field and value to report.
+// example shows a bracketed IPv6 portal in the form being parsed.
+func (r *RootPath) setHostPort(hostport, example string) (field, value string, err error) {
+	host, port := hostport, ""
+	if strings.HasPrefix(hostport, "[") {
+		end := strings.IndexByte(hostport, ']')
+		if end < 0 {
+			return FieldServer, hostport, errors.New("'[' without a closing ']'")
+		}
+		host = hostport[1:end]
+		switch tail := hostport[end+1:]; {
+		case tail == "":
+		case tail[0] == ':':
+			port = tail[1:]
+			if port == "" {
+				return FieldPort, port, errors.New("empty port after ':'")
+			}
+		default:
+			return FieldServer, hostport, errors.New("']' must be followed by ':<port>' or '/'")
+		}
+		if err := r.setBracketed(host); err != nil {
+			return FieldServer, host, err
+		}
+	} else {
+		if i := strings.IndexByte(hostport, ':'); i >= 0 {
+			host, port = hostport[:i], hostport[i+1:]
+			if strings.IndexByte(port, ':') >= 0 {
+				return FieldServer, hostport, errors.New("an IPv6 address must be written in brackets: " + example)
+			}
+			if port == "" {
+				return FieldPort, port, errors.New("empty port after ':'")
+			}
+		}
+		if host == "" {
+			return FieldServer, "", errNoHost
+		}
+		if err := r.setServer(host); err != nil {
+			return FieldServer, host, err
+		}
+	}
+	if r.Port, err = parsePort(port); err != nil {
+		return FieldPort, port, err
+	}
+	return "", "", nil
+}
+
+// ParsePortal parses a target portal as `lunboot discover` takes it:
+//
+//	<host>[:<port>] or [<IPv6>][:<port>]                   (port 3260 if left out)
+//	iscsi://[<user>[%<password>]@]<host>[:<port>][/]        (an iSCSI URL without
+//	                                                         target, as libiscsi's iscsi-ls takes it)
+//	any target ParseTarget accepts                          (its portal is used)
+//
+// The result has the server, port and any CHAP credentials; Target and LUN
+// are set only when the input names them. A bare unbracketed IPv6 literal
+// (no port) is accepted in the first form, as nothing else can be meant.
+func ParsePortal(s string) (RootPath, error) {
+	t := strings.TrimLeft(trimInput(s), " \t")
+	if len(t) >= len(urlScheme) && strings.EqualFold(t[:len(urlScheme)], urlScheme) {
+		return parseURL(t, true)
+	}
+	if len(t) >= len(scheme) && strings.EqualFold(t[:len(scheme)], scheme) && !isDigits(t[len(scheme):]) {
+		// A root-path; "iscsi:3260" is the host named iscsi.
+		return ParseCmdline(t)
+	}
+	var r RootPath
+	r.input = echo(t)
+	if at := strings.LastIndexByte(t, '@'); at >= 0 {
+		r.input = echo(maskURL(urlScheme + t)[len(urlScheme):])
+		return RootPath{}, &Error{Form: formPortal, Input: r.input, Field: FieldCredentials,
+			Err: errors.New("a portal carries no credentials: write the URL form iscsi://<user>%<password>@<host>[:<port>]")}
+	}
+	if a, err := netip.ParseAddr(t); err == nil && a.Is6() && a.Zone() == "" {
+		r.Server, r.Addr, r.Port = a.String(), a, DefaultPort
+		return r, nil
+	}
+	if len(t) > MaxLen {
+		return RootPath{}, &Error{Form: formPortal, Input: r.input, Err: fmt.Errorf("%d bytes long; a portal is at most %d", len(t), MaxLen)}
+	}
+	if field, value, err := r.setHostPort(t, "[2001:db8::1]:3260"); err != nil {
+		if errors.Is(err, errNoHost) {
+			err = errors.New("missing: a portal is <host>, <host>:<port> or [<IPv6>]:<port>")
+		}
+		return RootPath{}, &Error{Form: formPortal, Input: r.input, Field: field, Value: echo(value), Err: err}
+	}
+	return r, nil
+}
+
+const formPortal = "portal"
 
 // ParseTarget parses a target as a user names it to lunboot (the
 // lunboot.target= option, host commands): an iscsi:// URL goes to ParseURL,

@@ -1,6 +1,7 @@
 package rootpath
 
 import (
+	"strings"
 	"testing"
 )
 
@@ -40,7 +41,10 @@ func TestParseURL(t *testing.T) {
 		{in: "iscsi://fe80::1/" + good + "/0", errField: FieldServer, errHas: "brackets"},
 		{in: "iscsi://[fe80::1/" + good + "/0", errField: FieldServer, errHas: "closing"},
 		{in: "iscsi://[fe80::1]x/" + good + "/0", errField: FieldServer},
-		{in: "iscsi:///" + good + "/0", errField: FieldServer, errHas: "discovery"},
+		{in: "iscsi:///" + good + "/0", errField: FieldServer, errHas: "missing: an iSCSI URL names the target portal's host"},
+		{in: "iscsi://", errField: FieldServer, errHas: "missing: an iSCSI URL names the target portal's host"},
+		{in: "iscsi://:3260/" + good + "/0", errField: FieldServer, errHas: "missing"},
+		{in: "iscsi://bob%pw@/" + good + "/0", errField: FieldServer, errHas: "missing"},
 		{in: "iscsi://10.0.0.1/iqn.x:t/0", errField: FieldTarget},
 		{in: "iscsi://10.0.0.1/iqn.2001-04.com.example%3/0", errField: FieldTarget, errHas: "two hex digits"},
 		{in: "iscsi://bob@10.0.0.1/" + good + "/0", errField: FieldCredentials},
@@ -64,5 +68,42 @@ func TestParseTarget(t *testing.T) {
 		{in: "10.0.0.1", errField: FieldScheme},
 	} {
 		checkParse(t, "ParseTarget", ParseTarget, tc)
+	}
+}
+
+func TestParsePortal(t *testing.T) {
+	const good = "iqn.2001-04.com.example:d"
+	for _, tc := range []parseCase{
+		{in: "10.0.0.1", errField: ok, want: rp("10.0.0.1", 3260, lun(), "")},
+		{in: "10.0.0.1:3261", errField: ok, want: rp("10.0.0.1", 3261, lun(), "")},
+		{in: "san.example.com", errField: ok, want: rp("san.example.com", 3260, lun(), "")},
+		{in: "[2001:db8::1]:3262", errField: ok, want: rp("2001:db8::1", 3262, lun(), "")},
+		{in: "[fe80::1%eth0]", errField: ok, want: rp("fe80::1%eth0", 3260, lun(), "")},
+		{in: "2001:db8::1", errField: ok, want: rp("2001:db8::1", 3260, lun(), "")},
+		{in: "iscsi://10.0.0.1", errField: ok, want: rp("10.0.0.1", 3260, lun(), "")},
+		{in: "iscsi://10.0.0.1:3261/", errField: ok, want: rp("10.0.0.1", 3261, lun(), "")},
+		{in: "iscsi://10.0.0.1/" + good + "/26", errField: ok, want: rp("10.0.0.1", 3260, lun(0, 0x1a), good)},
+		{in: "iscsi:10.0.0.1::3261:1a:" + good, errField: ok, want: rp("10.0.0.1", 3261, lun(0, 0x1a), good)},
+
+		{in: "", errField: FieldServer, errHas: "missing: a portal is"},
+		{in: ":3260", errField: FieldServer, errHas: "missing"},
+		{in: "10.0.0.1:99999", errField: FieldPort, errHas: "1 to 65535"},
+		{in: "10.0.0.1:", errField: FieldPort, errHas: "empty port"},
+		{in: "fe80::1:3260x", errField: FieldServer, errHas: "brackets"},
+		{in: "exämple.com", errField: FieldServer, errHas: `character "ä"`},
+		{in: "iscsi://", errField: FieldServer, errHas: "missing"},
+		{in: "iscsi://10.0.0.1:0", errField: FieldPort},
+		{in: "iscsi://10.0.0.1/" + good, errField: FieldLUN, errHas: "missing"},
+		{in: "iscsi:10.0.0.1::::", errField: FieldTarget},
+	} {
+		checkParse(t, "ParsePortal", ParsePortal, tc)
+	}
+	r, err := ParsePortal("iscsi://bob%s3cret@10.0.0.1:3261")
+	if err != nil || r.Username != "bob" || r.Password != "s3cret" || r.Portal() != "10.0.0.1:3261" {
+		t.Errorf("ParsePortal(URL with credentials) = %+v, %v; want bob's credentials for 10.0.0.1:3261", r, err)
+	}
+	_, err = ParsePortal("bob%s3cret@10.0.0.1:99999")
+	if err == nil || strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("ParsePortal(portal with a password) = %v, want an error that does not show the password", err)
 	}
 }

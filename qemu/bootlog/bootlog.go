@@ -15,7 +15,7 @@ import (
 
 // The lunboot console, as cmds/lunboot/boot.go prints it:
 //
-//	lunboot: iSCSI boot starting
+//	lunboot: iSCSI boot starting, version v1.2.0 (commit 8b8cfae97891)
 //	[   5.81s] network    eth0 (…) 10.21.129.110/24 …; root-path from option 17 (3.49s)
 //	             target iscsi:… (from DHCP option 17)          ← Info lines, indented
 //	[   5.90s] login      FAILED (attempt 1/4) after 10ms: …
@@ -28,7 +28,8 @@ import (
 //
 // Kernel messages interleave ("[    5.123456] …": six decimals, no "s").
 const (
-	// StartLine is lunboot's first line.
+	// StartLine starts lunboot's first line, which goes on to name the
+	// version and commit.
 	StartLine = "lunboot: iSCSI boot starting"
 	// FailedLine starts the final report of a failed boot.
 	FailedLine = "lunboot: BOOT FAILED in stage "

@@ -40,6 +40,7 @@ func TestBootDHCPOption17(t *testing.T) {
 	contains(t, "handoff stage", summary(evs, "handoff"), "hand-off both (iBFT")
 	contains(t, "shutdown stage", summary(evs, "shutdown"), "unmounted, /dev/nbd0 detached, logged out, eth0 down")
 	sec := bootlog.Section(m.Console())
+	s.checkStartLine(t, sec)
 	contains(t, "lunboot console", sec, "(from DHCP option 17)", "(derived from MAC "+m.MAC().String()+")",
 		"network: DHCP, waiting up to 30s for a lease (carrier up to 10s of it)", "login: connecting to "+exp.Portal.String()+", up to 10s")
 

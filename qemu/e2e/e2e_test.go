@@ -130,6 +130,22 @@ func (s *suite) powerOn(t *testing.T, l *lab.Lab, args string) *machine {
 	return m
 }
 
+// checkStartLine checks that lunboot's console section sec starts with a
+// line naming the version and commit make image stamped into the image
+// (mkimage records it in lunboot.version next to the image): firmware in
+// flash must say what it is.
+func (s *suite) checkStartLine(t *testing.T, sec string) {
+	t.Helper()
+	b, err := os.ReadFile(testenv.RequireFile(t, filepath.Join(filepath.Dir(s.image), "lunboot.version"), "make image"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, _, _ := strings.Cut(sec, "\n")
+	if want := bootlog.StartLine + ", version " + strings.TrimSpace(string(b)); strings.TrimRight(first, "\r") != want {
+		t.Errorf("lunboot's first line = %q, want %q", first, want)
+	}
+}
+
 // expect waits (bounded by d) for re, failing the test if it does not come.
 func (m *machine) expect(d time.Duration, re string) *lab.Match {
 	m.t.Helper()
