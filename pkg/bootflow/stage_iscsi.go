@@ -90,7 +90,7 @@ func loginAdvice(err error, ic iscsi.Config) error {
 	case errors.Is(err, iscsi.ErrAuthenticationFailed):
 		return permanent(withCheck(err, "check the CHAP user name and secret (rd.iscsi.username and rd.iscsi.password, or user:secret@ in netroot or lunboot.target) against the target's account; with mutual CHAP also the target's own (rd.iscsi.in.username and rd.iscsi.in.password)"))
 	case errors.Is(err, iscsi.ErrAuthorizationFailed):
-		return permanent(withCheck(err, "allow initiator %s in the target's ACL (the default name is derived from the NIC's MAC, docs/configuration.md)", ic.InitiatorName))
+		return permanent(withCheck(err, "allow initiator %s in the target's ACL (the default name is derived from the NIC's MAC, docs/configuration.md); an ACL written for iPXE holds iqn.2010-04.org.ipxe:<host name or UUID>: lunboot.initiator=ipxe logs in with that", ic.InitiatorName))
 	case errors.Is(err, iscsi.ErrTargetNotFound):
 		return permanent(withCheck(err, "check the target name %q: `lunboot discover %s` lists what the portal offers", ic.TargetName, ic.Portal))
 	case errors.As(err, &le):
