@@ -87,8 +87,9 @@ type Config struct {
 	// Rescue chooses what happens when the boot gives up: true drops to a
 	// rescue shell, false reboots. Default true.
 	Rescue bool
-	// Entry selects the OS boot entry by title, a unique part of one, or
-	// 0-based index (osfind.Found.Choose); "" takes the OS's default entry.
+	// Entry selects the OS boot entry by 0-based index, id (a BLS entry's
+	// file name without .conf, a GRUB menuentry's --id), title, or a unique
+	// part of one (osfind.Found.Choose); "" takes the OS's default entry.
 	Entry string
 	// MenuTimeout is how long the boot menu waits for a choice (a line on
 	// the console); 0 boots the selected entry at once. Default 0.
