@@ -384,6 +384,8 @@ func FuzzParseCmdline(f *testing.F) {
 		`rd.iscsi.firmware=1 rd.iscsi.ibft netroot=iscsi lunboot.ibft=prefer lunboot.debug`,
 		`lunboot.retrys=3 ip=eth0:dhcp:9000 a="b c`,
 		`netroot=dhcp ip=::::h:eth0:dhcp rd.net.timeout.carrier=5 rd.iscsi.param=x`,
+		`iscsiroot=192.0.2.1::3261:1a:iqn.2001-04.com.example:disk lunboot.initiator=ipxe rd.iscsi.param=node.session.timeo.replacement_timeout=30`,
+		`netroot=iscsi:u:p@192.0.2.1::::iqn.2001-04.com.example:a root=iscsi:192.0.2.2::::iqn.2001-04.com.example:b bond=bond0:eth0 vlan=vlan5:eth0 rd.net.x=1`,
 	} {
 		f.Add(s)
 	}

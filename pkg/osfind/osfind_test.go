@@ -211,3 +211,28 @@ func TestMenuentryID(t *testing.T) {
 		}
 	}
 }
+
+// FuzzMenuentryID feeds arbitrary grub.cfg lines to the menuentry reader:
+// no panic, an id only with a title, and a title only from a line with a
+// menuentry command (quoting may split the word, never its tail).
+func FuzzMenuentryID(f *testing.F) {
+	for _, s := range []string{
+		"menuentry 'Debian GNU/Linux' --class debian $menuentry_id_option 'gnulinux-simple-x' {",
+		`menuentry "A \"b\"" --id=abc {`,
+		`menuentry 'it'\''s' ${menuentry_id_option} q`,
+		"menuentry 'unterminated --id x",
+		`menuentry "unterminated \`,
+		"submenu 'S' --id s {",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		title, id := menuentryID(line)
+		if id != "" && title == "" {
+			t.Fatalf("menuentryID(%q) = id %q without a title", line, id)
+		}
+		if title != "" && !strings.Contains(line, "entry") {
+			t.Fatalf("menuentryID(%q) = title %q from a line that is no menuentry", line, title)
+		}
+	})
+}
