@@ -414,8 +414,11 @@ func (p *cmdParser) iscsiroot(key, v string, hasVal bool) error {
 // open-iscsi's node settings.
 func (p *cmdParser) iscsiParam(key, v string, _ bool) error {
 	name, _, ok := strings.Cut(v, "=")
-	if !ok || name == "" || strings.ContainsAny(v, " \t\n\"'\\$`") {
-		return errors.New("not an open-iscsi node parameter: the form is <name>=<value>, e.g. node.session.timeo.replacement_timeout=30, without spaces or quotes")
+	bad := strings.IndexFunc(v, func(r rune) bool { return r <= ' ' || r >= 0x7f || strings.ContainsRune("\"'\\`$*?", r) })
+	if !ok || name == "" || bad >= 0 {
+		// The OS initrd's scripts split and expand what they read from
+		// /proc/cmdline (pkg/handoff refuses the same characters).
+		return errors.New("not an open-iscsi node parameter: the form is <name>=<value>, e.g. node.session.timeo.replacement_timeout=30, without spaces, quotes or the shell characters $ * ?")
 	}
 	if !p.src.ISCSIParams.IsSet() {
 		p.src.ISCSIParams = Set([]string(nil), Origin{Cmdline, key})

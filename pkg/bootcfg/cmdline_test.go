@@ -306,6 +306,7 @@ func TestParseCmdlineErrors(t *testing.T) {
 		{"rd.iscsi.initiator=iqn.2001-04.com.example:h lunboot.initiator=ipxe", []string{"lunboot.initiator", "conflicts with rd.iscsi.initiator"}},
 		{"rd.iscsi.param=node.session.timeo.replacement_timeout", []string{"rd.iscsi.param", "<name>=<value>"}},
 		{`rd.iscsi.param="a=b c"`, []string{"rd.iscsi.param", "without spaces"}},
+		{"rd.iscsi.param=node.x=a*", []string{"rd.iscsi.param", "shell characters"}},
 		{"netroot=iscsi:192.0.2.1::::" + tgt + " lunboot.target=iscsi:192.0.2.1::::" + tgt2, []string{"lunboot.target", "netroot named"}},
 		{"netroot=dhcp netroot=iscsi:192.0.2.1::::" + tgt, []string{"netroot", "asks for the root-path from DHCP"}},
 		{"netroot=dhcp ip=192.0.2.10::192.0.2.254:24::eth0:off", []string{"netroot", "static address"}},
