@@ -63,7 +63,7 @@ var phrasings = map[Phrasing]words{
 		chap:       "rd.iscsi.username and rd.iscsi.password, or user:secret@ in netroot or lunboot.target",
 		chapNeeded: "give its account as rd.iscsi.username= and rd.iscsi.password= (or user:secret@ in netroot= or lunboot.target=)",
 		mutual:     "rd.iscsi.in.username and rd.iscsi.in.password",
-		initiator:  "or set lunboot.initiator= to a name it allows (the default name is derived from the NIC's MAC, docs/configuration.md)",
+		initiator:  "or set lunboot.initiator= to a name it allows (the default name is derived from the NIC's MAC, docs/configuration.md); the value ipxe takes iPXE's name, iqn.2010-04.org.ipxe:<host name or UUID>, for an ACL written for iPXE",
 		timeout:    "portal %[1]s is unreachable: check the address, the route (gateway) and firewalls",
 		lun:        "the root-path's LUN field is hexadecimal (RFC 4173): LUN 10 is written \"a\"; fix the root-path or the target's LUN mapping",
 		otherLUN:   "fix the root-path's LUN field",

@@ -76,7 +76,7 @@ var lunbootKeys = map[string]handler{
 	"lunboot.rescue":          {fn: boolOpt(func(s *Source) *Setting[bool] { return &s.Rescue })},
 	"lunboot.entry": {fn: func(p *cmdParser, k, v string, _ bool) error {
 		if v == "" {
-			return errors.New("empty; give a boot entry's title, id or index")
+			return errors.New("empty; give a boot entry's title, id (BLS file name, GRUB --id) or index")
 		}
 		return setOnce(p, &p.src.Entry, v, k, eq)
 	}},
@@ -115,7 +115,7 @@ var digestValues = map[string]Digest{"none": DigestNone, "crc32c": DigestCRC32C,
 // understands. Anything else outside lunboot.* is left to others.
 var otherKeys = map[string]handler{
 	"netroot":   {fn: (*cmdParser).netroot, target: true},
-	"iscsiroot": {fn: (*cmdParser).netroot, target: true},
+	"iscsiroot": {fn: (*cmdParser).iscsiroot, target: true},
 	"root": {fn: func(p *cmdParser, k, v string, hv bool) error {
 		l := strings.ToLower(v)
 		if strings.HasPrefix(l, "iscsi:") || l == "dhcp" || l == "dhcp6" {
@@ -123,6 +123,7 @@ var otherKeys = map[string]handler{
 		}
 		return nil // root=UUID=… and friends are for the OS
 	}, target: true},
+	"rd.iscsi.param":     {fn: (*cmdParser).iscsiParam},
 	"rd.iscsi.initiator": {fn: (*cmdParser).initiator},
 	"iscsi_initiator":    {fn: (*cmdParser).initiator},
 
@@ -154,7 +155,6 @@ var otherKeys = map[string]handler{
 // ignoredKeys are iSCSI options of dracut and initramfs-tools that lunboot
 // understands but does not use; each gets a warning saying why.
 var ignoredKeys = map[string]string{
-	"rd.iscsi.param":           "lunboot is its own initiator and has no open-iscsi node parameters",
 	"rd.iscsi.login_retry_max": "use lunboot.retries=",
 	"rd.iscsi.waitnet":         "lunboot waits for the boot interface only",
 	"rd.iscsi.testroute":       "lunboot checks the route to the portal itself",
@@ -165,6 +165,25 @@ var ignoredKeys = map[string]string{
 	"rd.iscsi.target.port":     "dracut no longer reads it either; use netroot=iscsi:…",
 	"rd.iscsi.target.group":    "the target portal group tag is learned at login",
 	"iscsi_target_group":       "the target portal group tag is learned at login",
+
+	// dracut's network options (dracut.cmdline(7), "Network"): lunboot
+	// configures one plain NIC, by DHCP or ip=, and says so rather than
+	// leave a dracut user wondering why a bond or route is missing.
+	"bond":                    "lunboot boots over one plain NIC and builds no bond; select a member NIC with BOOTIF= (the OS can bond it later)",
+	"team":                    "lunboot boots over one plain NIC and builds no team; select a member NIC with BOOTIF=",
+	"bridge":                  "lunboot boots over one plain NIC and builds no bridge; select the NIC with BOOTIF=",
+	"vlan":                    "lunboot does not configure VLANs yet; the boot NIC must reach the target untagged (an access port)",
+	"ifname":                  "lunboot does not rename interfaces; select the NIC by MAC with BOOTIF= or lunboot.iface=, not by a name ifname= would give it",
+	"rd.route":                "lunboot adds no static routes from the command line; the portal must be on the boot NIC's subnet or behind its gateway (DHCP option 121 routes are applied)",
+	"rd.peerdns":              "lunboot always uses the lease's DNS servers, after those of nameserver= and ip=",
+	"bootdev":                 "lunboot selects the boot NIC with BOOTIF=, lunboot.iface= or the device field of ip=",
+	"rd.neednet":              "lunboot always brings up the boot NIC",
+	"rd.net.timeout.iflink":   "lunboot waits for carrier only: use lunboot.carrier_timeout= (rd.net.timeout.carrier=)",
+	"rd.net.timeout.ifup":     "use lunboot.dhcp_timeout= (rd.net.timeout.dhcp=)",
+	"rd.net.timeout.route":    "lunboot does not wait for routes",
+	"rd.net.timeout.ipv6dad":  "lunboot configures IPv4 only",
+	"rd.net.timeout.ipv6auto": "lunboot configures IPv4 only",
+	"rd.net.dhcp.retry":       "use lunboot.retries=",
 }
 
 // cmdParser accumulates a Source from parameters.
@@ -198,9 +217,22 @@ func ParseCmdline(line string) (Source, error) {
 		}
 		errs = append(errs, &CmdlineError{Key: key, Value: clip(val), Err: err})
 	}
+	apply := func(key string, prm cmdline.Param, h handler) {
+		if err := h.fn(p, key, prm.Value, prm.HasValue); err != nil {
+			val := prm.Value
+			if !prm.HasValue {
+				val = ""
+			}
+			fail(key, val, h, err)
+		}
+	}
 	// Only the kernel's parameters: those after "--" are init's
 	// arguments (kernel/params.c parse_args), as for the module loader.
-	for _, prm := range cmdline.Kernel(line) {
+	params := cmdline.Kernel(line)
+	rootISCSI := slices.ContainsFunc(params, func(prm cmdline.Param) bool {
+		return prm.Key == "root" && strings.HasPrefix(strings.ToLower(prm.Value), "iscsi:")
+	})
+	for _, prm := range params {
 		key := prm.Key
 		h, ok := otherKeys[key]
 		if strings.HasPrefix(key, "lunboot.") {
@@ -214,18 +246,18 @@ func ParseCmdline(line string) (Source, error) {
 		if !ok {
 			if why, ign := ignoredKeys[key]; ign {
 				p.src.Warnings = append(p.src.Warnings, fmt.Sprintf("kernel cmdline %s ignored: %s", key, why))
-			} else if strings.HasPrefix(key, "rd.iscsi.") {
+			} else if strings.HasPrefix(key, "rd.iscsi.") || strings.HasPrefix(key, "rd.net.") {
 				p.src.Warnings = append(p.src.Warnings, fmt.Sprintf("kernel cmdline %s ignored: not an option lunboot knows", key))
 			}
 			continue
 		}
-		if err := h.fn(p, key, prm.Value, prm.HasValue); err != nil {
-			val := prm.Value
-			if !prm.HasValue {
-				val = ""
-			}
-			fail(key, val, h, err)
+		if key == "netroot" && rootISCSI {
+			// dracut: "root takes precedence over netroot. Ignoring
+			// netroot" (modules.d/*iscsi/parse-iscsiroot.sh).
+			p.src.Warnings = append(p.src.Warnings, fmt.Sprintf("kernel cmdline netroot=%s ignored: root=iscsi:… takes precedence, as in dracut", clip(rootpath.Redact(prm.Value))))
+			continue
 		}
+		apply(key, prm, h)
 	}
 	if err := p.finish(); err != nil {
 		errs = append(errs, err)
@@ -366,7 +398,46 @@ func (p *cmdParser) netroot(key, v string, hasVal bool) error {
 	return p.setTarget(key, r)
 }
 
+// iscsiroot reads dracut's deprecated iscsiroot=, whose value is a
+// root-path without the "iscsi:" scheme (dracut prepends it:
+// netroot=iscsi:$iscsiroot); the prefixed form is accepted too.
+func (p *cmdParser) iscsiroot(key, v string, hasVal bool) error {
+	if hasVal && v != "" && !strings.HasPrefix(strings.ToLower(v), "iscsi:") {
+		v = "iscsi:" + v
+	}
+	p.src.Warnings = append(p.src.Warnings, "kernel cmdline iscsiroot= is dracut's deprecated spelling of netroot=iscsi:…; read as netroot=")
+	return p.netroot(key, v, hasVal)
+}
+
+// iscsiParam keeps dracut's rd.iscsi.param=<node parameter>=<value> for the
+// OS's initiator: dracut applies each to its node record (iscsiadm
+// --op=update --name … --value …); lunboot's own login has no use for
+// open-iscsi's node settings.
+func (p *cmdParser) iscsiParam(key, v string, _ bool) error {
+	name, _, ok := strings.Cut(v, "=")
+	bad := strings.IndexFunc(v, func(r rune) bool { return r <= ' ' || r >= 0x7f || strings.ContainsRune("\"'\\`$*?", r) })
+	if !ok || name == "" || bad >= 0 {
+		// The OS initrd's scripts split and expand what they read from
+		// /proc/cmdline (pkg/handoff refuses the same characters).
+		return errors.New("not an open-iscsi node parameter: the form is <name>=<value>, e.g. node.session.timeo.replacement_timeout=30, without spaces, quotes or the shell characters $ * ?")
+	}
+	if !p.src.ISCSIParams.IsSet() {
+		p.src.ISCSIParams = Set([]string(nil), Origin{Cmdline, key})
+	}
+	p.src.ISCSIParams.Value = append(p.src.ISCSIParams.Value, v)
+	return nil
+}
+
 func (p *cmdParser) initiator(key, v string, _ bool) error {
+	if strings.EqualFold(v, InitiatorIPXE) && key == "lunboot.initiator" {
+		if p.src.Initiator.IsSet() {
+			return fmt.Errorf("conflicts with %s given earlier with a different value", p.src.Initiator.Origin.Detail)
+		}
+		return setOnce(p, &p.src.IPXEInitiator, true, key, eq)
+	}
+	if p.src.IPXEInitiator.IsSet() {
+		return fmt.Errorf("conflicts with %s=%s given earlier", p.src.IPXEInitiator.Origin.Detail, InitiatorIPXE)
+	}
 	n, err := rootpath.NormalizeName(v)
 	if err != nil {
 		return fmt.Errorf("not a valid iSCSI name: %w", err)

@@ -111,8 +111,17 @@ func TestParseCmdlineKeys(t *testing.T) {
 		{"iscsi_target_name=" + tgt + " iscsi_target_ip=192.0.2.1 iscsi_target_port=3262",
 			[]check{target("iscsi:192.0.2.1::3262::"+tgt, "iscsi_target_name/iscsi_target_ip")}},
 		{"iscsi_target_ip=192.0.2.1 iscsi_target_name=" + tgt, []check{target("iscsi:192.0.2.1::::"+tgt, "iscsi_target_name/iscsi_target_ip")}},
+		// root=iscsi:… wins over netroot= (dracut's parse-iscsiroot.sh).
+		{"netroot=iscsi:192.0.2.1::::" + tgt + " root=iscsi:192.0.2.1::3260:0:" + tgt, []check{target("iscsi:192.0.2.1::::"+tgt, "root")}},
+		{"netroot=iscsi:192.0.2.1::::" + tgt + " root=iscsi:192.0.2.2::::" + tgt2, []check{target("iscsi:192.0.2.2::::"+tgt2, "root")}},
+		{"root=iscsi:192.0.2.2::::" + tgt2 + " netroot=dhcp", []check{target("iscsi:192.0.2.2::::"+tgt2, "root")}},
+		{"netroot=iscsi:u:pw@192.0.2.1::::" + tgt + " root=iscsi:192.0.2.2::::" + tgt2, []check{target("iscsi:192.0.2.2::::"+tgt2, "root"),
+			func(t *testing.T, s Source) (any, any) { return s.CHAP.IsSet(), false }}},
 		// The same target twice (dracut and lunboot spelling) is fine.
-		{"netroot=iscsi:192.0.2.1::::" + tgt + " root=iscsi:192.0.2.1::3260:0:" + tgt, []check{target("iscsi:192.0.2.1::::"+tgt, "netroot")}},
+		{"netroot=iscsi:192.0.2.1::::" + tgt + " lunboot.target=iscsi:192.0.2.1::3260:0:" + tgt, []check{target("iscsi:192.0.2.1::::"+tgt, "netroot")}},
+		// dracut's iscsiroot= is a root-path without the scheme.
+		{"iscsiroot=192.0.2.1::3261:1a:" + tgt, []check{target("iscsi:192.0.2.1::3261:1a:"+tgt, "iscsiroot")}},
+		{"iscsiroot=[2001:db8::1]::::" + tgt, []check{target("iscsi:[2001:db8::1]::::"+tgt, "iscsiroot")}},
 		{"netroot=iscsi:192.0.2.1::3260::eth1:0:" + tgt, []check{target("iscsi:192.0.2.1::::"+tgt, "netroot"), field(ifname, "eth1", "netroot")}},
 		{"netroot=dhcp", nil},
 		{"netroot=iscsi rd.iscsi.firmware=1", []check{field(ibft, IBFTPrefer, "rd.iscsi.firmware")}},
@@ -121,6 +130,12 @@ func TestParseCmdlineKeys(t *testing.T) {
 		{"rd.iscsi.initiator=iqn.2001-04.com.example:host", []check{field(ini, "iqn.2001-04.com.example:host", "rd.iscsi.initiator")}},
 		{"iscsi_initiator=iqn.2001-04.com.example:host", []check{field(ini, "iqn.2001-04.com.example:host", "iscsi_initiator")}},
 		{"lunboot.initiator=IQN.2001-04.Com.Example:Host", []check{field(ini, "iqn.2001-04.com.example:host", "lunboot.initiator")}},
+		{"lunboot.initiator=ipxe", []check{field(func(s Source) (any, Origin) { return s.IPXEInitiator.Value, s.IPXEInitiator.Origin }, true, "lunboot.initiator"),
+			func(t *testing.T, s Source) (any, any) { return s.Initiator.IsSet(), false }}},
+		// open-iscsi node parameters, kept in order for the OS.
+		{"rd.iscsi.param=node.session.timeo.replacement_timeout=30 rd.iscsi.param=node.conn[0].timeo.noop_out_interval=0",
+			[]check{field(func(s Source) (any, Origin) { return s.ISCSIParams.Value, s.ISCSIParams.Origin },
+				[]string{"node.session.timeo.replacement_timeout=30", "node.conn[0].timeo.noop_out_interval=0"}, "rd.iscsi.param")}},
 		// CHAP.
 		{"rd.iscsi.username=alice rd.iscsi.password=pw", []check{chap(iscsi.CHAP{Username: "alice", Secret: "pw"}, "rd.iscsi.username")}},
 		{"iscsi_password=pw iscsi_username=alice iscsi_in_username=san iscsi_in_password=rpw",
@@ -215,7 +230,13 @@ func TestParseCmdlineIgnores(t *testing.T) {
 		warnings int
 	}{
 		{"BOOT_IMAGE=/vmlinuz-6.1 ro quiet splash console=ttyS0 root=UUID=abc rd.lvm.lv=x netroot=iscsi", 0},
-		{"rd.iscsi.param=node.session.timeo.replacement_timeout=30 rd.iscsi.waitnet=0 iscsi_target_group=1", 3},
+		{"rd.iscsi.param=node.session.timeo.replacement_timeout=30 rd.iscsi.waitnet=0 iscsi_target_group=1", 2},
+		// dracut's network options are each named in a warning.
+		{"bond=bond0:eth0,eth1 team=team0:eth0 bridge=br0:eth0 vlan=vlan5:eth0 ifname=boot0:52:54:00:12:34:56", 5},
+		{"rd.route=10.0.0.0/8:192.0.2.1 rd.peerdns=0 bootdev=eth0 rd.neednet=1 rd.net.dhcp.retry=3", 5},
+		{"rd.net.timeout.iflink=5 rd.net.timeout.ifup=5 rd.net.timeout.route=5 rd.net.timeout.ipv6dad=5 rd.net.timeout.ipv6auto=5 rd.net.bogus=1", 6},
+		{"iscsiroot=192.0.2.1::::" + tgt, 1}, // deprecated in dracut
+		{"netroot=iscsi:192.0.2.1::::" + tgt + " root=iscsi:192.0.2.1::::" + tgt, 1},
 		{"rd.iscsi.target.ip=192.0.2.1 rd.iscsi.unknown=1", 2},
 		{"ip=192.0.2.10:192.0.2.1:192.0.2.254:24::eth0:off", 1}, // server field
 		{"ip=192.0.2.10::192.0.2.254:24::eth0:off:192.0.2.53::192.0.2.123", 1},
@@ -227,11 +248,19 @@ func TestParseCmdlineIgnores(t *testing.T) {
 			t.Errorf("ParseCmdline(%q) = %v", tc.cmdline, err)
 			continue
 		}
-		if s.Target.IsSet() || s.CHAP.IsSet() || s.Initiator.IsSet() {
+		if (s.Target.IsSet() && !strings.Contains(tc.cmdline, "root=")) || s.CHAP.IsSet() || s.Initiator.IsSet() {
 			t.Errorf("ParseCmdline(%q) set a target, CHAP or initiator: %+v", tc.cmdline, s)
 		}
 		if len(s.Warnings) != tc.warnings {
 			t.Errorf("ParseCmdline(%q) warnings = %q, want %d", tc.cmdline, s.Warnings, tc.warnings)
+		}
+		// Each warning names its option.
+		for _, w := range s.Warnings {
+			key, _, _ := strings.Cut(strings.TrimPrefix(w, "kernel cmdline "), " ")
+			key, _, _ = strings.Cut(key, "=")
+			if !strings.Contains(tc.cmdline, key+"=") && !strings.Contains(tc.cmdline, key+" ") {
+				t.Errorf("ParseCmdline(%q) warning %q does not name an option of the line", tc.cmdline, w)
+			}
 		}
 	}
 }
@@ -271,7 +300,14 @@ func TestParseCmdlineErrors(t *testing.T) {
 		{"netroot", []string{"netroot", "needs a value"}},
 		{"netroot=iscsi:192.0.2.1:::12345:iqn.x:t", []string{`kernel cmdline netroot: root-path "iscsi:192.0.2.1:::12345:iqn.x:t": LUN "12345": group "12345" has more than 4 hex digits`}},
 		{"netroot=iscsi:u:" + secret + "@192.0.2.1:::zz:" + tgt, []string{"netroot", "u:***@", `LUN "zz"`}},
-		{"netroot=iscsi:192.0.2.1::::" + tgt + " root=iscsi:192.0.2.2::::" + tgt, []string{"root", "lunboot boots from one target"}},
+		{"root=iscsi:192.0.2.1::::" + tgt + " root=iscsi:192.0.2.2::::" + tgt, []string{"root", "lunboot boots from one target"}},
+		{"root=iscsi:192.0.2.1::::" + tgt + " iscsiroot=192.0.2.2::::" + tgt, []string{"iscsiroot", "lunboot boots from one target"}},
+		{"iscsiroot=192.0.2.1:::12345:" + tgt, []string{"iscsiroot", `LUN "12345"`}},
+		{"lunboot.initiator=ipxe rd.iscsi.initiator=iqn.2001-04.com.example:h", []string{"rd.iscsi.initiator", "conflicts with lunboot.initiator=ipxe"}},
+		{"rd.iscsi.initiator=iqn.2001-04.com.example:h lunboot.initiator=ipxe", []string{"lunboot.initiator", "conflicts with rd.iscsi.initiator"}},
+		{"rd.iscsi.param=node.session.timeo.replacement_timeout", []string{"rd.iscsi.param", "<name>=<value>"}},
+		{`rd.iscsi.param="a=b c"`, []string{"rd.iscsi.param", "without spaces"}},
+		{"rd.iscsi.param=node.x=a*", []string{"rd.iscsi.param", "shell characters"}},
 		{"netroot=iscsi:192.0.2.1::::" + tgt + " lunboot.target=iscsi:192.0.2.1::::" + tgt2, []string{"lunboot.target", "netroot named"}},
 		{"netroot=dhcp netroot=iscsi:192.0.2.1::::" + tgt, []string{"netroot", "asks for the root-path from DHCP"}},
 		{"netroot=dhcp ip=192.0.2.10::192.0.2.254:24::eth0:off", []string{"netroot", "static address"}},
@@ -350,6 +386,8 @@ func FuzzParseCmdline(f *testing.F) {
 		`rd.iscsi.firmware=1 rd.iscsi.ibft netroot=iscsi lunboot.ibft=prefer lunboot.debug`,
 		`lunboot.retrys=3 ip=eth0:dhcp:9000 a="b c`,
 		`netroot=dhcp ip=::::h:eth0:dhcp rd.net.timeout.carrier=5 rd.iscsi.param=x`,
+		`iscsiroot=192.0.2.1::3261:1a:iqn.2001-04.com.example:disk lunboot.initiator=ipxe rd.iscsi.param=node.session.timeo.replacement_timeout=30`,
+		`netroot=iscsi:u:p@192.0.2.1::::iqn.2001-04.com.example:a root=iscsi:192.0.2.2::::iqn.2001-04.com.example:b bond=bond0:eth0 vlan=vlan5:eth0 rd.net.x=1`,
 	} {
 		f.Add(s)
 	}

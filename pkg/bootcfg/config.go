@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -45,6 +46,7 @@ const (
 	FieldLogLevel       Field = "log level"
 	FieldAppend         Field = "append"
 	FieldIBFT           Field = "ibft"
+	FieldISCSIParams    Field = "iscsi params"
 )
 
 // Defaults for what no source sets.
@@ -86,8 +88,9 @@ type Config struct {
 	// Rescue chooses what happens when the boot gives up: true drops to a
 	// rescue shell, false reboots. Default true.
 	Rescue bool
-	// Entry selects the OS boot entry by title, a unique part of one, or
-	// 0-based index (osfind.Found.Choose); "" takes the OS's default entry.
+	// Entry selects the OS boot entry by 0-based index, id (a BLS entry's
+	// file name without .conf, a GRUB menuentry's --id), title, or a unique
+	// part of one (osfind.Found.Choose); "" takes the OS's default entry.
 	Entry string
 	// MenuTimeout is how long the boot menu waits for a choice (a line on
 	// the console); 0 boots the selected entry at once. Default 0.
@@ -106,6 +109,11 @@ type Config struct {
 	Append string
 	// IBFT is how a firmware iBFT ranks against DHCP. Default fallback.
 	IBFT IBFTPolicy
+	// ISCSIParams are open-iscsi node parameters ("name=value", from
+	// rd.iscsi.param=) for the OS's initiator; lunboot's own login does not
+	// use them. The hand-off passes them on where the OS initrd's dialect
+	// can (dracut).
+	ISCSIParams []string
 
 	// Warnings collects the warnings of the sources and of merging.
 	Warnings []string
@@ -195,12 +203,28 @@ func Resolve(cmdline, network, firmware Source) Config {
 		c.IP.Gateway = pick(&c, FieldGateway, one, netip.Addr{}, "", func(s *Source) Setting[netip.Addr] { return s.Gateway })
 	}
 	c.IP.DNS = pick(&c, FieldDNS, order, nil, "", func(s *Source) Setting[[]netip.Addr] { return s.DNS })
+	if d := network.DNS; c.IP.Mode == IPDHCP && cmdline.DNS.IsSet() && d.IsSet() && d.Err == nil {
+		// With DHCP the lease's name servers come after those of the
+		// command line, as dracut writes them (its dhclient-script adds
+		// the lease's to the nameserver= ones; rd.peerdns=0 would drop
+		// them) and as the network stage writes resolv.conf.
+		for _, a := range d.Value {
+			if !slices.Contains(c.IP.DNS, a) {
+				c.IP.DNS = append(c.IP.DNS, a)
+			}
+		}
+		o := c.origins[FieldDNS]
+		o.Detail += " then " + d.Origin.String()
+		c.origins[FieldDNS] = o
+	}
 	c.IP.Hostname = pick(&c, FieldHostname, order, "", "", func(s *Source) Setting[string] { return s.Hostname })
 	c.IP.MTU = pick(&c, FieldMTU, order, 0, "unchanged", func(s *Source) Setting[int] { return s.MTU })
 
 	// The initiator name, by default derived from the boot NIC.
 	c.Initiator = pick(&c, FieldInitiator, order, "", "", func(s *Source) Setting[string] { return s.Initiator })
-	if c.origins[FieldInitiator].Kind == Default && !c.broken[FieldInitiator] {
+	if cmdline.IPXEInitiator.IsSet() {
+		c.ipxeInitiator(cmdline, network)
+	} else if c.origins[FieldInitiator].Kind == Default && !c.broken[FieldInitiator] {
 		mac := c.Interface.MAC
 		if m := network.InterfaceMAC; m.IsSet() {
 			mac = m.Value // the NIC actually used, if the network stage says
@@ -225,6 +249,7 @@ func Resolve(cmdline, network, firmware Source) Config {
 	c.DataDigest = pick(&c, FieldDataDigest, cmd, DigestNone, "", func(s *Source) Setting[Digest] { return s.DataDigest })
 	c.LogLevel = pick(&c, FieldLogLevel, cmd, slog.LevelInfo, "", func(s *Source) Setting[slog.Level] { return s.LogLevel })
 	c.Append = pick(&c, FieldAppend, cmd, "", "", func(s *Source) Setting[string] { return s.Append })
+	c.ISCSIParams = pick(&c, FieldISCSIParams, cmd, nil, "", func(s *Source) Setting[[]string] { return s.ISCSIParams })
 
 	// Where the target was looked for, for Validate's message.
 	c.looked = []string{"the kernel command line (netroot=iscsi:…, root=iscsi:…, lunboot.target=, iscsi_target_name= with iscsi_target_ip=)"}

@@ -25,7 +25,14 @@ type Source struct {
 	// Target is the iSCSI target without credentials (those are in CHAP).
 	Target    Setting[rootpath.RootPath]
 	Initiator Setting[string]
-	CHAP      Setting[iscsi.CHAP]
+	// IPXEInitiator is lunboot.initiator=ipxe: the initiator name is the
+	// one iPXE would use (IPXEInitiatorName), from DHCP option 12 or else
+	// SystemUUID. It counts as an initiator name given on the command line.
+	IPXEInitiator Setting[bool]
+	// SystemUUID is the SMBIOS system UUID (ReadSystemUUID), which the
+	// caller fills in for IPXEInitiator; it is read nowhere else.
+	SystemUUID Setting[string]
+	CHAP       Setting[iscsi.CHAP]
 
 	InterfaceName Setting[string]
 	InterfaceMAC  Setting[net.HardwareAddr]
@@ -51,6 +58,9 @@ type Source struct {
 	LogLevel       Setting[slog.Level]
 	Append         Setting[string]
 	IBFT           Setting[IBFTPolicy]
+	// ISCSIParams are open-iscsi node parameters (rd.iscsi.param=), in
+	// command-line order, for the OS's initiator.
+	ISCSIParams Setting[[]string]
 
 	// Warnings are things the source contained that lunboot accepted but
 	// ignored or changed; the boot log shows them.

@@ -38,6 +38,18 @@ func (b *boot) network(ctx context.Context) (string, error) {
 	if b.cmdline.Target.IsSet() || b.firmware.Target.IsSet() {
 		o.RootPath = netconf.RootPathOptional
 	}
+	// With DHCP too, the command line's host name (sent as option 12),
+	// MTU and DNS servers apply, as in dracut; values from an iBFT do
+	// not override a lease.
+	if b.cfg.Origin(bootcfg.FieldHostname).Kind == bootcfg.Cmdline {
+		o.Hostname = b.cfg.IP.Hostname
+	}
+	if b.cfg.Origin(bootcfg.FieldMTU).Kind == bootcfg.Cmdline {
+		o.MTU = b.cfg.IP.MTU
+	}
+	if b.cfg.Origin(bootcfg.FieldDNS).Kind == bootcfg.Cmdline {
+		o.DNS = b.cfg.IP.DNS
+	}
 	if b.cfg.IP.Mode == bootcfg.IPStatic {
 		o.Static = &netconf.Static{
 			Device:   b.cfg.Interface.Name,
@@ -111,11 +123,17 @@ func (b *boot) target(ctx context.Context) (string, error) {
 		Lease:     b.net.Origin == netconf.OriginDHCP,
 	}
 	if n.Lease {
-		n.Address, n.Router, n.DNS, n.Hostname = b.net.Address, b.net.Gateway, b.net.DNS, b.net.Hostname
+		n.Address, n.Router, n.DNS, n.Hostname = b.net.Address, b.net.Gateway, b.net.DNS, b.net.LeaseHostname
 		n.RootPath, n.RootPathOption = b.net.RootPath.Value, b.net.RootPath.Source.Option()
 		n.InitiatorName, n.InitiatorNameOption = b.net.InitiatorIQN.Value, b.net.InitiatorIQN.Source.Option()
 	}
-	cfg, err := bootcfg.Merge(b.cmdline, n.Source(), b.firmware)
+	cmd := b.cmdline
+	if cmd.IPXEInitiator.IsSet() && n.Hostname == "" {
+		// lunboot.initiator=ipxe without a host name from DHCP: iPXE
+		// then used the SMBIOS system UUID.
+		cmd.SystemUUID = bootcfg.ReadSystemUUID(b.o.Sysfs)
+	}
+	cfg, err := bootcfg.Merge(cmd, n.Source(), b.firmware)
 	if err != nil {
 		return "", permanent(withCheck(err, "give the target as DHCP option 17 or netroot=iscsi:<server>::<port>:<lun>:<target> (docs/configuration.md)"))
 	}

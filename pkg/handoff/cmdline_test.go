@@ -161,6 +161,45 @@ func TestCmdlineGolden(t *testing.T) {
 	}
 }
 
+// TestCmdlineHostnameAndParams checks the host name under DHCP (ip= in
+// the kernel form with only the host name, which the kernel documents as
+// sent in the DHCP request) and rd.iscsi.param= passed on to dracut only.
+func TestCmdlineHostnameAndParams(t *testing.T) {
+	in := labInfo()
+	in.NIC.Hostname = "node7"
+	in.ISCSIParams = []string{"node.session.timeo.replacement_timeout=30", "node.conn[0].timeo.noop_out_interval=0"}
+	for _, tt := range []struct {
+		d    Dialect
+		mode Mode
+		want string
+	}{
+		{dracutLegacy, ModeCmdline, "netroot=iscsi:10.0.2.2::3260:1:iqn.2003-01.org.linux-iscsi.lab:disk1 rd.iscsi.initiator=iqn.2025-01.org.lunboot:client " +
+			"rd.iscsi.param=node.session.timeo.replacement_timeout=30 rd.iscsi.param=node.conn[0].timeo.noop_out_interval=0 " +
+			"ip=::::node7::dhcp BOOTIF=01-52-54-00-12-34-56 rd.bootif=1 rd.neednet=1"},
+		{dracutNetworkd, ModeIBFT, "rd.iscsi.firmware=1 rd.iscsi.initiator=iqn.2025-01.org.lunboot:client " +
+			"rd.iscsi.param=node.session.timeo.replacement_timeout=30 rd.iscsi.param=node.conn[0].timeo.noop_out_interval=0 " +
+			"ip=::::node7::dhcp BOOTIF=01-52-54-00-12-34-56 rd.bootif=1 rd.neednet=1"},
+		{debian, ModeCmdline, "ip=::::node7::dhcp BOOTIF=01-52-54-00-12-34-56 iscsi_initiator=iqn.2025-01.org.lunboot:client " +
+			"iscsi_target_name=iqn.2003-01.org.linux-iscsi.lab:disk1 iscsi_target_ip=10.0.2.2 iscsi_target_port=3260"},
+		{debian, ModeIBFT, "iscsi_auto ip=::::node7::dhcp BOOTIF=01-52-54-00-12-34-56"},
+	} {
+		got, err := Cmdline("ro", in, tt.d, tt.mode)
+		if err != nil || got != "ro "+tt.want {
+			t.Errorf("Cmdline(%v, %v) =\n  %s, %v\nwant\n  ro %s", tt.d, tt.mode, got, err, tt.want)
+		}
+	}
+	for _, bad := range []struct{ host, param string }{{"node:7", ""}, {"node 7", ""}, {"", "a=$(reboot)"}, {"", "node.x=a*"}, {"", "=1"}} {
+		in := labInfo()
+		in.NIC.Hostname = bad.host
+		if bad.param != "" {
+			in.ISCSIParams = []string{bad.param}
+		}
+		if got, err := Cmdline("", in, dracutLegacy, ModeCmdline); !errors.Is(err, ErrDialect) {
+			t.Errorf("Cmdline(host %q, param %q) = %q, %v; want ErrDialect", bad.host, bad.param, got, err)
+		}
+	}
+}
+
 func TestCmdlineVariants(t *testing.T) {
 	in := labInfo()
 	in.Target.Addr = netip.MustParseAddrPort("[2001:db8::1]:3261")

@@ -286,6 +286,15 @@ func dracutArgs(info *Info, net NetBackend, firmware bool) ([]string, error) {
 		return nil, err
 	}
 	a = append(a, "rd.iscsi.initiator="+info.InitiatorName)
+	// dracut applies each to the node records it logs in with
+	// (iscsiroot: iscsiadm --op=update --name … --value …), in firmware
+	// mode too.
+	for _, p := range info.ISCSIParams {
+		if err := checkParam(p); err != nil {
+			return nil, err
+		}
+		a = append(a, "rd.iscsi.param="+p)
+	}
 	if !firmware {
 		c, err := chapArgs(info.CHAP, "rd.iscsi.username", "rd.iscsi.password", "rd.iscsi.in.username", "rd.iscsi.in.password")
 		if err != nil {
@@ -393,15 +402,6 @@ func netArgs(info *Info, g Generator) ([]string, error) {
 	}
 	bootif := "BOOTIF=01-" + strings.ReplaceAll(strings.ToLower(n.MAC.String()), ":", "-")
 	a := n.Addr.Addr()
-	if n.Origin == ibft.OriginDHCP {
-		if a.Is6() && !a.Is4In6() {
-			if g != GeneratorDracut {
-				return nil, fmt.Errorf("%w: initramfs-tools' ip= has no DHCPv6 form", ErrDialect)
-			}
-			return []string{"ip=dhcp6", bootif}, nil
-		}
-		return []string{"ip=dhcp", bootif}, nil
-	}
 	if n.Hostname != "" {
 		if err := checkValue("hostname", n.Hostname, false); err != nil {
 			return nil, err
@@ -409,6 +409,24 @@ func netArgs(info *Info, g Generator) ([]string, error) {
 		if strings.Contains(n.Hostname, ":") {
 			return nil, fmt.Errorf("%w: hostname %q contains ':'", ErrDialect, n.Hostname)
 		}
+	}
+	if n.Origin == ibft.OriginDHCP {
+		if a.Is6() && !a.Is4In6() {
+			if g != GeneratorDracut {
+				return nil, fmt.Errorf("%w: initramfs-tools' ip= has no DHCPv6 form", ErrDialect)
+			}
+			return []string{"ip=dhcp6", bootif}, nil
+		}
+		if n.Hostname != "" {
+			// The kernel form with only the host name and autoconf:
+			// "If specified and DHCP is used, the user-provided
+			// hostname … will be carried in the DHCP request"
+			// (Documentation/admin-guide/nfs/nfsroot.rst), which klibc
+			// ipconfig (initramfs-tools) and dracut's ip= parsers
+			// follow; the device field stays empty as below.
+			return []string{"ip=::::" + n.Hostname + "::dhcp", bootif}, nil
+		}
+		return []string{"ip=dhcp", bootif}, nil
 	}
 	var f []string // ip= fields after the client address
 	if a.Is4() {
@@ -454,6 +472,23 @@ func maskBytes(bits int) [4]byte {
 		}
 	}
 	return m
+}
+
+// checkParam is checkValue for an open-iscsi node parameter, whose names
+// have brackets ("node.conn[0].timeo.noop_out_interval"): a bracket pattern
+// that names no file stays as written in the shell, so only the characters
+// that split, quote or always expand are refused.
+func checkParam(p string) error {
+	name, _, ok := strings.Cut(p, "=")
+	if !ok || name == "" {
+		return fmt.Errorf("%w: iSCSI parameter %q is not <name>=<value>", ErrDialect, p)
+	}
+	for _, c := range []byte(p) {
+		if c <= ' ' || c >= 0x7f || strings.IndexByte("\"'\\`$*?", c) >= 0 {
+			return fmt.Errorf("%w: iSCSI parameter %q contains %q, which the OS initrd scripts split or expand", ErrDialect, p, c)
+		}
+	}
+	return nil
 }
 
 // checkValue refuses values the initrd scripts would mangle: both dracut

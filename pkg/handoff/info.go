@@ -23,6 +23,11 @@ type Info struct {
 	// required none. Its formatting (fmt, slog) masks the secrets.
 	CHAP *iscsi.CHAP
 	NIC  NIC
+	// ISCSIParams are open-iscsi node parameters ("name=value", from
+	// lunboot's rd.iscsi.param=) for the OS's initiator. dracut receives
+	// them as rd.iscsi.param=; initramfs-tools has no way to take them
+	// (Prepare notes that they are not passed).
+	ISCSIParams []string
 }
 
 // Target is the iSCSI target and LUN that were booted from.

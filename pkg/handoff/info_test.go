@@ -109,6 +109,13 @@ func TestPrepare(t *testing.T) {
 	if !errors.Is(err, ErrNotReady) || p == nil || p.Capability == nil || !strings.Contains(err.Error(), "apt install open-iscsi") {
 		t.Errorf("Prepare(no open-iscsi) = %v, want ErrNotReady with the fix", err)
 	}
+	// rd.iscsi.param= cannot reach initramfs-tools' script: noted.
+	withParams := labInfo()
+	withParams.ISCSIParams = []string{"node.session.timeo.replacement_timeout=30"}
+	p, err = Prepare(Request{Entry: "", Info: withParams, Initrd: osInitrd})
+	if err != nil || !strings.Contains(strings.Join(p.Notes, "\n"), "rd.iscsi.param= node parameter(s) not passed: initramfs-tools") || strings.Contains(p.Cmdline, "replacement_timeout") {
+		t.Errorf("Prepare(debian, params) notes = %q, cmdline %q, %v; want a note that they are not passed", p.Notes, p.Cmdline, err)
+	}
 	// The initrd's own initiator name differs: noted.
 	p, err = Prepare(Request{Entry: "", Info: labInfo(), Initrd: osInitrd})
 	if err != nil || !strings.Contains(strings.Join(p.Notes, "\n"), "iqn.1993-08.org.debian:01:abcdef") {

@@ -104,6 +104,11 @@ func Prepare(req Request) (*Plan, error) {
 	if p.Cmdline, err = Cmdline(req.Entry, req.Info, capab.Dialect, mode); err != nil {
 		return p, err
 	}
+	if n := len(req.Info.ISCSIParams); n > 0 && capab.Dialect.Generator == GeneratorInitramfsTools {
+		// open-iscsi's local-top/iscsi runs iscsistart with the target
+		// and CHAP options only; it reads no node parameters.
+		p.Notes = append(p.Notes, fmt.Sprintf("%d rd.iscsi.param= node parameter(s) not passed: initramfs-tools' iSCSI script takes none (set them in the OS's /etc/iscsi/iscsid.conf for its later logins)", n))
+	}
 	if mode.DeliversTable() {
 		t, err := req.Info.Table()
 		if err != nil {

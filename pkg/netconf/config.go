@@ -143,11 +143,16 @@ type Config struct {
 	Gateway netip.Addr
 	// Routes are the RFC 3442 classless static routes, other than the
 	// default route, which is in Gateway.
-	Routes   []Route
-	DNS      []netip.Addr
-	Hostname string
-	Domain   string
-	// MTU is the interface MTU to set (option 26); zero leaves it alone.
+	Routes []Route
+	DNS    []netip.Addr
+	// Hostname is the machine's host name: Options.Hostname when given,
+	// else the lease's option 12. LeaseHostname is option 12 as received
+	// (empty for a static configuration).
+	Hostname      string
+	LeaseHostname string
+	Domain        string
+	// MTU is the interface MTU to set (Options.MTU, else option 26); zero
+	// leaves it alone.
 	MTU int
 
 	// Server is the DHCP server identifier (option 54); LeaseTime the lease

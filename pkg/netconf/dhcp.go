@@ -282,6 +282,12 @@ func exchange(ctx context.Context, nc *nclient4.Client, l Link, o *Options, log 
 			dhcpv4.WithRequestedOptions(requestedOptions...),
 		},
 	}
+	if o.Hostname != "" {
+		// RFC 2132 §3.14; RFC 2131 §4.4.1 allows it in DISCOVER and
+		// REQUEST alike, and a server that registers names in DNS may
+		// read either.
+		c.mods = append(c.mods, dhcpv4.WithOption(dhcpv4.OptHostName(o.Hostname)))
+	}
 	for {
 		offer, err := c.discover(ctx)
 		if err != nil {

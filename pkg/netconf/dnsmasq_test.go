@@ -51,6 +51,7 @@ var scenarios = map[string]func(t *testing.T){
 	"static":      childStatic,
 	"findlinks":   childFindLinks,
 	"guest":       childGuest,
+	"cmdline":     childCommandLine,
 }
 
 // serverLab is a client namespace with lb0 joined to srv0 in a server
@@ -79,18 +80,19 @@ func childOption17(t *testing.T) {
 		t.Fatalf("Configure() = %v", err)
 	}
 	want := &Config{
-		Link:         Link{Name: "lb0", Index: c.Link.Index, MAC: mustMAC(mac0)},
-		Origin:       OriginDHCP,
-		Address:      netip.MustParsePrefix("192.168.77.50/24"),
-		Gateway:      netip.MustParseAddr("192.168.77.1"),
-		DNS:          []netip.Addr{netip.MustParseAddr("192.168.77.53"), netip.MustParseAddr("192.168.77.54")},
-		Hostname:     "client0",
-		Domain:       "lab.test",
-		MTU:          1400,
-		Server:       netip.MustParseAddr("192.168.77.1"),
-		LeaseTime:    time.Hour,
-		RootPath:     Sourced{rootPath, SourceOption17},
-		InitiatorIQN: Sourced{iqn, SourceOption203},
+		Link:          Link{Name: "lb0", Index: c.Link.Index, MAC: mustMAC(mac0)},
+		Origin:        OriginDHCP,
+		Address:       netip.MustParsePrefix("192.168.77.50/24"),
+		Gateway:       netip.MustParseAddr("192.168.77.1"),
+		DNS:           []netip.Addr{netip.MustParseAddr("192.168.77.53"), netip.MustParseAddr("192.168.77.54")},
+		Hostname:      "client0",
+		LeaseHostname: "client0",
+		Domain:        "lab.test",
+		MTU:           1400,
+		Server:        netip.MustParseAddr("192.168.77.1"),
+		LeaseTime:     time.Hour,
+		RootPath:      Sourced{rootPath, SourceOption17},
+		InitiatorIQN:  Sourced{iqn, SourceOption203},
 	}
 	checkConfig(t, c, want)
 	if len(c.Links) != 1 || c.Links[0].Err != nil {
@@ -115,6 +117,30 @@ func childOption17(t *testing.T) {
 	if err := c.Down(); err != nil {
 		t.Errorf("second Down() = %v, want nil", err)
 	}
+}
+
+// TestDnsmasqCommandLineValues checks ip='s host name, MTU and DNS servers
+// under DHCP against dnsmasq: the name reaches the server as option 12 and
+// the command line's values win on the link and in resolv.conf.
+func TestDnsmasqCommandLineValues(t *testing.T) {
+	l, client, d := serverLab(t, "--dhcp-option=17,"+rootPath)
+	l.child(client, "cmdline")
+	d.contains(t, "client provides name: node7", "DHCPACK(srv0) 192.168.77.50 "+mac0)
+}
+
+func childCommandLine(t *testing.T) {
+	rc := filepath.Join(t.TempDir(), "resolv.conf")
+	c, err := Configure(ctx(t), labOptions(t, Options{ResolvConf: rc, Hostname: "node7", MTU: 1450,
+		DNS: []netip.Addr{netip.MustParseAddr("192.0.2.53"), netip.MustParseAddr("192.168.77.54")}}))
+	if err != nil {
+		t.Fatalf("Configure() = %v", err)
+	}
+	defer downOrFail(t, c)
+	if c.Hostname != "node7" || c.LeaseHostname != "client0" || c.MTU != 1450 {
+		t.Errorf("Hostname, LeaseHostname, MTU = %q, %q, %d; want node7, client0 (dnsmasq's dhcp-host name), 1450", c.Hostname, c.LeaseHostname, c.MTU)
+	}
+	checkState(t, "lb0", linkState{up: true, mtu: 1450, addrs: []string{"192.168.77.50/24"}, routes: []string{"default via 192.168.77.1 proto dhcp"}})
+	checkFile(t, rc, "# written by lunboot: dhcp on lb0 from 192.168.77.1\nsearch lab.test\nnameserver 192.0.2.53\nnameserver 192.168.77.54\nnameserver 192.168.77.53\n")
 }
 
 func TestDnsmasqOption43VendorClass(t *testing.T) {

@@ -375,3 +375,33 @@ func TestExchangeHoldsOfferWithoutRootPath(t *testing.T) {
 		t.Errorf("REQUEST sent at %v, want at the end of the first interval (1s ± 0.25s)", at)
 	}
 }
+
+// TestExchangeSendsHostname checks that Options.Hostname goes out as
+// option 12 in DISCOVER and REQUEST (RFC 2132 §3.14), and nothing when
+// unset.
+func TestExchangeSendsHostname(t *testing.T) {
+	for _, host := range []string{"node7", ""} {
+		o := Options{RootPath: RootPathOptional, Hostname: host}
+		_, err, log, _ := runExchange(t, o, 30*time.Second, func(req *dhcpv4.DHCPv4, n int) []reply {
+			switch req.MessageType() {
+			case dhcpv4.MessageTypeDiscover:
+				return []reply{{0, answer(t, req, dhcpv4.MessageTypeOffer, srvA)}}
+			case dhcpv4.MessageTypeRequest:
+				return []reply{{0, answer(t, req, dhcpv4.MessageTypeAck, srvA)}}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("exchange(Hostname %q) = %v", host, err)
+		}
+		if got, want := types(log), []string{"DISCOVER", "REQUEST"}; !slices.Equal(got, want) {
+			t.Fatalf("client sent %v, want %v", got, want)
+		}
+		for _, m := range log {
+			got, has := m.msg.HostName(), m.msg.Options.Has(dhcpv4.OptionHostName)
+			if got != host || has != (host != "") {
+				t.Errorf("Hostname %q: %s carries option 12 = %v %q", host, m.msg.MessageType(), has, got)
+			}
+		}
+	}
+}

@@ -112,9 +112,10 @@ func FuzzConfigFromACK(f *testing.F) {
 	rp := []byte("iscsi:10.0.0.1::3260:1:iqn.2024-01.test:disk")
 	f.Add(cat(opt(1, []byte{255, 255, 255, 0}), opt(3, []byte{10, 0, 0, 1}), opt(17, rp), opt(203, []byte("iqn.c")), []byte{255}))
 	f.Add(cat(opt(43, cat([]byte{201, byte(len(rp))}, rp)), opt(121, []byte{0, 10, 0, 0, 1}), []byte{255}))
-	f.Add(cat(opt(17, rp[:10]), opt(17, rp[10:]), []byte{255}))                    // split option 17 (RFC 3396)
-	f.Add(cat(opt(1, []byte{255, 0, 255, 0}), opt(26, []byte{0, 1}), []byte{255})) // bad mask, bad MTU
-	f.Add(cat(opt(121, []byte{40}), opt(43, []byte{201, 200}), []byte{255}))       // truncated 121 and 43
+	f.Add(cat(opt(17, rp[:10]), opt(17, rp[10:]), []byte{255}))                                 // split option 17 (RFC 3396)
+	f.Add(cat(opt(1, []byte{255, 0, 255, 0}), opt(26, []byte{0, 1}), []byte{255}))              // bad mask, bad MTU
+	f.Add(cat(opt(121, []byte{40}), opt(43, []byte{201, 200}), []byte{255}))                    // truncated 121 and 43
+	f.Add(cat(opt(175, cat(opt(190, []byte("u")), opt(191, []byte("SECRETpw")))), []byte{255})) // iPXE CHAP, refused
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		o := dhcpv4.Options{}
 		if err := o.FromBytes(raw); err != nil {
@@ -133,6 +134,12 @@ func FuzzConfigFromACK(f *testing.F) {
 		}
 		if !c.Address.IsValid() || c.Address.Addr().String() != "10.0.0.50" || c.Address.Bits() > 32 {
 			t.Fatalf("configFromACK(%x).Address = %v, want 10.0.0.50/n", raw, c.Address)
+		}
+		// iPXE's CHAP sub-options are named in warnings, never shown.
+		for _, w := range c.Warnings {
+			if strings.HasPrefix(w, "option 175") && strings.Contains(w, "SECRETpw") {
+				t.Fatalf("configFromACK(%x) warning %q shows option 175's password", raw, w)
+			}
 		}
 		if c.RootPath.Source != SourceNone && AcceptISCSI(c.RootPath.Value) != nil {
 			t.Fatalf("configFromACK(%x).RootPath = %v, which AcceptISCSI rejects", raw, c.RootPath)

@@ -95,7 +95,7 @@ func configFromACK(link Link, ack *dhcpv4.DHCPv4, accept func(string) error) (*C
 		if s, err := decodeText(v); err != nil {
 			warn(optHostname, "host name", err)
 		} else {
-			c.Hostname = s
+			c.Hostname, c.LeaseHostname = s, s
 		}
 	}
 	if v, ok := get(optDomainName); ok {
@@ -124,6 +124,12 @@ func configFromACK(link Link, ack *dhcpv4.DHCPv4, accept func(string) error) (*C
 			warn(optLeaseTime, "lease time", err)
 		} else {
 			c.LeaseTime = d
+		}
+	}
+
+	if v, ok := get(optIPXEEncap); ok {
+		if w := ipxeCHAPWarning(v); w != "" {
+			c.Warnings = append(c.Warnings, w)
 		}
 	}
 

@@ -1,8 +1,10 @@
 package netconf
 
 import (
+	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -142,6 +144,19 @@ func TestConfigFromACK(t *testing.T) {
 			want: want{addr: "10.0.0.50/24", gw: "10.0.0.9"},
 		},
 		{
+			// iPXE's CHAP settings are refused by name, values unseen.
+			name: "iPXE CHAP in option 175",
+			opts: with(map[uint8][]byte{optIPXEEncap: vendor(vendorOptions{{190, []byte("alice")}, {191, []byte("Sup3rSecret")}, {193, []byte("R3verseSecret")}, {8, []byte{1}}})}),
+			want: want{addr: "10.0.0.50/24", gw: "10.0.0.1",
+				warn: []string{"option 175.190 (username), 175.191 (password), 175.193 (reverse-password) ignored: iPXE's CHAP credentials are not taken from DHCP, whose replies anything on the segment can read; give them on the kernel command line"}},
+		},
+		{
+			// Other iPXE settings (175.8 keep-san) are no concern.
+			name: "option 175 without CHAP",
+			opts: with(map[uint8][]byte{optIPXEEncap: vendor(vendorOptions{{8, []byte{1}}})}),
+			want: want{addr: "10.0.0.50/24", gw: "10.0.0.1"},
+		},
+		{
 			name: "MTU and bad hostname",
 			opts: with(map[uint8][]byte{optMTU: {0x05, 0x78}, optHostname: {'a', 1}}),
 			want: want{addr: "10.0.0.50/24", gw: "10.0.0.1", mtu: 1400, warn: []string{"option 12 (host name) ignored"}},
@@ -185,6 +200,9 @@ func TestConfigFromACK(t *testing.T) {
 				if !strings.Contains(c.Warnings[i], w) {
 					t.Errorf("Warnings[%d] = %q, want it to contain %q", i, c.Warnings[i], w)
 				}
+				if strings.Contains(c.Warnings[i], "Secret") || strings.Contains(c.Warnings[i], "alice") {
+					t.Errorf("Warnings[%d] = %q shows a credential", i, c.Warnings[i])
+				}
 			}
 		})
 	}
@@ -195,5 +213,37 @@ func TestConfigFromACKRejectsNoAddress(t *testing.T) {
 	p.YourIPAddr = net.IPv4zero
 	if c, err := configFromACK(Link{Name: "eth0"}, p, AcceptISCSI); err == nil {
 		t.Fatalf("configFromACK(yiaddr 0.0.0.0) = %v, want error", c)
+	}
+}
+
+// TestUseCommandLine checks that with DHCP the command line's host name
+// and MTU replace the lease's and its DNS servers come first.
+func TestUseCommandLine(t *testing.T) {
+	ip := netip.MustParseAddr
+	c, err := configFromACK(Link{Name: "eth0"}, ack(t, map[uint8][]byte{
+		optSubnetMask: {255, 255, 255, 0}, optHostname: []byte("lease-name"), optMTU: {0x05, 0xdc},
+		optDNS: {10, 0, 0, 53, 10, 0, 0, 54},
+	}), AcceptISCSI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Hostname != "lease-name" || c.LeaseHostname != "lease-name" {
+		t.Fatalf("lease Hostname, LeaseHostname = %q, %q", c.Hostname, c.LeaseHostname)
+	}
+	// Nothing from the command line: the lease's values stay.
+	c0 := *c
+	c0.useCommandLine(Options{}, slog.New(slog.DiscardHandler))
+	if c0.Hostname != "lease-name" || c0.MTU != 1500 || len(c0.DNS) != 2 {
+		t.Errorf("without command-line values: %q %d %v, want the lease's", c0.Hostname, c0.MTU, c0.DNS)
+	}
+	c.useCommandLine(Options{Hostname: "node7", MTU: 9000, DNS: []netip.Addr{ip("192.0.2.53"), ip("10.0.0.54")}}, slog.New(slog.DiscardHandler))
+	if c.Hostname != "node7" || c.LeaseHostname != "lease-name" {
+		t.Errorf("Hostname, LeaseHostname = %q, %q, want node7, lease-name", c.Hostname, c.LeaseHostname)
+	}
+	if c.MTU != 9000 {
+		t.Errorf("MTU = %d, want 9000", c.MTU)
+	}
+	if want := []netip.Addr{ip("192.0.2.53"), ip("10.0.0.54"), ip("10.0.0.53")}; !slices.Equal(c.DNS, want) {
+		t.Errorf("DNS = %v, want %v", c.DNS, want)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"time"
@@ -49,6 +50,9 @@ func Configure(ctx context.Context, o Options) (*Config, error) {
 		return nil, err
 	}
 	c.Timings.Find = find
+	if c.Origin == OriginDHCP {
+		c.useCommandLine(o, log)
+	}
 	if err := c.Apply(o); err != nil {
 		if derr := c.Down(); derr != nil {
 			err = errors.Join(err, fmt.Errorf("undo: %w", derr))
@@ -60,6 +64,34 @@ func Configure(ctx context.Context, o Options) (*Config, error) {
 	}
 	log.Info("netconf: configured", "config", c)
 	return c, nil
+}
+
+// useCommandLine lets the command line's host name, MTU and DNS servers
+// (Options.Hostname, MTU, DNS) win over the lease's, as dracut's
+// dhclient-script does with the ip= fields it keeps in
+// /tmp/net.<if>.override and with nameserver=.
+func (c *Config) useCommandLine(o Options, log *slog.Logger) {
+	if o.Hostname != "" {
+		if c.LeaseHostname != "" && c.LeaseHostname != o.Hostname {
+			log.Debug("netconf: host name from the command line replaces the lease's", "hostname", o.Hostname, "lease", c.LeaseHostname)
+		}
+		c.Hostname = o.Hostname
+	}
+	if o.MTU != 0 {
+		if c.MTU != 0 && c.MTU != o.MTU {
+			log.Debug("netconf: MTU from the command line replaces the lease's", "mtu", o.MTU, "lease", c.MTU)
+		}
+		c.MTU = o.MTU
+	}
+	if len(o.DNS) > 0 {
+		dns := slices.Clone(o.DNS)
+		for _, d := range c.DNS {
+			if !slices.Contains(dns, d) {
+				dns = append(dns, d)
+			}
+		}
+		c.DNS = dns
+	}
 }
 
 // StaticConfig prepares o.Static for one of links without DHCP. The link is

@@ -32,7 +32,41 @@ const (
 	// ("iscsi-initiator-iqn"); dnsmasq and ISC dhcpd configurations for iPXE
 	// hand it out as option 203.
 	optInitiatorIQN = 203
+	// optIPXEEncap is iPXE's encapsulated option space (DHCP_EB_ENCAP in
+	// iPXE's include/ipxe/dhcp.h), which lunboot never requests; its CHAP
+	// sub-options are refused (ipxeCHAPWarning).
+	optIPXEEncap = 175
 )
+
+// iPXE's CHAP settings inside option 175 (include/ipxe/dhcp.h:
+// DHCP_EB_USERNAME 0xbe … DHCP_EB_REVERSE_PASSWORD 0xc1).
+var ipxeCHAPSubOptions = []struct {
+	code uint8
+	name string
+}{{190, "username"}, {191, "password"}, {192, "reverse-username"}, {193, "reverse-password"}}
+
+// ipxeCHAPWarning says why iPXE's CHAP settings in option 175 are not
+// used, naming the sub-options present, or returns "" when there are none.
+// It never shows their values. iPXE's own header expects the passwords to
+// be "held in non-volatile storage, rather than transmitted as part of a
+// DHCP packet": a DHCP reply is broadcast or readable by anything on the
+// segment, and lunboot would also pass the secret on to the OS.
+func ipxeCHAPWarning(b []byte) string {
+	vo, err := decodeVendorOptions(b)
+	if err != nil {
+		return ""
+	}
+	var names []string
+	for _, s := range ipxeCHAPSubOptions {
+		if _, ok := vo.get(s.code); ok {
+			names = append(names, fmt.Sprintf("175.%d (%s)", s.code, s.name))
+		}
+	}
+	if len(names) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("option %s ignored: iPXE's CHAP credentials are not taken from DHCP, whose replies anything on the segment can read; give them on the kernel command line (rd.iscsi.username=, rd.iscsi.password=, rd.iscsi.in.*) or in the NIC ROM's iBFT, and remove them from the DHCP server", strings.Join(names, ", "))
+}
 
 // Sub-options of option 43 that NIC iSCSI boot ROMs and HBAs (Intel iSCSI
 // Remote Boot, QLogic/Broadcom "ISAN" classes) read: 201 is the primary

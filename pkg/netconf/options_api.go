@@ -3,6 +3,7 @@ package netconf
 import (
 	"log/slog"
 	"math/rand/v2"
+	"net/netip"
 	"time"
 )
 
@@ -76,6 +77,21 @@ type Options struct {
 	// delay doubles per retransmission up to MaxRetransmit and is
 	// randomised by ±Retransmit/4 (the RFC's ±1 s for its 4 s start).
 	Retransmit, MaxRetransmit time.Duration
+	// Hostname, when set, is sent as the client's host name, option 12
+	// (RFC 2132 §3.14), in the DHCPDISCOVER and DHCPREQUEST, and replaces
+	// the lease's host name in the Config: it is the name ip= gives
+	// (ip=::::<hostname>:<dev>:dhcp), which the kernel's nfsroot.rst and
+	// dracut both say is carried in the DHCP request.
+	Hostname string
+	// MTU and DNS are command-line values (ip=…:<mtu>, ip= DNS fields,
+	// nameserver=) that apply with DHCP too, as in dracut, whose
+	// dhclient-script lets ip='s MTU override the lease's and writes the
+	// nameserver= servers with the lease's: a non-zero MTU replaces the
+	// lease's option 26; DNS servers come before the lease's option 6
+	// servers. Static ignores both (Static has its own).
+	MTU int
+	DNS []netip.Addr
+
 	// VendorClass is sent as the vendor class identifier, option 60
 	// (DefaultVendorClass when empty). Servers select option 43 contents
 	// by it (dnsmasq: dhcp-option=vendor:lunboot,…).

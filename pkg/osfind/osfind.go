@@ -30,6 +30,9 @@ const (
 type Entry struct {
 	// Label is the title a boot menu would show.
 	Label string
+	// ID is the boot loader's id for the entry, "" if it has none: a BLS
+	// entry's file name without ".conf", a GRUB menuentry's --id.
+	ID string
 	// Format is where the entry was read from.
 	Format Format
 	// Device is the partition holding the configuration, e.g. /dev/nbd0p1.
@@ -49,6 +52,9 @@ type Entry struct {
 }
 
 func (e *Entry) String() string {
+	if e.ID != "" {
+		return fmt.Sprintf("%q (%s id %s on %s)", e.Label, e.Format, e.ID, e.Device)
+	}
 	return fmt.Sprintf("%q (%s on %s)", e.Label, e.Format, e.Device)
 }
 
@@ -127,10 +133,11 @@ func (f *Found) Summary() string {
 }
 
 // Choose returns the entry to boot. An empty selector picks the default
-// (the first entry in boot order). Otherwise the selector is a 0-based index
-// into Entries (as lunboot.entry= and the menu number them), an exact
-// label, or a case-insensitive substring of exactly one label. The error
-// lists the available entries.
+// (the first entry in boot order). Otherwise the selector is, in this
+// order, a 0-based index into Entries (as lunboot.entry= and the menu
+// number them), an exact id (Entry.ID), an exact label, or a
+// case-insensitive substring of exactly one label. The error lists the
+// available entries with their ids.
 func (f *Found) Choose(selector string) (*Entry, error) {
 	if len(f.Entries) == 0 {
 		return nil, fmt.Errorf("%w:\n%s", ErrNoEntries, f.Summary())
@@ -143,6 +150,11 @@ func (f *Found) Choose(selector string) (*Entry, error) {
 			return f.Entries[n], nil
 		}
 		return nil, fmt.Errorf("boot entry %d does not exist; entries are:\n%s", n, f.List())
+	}
+	for _, e := range f.Entries {
+		if e.ID != "" && e.ID == selector {
+			return e, nil
+		}
 	}
 	for _, e := range f.Entries {
 		if e.Label == selector {

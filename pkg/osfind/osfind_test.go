@@ -152,3 +152,88 @@ func TestChoose(t *testing.T) {
 		t.Errorf("Choose on an empty disk = %v, want ErrNoEntries with the partition summary", err)
 	}
 }
+
+// TestEntryIDs checks that scanned entries carry the boot loaders' ids:
+// a BLS file name without .conf, a GRUB menuentry's --id however
+// grub-mkconfig spells it.
+func TestEntryIDs(t *testing.T) {
+	dir := writeTree(t, map[string]string{
+		"vmlinuz-a": "k", "vmlinuz-b": "k", "boot/vmlinuz": "k",
+		"loader/entries/debian-6.1.0-28-amd64.conf": "title Debian\nversion 6.1.0-28\nlinux /vmlinuz-a\n",
+		"loader/entries/b.conf":                     "title Beta\nlinux /vmlinuz-b\n",
+		"boot/grub/grub.cfg": "menuentry_id_option=\"--id\"\n" +
+			"menuentry 'Debian GNU/Linux' --class debian $menuentry_id_option 'gnulinux-simple-0b9c' {\n  linux /boot/vmlinuz root=UUID=2 ro\n}\n" +
+			"submenu 'Advanced' $menuentry_id_option 'gnulinux-advanced-0b9c' {\n" +
+			"\tmenuentry \"Debian, \\\"rescue\\\"\" --id=gnulinux-rescue {\n\t\tlinux /boot/vmlinuz single\n\t}\n}\n" +
+			"menuentry 'No id' {\n  linux /boot/vmlinuz\n}\n",
+	})
+	entries, _ := ScanDir(context.Background(), nil, dir, "/dev/nbd0p1", nil, nil)
+	got := map[string]string{}
+	for _, e := range entries {
+		got[string(e.Format)+":"+e.Label] = e.ID
+	}
+	for label, want := range map[string]string{
+		"BLS:Debian 6.1.0-28":   "debian-6.1.0-28-amd64",
+		"BLS:Beta":              "b",
+		"GRUB:Debian GNU/Linux": "gnulinux-simple-0b9c",
+		`GRUB:Debian, "rescue"`: "gnulinux-rescue",
+		"GRUB:No id":            "",
+	} {
+		if id, ok := got[label]; !ok || id != want {
+			t.Errorf("entry %s: id %q (found %v), want %q; entries %v", label, id, ok, want, got)
+		}
+	}
+	f := &Found{Entries: entries}
+	for sel, want := range map[string]string{"debian-6.1.0-28-amd64": "Debian 6.1.0-28", "gnulinux-rescue": `Debian, "rescue"`, "b": "Beta"} {
+		if e, err := f.Choose(sel); err != nil || e.Label != want {
+			t.Errorf("Choose(%q) = %v, %v; want %q", sel, e, err, want)
+		}
+	}
+	if _, err := f.Choose("gnulinux-nothing"); err == nil || !strings.Contains(err.Error(), "id gnulinux-simple-0b9c") {
+		t.Errorf("Choose(unknown id) = %v; want the list with each entry's id", err)
+	}
+}
+
+func TestMenuentryID(t *testing.T) {
+	for _, tt := range []struct{ line, title, id string }{
+		{"menuentry 'Debian GNU/Linux' --class debian --class os $menuentry_id_option 'gnulinux-simple-x' {", "Debian GNU/Linux", "gnulinux-simple-x"},
+		{`  menuentry "A b" --id abc {`, "A b", "abc"},
+		{"menuentry X --id=y {", "X", "y"},
+		{"menuentry 'T' ${menuentry_id_option} 'z' {", "T", "z"},
+		{"menuentry 'Only title' {", "Only title", ""},
+		{"submenu 'S' --id s {", "", ""},
+		{"menuentry", "", ""},
+		{`menuentry 'it'\''s' --id q {`, "it's", "q"},
+	} {
+		title, id := menuentryID(tt.line)
+		if title != tt.title || id != tt.id {
+			t.Errorf("menuentryID(%q) = %q, %q; want %q, %q", tt.line, title, id, tt.title, tt.id)
+		}
+	}
+}
+
+// FuzzMenuentryID feeds arbitrary grub.cfg lines to the menuentry reader:
+// no panic, an id only with a title, and a title only from a line that
+// can spell "menuentry" (quotes may split the word, but its last letter
+// is always there).
+func FuzzMenuentryID(f *testing.F) {
+	for _, s := range []string{
+		"menuentry 'Debian GNU/Linux' --class debian $menuentry_id_option 'gnulinux-simple-x' {",
+		`menuentry "A \"b\"" --id=abc {`,
+		`menuentry 'it'\''s' ${menuentry_id_option} q`,
+		"menuentry 'unterminated --id x",
+		`menuentry "unterminated \`,
+		"submenu 'S' --id s {",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		title, id := menuentryID(line)
+		if id != "" && title == "" {
+			t.Fatalf("menuentryID(%q) = id %q without a title", line, id)
+		}
+		if title != "" && !strings.Contains(line, "y") {
+			t.Fatalf("menuentryID(%q) = title %q from a line without a menuentry command", line, title)
+		}
+	})
+}

@@ -30,6 +30,7 @@ func ScanDir(ctx context.Context, log *slog.Logger, dir, device string, devices 
 	}
 	p := Partition{Device: device, Mounted: dir, Found: map[Format]int{}}
 	var entries []*Entry
+	bids, gids := blsIDs(dir), grubIDs(dir)
 	add := func(f Format, imgs []boot.OSImage) {
 		for _, img := range imgs {
 			li, ok := img.(*boot.LinuxImage)
@@ -45,8 +46,19 @@ func ScanDir(ctx context.Context, log *slog.Logger, dir, device string, devices 
 			if label == "" {
 				label = li.Label()
 			}
+			var id string
+			switch f {
+			case BLS:
+				id = bids[li.Name]
+			case GRUB:
+				// grub.cfg's menuentry --id, or, for the BLS
+				// entries GRUB's blscfg reads, the file's id.
+				if id = gids[li.Name]; id == "" {
+					id = bids[li.Name]
+				}
+			}
 			entries = append(entries, &Entry{
-				Label: label, Format: f, Device: device, Root: dir,
+				Label: label, ID: id, Format: f, Device: device, Root: dir,
 				Cmdline: li.Cmdline, Kernel: li.Kernel, Initrd: li.Initrd, Image: li,
 			})
 			p.Found[f]++
