@@ -259,7 +259,8 @@ func (b *boot) handoffInfo() (*handoff.Info, error) {
 	info.NIC = handoff.NIC{
 		Name: n.Link.Name, MAC: n.Link.MAC, Driver: n.Link.Module,
 		Addr: n.Address, Gateway: n.Gateway, DNS: n.DNS, Hostname: n.Hostname,
-		Origin: ibft.OriginManual,
+		HostnameGiven: b.cfg.Origin(bootcfg.FieldHostname).Kind == bootcfg.Cmdline,
+		Origin:        ibft.OriginManual,
 	}
 	if info.NIC.Driver == "" {
 		info.NIC.Driver = n.Link.Driver

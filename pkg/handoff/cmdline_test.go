@@ -161,12 +161,22 @@ func TestCmdlineGolden(t *testing.T) {
 	}
 }
 
-// TestCmdlineHostnameAndParams checks the host name under DHCP (ip= in
-// the kernel form with only the host name, which the kernel documents as
-// sent in the DHCP request) and rd.iscsi.param= passed on to dracut only.
+// TestCmdlineHostnameAndParams checks the host name given on the command
+// line under DHCP (ip= in the kernel form with only the host name, which
+// the kernel documents as sent in the DHCP request), that a name learned
+// from the lease leaves ip=dhcp alone, and rd.iscsi.param= passed on to
+// dracut only.
 func TestCmdlineHostnameAndParams(t *testing.T) {
+	leased := labInfo()
+	leased.NIC.Hostname = "node 7" // not a valid ip= field, and not needed
+	for _, d := range []Dialect{dracutLegacy, debian} {
+		got, err := Cmdline("ro", leased, d, ModeCmdline)
+		if err != nil || !strings.Contains(got, " ip=dhcp ") {
+			t.Errorf("Cmdline(%v) with a leased host name = %s, %v; want ip=dhcp", d, got, err)
+		}
+	}
 	in := labInfo()
-	in.NIC.Hostname = "node7"
+	in.NIC.Hostname, in.NIC.HostnameGiven = "node7", true
 	in.ISCSIParams = []string{"node.session.timeo.replacement_timeout=30", "node.conn[0].timeo.noop_out_interval=0"}
 	for _, tt := range []struct {
 		d    Dialect
@@ -190,7 +200,7 @@ func TestCmdlineHostnameAndParams(t *testing.T) {
 	}
 	for _, bad := range []struct{ host, param string }{{"node:7", ""}, {"node 7", ""}, {"", "a=$(reboot)"}, {"", "node.x=a*"}, {"", "=1"}} {
 		in := labInfo()
-		in.NIC.Hostname = bad.host
+		in.NIC.Hostname, in.NIC.HostnameGiven = bad.host, true
 		if bad.param != "" {
 			in.ISCSIParams = []string{bad.param}
 		}

@@ -402,12 +402,16 @@ func netArgs(info *Info, g Generator) ([]string, error) {
 	}
 	bootif := "BOOTIF=01-" + strings.ReplaceAll(strings.ToLower(n.MAC.String()), ":", "-")
 	a := n.Addr.Addr()
-	if n.Hostname != "" {
-		if err := checkValue("hostname", n.Hostname, false); err != nil {
+	host := n.Hostname
+	if n.Origin == ibft.OriginDHCP && !n.HostnameGiven {
+		host = "" // the server hands its name out again
+	}
+	if host != "" {
+		if err := checkValue("hostname", host, false); err != nil {
 			return nil, err
 		}
-		if strings.Contains(n.Hostname, ":") {
-			return nil, fmt.Errorf("%w: hostname %q contains ':'", ErrDialect, n.Hostname)
+		if strings.Contains(host, ":") {
+			return nil, fmt.Errorf("%w: hostname %q contains ':'", ErrDialect, host)
 		}
 	}
 	if n.Origin == ibft.OriginDHCP {
@@ -417,14 +421,14 @@ func netArgs(info *Info, g Generator) ([]string, error) {
 			}
 			return []string{"ip=dhcp6", bootif}, nil
 		}
-		if n.Hostname != "" {
+		if host != "" {
 			// The kernel form with only the host name and autoconf:
 			// "If specified and DHCP is used, the user-provided
 			// hostname … will be carried in the DHCP request"
 			// (Documentation/admin-guide/nfs/nfsroot.rst), which klibc
 			// ipconfig (initramfs-tools) and dracut's ip= parsers
 			// follow; the device field stays empty as below.
-			return []string{"ip=::::" + n.Hostname + "::dhcp", bootif}, nil
+			return []string{"ip=::::" + host + "::dhcp", bootif}, nil
 		}
 		return []string{"ip=dhcp", bootif}, nil
 	}
@@ -439,7 +443,7 @@ func netArgs(info *Info, g Generator) ([]string, error) {
 		if g == GeneratorInitramfsTools {
 			auto = "off" // klibc ipconfig's spelling in initramfs-tools' docs
 		}
-		f = []string{a.String(), "", gw, mask.String(), n.Hostname, "", auto}
+		f = []string{a.String(), "", gw, mask.String(), host, "", auto}
 	} else {
 		if g != GeneratorDracut {
 			return nil, fmt.Errorf("%w: initramfs-tools' ip= (klibc ipconfig) is IPv4 only", ErrDialect)
@@ -448,7 +452,7 @@ func netArgs(info *Info, g Generator) ([]string, error) {
 		if n.Gateway.IsValid() {
 			gw = "[" + n.Gateway.String() + "]"
 		}
-		f = []string{"[" + a.String() + "]", "", gw, strconv.Itoa(n.Addr.Bits()), n.Hostname, "", "none"}
+		f = []string{"[" + a.String() + "]", "", gw, strconv.Itoa(n.Addr.Bits()), host, "", "none"}
 	}
 	for i, d := range n.DNS {
 		if i == 2 {

@@ -59,6 +59,12 @@ type NIC struct {
 	Gateway  netip.Addr
 	DNS      []netip.Addr
 	Hostname string
+	// HostnameGiven is set when Hostname was configured for this boot
+	// (ip= on the command line) rather than learned from the lease: only
+	// then does the OS's DHCP request carry it (ip=::::<name>::dhcp). A
+	// name the server hands out it hands out again, and ip=dhcp stays
+	// the form every OS initrd parses.
+	HostnameGiven bool
 	// DHCPServer is the server that gave the lease, when Origin is DHCP.
 	DHCPServer netip.Addr
 	// Origin says whether the address came from DHCP (the OS asks again)
