@@ -248,6 +248,7 @@ func (b *boot) handoffInfo() (*handoff.Info, error) {
 	info := &handoff.Info{
 		InitiatorName: b.cfg.Initiator,
 		Target:        handoff.Target{Addr: ap, Name: si.TargetName, LUN: b.cfg.Target.LUN, TPGT: si.TPGT},
+		ISCSIParams:   b.cfg.ISCSIParams,
 	}
 	if si.CHAP != iscsi.CHAPNone {
 		info.CHAP = &iscsi.CHAP{Username: b.cfg.CHAP.Username, Secret: b.cfg.CHAP.Secret}
