@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -156,9 +157,9 @@ func printInquiry(w io.Writer, r *inquiryReport) {
 	i := r.Standard
 	fmt.Fprintf(tw, "LUN:\t%d (root-path hex %s)\n", r.LUN, r.LUNHex)
 	fmt.Fprintf(tw, "type:\t%s\n", r.Type)
-	fmt.Fprintf(tw, "vendor:\t%s\n", orDash(i.Vendor))
-	fmt.Fprintf(tw, "product:\t%s\n", orDash(i.Product))
-	fmt.Fprintf(tw, "revision:\t%s\n", orDash(i.Revision))
+	fmt.Fprintf(tw, "vendor:\t%s\n", cmp.Or(i.Vendor, "-"))
+	fmt.Fprintf(tw, "product:\t%s\n", cmp.Or(i.Product, "-"))
+	fmt.Fprintf(tw, "revision:\t%s\n", cmp.Or(i.Revision, "-"))
 	fmt.Fprintf(tw, "SPC version:\t%d\n", i.Version)
 	fmt.Fprintf(tw, "removable:\t%v\n", i.Removable)
 	fmt.Fprintf(tw, "command queueing:\t%v\n", i.CmdQue)

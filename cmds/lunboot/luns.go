@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
@@ -83,7 +84,7 @@ func runLUNs(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if i.Error != "" {
 			size = "error: " + i.Error
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", i.LUN, i.LUNHex, i.Type, orDash(i.Vendor), orDash(i.Product), orDash(i.Revision), size)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", i.LUN, i.LUNHex, i.Type, cmp.Or(i.Vendor, "-"), cmp.Or(i.Product, "-"), cmp.Or(i.Revision, "-"), size)
 	}
 	return tw.Flush()
 }
@@ -116,13 +117,6 @@ func describeLUN(ctx context.Context, tf *targetFlags, ex scsi.Executor, l scsi.
 		info.Error = err.Error()
 	}
 	return info
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }
 
 // humanBytes formats n with a binary unit: "1.0 GiB", "512 B".

@@ -1,6 +1,7 @@
 package bootcfg
 
 import (
+	"cmp"
 	"fmt"
 	"log/slog"
 	"net"
@@ -114,7 +115,7 @@ func (n Network) Source() Source {
 		s.Hostname = Set(n.Hostname, Origin{DHCP, "option 12"})
 	}
 	if n.RootPath != "" {
-		o := Origin{DHCP, orDefault(n.RootPathOption, "option 17")}
+		o := Origin{DHCP, cmp.Or(n.RootPathOption, "option 17")}
 		raw := strings.TrimRight(n.RootPath, "\x00 \t\r\n")
 		if scheme, _, _ := strings.Cut(raw, ":"); !strings.EqualFold(scheme, "iscsi") {
 			s.Warnings = append(s.Warnings, fmt.Sprintf("%s: root-path %q is not iSCSI; ignored", o, clip(raw)))
@@ -124,7 +125,7 @@ func (n Network) Source() Source {
 		}
 	}
 	if n.InitiatorName != "" {
-		o := Origin{DHCP, orDefault(n.InitiatorNameOption, "option 203")}
+		o := Origin{DHCP, cmp.Or(n.InitiatorNameOption, "option 203")}
 		s.Initiator = initiatorSetting(n.InitiatorName, o, &s.Warnings)
 	}
 	return s
@@ -229,13 +230,6 @@ func initiatorSetting(name string, o Origin, warnings *[]string) Setting[string]
 		*warnings = append(*warnings, fmt.Sprintf("%s: initiator name %q folded to lower case %q (RFC 3722)", o, name, n))
 	}
 	return Set(n, o)
-}
-
-func orDefault(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }
 
 // clip bounds echoed input.

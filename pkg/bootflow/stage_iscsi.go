@@ -1,6 +1,7 @@
 package bootflow
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -39,7 +40,7 @@ func (b *boot) login(ctx context.Context) (string, error) {
 		ic.CHAP = &iscsi.CHAP{Username: c.Username, Secret: c.Password,
 			TargetUsername: c.ReverseUsername, TargetSecret: c.ReversePassword}
 	}
-	b.o.Console.Info("login: connecting to %s, up to %s", ic.Portal, orDefault(ic.LoginTimeout, iscsi.DefaultLoginTimeout))
+	b.o.Console.Info("login: connecting to %s, up to %s", ic.Portal, cmp.Or(ic.LoginTimeout, iscsi.DefaultLoginTimeout))
 	s, err := iscsi.Login(ctx, ic)
 	if err != nil {
 		return "", loginAdvice(err, ic)

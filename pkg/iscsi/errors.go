@@ -1,6 +1,7 @@
 package iscsi
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 )
@@ -67,7 +68,7 @@ func (e *LoginError) explain() string {
 		case 0x01:
 			return "authentication failed: check the CHAP user name and secret (and that the target expects CHAP)"
 		case 0x02:
-			return fmt.Sprintf("not authorised: check the target ACL allows initiator %s", orUnknown(e.Initiator))
+			return fmt.Sprintf("not authorised: check the target ACL allows initiator %s", cmp.Or(e.Initiator, "(unknown)"))
 		case 0x03:
 			return "target or LUN not found: check the target name (run discovery to list the names this portal serves)"
 		case 0x04:
@@ -100,13 +101,6 @@ func (e *LoginError) explain() string {
 		return "target error"
 	}
 	return "unknown status class"
-}
-
-func orUnknown(s string) string {
-	if s == "" {
-		return "(unknown)"
-	}
-	return s
 }
 
 // Is maps the status to the package's sentinels.
