@@ -10,6 +10,7 @@ import (
 	"io"
 	"text/tabwriter"
 
+	"github.com/lunboot/lunboot/internal/bytesize"
 	"github.com/lunboot/lunboot/pkg/scsi"
 )
 
@@ -170,7 +171,7 @@ func printInquiry(w io.Writer, r *inquiryReport) {
 		fmt.Fprintf(tw, "VPD pages:\t%v\n", r.VPDPages)
 	}
 	if c := r.Capacity; c != nil {
-		fmt.Fprintf(tw, "capacity:\t%s (%d bytes, %d-byte blocks, %d-byte physical)\n", humanBytes(c.Size), c.Size, c.BlockSize, c.PhysicalBlockSize)
+		fmt.Fprintf(tw, "capacity:\t%s (%d bytes, %d-byte blocks, %d-byte physical)\n", bytesize.Format(c.Size), c.Size, c.BlockSize, c.PhysicalBlockSize)
 		fmt.Fprintf(tw, "thin provisioned:\t%v\n", c.ThinProvisioned)
 	}
 	if l := r.blockLimits; l != nil {

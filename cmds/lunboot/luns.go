@@ -11,6 +11,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/lunboot/lunboot/internal/bytesize"
 	"github.com/lunboot/lunboot/pkg/scsi"
 )
 
@@ -79,7 +80,7 @@ func runLUNs(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	for _, i := range infos {
 		size := "-"
 		if i.Size > 0 {
-			size = fmt.Sprintf("%s (%d-byte blocks)", humanBytes(i.Size), i.BlockSize)
+			size = fmt.Sprintf("%s (%d-byte blocks)", bytesize.Format(i.Size), i.BlockSize)
 		}
 		if i.Error != "" {
 			size = "error: " + i.Error
@@ -117,20 +118,6 @@ func describeLUN(ctx context.Context, tf *targetFlags, ex scsi.Executor, l scsi.
 		info.Error = err.Error()
 	}
 	return info
-}
-
-// humanBytes formats n with a binary unit: "1.0 GiB", "512 B".
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit && exp < 5; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 // sizeValue is a byte count flag that takes a K, M, G or T suffix (powers

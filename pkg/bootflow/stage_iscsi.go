@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/lunboot/lunboot/internal/bytesize"
 	"github.com/lunboot/lunboot/pkg/bootcfg"
 	"github.com/lunboot/lunboot/pkg/iscsi"
 	"github.com/lunboot/lunboot/pkg/nbd"
@@ -78,7 +79,7 @@ func (b *boot) login(ctx context.Context) (string, error) {
 	}
 	return fmt.Sprintf("%s at %s (%s, %s); LUN %s: %s %s, %s, %d-byte blocks",
 		t.Target, info.Portal, auth, digests, t.LUN,
-		strings.TrimSpace(inq.Vendor), strings.TrimSpace(inq.Product), humanBytes(disk.Size()), disk.BlockSize()), nil
+		strings.TrimSpace(inq.Vendor), strings.TrimSpace(inq.Product), bytesize.Format(disk.Size()), disk.BlockSize()), nil
 }
 
 // loginAdvice classifies a login failure: errors the target states about
@@ -141,18 +142,5 @@ func (b *boot) attach(ctx context.Context) (string, error) {
 	}
 	b.nbd = d
 	parts := d.Partitions()
-	return fmt.Sprintf("%s (%s, %s)", d.Path(), humanBytes(b.disk.Size()), plural(len(parts), "partition", "partitions")), nil
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+	return fmt.Sprintf("%s (%s, %s)", d.Path(), bytesize.Format(b.disk.Size()), plural(len(parts), "partition", "partitions")), nil
 }
