@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/lunboot/lunboot/pkg/rootpath"
-	"github.com/lunboot/lunboot/pkg/scsi"
+	"github.com/lunboot/lunboot/pkg/sam"
 )
 
 // Source is a partial configuration: what one source (the command line,
@@ -152,7 +152,7 @@ type Firmware struct {
 
 	TargetAddr netip.Addr
 	TargetPort uint16
-	LUN        scsi.LUN
+	LUN        sam.LUN
 	TargetName string
 	CHAP       CHAP
 }
