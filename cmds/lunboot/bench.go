@@ -20,6 +20,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/lunboot/lunboot/internal/bytesize"
 	"github.com/lunboot/lunboot/pkg/scsi"
 )
 
@@ -163,7 +164,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return fmt.Errorf("%w: %s %d: must be a multiple of the LUN's block size %d and fit the LUN (%d bytes)", errUsage, sizeFlag, size, d.BlockSize(), d.Size())
 		}
 		if !*jsonOut {
-			fmt.Fprintf(stderr, "lunboot: %s, %s requests, %d in flight, %v...\n", t, humanBytes(int64(size)), *depth, *duration)
+			fmt.Fprintf(stderr, "lunboot: %s, %s requests, %d in flight, %v...\n", t, bytesize.Format(int64(size)), *depth, *duration)
 		}
 		r, err := benchOne(ctx, d, t, size, *depth, *duration)
 		if err != nil {
@@ -176,11 +177,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		enc.SetIndent("", "  ")
 		return enc.Encode(rep)
 	}
-	fmt.Fprintf(stdout, "target %s, LUN %d, %s, header digest %v, data digest %v, GOMAXPROCS %d\n", rep.Target, rep.LUN, humanBytes(rep.Size), rep.HeaderDigest, rep.DataDigest, rep.Procs)
+	fmt.Fprintf(stdout, "target %s, LUN %d, %s, header digest %v, data digest %v, GOMAXPROCS %d\n", rep.Target, rep.LUN, bytesize.Format(rep.Size), rep.HeaderDigest, rep.DataDigest, rep.Procs)
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "test\tsize\tdepth\tMB/s\tIOPS\tp50 µs\tp99 µs\tCPU s/GiB\t")
 	for _, r := range rep.Results {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%.1f\t%.0f\t%.0f\t%.0f\t%.3f\t\n", r.Test, humanBytes(int64(r.BlockSize)), r.Depth, r.MBps, r.IOPS, r.LatP50, r.LatP99, r.CPUPerGiB)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%.1f\t%.0f\t%.0f\t%.0f\t%.3f\t\n", r.Test, bytesize.Format(int64(r.BlockSize)), r.Depth, r.MBps, r.IOPS, r.LatP50, r.LatP99, r.CPUPerGiB)
 	}
 	return tw.Flush()
 }

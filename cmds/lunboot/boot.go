@@ -202,7 +202,7 @@ func (c *console) Failed(name string, took time.Duration, err error, attempt, at
 	tries := ""
 	if attempts > 1 {
 		tries = fmt.Sprintf(" (attempt %d/%d)", attempt, attempts)
-		if attempts >= 1<<30 {
+		if attempts >= bootflow.AttemptsForever {
 			tries = fmt.Sprintf(" (attempt %d)", attempt)
 		}
 		if retryIn == 0 && attempt < attempts {

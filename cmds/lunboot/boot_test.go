@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lunboot/lunboot/pkg/bootflow"
 )
 
 func TestConsoleFailed(t *testing.T) {
@@ -20,8 +22,8 @@ func TestConsoleFailed(t *testing.T) {
 		{4, 4, 0, []string{"FAILED (attempt 4/4) after"}, []string{"retrying", "not retried"}},
 		// A permanent error on the first of four attempts.
 		{1, 4, 0, []string{"FAILED (attempt 1/4, not retried) after"}, []string{"retrying"}},
-		{3, 1 << 30, 2 * time.Second, []string{"FAILED (attempt 3) after", "retrying in 2s"}, nil},
-		{3, 1 << 30, 0, []string{"FAILED (attempt 3, not retried) after"}, nil},
+		{3, bootflow.AttemptsForever, 2 * time.Second, []string{"FAILED (attempt 3) after", "retrying in 2s"}, nil},
+		{3, bootflow.AttemptsForever, 0, []string{"FAILED (attempt 3, not retried) after"}, nil},
 	} {
 		var b strings.Builder
 		c := &console{w: &b, start: time.Now()}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"io"
 	"text/tabwriter"
 
+	"github.com/lunboot/lunboot/internal/bytesize"
 	"github.com/lunboot/lunboot/pkg/scsi"
 )
 
@@ -156,9 +158,9 @@ func printInquiry(w io.Writer, r *inquiryReport) {
 	i := r.Standard
 	fmt.Fprintf(tw, "LUN:\t%d (root-path hex %s)\n", r.LUN, r.LUNHex)
 	fmt.Fprintf(tw, "type:\t%s\n", r.Type)
-	fmt.Fprintf(tw, "vendor:\t%s\n", orDash(i.Vendor))
-	fmt.Fprintf(tw, "product:\t%s\n", orDash(i.Product))
-	fmt.Fprintf(tw, "revision:\t%s\n", orDash(i.Revision))
+	fmt.Fprintf(tw, "vendor:\t%s\n", cmp.Or(i.Vendor, "-"))
+	fmt.Fprintf(tw, "product:\t%s\n", cmp.Or(i.Product, "-"))
+	fmt.Fprintf(tw, "revision:\t%s\n", cmp.Or(i.Revision, "-"))
 	fmt.Fprintf(tw, "SPC version:\t%d\n", i.Version)
 	fmt.Fprintf(tw, "removable:\t%v\n", i.Removable)
 	fmt.Fprintf(tw, "command queueing:\t%v\n", i.CmdQue)
@@ -169,7 +171,7 @@ func printInquiry(w io.Writer, r *inquiryReport) {
 		fmt.Fprintf(tw, "VPD pages:\t%v\n", r.VPDPages)
 	}
 	if c := r.Capacity; c != nil {
-		fmt.Fprintf(tw, "capacity:\t%s (%d bytes, %d-byte blocks, %d-byte physical)\n", humanBytes(c.Size), c.Size, c.BlockSize, c.PhysicalBlockSize)
+		fmt.Fprintf(tw, "capacity:\t%s (%d bytes, %d-byte blocks, %d-byte physical)\n", bytesize.Format(c.Size), c.Size, c.BlockSize, c.PhysicalBlockSize)
 		fmt.Fprintf(tw, "thin provisioned:\t%v\n", c.ThinProvisioned)
 	}
 	if l := r.blockLimits; l != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/lunboot/lunboot/internal/bytesize"
 	"github.com/lunboot/lunboot/pkg/scsi"
 )
 
@@ -74,18 +76,18 @@ func runLUNs(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return enc.Encode(infos)
 	}
 	// The LUN columns read as every lunboot message writes a LUN
-	// (scsi.FormatLUNs): the root-path form, then the Linux number.
+	// (sam.FormatLUNs): the root-path form, then the Linux number.
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "LUN\tLINUX\tTYPE\tVENDOR\tPRODUCT\tREV\tSIZE")
 	for _, i := range infos {
 		size := "-"
 		if i.Size > 0 {
-			size = fmt.Sprintf("%s (%d-byte blocks)", humanBytes(i.Size), i.BlockSize)
+			size = fmt.Sprintf("%s (%d-byte blocks)", bytesize.Format(i.Size), i.BlockSize)
 		}
 		if i.Error != "" {
 			size = "error: " + i.Error
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", i.LUNHex, i.LUN, i.Type, orDash(i.Vendor), orDash(i.Product), orDash(i.Revision), size)
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", i.LUNHex, i.LUN, i.Type, cmp.Or(i.Vendor, "-"), cmp.Or(i.Product, "-"), cmp.Or(i.Revision, "-"), size)
 	}
 	return tw.Flush()
 }
@@ -118,27 +120,6 @@ func describeLUN(ctx context.Context, tf *targetFlags, ex scsi.Executor, l scsi.
 		info.Error = err.Error()
 	}
 	return info
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}
-
-// humanBytes formats n with a binary unit: "1.0 GiB", "512 B".
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit && exp < 5; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 // sizeValue is a byte count flag that takes a K, M, G or T suffix (powers

@@ -90,7 +90,7 @@ func TestExitStatus(t *testing.T) {
 			row{args: []string{cmd, "--initiator", "not-an-iqn", rp}, code: 2, want: []string{"--initiator"}},
 		)
 		if cmd != "attach" { // attach needs the NBD driver before it logs in
-			row := row{args: []string{cmd, "--timeout", "5s", rp}, code: 1, want: []string{cmd + " " + rp + ": ", "nothing listens at 127.0.0.1:1"}}
+			row := row{args: []string{cmd, "--timeout", "5s", rp}, code: 1, want: []string{cmd + " " + rp + ": ", "nothing listens on 127.0.0.1:1"}}
 			if cmd == "read" {
 				row.args = append(row.args, "-o", filepath.Join(dir, "out"))
 			}

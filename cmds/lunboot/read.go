@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/lunboot/lunboot/internal/bytesize"
 	"github.com/lunboot/lunboot/pkg/rootpath"
 	"github.com/lunboot/lunboot/pkg/scsi"
 )
@@ -233,7 +234,7 @@ func (p *progress) print(final bool) {
 	if p.total > 0 {
 		pct = 100 * float64(done) / float64(p.total)
 	}
-	line := fmt.Sprintf("%s / %s (%.0f%%), %.1f MB/s", humanBytes(done), humanBytes(p.total), pct, rate)
+	line := fmt.Sprintf("%s / %s (%.0f%%), %.1f MB/s", bytesize.Format(done), bytesize.Format(p.total), pct, rate)
 	switch {
 	case p.tty && final:
 		fmt.Fprintf(p.w, "\r%s in %.1fs\033[K\n", line, el)

@@ -18,6 +18,7 @@ import (
 	"github.com/lunboot/lunboot/pkg/advice"
 	"github.com/lunboot/lunboot/pkg/iscsi"
 	"github.com/lunboot/lunboot/pkg/rootpath"
+	"github.com/lunboot/lunboot/pkg/sam"
 	"github.com/lunboot/lunboot/pkg/scsi"
 )
 
@@ -291,7 +292,7 @@ func lunHint(ctx context.Context, ex scsi.Executor, lun scsi.LUN, err error, tim
 	if lerr != nil {
 		return err
 	}
-	return withHint(fmt.Errorf("%w; the target has %s, not %s", err, scsi.FormatLUNs(luns), scsi.FormatLUNs([]scsi.LUN{lun})),
+	return withHint(fmt.Errorf("%w; the target has %s, not %s", err, sam.FormatLUNs(luns), sam.FormatLUNs([]scsi.LUN{lun})),
 		advice.OpenDisk(err, advice.Flags))
 }
 

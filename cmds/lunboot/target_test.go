@@ -13,7 +13,7 @@ import (
 
 	"github.com/lunboot/lunboot/internal/testenv"
 	"github.com/lunboot/lunboot/internal/tgt"
-	"github.com/lunboot/lunboot/pkg/scsi"
+	"github.com/lunboot/lunboot/pkg/sam"
 )
 
 func TestTargetFlagsConfig(t *testing.T) {
@@ -200,7 +200,7 @@ func newLab(t *testing.T, chap bool, sizes ...int64) *lab {
 // rootPath is the RFC 4173 form of the lab target at lun.
 func (l *lab) rootPath(lun int) string {
 	host, port, _ := strings.Cut(l.Portal, ":")
-	return "iscsi:" + host + "::" + port + ":" + scsi.LUNFromLinux(uint64(lun)).String() + ":" + labIQN
+	return "iscsi:" + host + "::" + port + ":" + sam.LUNFromLinux(uint64(lun)).String() + ":" + labIQN
 }
 
 // run runs a lunboot command line with a bound, as main would.

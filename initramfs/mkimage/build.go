@@ -78,11 +78,11 @@ func build(ctx context.Context, c config, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", c.modules, err)
 	}
-	commands, err := toolCommands(filepath.Join(repo, "internal", "tools", "tools.go"))
+	urootDir := filepath.Join(repo, urootModule)
+	pkgs, err := toolCommands(filepath.Join(urootDir, "tools.go"))
 	if err != nil {
 		return err
 	}
-	pkgs := append([]string{"./cmds/lunboot"}, commands...)
 	// Firmware in flash must say what it is: lunboot gets the checkout's
 	// version and commit at link time (package version). The stamp is an
 	// input, so a new commit rebuilds the image rather than leave it
@@ -93,7 +93,7 @@ func build(ctx context.Context, c config, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "warning: no version stamp, the image will say %q: %v\n", ver.String(), err)
 	}
 
-	in, err := inputs(ctx, repo, pkgs, ver, listBytes, vmlinuz, mods)
+	in, err := inputs(ctx, repo, urootDir, pkgs, ver, listBytes, vmlinuz, mods)
 	if err != nil {
 		return err
 	}
@@ -118,9 +118,9 @@ func build(ctx context.Context, c config, stdout, stderr io.Writer) error {
 	}
 
 	// 1. The u-root part: init, lunboot, the rescue commands.
-	fmt.Fprintf(stdout, "building %d commands with u-root (busybox mode): lunboot + %s\n", len(pkgs), shortNames(commands))
+	fmt.Fprintf(stdout, "building %d commands with u-root (busybox mode): %s\n", len(pkgs), shortNames(pkgs))
 	base := filepath.Join(tmp, "base.cpio")
-	if err := urootBuild(ctx, repo, tmp, base, pkgs, ver, stderr); err != nil {
+	if err := urootBuild(ctx, urootDir, tmp, base, pkgs, ver, stderr); err != nil {
 		return err
 	}
 
@@ -155,7 +155,7 @@ func build(ctx context.Context, c config, stdout, stderr io.Writer) error {
 	}
 	baseSize, fullSize := fileSize(baseXZ), fileSize(fullXZ)
 	if baseSize > c.budget {
-		return fmt.Errorf("the image without modules is %s compressed, over the %s budget: drop commands from internal/tools/tools.go or find what grew in lunboot (go tool nm -size -sort size)", mib(baseSize), mib(c.budget))
+		return fmt.Errorf("the image without modules is %s compressed, over the %s budget: drop commands from %s/tools.go or find what grew in lunboot (go tool nm -size -sort size)", mib(baseSize), mib(c.budget), urootModule)
 	}
 
 	// 4. Publish: the image, the kernel, then the stamp.
@@ -184,8 +184,15 @@ func build(ctx context.Context, c config, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// repoRoot is the directory of the main module's go.mod: u-root must run
-// there to resolve ./cmds/lunboot and the pinned u-root commands.
+// urootModule is the directory, relative to the repository, of the Go
+// module that builds the image's busybox binary: its tools.go lists the
+// commands, its go.mod pins u-root and what the commands need to build
+// (u-root's shell editor and friends), so lunboot's own go.mod lists only
+// what lunboot's code uses.
+const urootModule = "initramfs/uroot"
+
+// repoRoot is the directory of the main module's go.mod: mkimage reads the
+// module list and finds the u-root module from there.
 func repoRoot(ctx context.Context) (string, error) {
 	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
 	if err != nil {
@@ -198,9 +205,9 @@ func repoRoot(ctx context.Context) (string, error) {
 	return filepath.Dir(gomod), nil
 }
 
-// urootBuild runs `go tool u-root` in the repository, with lunboot's
-// version stamp.
-func urootBuild(ctx context.Context, repo, tmp, out string, pkgs []string, ver version.Info, stderr io.Writer) error {
+// urootBuild runs `go tool u-root` in the u-root module (dir), with
+// lunboot's version stamp.
+func urootBuild(ctx context.Context, dir, tmp, out string, pkgs []string, ver version.Info, stderr io.Writer) error {
 	args := []string{"tool", "u-root",
 		"-o", out,
 		"-initcmd=init",
@@ -214,14 +221,14 @@ func urootBuild(ctx context.Context, repo, tmp, out string, pkgs []string, ver v
 	}
 	args = append(args, pkgs...)
 	cmd := exec.CommandContext(ctx, "go", args...)
-	cmd.Dir = repo
+	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), buildEnv...)
 	var log bytes.Buffer
 	cmd.Stdout = &log
 	cmd.Stderr = &log
 	if err := cmd.Run(); err != nil {
 		stderr.Write(log.Bytes())
-		return fmt.Errorf("go tool u-root: %w%s", err, hint(log.String(), pkgs))
+		return fmt.Errorf("go tool u-root: %w%s", err, hint(log.String()))
 	}
 	return nil
 }
@@ -238,25 +245,12 @@ func ldflags(ver version.Info) string {
 }
 
 // hint turns the go tool's best-known build failure into what to do.
-func hint(out string, pkgs []string) string {
+func hint(out string) string {
 	if !strings.Contains(out, "missing go.sum entry") {
 		return ""
 	}
-	return fmt.Sprintf("\n  go.sum lacks entries for packages the image's commands import: the owner of go.mod should run\n    go get %s", strings.Join(uRootOnly(pkgs), " "))
+	return fmt.Sprintf("\n  go.sum lacks entries for packages the image's commands import (a command added to %[1]s/tools.go, or lunboot's go.mod changed): run\n    (cd %[1]s && go mod tidy)", urootModule)
 }
-
-func uRootOnly(pkgs []string) []string {
-	var s []string
-	for _, p := range pkgs {
-		if strings.HasPrefix(p, "github.com/u-root/") {
-			s = append(s, p+"@"+urootVersion)
-		}
-	}
-	return s
-}
-
-// urootVersion is only used in hints; go.mod decides the real one.
-const urootVersion = "v0.16.0"
 
 // compressXZ compresses in to out as the kernel can unpack it: CRC32 check
 // (XZ_DEC supports only none and CRC32 for the initramfs), LZMA2 with a

@@ -8,9 +8,10 @@ import (
 	"strings"
 )
 
-// toolCommands returns the u-root commands internal/tools/tools.go imports:
-// that file is the one list of what the image carries besides lunboot,
-// and its imports keep the commands' modules in go.mod.
+// toolCommands returns the commands initramfs/uroot/tools.go imports, in
+// its order: that file is the one list of what the image's busybox binary
+// carries (lunboot and the u-root commands), and its imports keep the
+// commands' modules in that module's go.mod.
 func toolCommands(path string) ([]string, error) {
 	f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.ImportsOnly)
 	if err != nil {
@@ -29,10 +30,11 @@ func toolCommands(path string) ([]string, error) {
 		cmds = append(cmds, p)
 		have[p[strings.LastIndex(p, "/")+1:]] = true
 	}
-	// u-root's init starts the uinit and, when it returns, the shell.
-	for _, need := range []string{"init", "gosh"} {
+	// u-root's init starts the uinit (lunboot) and, when it returns, the
+	// shell.
+	for _, need := range []string{"lunboot", "init", "gosh"} {
 		if !have[need] {
-			return nil, fmt.Errorf("%s imports no %q command: the image needs u-root's init and gosh", path, need)
+			return nil, fmt.Errorf("%s imports no %q command: the image needs lunboot, u-root's init and gosh", path, need)
 		}
 	}
 	return cmds, nil

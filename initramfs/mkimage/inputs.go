@@ -18,14 +18,15 @@ import (
 )
 
 // inputs lists everything that goes into the image, one line each with a
-// content digest where there is content: the source of every main-module
-// package the image's commands (and mkimage itself) build from, the version
-// of every other module they use, the Go toolchain and the environment that
-// changes its output, lunboot's version stamp, the module list, the kernel
-// and the module files.
-// Equal lists mean an equal image; the list is kept next to the image so a
-// rebuild can say what changed.
-func inputs(ctx context.Context, repo string, pkgs []string, ver version.Info, list []byte, vmlinuz string, mods []depmod.Module) ([]string, error) {
+// content digest where there is content: the source of every package from
+// this repository the image's commands (and mkimage itself) build from, the
+// version of every other module they use, the Go toolchain and the
+// environment that changes its output, both modules' go.mod and go.sum,
+// lunboot's version stamp, the module list, the kernel and the module files. Equal lists mean an equal
+// image; the list is kept next to the image so a rebuild can say what
+// changed. The commands are listed in the u-root module (urootDir), as
+// u-root builds them; mkimage in the repository's module.
+func inputs(ctx context.Context, repo, urootDir string, pkgs []string, ver version.Info, list []byte, vmlinuz string, mods []depmod.Module) ([]string, error) {
 	lines := []string{"lunboot mkimage inputs v1", "uinit " + uinit, "env " + strings.Join(buildEnv, " "), "tags " + strings.Join(buildTags, ","),
 		"version " + version.LDFlags(ver)}
 	for _, k := range []string{"GOFLAGS", "GOWORK", "GOEXPERIMENT", "GOTOOLCHAIN"} {
@@ -37,21 +38,29 @@ func inputs(ctx context.Context, repo string, pkgs []string, ver version.Info, l
 	}
 	lines = append(lines, "go "+gover)
 
+	// A package from this repository (the main module, or lunboot
+	// replaced by a directory in the u-root module) is "local": its
+	// files are hashed, since it has no version that says it all.
 	const format = `{{if not .Standard}}{{.ImportPath}}` + "\t" +
-		`{{with .Module}}{{.Path}}@{{.Version}}{{with .Replace}}=>{{.Path}}@{{.Version}}{{end}}{{if .Main}}` + "\t" + `main{{end}}{{end}}` + "\t" +
+		`{{with .Module}}{{.Path}}{{if or .Main (and .Replace (not .Replace.Version))}}` + "\t" + `local{{else}}@{{.Version}}{{with .Replace}}=>{{.Path}}@{{.Version}}{{end}}{{end}}{{end}}` + "\t" +
 		`{{.Dir}}` + "\t" + `{{join .GoFiles "\x00"}}` + "\t" + `{{join .EmbedFiles "\x00"}}{{end}}`
-	args := append([]string{"list", "-deps", "-tags", strings.Join(buildTags, ","), "-f", format}, pkgs...)
-	args = append(args, "./initramfs/mkimage")
-	out, err := goCmd(ctx, repo, args...)
+	listArgs := []string{"list", "-deps", "-tags", strings.Join(buildTags, ","), "-f", format}
+	image, err := goCmd(ctx, urootDir, append(listArgs, pkgs...)...)
 	if err != nil {
 		return nil, err
 	}
-	for _, line := range strings.Split(out, "\n") {
+	self, err := goCmd(ctx, repo, append(listArgs, "./initramfs/mkimage")...)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	for _, line := range strings.Split(image+"\n"+self, "\n") {
 		f := strings.Split(line, "\t")
-		if len(f) < 2 {
+		if len(f) < 2 || seen[f[0]] {
 			continue
 		}
-		if len(f) != 6 || f[2] != "main" {
+		seen[f[0]] = true
+		if len(f) != 6 || f[2] != "local" {
 			lines = append(lines, fmt.Sprintf("pkg %s %s", f[0], f[1]))
 			continue // another module: its version says it all
 		}
@@ -68,7 +77,7 @@ func inputs(ctx context.Context, repo string, pkgs []string, ver version.Info, l
 			}
 		}
 	}
-	for _, n := range []string{"go.mod", "go.sum"} {
+	for _, n := range []string{"go.mod", "go.sum", urootModule + "/go.mod", urootModule + "/go.sum"} {
 		l, err := fileLine(n, filepath.Join(repo, n))
 		if err != nil {
 			return nil, err
@@ -109,11 +118,11 @@ func fileLine(label, path string) (string, error) {
 	return label + " " + hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// goCmd runs a go command in the repository with the image's build
-// environment and returns its output.
-func goCmd(ctx context.Context, repo string, args ...string) (string, error) {
+// goCmd runs a go command in dir with the image's build environment and
+// returns its output.
+func goCmd(ctx context.Context, dir string, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, "go", args...)
-	cmd.Dir = repo
+	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), buildEnv...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -123,9 +132,11 @@ func goCmd(ctx context.Context, repo string, args ...string) (string, error) {
 		if len(msg) > 2000 {
 			msg = msg[:2000] + "…"
 		}
-		return "", fmt.Errorf("go %s: %w\n%s%s", args[0], err, msg, hint(msg, args))
+		return "", fmt.Errorf("go %s: %w\n%s%s", args[0], err, msg, hint(msg))
 	}
-	return strings.TrimSpace(string(out)), nil
+	// Only the final newline goes: go list's last line can end in a tab
+	// before an empty last field, and losing it would shorten the line.
+	return strings.TrimRight(string(out), "\n"), nil
 }
 
 // changes compares the inputs of the last build (kept in the output

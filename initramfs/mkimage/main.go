@@ -9,13 +9,13 @@
 // mkimage writes DIR/lunboot.cpio.xz, a u-root initramfs, and DIR/vmlinuz,
 // the kernel it was built for:
 //
-//   - u-root (the `go tool u-root` this module pins) builds one busybox-style
-//     binary from ./cmds/lunboot and the u-root commands that
-//     internal/tools/tools.go imports, with u-root's init as /init and
-//     `lunboot boot` as the uinit (GOAMD64=v1, CGO_ENABLED=0), lunboot
-//     stamped with the checkout's version and commit (internal/version;
-//     `lunboot version` and the boot's first console line print it, and
-//     DIR/lunboot.version records it);
+//   - u-root (the `go tool u-root` that the module in initramfs/uroot pins,
+//     run there) builds one busybox-style binary from the commands that
+//     initramfs/uroot/tools.go imports, lunboot and u-root's, with u-root's
+//     init as /init and `lunboot boot` as the uinit (GOAMD64=v1,
+//     CGO_ENABLED=0), lunboot stamped with the checkout's version and commit
+//     (internal/version; `lunboot version` and the boot's first console
+//     line print it, and DIR/lunboot.version records it);
 //   - the kernel modules that initramfs/modules.txt names, with their
 //     dependencies resolved from the kernel tree (package depmod), go to
 //     lib/modules/<release>/ with a load order (lunboot.order) that

@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/u-root/u-root/pkg/cpio"
 
+	"github.com/lunboot/lunboot/internal/version"
 	"github.com/lunboot/lunboot/pkg/kmod"
 	"github.com/lunboot/lunboot/pkg/kmod/depmod"
 )
@@ -195,19 +196,23 @@ func TestToolCommands(t *testing.T) {
 		}
 		return p
 	}
-	got, err := toolCommands(write("\t_ \"github.com/u-root/u-root/cmds/core/init\"\n\t_ \"github.com/u-root/u-root/cmds/core/gosh\"\n\t_ \"golang.org/x/sys/unix\"\n"))
+	const lunboot = "\t_ \"github.com/lunboot/lunboot/cmds/lunboot\"\n"
+	got, err := toolCommands(write(lunboot + "\t_ \"github.com/u-root/u-root/cmds/core/init\"\n\t_ \"github.com/u-root/u-root/cmds/core/gosh\"\n\t_ \"golang.org/x/sys/unix\"\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]string{"github.com/u-root/u-root/cmds/core/init", "github.com/u-root/u-root/cmds/core/gosh"}, got); diff != "" {
+	if diff := cmp.Diff([]string{"github.com/lunboot/lunboot/cmds/lunboot", "github.com/u-root/u-root/cmds/core/init", "github.com/u-root/u-root/cmds/core/gosh"}, got); diff != "" {
 		t.Errorf("toolCommands (-want +got):\n%s", diff)
 	}
-	if _, err := toolCommands(write("\t_ \"github.com/u-root/u-root/cmds/core/gosh\"\n")); err == nil || !strings.Contains(err.Error(), `"init"`) {
+	if _, err := toolCommands(write(lunboot + "\t_ \"github.com/u-root/u-root/cmds/core/gosh\"\n")); err == nil || !strings.Contains(err.Error(), `"init"`) {
 		t.Errorf("toolCommands(no init) = %v, want an error naming init", err)
 	}
+	if _, err := toolCommands(write("\t_ \"github.com/u-root/u-root/cmds/core/init\"\n\t_ \"github.com/u-root/u-root/cmds/core/gosh\"\n")); err == nil || !strings.Contains(err.Error(), `"lunboot"`) {
+		t.Errorf("toolCommands(no lunboot) = %v, want an error naming lunboot", err)
+	}
 	// The repository's own list must satisfy it.
-	if _, err := toolCommands(filepath.Join("..", "..", "internal", "tools", "tools.go")); err != nil {
-		t.Errorf("toolCommands(internal/tools/tools.go) = %v", err)
+	if _, err := toolCommands(filepath.Join("..", "uroot", "tools.go")); err != nil {
+		t.Errorf("toolCommands(%s/tools.go) = %v", urootModule, err)
 	}
 }
 
@@ -235,5 +240,46 @@ func TestChanges(t *testing.T) {
 	os.Remove(filepath.Join(out, kernelName))
 	if got := changes(out, lines); len(got) == 0 {
 		t.Errorf("changes(vmlinuz missing) = nil, want a rebuild")
+	}
+}
+
+// TestInputs lists the inputs of an image of lunboot alone, as mkimage
+// does: the sources of lunboot's packages (listed in the u-root module,
+// where lunboot is a directory replacement) and of mkimage are hashed,
+// other modules go by version, and both modules' go.mod and go.sum count.
+func TestInputs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs go list over lunboot's dependencies")
+	}
+	repo, err := repoRoot(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	vmlinuz := filepath.Join(t.TempDir(), "vmlinuz")
+	if err := os.WriteFile(vmlinuz, []byte("kernel"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	lines, err := inputs(t.Context(), repo, filepath.Join(repo, urootModule), []string{"github.com/lunboot/lunboot/cmds/lunboot"}, version.Info{Version: "v0.0.0-test", Commit: "0123456789ab"}, []byte("nbd\n"), vmlinuz, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Join(lines, "\n") + "\n"
+	for _, want := range []string{
+		"\nsrc github.com/lunboot/lunboot/cmds/lunboot/boot.go ",
+		"\nsrc github.com/lunboot/lunboot/pkg/netconf/lease.go ",
+		// mkimage is the last package go list prints: its line ends in
+		// an empty field that must survive.
+		"\nsrc github.com/lunboot/lunboot/initramfs/mkimage/inputs.go ",
+		"\npkg github.com/u-root/u-root/pkg/boot github.com/u-root/u-root@v",
+		"\ngo.sum ",
+		"\n" + urootModule + "/go.mod ",
+		"\n" + urootModule + "/go.sum ",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("inputs() has no line starting %q:\n%s", strings.TrimSpace(want), text)
+		}
+	}
+	if strings.Contains(text, "\npkg github.com/lunboot/") {
+		t.Errorf("inputs() lists a lunboot package by version, not by its sources:\n%s", text)
 	}
 }

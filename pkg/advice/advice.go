@@ -159,7 +159,7 @@ func algorithms() string {
 // MissingLUN returns what to check when a LUN is not among those the
 // target reports: how each target string writes a LUN, since decimal
 // written where hex was meant is the usual cause. The error states the
-// facts (the LUN asked for and the target's, in scsi.FormatLUNs).
+// facts (the LUN asked for and the target's, in sam.FormatLUNs).
 func MissingLUN(p Phrasing) string {
 	return phrasings[p].lun
 }

@@ -1,6 +1,7 @@
 package bootcfg
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -355,12 +356,6 @@ func (c Config) Report() []string {
 	if c.Target.Target != "" {
 		target = fmt.Sprintf("%s (portal %s, LUN %s = Linux LUN %d)", c.Target, c.Target.Portal(), c.Target.LUN, c.Target.LUN.Linux())
 	}
-	orNone := func(s string) string {
-		if s == "" {
-			return "none"
-		}
-		return s
-	}
 	retries := "retried " + strconv.Itoa(c.Retries) + " times"
 	switch c.Retries {
 	case RetryForever:
@@ -376,7 +371,7 @@ func (c Config) Report() []string {
 	}
 	return []string{
 		line("target", FieldTarget, target),
-		line("initiator", FieldInitiator, orNone(c.Initiator)),
+		line("initiator", FieldInitiator, cmp.Or(c.Initiator, "none")),
 		line("chap", FieldCHAP, c.CHAP.String()),
 		c.interfaceLine(),
 		line("ip", FieldIPMode, c.IP.String()),

@@ -15,7 +15,7 @@ import (
 
 	"github.com/lunboot/lunboot/pkg/iscsi"
 	"github.com/lunboot/lunboot/pkg/rootpath"
-	"github.com/lunboot/lunboot/pkg/scsi"
+	"github.com/lunboot/lunboot/pkg/sam"
 )
 
 func mustCmdline(t *testing.T, s string) Source {
@@ -48,7 +48,7 @@ func firmware() Firmware {
 		Address:    netip.MustParsePrefix("198.51.100.7/24"),
 		Gateway:    netip.MustParseAddr("198.51.100.1"),
 		TargetAddr: netip.MustParseAddr("198.51.100.2"), TargetPort: 3260,
-		LUN: scsi.LUN{0, 2}, TargetName: tgt2,
+		LUN: sam.LUN{0, 2}, TargetName: tgt2,
 		CHAP: iscsi.CHAP{Username: "rom", Secret: "RomSecret123"},
 	}
 }

@@ -1,6 +1,7 @@
 package bootcfg
 
 import (
+	"cmp"
 	"fmt"
 	"log/slog"
 	"net"
@@ -10,7 +11,7 @@ import (
 
 	"github.com/lunboot/lunboot/pkg/iscsi"
 	"github.com/lunboot/lunboot/pkg/rootpath"
-	"github.com/lunboot/lunboot/pkg/scsi"
+	"github.com/lunboot/lunboot/pkg/sam"
 )
 
 // Source is a partial configuration: what one source (the command line,
@@ -125,7 +126,7 @@ func (n Network) Source() Source {
 		s.Hostname = Set(n.Hostname, Origin{DHCP, "option 12"})
 	}
 	if n.RootPath != "" {
-		o := Origin{DHCP, orDefault(n.RootPathOption, "option 17")}
+		o := Origin{DHCP, cmp.Or(n.RootPathOption, "option 17")}
 		raw := strings.TrimRight(n.RootPath, "\x00 \t\r\n")
 		if scheme, _, _ := strings.Cut(raw, ":"); !strings.EqualFold(scheme, "iscsi") {
 			s.Warnings = append(s.Warnings, fmt.Sprintf("%s: root-path %q is not iSCSI; ignored", o, clip(raw)))
@@ -135,7 +136,7 @@ func (n Network) Source() Source {
 		}
 	}
 	if n.InitiatorName != "" {
-		o := Origin{DHCP, orDefault(n.InitiatorNameOption, "option 203")}
+		o := Origin{DHCP, cmp.Or(n.InitiatorNameOption, "option 203")}
 		s.Initiator = initiatorSetting(n.InitiatorName, o, &s.Warnings)
 	}
 	return s
@@ -162,7 +163,7 @@ type Firmware struct {
 
 	TargetAddr netip.Addr
 	TargetPort uint16
-	LUN        scsi.LUN
+	LUN        sam.LUN
 	TargetName string
 	CHAP       iscsi.CHAP
 }
@@ -240,13 +241,6 @@ func initiatorSetting(name string, o Origin, warnings *[]string) Setting[string]
 		*warnings = append(*warnings, fmt.Sprintf("%s: initiator name %q folded to lower case %q (RFC 3722)", o, name, n))
 	}
 	return Set(n, o)
-}
-
-func orDefault(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }
 
 // clip bounds echoed input.

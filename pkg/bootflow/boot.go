@@ -204,7 +204,7 @@ func (b *boot) overallTimeout(err error, ctx, parent context.Context) error {
 func (b *boot) retryPolicy() RetryPolicy {
 	attempts := b.cfg.Retries + 1
 	if b.cfg.Retries == bootcfg.RetryForever {
-		attempts = 1 << 30
+		attempts = AttemptsForever
 	}
 	return RetryPolicy{Attempts: attempts, Backoff: time.Second, MaxBackoff: 16 * time.Second}
 }

@@ -15,7 +15,8 @@ type Console interface {
 	// attempts), and a one-line summary of what it did.
 	Stage(name string, took time.Duration, summary string)
 	// Failed reports a failed attempt of a stage; retryIn is zero when no
-	// retry follows.
+	// retry follows; attempts is AttemptsForever when the stage is retried
+	// until the boot's deadline.
 	Failed(name string, took time.Duration, err error, attempt, attempts int, retryIn time.Duration)
 	// Info prints a line that belongs to the current stage (a warning, a
 	// menu, a progress report).
@@ -79,6 +80,13 @@ func permanent(err error) error {
 	}
 	return &permanentError{err}
 }
+
+// AttemptsForever as RetryPolicy.Attempts retries until the boot's
+// deadline, or without end if there is none: what bootcfg.RetryForever
+// (lunboot.retries=forever) asks for. A count, not a flag, so the retry
+// loop needs no special case; at the 16-s maximum backoff it lasts over
+// 500 years.
+const AttemptsForever = 1 << 30
 
 // RetryPolicy bounds how a stage that can be retried is retried.
 type RetryPolicy struct {

@@ -1,15 +1,18 @@
 package bootflow
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
 
+	"github.com/lunboot/lunboot/internal/bytesize"
 	"github.com/lunboot/lunboot/pkg/advice"
 	"github.com/lunboot/lunboot/pkg/iscsi"
 	"github.com/lunboot/lunboot/pkg/nbd"
+	"github.com/lunboot/lunboot/pkg/sam"
 	"github.com/lunboot/lunboot/pkg/scsi"
 )
 
@@ -39,7 +42,7 @@ func (b *boot) login(ctx context.Context) (string, error) {
 	if c := b.cfg.CHAP; c.Enabled() {
 		ic.CHAP = &c
 	}
-	b.o.Console.Info("login: connecting to %s, up to %s", ic.Portal, orDefault(ic.LoginTimeout, iscsi.DefaultLoginTimeout))
+	b.o.Console.Info("login: connecting to %s, up to %s", ic.Portal, cmp.Or(ic.LoginTimeout, iscsi.DefaultLoginTimeout))
 	s, err := iscsi.Login(ctx, ic)
 	if err != nil {
 		return "", loginFailed(err, ic)
@@ -53,7 +56,7 @@ func (b *boot) login(ctx context.Context) (string, error) {
 	}
 	if !slices.Contains(luns, t.LUN) {
 		return "", permanent(withCheck(
-			fmt.Errorf("LUN %s (Linux LUN %d) does not exist on %s; the target has %s", t.LUN, t.LUN.Linux(), t.Target, scsi.FormatLUNs(luns)),
+			fmt.Errorf("LUN %s (Linux LUN %d) does not exist on %s; the target has %s", t.LUN, t.LUN.Linux(), t.Target, sam.FormatLUNs(luns)),
 			"%s", advice.MissingLUN(advice.Cmdline)))
 	}
 	disk, err := scsi.OpenDisk(ctx, s, t.LUN, scsi.DiskOptions{Logger: b.log})
@@ -72,7 +75,7 @@ func (b *boot) login(ctx context.Context) (string, error) {
 	}
 	return fmt.Sprintf("%s at %s (%s, %s); LUN %s: %s %s, %s, %d-byte blocks",
 		t.Target, info.Portal, auth, digests, t.LUN,
-		strings.TrimSpace(inq.Vendor), strings.TrimSpace(inq.Product), humanBytes(disk.Size()), disk.BlockSize()), nil
+		strings.TrimSpace(inq.Vendor), strings.TrimSpace(inq.Product), bytesize.Format(disk.Size()), disk.BlockSize()), nil
 }
 
 // loginFailed adds the operator advice (pkg/advice, in kernel command-line
@@ -104,18 +107,5 @@ func (b *boot) attach(ctx context.Context) (string, error) {
 	}
 	b.nbd = d
 	parts := d.Partitions()
-	return fmt.Sprintf("%s (%s, %s)", d.Path(), humanBytes(b.disk.Size()), plural(len(parts), "partition", "partitions")), nil
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+	return fmt.Sprintf("%s (%s, %s)", d.Path(), bytesize.Format(b.disk.Size()), plural(len(parts), "partition", "partitions")), nil
 }

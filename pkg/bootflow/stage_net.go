@@ -1,11 +1,11 @@
 package bootflow
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/lunboot/lunboot/pkg/bootcfg"
 	"github.com/lunboot/lunboot/pkg/netconf"
@@ -64,10 +64,10 @@ func (b *boot) network(ctx context.Context) (string, error) {
 	// cable or no DHCP server the first result line comes only when the
 	// bound runs out.
 	if o.Static != nil {
-		b.o.Console.Info("network: static address %s; waiting up to %s for carrier", o.Static.Address, orDefault(o.CarrierTimeout, netconf.DefaultCarrierTimeout))
+		b.o.Console.Info("network: static address %s; waiting up to %s for carrier", o.Static.Address, cmp.Or(o.CarrierTimeout, netconf.DefaultCarrierTimeout))
 	} else {
 		b.o.Console.Info("network: DHCP, waiting up to %s for a lease (carrier up to %s of it)",
-			orDefault(o.DHCPTimeout, netconf.DefaultDHCPTimeout), orDefault(o.CarrierTimeout, netconf.DefaultCarrierTimeout))
+			cmp.Or(o.DHCPTimeout, netconf.DefaultDHCPTimeout), cmp.Or(o.CarrierTimeout, netconf.DefaultCarrierTimeout))
 	}
 	c, err := netconf.Configure(ctx, o)
 	if err != nil {
@@ -143,13 +143,4 @@ func (b *boot) target(ctx context.Context) (string, error) {
 	}
 	t := cfg.Target
 	return fmt.Sprintf("%s LUN %s (Linux LUN %d) at %s as %s", t.Target, t.LUN, t.LUN.Linux(), t.Portal(), cfg.Initiator), nil
-}
-
-// orDefault is d, or def when d is zero: the bound a library applies to a
-// zero option, for the console.
-func orDefault(d, def time.Duration) time.Duration {
-	if d == 0 {
-		return def
-	}
-	return d
 }

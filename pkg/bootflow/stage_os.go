@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lunboot/lunboot/internal/bytesize"
 	"github.com/lunboot/lunboot/pkg/bootcfg"
 	"github.com/lunboot/lunboot/pkg/handoff"
 	"github.com/lunboot/lunboot/pkg/ibft"
@@ -88,8 +89,8 @@ func (b *boot) load(ctx context.Context) (string, error) {
 		total += m
 	}
 	d := time.Since(start)
-	return fmt.Sprintf("kernel %s, initrd %s: %s in %s (%.1f MB/s)", humanBytes(n), humanBytes(total-n),
-		humanBytes(total), d.Round(10*time.Millisecond), float64(total)/1e6/max(d.Seconds(), 1e-3)), nil
+	return fmt.Sprintf("kernel %s, initrd %s: %s in %s (%.1f MB/s)", bytesize.Format(n), bytesize.Format(total-n),
+		bytesize.Format(total), d.Round(10*time.Millisecond), float64(total)/1e6/max(d.Seconds(), 1e-3)), nil
 }
 
 // copyOut copies r to the file dst, reporting progress every two seconds.
@@ -115,7 +116,7 @@ func (b *boot) copyOut(ctx context.Context, what string, r io.ReaderAt, dst stri
 		}
 		if time.Since(last) >= 2*time.Second {
 			last = time.Now()
-			b.o.Console.Info("  %s: %s so far (%.1f MB/s)", what, humanBytes(off), float64(off)/1e6/time.Since(start).Seconds())
+			b.o.Console.Info("  %s: %s so far (%.1f MB/s)", what, bytesize.Format(off), float64(off)/1e6/time.Since(start).Seconds())
 		}
 		if errors.Is(rerr, io.EOF) {
 			break

@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -117,17 +116,6 @@ func TestNewISIDIsRandomType(t *testing.T) {
 		if id[0]>>6 != 2 {
 			t.Errorf("ISID %v: T field = %d, want 2 (random, RFC 7143 §11.12.5)", id, id[0]>>6)
 		}
-	}
-}
-
-func TestHumanBytes(t *testing.T) {
-	for n, want := range map[int64]string{512: "512 B", 1 << 20: "1.0 MiB", 3 << 40: "3.0 TiB", 1536: "1.5 KiB"} {
-		if got := humanBytes(n); got != want {
-			t.Errorf("humanBytes(%d) = %q, want %q", n, got, want)
-		}
-	}
-	if !regexp.MustCompile(`^\d`).MatchString(humanBytes(0)) {
-		t.Errorf("humanBytes(0) = %q", humanBytes(0))
 	}
 }
 

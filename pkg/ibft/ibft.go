@@ -20,7 +20,7 @@ import (
 	"net"
 	"net/netip"
 
-	"github.com/lunboot/lunboot/pkg/scsi"
+	"github.com/lunboot/lunboot/pkg/sam"
 )
 
 // Table signatures. Linux's iscsi_ibft looks up the ACPI table under all
@@ -208,7 +208,7 @@ type Target struct {
 	Addr netip.AddrPort
 	// LUN is the boot LUN as its 8 SAM bytes, stored as they travel on the
 	// wire (not byte-swapped).
-	LUN      scsi.LUN
+	LUN      sam.LUN
 	CHAPType CHAPType
 	// NICIndex is the index of the NIC structure used to reach the target.
 	NICIndex uint8

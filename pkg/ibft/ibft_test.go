@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/lunboot/lunboot/pkg/scsi"
+	"github.com/lunboot/lunboot/pkg/sam"
 )
 
 func mustMAC(t testing.TB, s string) net.HardwareAddr {
@@ -38,7 +38,7 @@ func labTable(t testing.TB) *Table {
 		Targets: []Target{{
 			Flags: FlagValid | FlagBoot,
 			Addr:  netip.MustParseAddrPort("10.0.2.2:3260"),
-			LUN:   scsi.LUN{0, 1},
+			LUN:   sam.LUN{0, 1},
 			Name:  "iqn.2003-01.org.linux-iscsi.lab:disk1",
 		}},
 	}
@@ -262,7 +262,7 @@ func TestRoundTrip(t *testing.T) {
 	two.Targets = append(two.Targets, Target{
 		Flags:             FlagValid,
 		Addr:              netip.MustParseAddrPort("[2001:db8:1::1]:3261"),
-		LUN:               scsi.LUN{0x40, 0x01, 0, 0, 0, 0, 0, 0},
+		LUN:               sam.LUN{0x40, 0x01, 0, 0, 0, 0, 0, 0},
 		CHAPType:          CHAPMutual,
 		NICIndex:          1,
 		Name:              "iqn.2003-01.example:t2",

@@ -14,7 +14,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/lunboot/lunboot/pkg/scsi"
+	"github.com/lunboot/lunboot/pkg/sam"
 )
 
 // Read returns the iBFT the running kernel found: the raw ACPI table when it
@@ -301,8 +301,8 @@ func bdfFromPath(p string) (BDF, bool) {
 // addressing 0–255, flat addressing 0x4000–0x7fff); multi-level LUNs and
 // peripheral addressing on a bus other than 0 can come out wrong. Prefer the
 // raw table (ReadACPI) where it exists.
-func parseSysfsLUN(s string) (scsi.LUN, error) {
-	var lun scsi.LUN
+func parseSysfsLUN(s string) (sam.LUN, error) {
+	var lun sam.LUN
 	if len(s) < 8 || len(s) > 16 {
 		return lun, fmt.Errorf("%q is not 8 bytes printed in hex", s)
 	}
@@ -354,7 +354,7 @@ func isHex(c byte) bool {
 // FormatSysfsLUN prints a LUN the way iscsi_ibft.c shows it in
 // /sys/firmware/ibft/targetN/lun (each byte in %x, no padding); tests and
 // fake sysfs trees use it.
-func FormatSysfsLUN(l scsi.LUN) string {
+func FormatSysfsLUN(l sam.LUN) string {
 	var b strings.Builder
 	for _, c := range l {
 		fmt.Fprintf(&b, "%x", c)

@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/lunboot/lunboot/pkg/scsi"
+	"github.com/lunboot/lunboot/pkg/sam"
 )
 
 // kernelAddr formats an address as iscsi_ibft.c's sprintf_ipaddr does: %pI4
@@ -130,7 +130,7 @@ func TestReadSysfs(t *testing.T) {
 	tbl.Initiator.ISNSServer = netip.MustParseAddr("2001:db8::5")
 	tbl.NICs[0].Hostname = "client-1"
 	tbl.NICs[0].VLAN = 7
-	tbl.Targets[0].LUN = scsi.LUN{0x40, 0x01, 0, 0, 0, 0, 0, 0}
+	tbl.Targets[0].LUN = sam.LUN{0x40, 0x01, 0, 0, 0, 0, 0, 0}
 	tbl.Targets[0].CHAPType = CHAPMutual
 	tbl.Targets[0].CHAPName, tbl.Targets[0].CHAPSecret = "alice", "0123456789ab"
 	tbl.Targets[0].ReverseCHAPName, tbl.Targets[0].ReverseCHAPSecret = "tgt", "ba9876543210"
@@ -229,17 +229,17 @@ func TestReadSysfsMalformed(t *testing.T) {
 func TestParseSysfsLUN(t *testing.T) {
 	for _, tt := range []struct {
 		in   string
-		want scsi.LUN
+		want sam.LUN
 	}{
-		{"00000000", scsi.LUN{}},
-		{"01000000", scsi.LUN{0, 1}},
-		{"01a000000", scsi.LUN{0, 0x1a}},
-		{"401000000", scsi.LUN{0x40, 0x01}},
-		{"4040000000", scsi.LUN{0x40, 0x40}},
-		{"400010000", scsi.LUN{0x40, 0, 0, 1}},
-		{"0ff000000", scsi.LUN{0, 0xff}},
-		{"1020304050607080", scsi.LUN{0x10, 0x20, 0x30, 0x40, 0x50, 0x60, 0x70, 0x80}},
-		{"0001000000000000", scsi.LUN{0, 0x01}}, // a zero-padding kernel
+		{"00000000", sam.LUN{}},
+		{"01000000", sam.LUN{0, 1}},
+		{"01a000000", sam.LUN{0, 0x1a}},
+		{"401000000", sam.LUN{0x40, 0x01}},
+		{"4040000000", sam.LUN{0x40, 0x40}},
+		{"400010000", sam.LUN{0x40, 0, 0, 1}},
+		{"0ff000000", sam.LUN{0, 0xff}},
+		{"1020304050607080", sam.LUN{0x10, 0x20, 0x30, 0x40, 0x50, 0x60, 0x70, 0x80}},
+		{"0001000000000000", sam.LUN{0, 0x01}}, // a zero-padding kernel
 	} {
 		got, err := parseSysfsLUN(tt.in)
 		if err != nil || got != tt.want {
@@ -257,7 +257,7 @@ func TestParseSysfsLUN(t *testing.T) {
 		if n == 256 {
 			n = 0x4000
 		}
-		l := scsi.LUNFromLinux(n)
+		l := sam.LUNFromLinux(n)
 		got, err := parseSysfsLUN(FormatSysfsLUN(l))
 		if err != nil || got != l {
 			t.Fatalf("parseSysfsLUN(FormatSysfsLUN(% x)) = % x, %v", l[:], got[:], err)

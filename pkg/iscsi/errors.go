@@ -1,6 +1,7 @@
 package iscsi
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 )
@@ -70,7 +71,7 @@ func (e *LoginError) status() string {
 		case 0x01:
 			return "authentication failed"
 		case 0x02:
-			return fmt.Sprintf("initiator %s not authorized", orUnknown(e.Initiator))
+			return fmt.Sprintf("initiator %s not authorized", cmp.Or(e.Initiator, "(unknown)"))
 		case 0x03:
 			return "target or LUN not found"
 		case 0x04:
@@ -103,13 +104,6 @@ func (e *LoginError) status() string {
 		return "target error"
 	}
 	return "unknown status class"
-}
-
-func orUnknown(s string) string {
-	if s == "" {
-		return "(unknown)"
-	}
-	return s
 }
 
 // Is maps the status to the package's sentinels.

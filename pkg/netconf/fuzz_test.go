@@ -89,6 +89,8 @@ func FuzzDecodeClasslessRoutes(f *testing.F) {
 	f.Add([]byte{9, 10, 255, 192, 168, 0, 1})    // host bits set past the width
 	f.Add([]byte{33, 1, 2, 3, 4, 5, 1, 2, 3, 4}) // width over 32
 	f.Add([]byte{8, 10, 10, 0, 0})               // truncated
+	f.Add([]byte{0, 10, 0, 0, 1, 16, 10, 1})     // second route truncated
+	f.Add([]byte{})                              // no routes
 	f.Fuzz(func(t *testing.T, b []byte) {
 		rs, err := decodeClasslessRoutes(b)
 		if err != nil {

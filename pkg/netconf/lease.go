@@ -33,49 +33,31 @@ func configFromACK(link Link, ack *dhcpv4.DHCPv4, accept func(string) error) (*C
 	for code, v := range ack.Options {
 		c.Options[code] = slices.Clone(v)
 	}
-	warn := func(code int, what string, err error) {
-		c.Warnings = append(c.Warnings, fmt.Sprintf("option %d (%s) ignored: %v", code, what, err))
-	}
 	get := func(code uint8) ([]byte, bool) {
 		v, ok := c.Options[code]
 		return v, ok
 	}
 
-	bits := -1
-	if v, ok := get(optSubnetMask); ok {
-		if n, err := decodeMask(v); err != nil {
-			warn(optSubnetMask, "subnet mask", err)
-		} else {
-			bits = n
-		}
-	}
-	if bits < 0 {
+	bits, ok := decodeOption(c, optSubnetMask, "subnet mask", decodeMask)
+	if !ok {
 		bits = classfulBits(yi)
 		c.Warnings = append(c.Warnings, fmt.Sprintf("no usable subnet mask (option 1): assumed /%d from the address class", bits))
 	}
 	c.Address = netip.PrefixFrom(yi, bits)
 
-	if v, ok := get(optClasslessRoutes); ok {
-		// RFC 3442 §1: a client that receives option 121 ignores option 3.
-		if rs, err := decodeClasslessRoutes(v); err != nil {
-			warn(optClasslessRoutes, "classless static routes", err)
-		} else {
-			for _, r := range rs {
-				if r.Dst.Bits() == 0 {
-					c.Gateway = r.Gateway
-					continue
-				}
-				c.Routes = append(c.Routes, r)
-			}
+	// RFC 3442 §1: a client that receives option 121 ignores option 3.
+	rs, _ := decodeOption(c, optClasslessRoutes, "classless static routes", decodeClasslessRoutes)
+	for _, r := range rs {
+		if r.Dst.Bits() == 0 {
+			c.Gateway = r.Gateway
+			continue
 		}
+		c.Routes = append(c.Routes, r)
 	}
 	if _, has121 := get(optClasslessRoutes); !has121 || (!c.Gateway.IsValid() && len(c.Routes) == 0) {
-		if v, ok := get(optRouter); ok {
-			if rs, err := decodeIPv4s(v); err != nil {
-				warn(optRouter, "router", err)
-			} else if i := slices.IndexFunc(rs, func(a netip.Addr) bool { return !a.IsUnspecified() }); i >= 0 {
-				c.Gateway = rs[i]
-			}
+		routers, _ := decodeOption(c, optRouter, "router", decodeIPv4s)
+		if i := slices.IndexFunc(routers, func(a netip.Addr) bool { return !a.IsUnspecified() }); i >= 0 {
+			c.Gateway = routers[i]
 		}
 	}
 	if c.Gateway.IsValid() && c.Gateway.IsUnspecified() {
@@ -84,63 +66,20 @@ func configFromACK(link Link, ack *dhcpv4.DHCPv4, accept func(string) error) (*C
 		c.Gateway = netip.Addr{}
 	}
 
-	if v, ok := get(optDNS); ok {
-		if ds, err := decodeIPv4s(v); err != nil {
-			warn(optDNS, "DNS servers", err)
-		} else {
-			c.DNS = ds
-		}
-	}
-	if v, ok := get(optHostname); ok {
-		if s, err := decodeText(v); err != nil {
-			warn(optHostname, "host name", err)
-		} else {
-			c.Hostname, c.LeaseHostname = s, s
-		}
-	}
-	if v, ok := get(optDomainName); ok {
-		if s, err := decodeText(v); err != nil {
-			warn(optDomainName, "domain name", err)
-		} else {
-			c.Domain = s
-		}
-	}
-	if v, ok := get(optMTU); ok {
-		if m, err := decodeMTU(v); err != nil {
-			warn(optMTU, "MTU", err)
-		} else {
-			c.MTU = m
-		}
-	}
-	if v, ok := get(optServerID); ok {
-		if a, err := decodeIPv4(v); err != nil {
-			warn(optServerID, "server identifier", err)
-		} else {
-			c.Server = a
-		}
-	}
-	if v, ok := get(optLeaseTime); ok {
-		if d, err := decodeLeaseTime(v); err != nil {
-			warn(optLeaseTime, "lease time", err)
-		} else {
-			c.LeaseTime = d
-		}
-	}
-
+	// An option that does not decode leaves its field zero.
+	c.DNS, _ = decodeOption(c, optDNS, "DNS servers", decodeIPv4s)
+	c.Hostname, _ = decodeOption(c, optHostname, "host name", decodeText)
+	c.Domain, _ = decodeOption(c, optDomainName, "domain name", decodeText)
+	c.MTU, _ = decodeOption(c, optMTU, "MTU", decodeMTU)
+	c.Server, _ = decodeOption(c, optServerID, "server identifier", decodeIPv4)
+	c.LeaseTime, _ = decodeOption(c, optLeaseTime, "lease time", decodeLeaseTime)
+	c.LeaseHostname = c.Hostname
 	if v, ok := get(optIPXEEncap); ok {
 		if w := ipxeCHAPWarning(v); w != "" {
 			c.Warnings = append(c.Warnings, w)
 		}
 	}
-
-	var vendor vendorOptions
-	if v, ok := get(optVendorSpecific); ok {
-		vo, err := decodeVendorOptions(v)
-		if err != nil {
-			warn(optVendorSpecific, "vendor-specific information", err)
-		}
-		vendor = vo
-	}
+	vendor, _ := decodeOption(c, optVendorSpecific, "vendor-specific information", decodeVendorOptions)
 
 	// Root-path: option 17 first (what iPXE, dracut and RFC 4173 §5 use),
 	// then 43.201 (HBA ROMs). An unusable candidate falls through to the
@@ -186,6 +125,25 @@ func configFromACK(link Link, ack *dhcpv4.DHCPv4, accept func(string) error) (*C
 		break
 	}
 	return c, nil
+}
+
+// decodeOption decodes option code of the lease with decode. It reports
+// false when the lease does not carry the option, or when the option does
+// not decode: then the option is ignored and named, with decode's error, in
+// c.Warnings (the boot logs them), because one broken option must not cost
+// a lease that still reaches the target.
+func decodeOption[T any](c *Config, code uint8, what string, decode func([]byte) (T, error)) (T, bool) {
+	var zero T
+	v, ok := c.Options[code]
+	if !ok {
+		return zero, false
+	}
+	x, err := decode(v)
+	if err != nil {
+		c.Warnings = append(c.Warnings, fmt.Sprintf("option %d (%s) ignored: %v", code, what, err))
+		return zero, false
+	}
+	return x, true
 }
 
 // classfulBits is the prefix length of the address's class (RFC 791 §3.2),

@@ -6,12 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
 )
 
 // DHCPv4 option codes this package requests and decodes (RFC 2132 unless
@@ -318,47 +321,46 @@ func (r Route) String() string {
 	return r.Dst.String() + " via " + r.Gateway.String()
 }
 
-// decodeClasslessRoutes decodes option 121 (RFC 3442 §3): for each route a
-// width byte (0..32), the significant octets of the destination
-// (ceil(width/8)), and four router octets. Bits past the width are
-// cleared, as §3 says the destination is "the subnet number".
+// decodeClasslessRoutes decodes option 121 (RFC 3442 §3: for each route a
+// width byte, the significant octets of the destination, four router
+// octets) with dhcpv4.Routes, and adds what that decoder leaves out: an
+// empty option is an error, since §3 gives option 121 a minimum length of
+// 5 bytes (one route) and a lease that carries none should fall back to
+// option 3, not to no gateway; a malformed one names the offset of the
+// route that does not decode; and bits past the width are cleared, as §3
+// says the destination is "the subnet number".
 func decodeClasslessRoutes(b []byte) ([]Route, error) {
-	var out []Route
-	for i := 0; i < len(b); {
-		width := int(b[i])
-		if width > 32 {
-			return nil, fmt.Errorf("route at offset %d: prefix width %d > 32", i, width)
-		}
-		sig := (width + 7) / 8
-		if i+1+sig+4 > len(b) {
-			return nil, fmt.Errorf("route at offset %d: /%d needs %d bytes, %d left", i, width, 1+sig+4, len(b)-i)
-		}
-		var dst [4]byte
-		copy(dst[:], b[i+1:i+1+sig])
-		p, _ := netip.AddrFrom4(dst).Prefix(width) // width ≤ 32 checked above
-		gw := netip.AddrFrom4([4]byte(b[i+1+sig : i+1+sig+4]))
-		out = append(out, Route{Dst: p, Gateway: gw})
-		i += 1 + sig + 4
+	var rs dhcpv4.Routes
+	if err := rs.FromBytes(b); err != nil {
+		// FromBytes keeps the routes before the bad one, which starts
+		// where they end.
+		return nil, fmt.Errorf("route at offset %d: %w", len(rs.ToBytes()), err)
 	}
-	if len(out) == 0 {
+	if len(rs) == 0 {
 		return nil, errors.New("no routes")
+	}
+	out := make([]Route, 0, len(rs))
+	for _, r := range rs {
+		width, _ := r.Dest.Mask.Size()
+		dst, _ := netip.AddrFromSlice(r.Dest.IP.To4())
+		gw, _ := netip.AddrFromSlice(r.Router.To4())
+		out = append(out, Route{Dst: netip.PrefixFrom(dst, width).Masked(), Gateway: gw})
 	}
 	return out, nil
 }
 
-// encodeClasslessRoutes is the inverse of decodeClasslessRoutes; routes
-// must be IPv4.
+// encodeClasslessRoutes is the inverse of decodeClasslessRoutes, with
+// dhcpv4.Routes; routes must be IPv4.
 func encodeClasslessRoutes(rs []Route) []byte {
-	var b []byte
+	routes := make(dhcpv4.Routes, 0, len(rs))
 	for _, r := range rs {
-		w := r.Dst.Bits()
-		a := r.Dst.Masked().Addr().As4()
-		gw := r.Gateway.As4()
-		b = append(b, byte(w))
-		b = append(b, a[:(w+7)/8]...)
-		b = append(b, gw[:]...)
+		p := r.Dst.Masked()
+		routes = append(routes, &dhcpv4.Route{
+			Dest:   &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), 32)},
+			Router: r.Gateway.AsSlice(),
+		})
 	}
-	return b
+	return routes.ToBytes()
 }
 
 // RawOptions are the options of the DHCPACK as received (after RFC 3396

@@ -1,6 +1,7 @@
 package netconf
 
 import (
+	"cmp"
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
@@ -126,20 +127,13 @@ func (o *Options) accept() func(string) error {
 	return o.AcceptRootPath
 }
 
-func (o *Options) vendorClass() string {
-	if o.VendorClass == "" {
-		return DefaultVendorClass
-	}
-	return o.VendorClass
-}
+func (o *Options) vendorClass() string { return cmp.Or(o.VendorClass, DefaultVendorClass) }
 
-func (o *Options) resolvConf() string {
-	if o.ResolvConf == "" {
-		return DefaultResolvConf
-	}
-	return o.ResolvConf
-}
+func (o *Options) resolvConf() string { return cmp.Or(o.ResolvConf, DefaultResolvConf) }
 
+// cmpOr is d, or def when d is not positive. Unlike cmp.Or it also
+// replaces a negative duration, which as a timeout or retransmission delay
+// would end the wait before it starts.
 func cmpOr(d, def time.Duration) time.Duration {
 	if d <= 0 {
 		return def

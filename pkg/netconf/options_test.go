@@ -137,8 +137,10 @@ func TestDecodeClasslessRoutes(t *testing.T) {
 			in:   []byte{9, 10, 255, 192, 168, 0, 1},
 			want: []Route{{pfx("10.128.0.0/9"), ip("192.168.0.1")}},
 		},
-		{name: "width over 32", in: []byte{33, 1, 2, 3, 4, 5, 1, 2, 3, 4}, wantErr: "prefix width 33 > 32"},
-		{name: "truncated router", in: []byte{8, 10, 10, 0, 0}, wantErr: "/8 needs 6 bytes, 5 left"},
+		{name: "width over 32", in: []byte{33, 1, 2, 3, 4, 5, 1, 2, 3, 4}, wantErr: "route at offset 0: invalid mask length 33"},
+		{name: "truncated router", in: []byte{8, 10, 10, 0, 0}, wantErr: "route at offset 0: buffer too short"},
+		{name: "width alone", in: []byte{24}, wantErr: "route at offset 0: buffer too short"},
+		{name: "second route truncated", in: []byte{0, 10, 0, 0, 1, 16, 10, 1}, wantErr: "route at offset 5: buffer too short"},
 		{name: "empty", in: nil, wantErr: "no routes"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

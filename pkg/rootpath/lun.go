@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/lunboot/lunboot/pkg/scsi"
+	"github.com/lunboot/lunboot/pkg/sam"
 )
 
 // ParseLUN parses a LUN written as RFC 4173 writes it: hexadecimal, one to
@@ -21,16 +21,16 @@ import (
 //
 // Examples: "1" is Linux LUN 1, "1a" is Linux LUN 26, "40" is Linux LUN 64,
 // "4000-0001" is SAM 40 00 00 01 00 00 00 00.
-func ParseLUN(s string) (scsi.LUN, error) {
+func ParseLUN(s string) (sam.LUN, error) {
 	lun, err := parseLUN(s)
 	if err != nil {
-		return scsi.LUN{}, &Error{Field: FieldLUN, Value: echo(s), Err: err}
+		return sam.LUN{}, &Error{Field: FieldLUN, Value: echo(s), Err: err}
 	}
 	return lun, nil
 }
 
-func parseLUN(s string) (scsi.LUN, error) {
-	var lun scsi.LUN
+func parseLUN(s string) (sam.LUN, error) {
+	var lun sam.LUN
 	if s == "" {
 		return lun, nil
 	}

@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/lunboot/lunboot/pkg/scsi"
+	"github.com/lunboot/lunboot/pkg/sam"
 )
 
 // DefaultPort is the iSCSI well-known TCP port (RFC 7143 §13.1), used when
@@ -34,7 +34,7 @@ type RootPath struct {
 	Port uint16
 	// LUN is the logical unit as SAM bytes; LUN.Linux() is the number the
 	// OS uses and LUN.String() the RFC 4173 hex form.
-	LUN scsi.LUN
+	LUN sam.LUN
 	// Target is the iSCSI target name, normalised to lower case.
 	Target string
 
@@ -64,7 +64,7 @@ type RootPath struct {
 // is allowed), port 0 means 3260, and target must be a valid iSCSI name. It
 // is for sources that deliver the fields separately, such as an iBFT or
 // initramfs-tools' iscsi_target_ip=/iscsi_target_name=.
-func New(server string, port uint16, lun scsi.LUN, target string) (RootPath, error) {
+func New(server string, port uint16, lun sam.LUN, target string) (RootPath, error) {
 	r := RootPath{Port: port, LUN: lun}
 	if r.Port == 0 {
 		r.Port = DefaultPort

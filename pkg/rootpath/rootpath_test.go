@@ -6,11 +6,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/lunboot/lunboot/pkg/scsi"
+	"github.com/lunboot/lunboot/pkg/sam"
 )
 
 // rp builds the RootPath a test expects; Addr is derived from server.
-func rp(server string, port uint16, lun scsi.LUN, target string) RootPath {
+func rp(server string, port uint16, lun sam.LUN, target string) RootPath {
 	r := RootPath{Server: server, Port: port, LUN: lun, Target: target}
 	if a, err := netip.ParseAddr(server); err == nil {
 		r.Addr = a
@@ -26,8 +26,8 @@ func withCHAP(r RootPath, creds ...string) RootPath {
 	return r
 }
 
-func lun(b ...byte) scsi.LUN {
-	var l scsi.LUN
+func lun(b ...byte) sam.LUN {
+	var l sam.LUN
 	copy(l[:], b)
 	return l
 }
@@ -312,7 +312,7 @@ func TestParseFields(t *testing.T) {
 func TestParseLUN(t *testing.T) {
 	for _, tc := range []struct {
 		in     string
-		want   scsi.LUN
+		want   sam.LUN
 		linux  uint64
 		errHas string
 	}{

@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/lunboot/lunboot/pkg/scsi"
+	"github.com/lunboot/lunboot/pkg/sam"
 )
 
 const formURL = "iSCSI URL"
@@ -17,7 +17,7 @@ const formURL = "iSCSI URL"
 //	iscsi://[<user>[%<password>]@]<host>[:<port>]/<target>/<lun>[?<args>]
 //
 // host is an IPv4 literal, a bracketed IPv6 literal or a host name. The
-// LUN is the decimal number Linux uses (converted with scsi.LUNFromLinux),
+// LUN is the decimal number Linux uses (converted with sam.LUNFromLinux),
 // not RFC 4173 hex. As in libiscsi the user name ends at the first '%' (or
 // ':') and the password runs to the '@'; since no host or target name
 // contains '@', the last '@' ends the password, which may therefore contain
@@ -103,7 +103,7 @@ func parseURL(s string, portalOnly bool) (RootPath, error) {
 	if err != nil {
 		return fail(FieldLUN, lun, errors.New("larger than a 64-bit LUN"))
 	}
-	r.LUN = scsi.LUNFromLinux(n)
+	r.LUN = sam.LUNFromLinux(n)
 
 	if hasQuery {
 		for arg := range strings.SplitSeq(query, "&") {

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/lunboot/lunboot/pkg/sam"
 )
 
 var lun1 = LUN{0, 1}
@@ -76,10 +78,10 @@ func TestInquiryVPDReallocates(t *testing.T) {
 func TestReportLUNs(t *testing.T) {
 	tgt := newMemTarget()
 	for i := range 300 {
-		tgt.addDisk(LUNFromLinux(uint64(i)), 512, 8)
+		tgt.addDisk(sam.LUNFromLinux(uint64(i)), 512, 8)
 	}
 	luns, err := ReportLUNs(context.Background(), tgt, LUN{})
-	if err != nil || len(luns) != 300 || luns[299] != LUNFromLinux(299) {
+	if err != nil || len(luns) != 300 || luns[299] != sam.LUNFromLinux(299) {
 		t.Fatalf("ReportLUNs = %d LUNs, %v, want 300 ending with 299", len(luns), err)
 	}
 	if n := tgt.countOp(OpReportLUNs); n != 2 {

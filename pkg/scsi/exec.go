@@ -1,10 +1,14 @@
 package scsi
 
-import "context"
+import (
+	"context"
 
-// LUN is an 8-byte SAM-5 logical unit number as it travels on the wire
-// (SAM-5 §4.7), for example in an iSCSI SCSI Command PDU or a REPORT LUNS list.
-type LUN [8]byte
+	"github.com/lunboot/lunboot/pkg/sam"
+)
+
+// LUN is an 8-byte SAM-5 logical unit number (SAM-5 §4.7); the type lives
+// in pkg/sam so that packages that only name a LUN need not import this one.
+type LUN = sam.LUN
 
 // Command is one SCSI command for a transport to carry.
 type Command struct {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/lunboot/lunboot/internal/tgt"
 	"github.com/lunboot/lunboot/pkg/iscsi"
+	"github.com/lunboot/lunboot/pkg/sam"
 	"github.com/lunboot/lunboot/pkg/scsi"
 )
 
@@ -66,7 +67,7 @@ func open(t *testing.T, s scsi.Executor, lun int, opts scsi.DiskOptions) *scsi.D
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	d, err := scsi.OpenDisk(ctx, s, scsi.LUNFromLinux(uint64(lun)), opts)
+	d, err := scsi.OpenDisk(ctx, s, sam.LUNFromLinux(uint64(lun)), opts)
 	if err != nil {
 		t.Fatalf("OpenDisk(LUN %d) = %v", lun, err)
 	}
@@ -141,12 +142,12 @@ func TestTgtdDiskReadBack(t *testing.T) {
 	}
 
 	// Past the end, the target's own answer maps to a typed error.
-	err = scsi.Read(ctx, s, scsi.LUNFromLinux(2), 4096, 512, make([]byte, 512))
+	err = scsi.Read(ctx, s, sam.LUNFromLinux(2), 4096, 512, make([]byte, 512))
 	if !errors.Is(err, scsi.ErrLBAOutOfRange) {
 		t.Errorf("Read past the end of LUN 2 = %v, want ErrLBAOutOfRange", err)
 	}
 	// An absent LUN.
-	_, err = scsi.OpenDisk(ctx, s, scsi.LUNFromLinux(9), scsi.DiskOptions{})
+	_, err = scsi.OpenDisk(ctx, s, sam.LUNFromLinux(9), scsi.DiskOptions{})
 	if !errors.Is(err, scsi.ErrLUNNotSupported) {
 		t.Errorf("OpenDisk(LUN 9) = %v, want ErrLUNNotSupported", err)
 	}
@@ -156,7 +157,7 @@ func TestTgtdPast2TiB(t *testing.T) {
 	e := startTgtd(t, 3<<40) // sparse: tmpfs/ext4 hold only what is written
 	s := e.login(t)
 	ctx := context.Background()
-	c, err := scsi.ReadCapacity(ctx, s, scsi.LUNFromLinux(1), false)
+	c, err := scsi.ReadCapacity(ctx, s, sam.LUNFromLinux(1), false)
 	if err != nil || !c.Long || c.Blocks() != 3<<40/512 {
 		t.Fatalf("ReadCapacity = %+v, %v, want READ CAPACITY(16) with %d blocks", c, err, 3<<40/512)
 	}
@@ -220,7 +221,7 @@ func TestTgtdReadOnly(t *testing.T) {
 		t.Errorf("WriteAt on a read-only LUN = %v, want ErrWriteProtected", err)
 	}
 	// The target itself refuses a write that bypasses the Disk.
-	err := scsi.Write(context.Background(), s, scsi.LUNFromLinux(1), 0, 512, make([]byte, 512), false)
+	err := scsi.Write(context.Background(), s, sam.LUNFromLinux(1), 0, 512, make([]byte, 512), false)
 	if !errors.Is(err, scsi.ErrDataProtect) {
 		t.Errorf("WRITE to a read-only LUN = %v, want DATA PROTECT", err)
 	}

@@ -1,6 +1,7 @@
 package handoff
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"sort"
@@ -29,7 +30,7 @@ func WriteSummary(w io.Writer, stages []bootlog.Stage, os *OS) {
 		return
 	}
 	p := os.Proof
-	fmt.Fprintf(w, "the OS: %s, kernel %s; proof at +%s QEMU time (guest uptime %.1fs)", orDash(p.OS), orDash(p.Kernel), round(os.ProofAt), p.UptimeSeconds)
+	fmt.Fprintf(w, "the OS: %s, kernel %s; proof at +%s QEMU time (guest uptime %.1fs)", cmp.Or(p.OS, "-"), cmp.Or(p.Kernel, "-"), round(os.ProofAt), p.UptimeSeconds)
 	if os.LoginAt > 0 {
 		fmt.Fprintf(w, ", login prompt at +%s", round(os.LoginAt))
 	}
@@ -43,10 +44,10 @@ func WriteSummary(w io.Writer, stages []bootlog.Stage, os *OS) {
 		for _, c := range s.Connections {
 			portals = append(portals, fmt.Sprintf("%s:%d", c.PersistentAddress, c.PersistentPort))
 		}
-		fmt.Fprintf(w, "  iSCSI         %s %s: target %s, initiator %s, portal %s\n", s.Name, orDash(s.State), s.TargetName, s.InitiatorName, strings.Join(portals, ", "))
+		fmt.Fprintf(w, "  iSCSI         %s %s: target %s, initiator %s, portal %s\n", s.Name, cmp.Or(s.State, "-"), s.TargetName, s.InitiatorName, strings.Join(portals, ", "))
 	}
 	r := p.Root
-	fmt.Fprintf(w, "  root          %s (%s) = %s on %s LUN %d", r.Source, r.FSType, r.Device, orDash(r.Session), r.LUN)
+	fmt.Fprintf(w, "  root          %s (%s) = %s on %s LUN %d", r.Source, r.FSType, r.Device, cmp.Or(r.Session, "-"), r.LUN)
 	if len(r.ByPath) > 0 {
 		fmt.Fprintf(w, ", /dev/disk/by-path/%s", strings.Join(r.ByPath, ", "))
 	}
@@ -100,11 +101,4 @@ func round(d time.Duration) string {
 		return "0s"
 	}
 	return d.Round(10 * time.Millisecond).String()
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }

@@ -13,7 +13,7 @@ import (
 
 	"github.com/lunboot/lunboot/internal/testenv"
 	"github.com/lunboot/lunboot/pkg/ibft"
-	"github.com/lunboot/lunboot/pkg/scsi"
+	"github.com/lunboot/lunboot/pkg/sam"
 	"github.com/lunboot/lunboot/qemu/fixtures"
 	"github.com/lunboot/lunboot/qemu/lab"
 	"github.com/lunboot/lunboot/qemu/lab/labtest"
@@ -160,7 +160,7 @@ func TestProbeDirectBoot(t *testing.T) {
 				Origin: ibft.OriginManual, MAC: mac, PCI: ibft.BDF{Device: lab.NICPCIAddr},
 			}},
 			Targets: []ibft.Target{{
-				Flags: ibft.FlagValid | ibft.FlagBoot, Addr: exp.Portal, LUN: scsi.LUNFromLinux(1), Name: exp.IQN,
+				Flags: ibft.FlagValid | ibft.FlagBoot, Addr: exp.Portal, LUN: sam.LUNFromLinux(1), Name: exp.IQN,
 			}},
 		}
 		b, err := table.MarshalBinary()

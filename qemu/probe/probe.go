@@ -12,6 +12,7 @@
 package probe
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -209,14 +210,14 @@ func (r *Result) Login(source string) (Login, bool) {
 // Summary is a one-line human summary of the result.
 func (r *Result) Summary() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "probe: fixture=%s entry=%s kernel=%s", orDash(r.Fixture), orDash(r.Entry), r.Kernel)
+	fmt.Fprintf(&b, "probe: fixture=%s entry=%s kernel=%s", cmp.Or(r.Fixture, "-"), cmp.Or(r.Entry, "-"), r.Kernel)
 	if r.IBFT != nil {
 		fmt.Fprintf(&b, " ibft=%s/%s", r.IBFT.Signature, r.IBFT.OEMID)
 	} else {
 		b.WriteString(" ibft=none")
 	}
 	if r.Net != nil {
-		fmt.Fprintf(&b, " net=%s:%s", r.Net.Method, orDash(r.Net.Address))
+		fmt.Fprintf(&b, " net=%s:%s", r.Net.Method, cmp.Or(r.Net.Address, "-"))
 	}
 	if len(r.Logins) == 0 {
 		b.WriteString(" login=no-handoff")
@@ -229,13 +230,6 @@ func (r *Result) Summary() string {
 		}
 	}
 	return b.String()
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }
 
 // MaxResultLen bounds a result line: DecodeResult refuses more.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -108,7 +109,7 @@ func bootProbe(ctx context.Context, l *lab.Lab, stdout io.Writer, what string, c
 	fmt.Fprintf(stdout, "== %s: %s\n", what, res.Summary())
 	for _, h := range res.Handoffs {
 		fmt.Fprintf(stdout, "   hand-off %-16s portal %s target %s LUN %s initiator %s CHAP %s\n",
-			h.Source, h.Portal, h.Target, orDash(h.LUN), orDash(h.Initiator), h.CHAPMode())
+			h.Source, h.Portal, h.Target, cmp.Or(h.LUN, "-"), cmp.Or(h.Initiator, "-"), h.CHAPMode())
 	}
 	if res.IBFT != nil {
 		fmt.Fprintf(stdout, "   iBFT %s (%s/%s): initiator %s\n", res.IBFT.Signature, res.IBFT.OEMID,
@@ -118,11 +119,4 @@ func bootProbe(ctx context.Context, l *lab.Lab, stdout io.Writer, what string, c
 	defer cancel()
 	_ = vm.Wait(wctx) // the probe powers off after its result
 	return &outcome{res: res, started: start.At, done: done.At}, nil
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }

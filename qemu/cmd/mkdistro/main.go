@@ -14,6 +14,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -97,13 +98,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "%-8s %s: disk %s (%d MiB, %d MiB allocated, root tree %d MiB), kernel %s, %s initrd %d MiB, root=UUID=%s\n",
 			s.Name, state, s.Disk, s.Size>>20, s.Allocated>>20, s.RootUsed>>20, s.KernelRelease, s.Generator, initrdSize>>20, s.RootUUID)
 	}
-	fmt.Fprintf(stdout, "distro: %s %s from %s (Release %s) in %s, %s\n", set.Suite, "amd64", set.Mirror, orUnknown(set.ReleaseDate), set.Dir, time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(stdout, "distro: %s %s from %s (Release %s) in %s, %s\n", set.Suite, "amd64", set.Mirror, cmp.Or(set.ReleaseDate, "date unknown"), set.Dir, time.Since(start).Round(time.Millisecond))
 	return nil
-}
-
-func orUnknown(s string) string {
-	if s == "" {
-		return "date unknown"
-	}
-	return s
 }

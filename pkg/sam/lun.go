@@ -1,9 +1,17 @@
-package scsi
+// Package sam holds the SCSI Architecture Model's logical unit number
+// (SAM-5 §4.7) on its own, with its Linux and RFC 4173 spellings, so that
+// what only names a LUN (a root-path, an iBFT, the boot configuration)
+// need not import the SCSI disk layer (pkg/scsi) that addresses one.
+package sam
 
 import (
 	"fmt"
 	"strings"
 )
+
+// LUN is an 8-byte SAM-5 logical unit number as it travels on the wire
+// (SAM-5 §4.7), for example in an iSCSI SCSI Command PDU or a REPORT LUNS list.
+type LUN [8]byte
 
 // Linux returns the LUN as the Linux SCSI midlayer numbers it (the integer in
 // /sys/class/scsi_device/H:C:T:L, /dev/disk/by-path/*-lun-L and what OS

@@ -1,11 +1,15 @@
 //go:build tools
 
-// Package tools pins the u-root commands that go into the boot image, so that
-// `go mod tidy` keeps them in go.mod and the image builds offline from the
-// module cache.
-package tools
+// Package uroot lists what the boot image's busybox binary is built from:
+// lunboot and the u-root commands, one import each. initramfs/mkimage reads
+// this list and runs `go tool u-root` in this module, so that u-root's
+// build-time dependencies (its shell's editor, the commands' libraries)
+// stay out of lunboot's own go.mod; `go mod tidy` here keeps them pinned,
+// and the image builds offline from the module cache.
+package uroot
 
 import (
+	_ "github.com/lunboot/lunboot/cmds/lunboot"
 	_ "github.com/u-root/u-root/cmds/core/cat"
 	_ "github.com/u-root/u-root/cmds/core/cpio"
 	_ "github.com/u-root/u-root/cmds/core/dmesg"
