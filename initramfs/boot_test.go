@@ -63,7 +63,7 @@ func withUinitArgs(t *testing.T, image string, args ...string) string {
 // start after the uinit.
 func TestImageModules(t *testing.T) {
 	if testing.Short() {
-		t.Skip("boots QEMU")
+		t.Skip("boots QEMU under TCG (minutes); skipped with -short")
 	}
 	kernel, image := labtest.Image(t)
 	// One module at a time, as the boot does: under TCG with two vCPUs,

@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/u-root/u-root/pkg/cpio"
 
+	"github.com/lunboot/lunboot/internal/testenv"
 	"github.com/lunboot/lunboot/internal/version"
 	"github.com/lunboot/lunboot/pkg/kmod"
 	"github.com/lunboot/lunboot/pkg/kmod/depmod"
@@ -158,10 +159,7 @@ func TestMergeModules(t *testing.T) {
 }
 
 func TestCheckXZ(t *testing.T) {
-	xz, err := exec.LookPath("xz")
-	if err != nil {
-		t.Skip("xz not installed") // compressXZ itself reports it clearly
-	}
+	xz := testenv.RequireBinaries(t, "xz")[0]
 	dir := t.TempDir()
 	in := filepath.Join(dir, "in")
 	if err := os.WriteFile(in, bytes.Repeat([]byte("lunboot "), 1000), 0o644); err != nil {

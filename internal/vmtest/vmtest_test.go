@@ -12,6 +12,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/u-root/u-root/pkg/cpio"
+
+	"github.com/lunboot/lunboot/internal/testenv"
 )
 
 func TestRunPattern(t *testing.T) {
@@ -156,7 +158,7 @@ func TestLimitedWriter(t *testing.T) {
 func TestGuestReady(t *testing.T) {
 	goTool := findGo()
 	if goTool == "" {
-		t.Skip("no go command")
+		testenv.Missing(t, "no go command on PATH or in GOROOT")
 	}
 	static := filepath.Join(t.TempDir(), "init")
 	if err := goBuild(t.Context(), goTool, "build", "-o", static, "github.com/lunboot/lunboot/internal/vmtest/guestinit"); err != nil {

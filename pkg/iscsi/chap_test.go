@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/lunboot/lunboot/pkg/iscsi/internal/wire"
@@ -236,20 +237,27 @@ func editKey(key, value string) iscsitest.Hooks {
 	}}
 }
 
-// TestCHAPIdenticalSecrets: refused before anything is sent.
+// TestCHAPIdenticalSecrets: refused before anything is sent. It runs in a
+// synctest bubble, so a dial on another goroutine would have happened by
+// synctest.Wait.
 func TestCHAPIdenticalSecrets(t *testing.T) {
-	var conns atomic.Int32
-	addr := fakeTarget(t, func(c net.Conn) { conns.Add(1) })
-	cfg := Config{Portal: addr, TargetName: "iqn.x:t", InitiatorName: "iqn.x:i",
-		CHAP: &CHAP{Username: "a", Secret: initSecret, TargetUsername: "t", TargetSecret: initSecret}}
-	_, err := Login(context.Background(), cfg)
-	if err == nil || strings.Contains(err.Error(), initSecret) {
-		t.Fatalf("Login with identical secrets = %v, want an error without the secret", err)
-	}
-	time.Sleep(50 * time.Millisecond)
-	if n := conns.Load(); n != 0 {
-		t.Errorf("Login with identical secrets opened %d connections, want 0", n)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		var conns atomic.Int32
+		dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+			conns.Add(1)
+			return nil, errors.New("no target here")
+		}
+		cfg := Config{Portal: "192.0.2.1", Dial: dial, TargetName: "iqn.x:t", InitiatorName: "iqn.x:i",
+			CHAP: &CHAP{Username: "a", Secret: initSecret, TargetUsername: "t", TargetSecret: initSecret}}
+		_, err := Login(context.Background(), cfg)
+		if err == nil || strings.Contains(err.Error(), initSecret) {
+			t.Fatalf("Login with identical secrets = %v, want an error without the secret", err)
+		}
+		synctest.Wait()
+		if n := conns.Load(); n != 0 {
+			t.Errorf("Login with identical secrets opened %d connections, want 0", n)
+		}
+	})
 }
 
 func TestCHAPShortSecretWarning(t *testing.T) {

@@ -67,6 +67,26 @@ func startTarget(t *testing.T, o iscsitest.Options) *iscsitest.Target {
 	return tg
 }
 
+// pipeTarget is startTarget for a synctest bubble: the target is reached
+// over net.Pipe (pipeConfig dials it), since a goroutine blocked on a
+// loopback socket is not durably blocked and would stop the bubble's clock.
+func pipeTarget(t *testing.T, o iscsitest.Options) *iscsitest.Target {
+	t.Helper()
+	if o.Logger == nil {
+		o.Logger = testLogger(t).With("side", "target")
+	}
+	tg := iscsitest.NewTarget(o)
+	t.Cleanup(func() { tg.Close() })
+	return tg
+}
+
+// pipeConfig is config for a pipeTarget.
+func pipeConfig(t *testing.T, tg *iscsitest.Target) Config {
+	cfg := config(t, tg)
+	cfg.Portal, cfg.Dial = "192.0.2.1", tg.Dial
+	return cfg
+}
+
 // config is a Config for the test target.
 func config(t *testing.T, tg *iscsitest.Target) Config {
 	return Config{

@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
@@ -371,32 +374,6 @@ func TestRedirect(t *testing.T) {
 	})
 }
 
-// fakeTarget accepts connections and hands each to serve: a peer that says
-// exactly what a test wants.
-func fakeTarget(t *testing.T, serve func(c net.Conn)) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	t.Cleanup(func() { ln.Close(); <-done })
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				serve(c)
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
-
 // readPDU reads one PDU (no digests) from c.
 func readPDU(c net.Conn) (wire.BHS, []byte, error) {
 	var h wire.BHS
@@ -408,6 +385,8 @@ func readPDU(c net.Conn) (wire.BHS, []byte, error) {
 	return h, data[:h.DataLen()], err
 }
 
+// TestLoginHostile runs in a synctest bubble over net.Pipe, so the silent
+// target's wait for the LoginTimeout is virtual.
 func TestLoginHostile(t *testing.T) {
 	loginRsp := func(mod func(*wire.LoginResponse)) func(c net.Conn) {
 		return func(c net.Conn) {
@@ -436,21 +415,34 @@ func TestLoginHostile(t *testing.T) {
 		{"transit to FFP from security", loginRsp(func(r *wire.LoginResponse) { r.Transit, r.NSG = true, 3 }), ErrProtocol},
 		{"T and C", loginRsp(func(r *wire.LoginResponse) { r.Transit, r.Continue, r.NSG = true, true, 1 }), ErrProtocol},
 		{"redirect without address", loginRsp(func(r *wire.LoginResponse) { r.StatusClass, r.StatusDetail = 1, 1 }), ErrProtocol},
-		{"silent target", func(c net.Conn) { time.Sleep(3 * time.Second) }, context.DeadlineExceeded},
+		// Takes the request (as a socket buffer would) and does not
+		// answer for 3s.
+		{"silent target", func(c net.Conn) { go io.Copy(io.Discard, c); time.Sleep(3 * time.Second) }, context.DeadlineExceeded},
 		{"closes at once", func(c net.Conn) {}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			addr := fakeTarget(t, tt.serve)
-			cfg := Config{Portal: addr, TargetName: "iqn.x:t", InitiatorName: "iqn.x:i", LoginTimeout: 500 * time.Millisecond, Logger: testLogger(t)}
-			start := time.Now()
-			_, err := Login(context.Background(), cfg)
-			if err == nil || (tt.want != nil && !errors.Is(err, tt.want)) {
-				t.Fatalf("Login = %v, want %v", err, tt.want)
-			}
-			if d := time.Since(start); d > 3*time.Second {
-				t.Errorf("Login took %v despite a 500ms LoginTimeout", d)
-			}
+			synctest.Test(t, func(t *testing.T) {
+				var served sync.WaitGroup
+				defer served.Wait() // the bubble must end with no goroutine left
+				dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+					a, b := net.Pipe()
+					served.Go(func() {
+						defer b.Close()
+						tt.serve(b)
+					})
+					return a, nil
+				}
+				cfg := Config{Portal: "192.0.2.1", Dial: dial, TargetName: "iqn.x:t", InitiatorName: "iqn.x:i", LoginTimeout: 500 * time.Millisecond, Logger: testLogger(t)}
+				start := time.Now()
+				_, err := Login(context.Background(), cfg)
+				if err == nil || (tt.want != nil && !errors.Is(err, tt.want)) {
+					t.Fatalf("Login = %v, want %v", err, tt.want)
+				}
+				if d := time.Since(start); d > 3*time.Second {
+					t.Errorf("Login took %v despite a 500ms LoginTimeout", d)
+				}
+			})
 		})
 	}
 }

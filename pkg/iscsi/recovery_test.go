@@ -115,22 +115,26 @@ func TestRecoveryFaults(t *testing.T) {
 	}
 }
 
+// TestRecoveryDisabled runs in a synctest bubble: the drop comes 50ms into
+// a command the target answers after 200ms.
 func TestRecoveryDisabled(t *testing.T) {
-	tg := startTarget(t, iscsitest.Options{CommandDelay: 200 * time.Millisecond})
-	cfg := config(t, tg)
-	cfg.RecoveryTimeout = -1
-	s := mustLogin(t, cfg)
-	go func() {
-		time.Sleep(50 * time.Millisecond)
-		tg.DropConnections()
-	}()
-	_, err := s.Execute(tctx(t), &scsi.Command{CDB: []byte{0, 0, 0, 0, 0, 0}})
-	if !errors.Is(err, ErrSessionClosed) {
-		t.Fatalf("Execute across a drop with recovery disabled = %v, want ErrSessionClosed", err)
-	}
-	if _, err := s.Execute(tctx(t), &scsi.Command{CDB: []byte{0, 0, 0, 0, 0, 0}}); !errors.Is(err, ErrSessionClosed) {
-		t.Errorf("Execute afterwards = %v, want ErrSessionClosed", err)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		tg := pipeTarget(t, iscsitest.Options{CommandDelay: 200 * time.Millisecond})
+		cfg := pipeConfig(t, tg)
+		cfg.RecoveryTimeout = -1
+		s := mustLogin(t, cfg)
+		go func() {
+			time.Sleep(50 * time.Millisecond)
+			tg.DropConnections()
+		}()
+		_, err := s.Execute(tctx(t), &scsi.Command{CDB: []byte{0, 0, 0, 0, 0, 0}})
+		if !errors.Is(err, ErrSessionClosed) {
+			t.Fatalf("Execute across a drop with recovery disabled = %v, want ErrSessionClosed", err)
+		}
+		if _, err := s.Execute(tctx(t), &scsi.Command{CDB: []byte{0, 0, 0, 0, 0, 0}}); !errors.Is(err, ErrSessionClosed) {
+			t.Errorf("Execute afterwards = %v, want ErrSessionClosed", err)
+		}
+	})
 }
 
 func TestRecoveryTimeout(t *testing.T) {
@@ -238,35 +242,40 @@ func TestAsyncEvents(t *testing.T) {
 	}
 }
 
+// TestPings runs in a synctest bubble: 300ms of idle are virtual.
 func TestPings(t *testing.T) {
 	t.Run("target pings", func(t *testing.T) {
-		tg := startTarget(t, iscsitest.Options{NOPInterval: 20 * time.Millisecond})
-		s := mustLogin(t, config(t, tg))
-		time.Sleep(300 * time.Millisecond)
-		writeRead(t, s, 0, 0, randBytes(4096))
-		st := tg.Stats()
-		if st.PingsAnswered < 3 || st.PingsAnswered+1 < st.PingsSent-1 {
-			t.Errorf("target pings sent/answered = %d/%d, want most answered", st.PingsSent, st.PingsAnswered)
-		}
-		if s.Info().Reconnects != 0 {
-			t.Errorf("reconnected %d times on a healthy connection", s.Info().Reconnects)
-		}
-		noViolations(t, tg)
+		synctest.Test(t, func(t *testing.T) {
+			tg := pipeTarget(t, iscsitest.Options{NOPInterval: 20 * time.Millisecond})
+			s := mustLogin(t, pipeConfig(t, tg))
+			time.Sleep(300 * time.Millisecond)
+			writeRead(t, s, 0, 0, randBytes(4096))
+			st := tg.Stats()
+			if st.PingsAnswered < 3 || st.PingsAnswered+1 < st.PingsSent-1 {
+				t.Errorf("target pings sent/answered = %d/%d, want most answered", st.PingsSent, st.PingsAnswered)
+			}
+			if s.Info().Reconnects != 0 {
+				t.Errorf("reconnected %d times on a healthy connection", s.Info().Reconnects)
+			}
+			noViolations(t, tg)
+		})
 	})
 	t.Run("keepalive", func(t *testing.T) {
-		tg := startTarget(t, iscsitest.Options{})
-		cfg := config(t, tg)
-		cfg.KeepAlive = 30 * time.Millisecond
-		s := mustLogin(t, cfg)
-		time.Sleep(300 * time.Millisecond)
-		if st := tg.Stats(); st.InitiatorPings < 2 {
-			t.Errorf("initiator sent %d keepalive pings in 300ms idle at a 30ms interval, want several", st.InitiatorPings)
-		}
-		writeRead(t, s, 0, 0, randBytes(4096))
-		if s.Info().Reconnects != 0 {
-			t.Errorf("reconnected %d times on a healthy connection", s.Info().Reconnects)
-		}
-		noViolations(t, tg)
+		synctest.Test(t, func(t *testing.T) {
+			tg := pipeTarget(t, iscsitest.Options{})
+			cfg := pipeConfig(t, tg)
+			cfg.KeepAlive = 30 * time.Millisecond
+			s := mustLogin(t, cfg)
+			time.Sleep(300 * time.Millisecond)
+			if st := tg.Stats(); st.InitiatorPings < 2 {
+				t.Errorf("initiator sent %d keepalive pings in 300ms idle at a 30ms interval, want several", st.InitiatorPings)
+			}
+			writeRead(t, s, 0, 0, randBytes(4096))
+			if s.Info().Reconnects != 0 {
+				t.Errorf("reconnected %d times on a healthy connection", s.Info().Reconnects)
+			}
+			noViolations(t, tg)
+		})
 	})
 }
 
@@ -320,31 +329,34 @@ func TestReject(t *testing.T) {
 }
 
 // TestCancel: a caller giving up gets its buffers back at once; the late
-// data does not land in them.
+// data does not land in them. It runs in a synctest bubble, so the target's
+// 300ms delay and the wait for its late answer are virtual.
 func TestCancel(t *testing.T) {
-	tg := startTarget(t, iscsitest.Options{CommandDelay: 300 * time.Millisecond})
-	s := mustLogin(t, config(t, tg))
-	for _, write := range []bool{false, true} {
-		buf := bytes.Repeat([]byte{0xee}, 64<<10)
-		cmd := &scsi.Command{CDB: read10(0, 128), DataIn: buf}
-		if write {
-			cmd = &scsi.Command{CDB: write10(0, 128), DataOut: buf}
+	synctest.Test(t, func(t *testing.T) {
+		tg := pipeTarget(t, iscsitest.Options{CommandDelay: 300 * time.Millisecond})
+		s := mustLogin(t, pipeConfig(t, tg))
+		for _, write := range []bool{false, true} {
+			buf := bytes.Repeat([]byte{0xee}, 64<<10)
+			cmd := &scsi.Command{CDB: read10(0, 128), DataIn: buf}
+			if write {
+				cmd = &scsi.Command{CDB: write10(0, 128), DataOut: buf}
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+			_, err := s.Execute(ctx, cmd)
+			cancel()
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("Execute with a 50ms deadline on a 300ms target = %v, want DeadlineExceeded", err)
+			}
+			// The buffer is ours again: scribble on it while the target
+			// finishes (the race detector watches).
+			for i := range buf {
+				buf[i] = 0x11
+			}
+			time.Sleep(400 * time.Millisecond)
+			if !write && !bytes.Equal(buf, bytes.Repeat([]byte{0x11}, len(buf))) {
+				t.Errorf("Data-In landed in the buffer after Execute returned")
+			}
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-		_, err := s.Execute(ctx, cmd)
-		cancel()
-		if !errors.Is(err, context.DeadlineExceeded) {
-			t.Fatalf("Execute with a 50ms deadline on a 300ms target = %v, want DeadlineExceeded", err)
-		}
-		// The buffer is ours again: scribble on it while the target
-		// finishes (the race detector watches).
-		for i := range buf {
-			buf[i] = 0x11
-		}
-		time.Sleep(400 * time.Millisecond)
-		if !write && !bytes.Equal(buf, bytes.Repeat([]byte{0x11}, len(buf))) {
-			t.Errorf("Data-In landed in the buffer after Execute returned")
-		}
-	}
-	writeRead(t, s, 0, 0, randBytes(4096))
+		writeRead(t, s, 0, 0, randBytes(4096))
+	})
 }

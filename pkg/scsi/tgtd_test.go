@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"log/slog"
 	mrand "math/rand/v2"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lunboot/lunboot/internal/testenv"
 	"github.com/lunboot/lunboot/internal/tgt"
 	"github.com/lunboot/lunboot/pkg/iscsi"
 	"github.com/lunboot/lunboot/pkg/sam"
@@ -181,7 +183,7 @@ func TestTgtdPast2TiB(t *testing.T) {
 func TestTgtdUnmap(t *testing.T) {
 	e := startTgtd(t, 16<<20)
 	if err := e.Srv.SetLUNParams(1, 1, "thin_provisioning=1"); err != nil {
-		t.Skipf("tgtd does not take thin_provisioning=1: %v", err)
+		testenv.Missing(t, fmt.Sprintf("tgtd does not take thin_provisioning=1: %v", err))
 	}
 	s := e.login(t)
 	d := open(t, s, 1, scsi.DiskOptions{})
@@ -210,7 +212,7 @@ func TestTgtdUnmap(t *testing.T) {
 func TestTgtdReadOnly(t *testing.T) {
 	e := startTgtd(t, 1<<20)
 	if err := e.Srv.SetLUNParams(1, 1, "readonly=1"); err != nil {
-		t.Skipf("tgtd does not take readonly=1: %v", err)
+		testenv.Missing(t, fmt.Sprintf("tgtd does not take readonly=1: %v", err))
 	}
 	s := e.login(t)
 	d := open(t, s, 1, scsi.DiskOptions{})

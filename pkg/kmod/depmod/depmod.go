@@ -551,6 +551,11 @@ func ReadList(r io.Reader) ([]string, error) {
 			return nil, fmt.Errorf("module list line %d: %q: one module name per line", line, strings.TrimSpace(s))
 		}
 		n := NameOf(fields[0])
+		if n == "" {
+			// ".ko" alone, or a path ending in it, names no module; an
+			// empty name would reach Resolve as a module it cannot find.
+			return nil, fmt.Errorf("module list line %d: %q names no module", line, fields[0])
+		}
 		for _, c := range n {
 			if !(c == '_' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
 				return nil, fmt.Errorf("module list line %d: %q is not a module name", line, fields[0])

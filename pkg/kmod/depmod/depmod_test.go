@@ -320,6 +320,8 @@ func TestReadList(t *testing.T) {
 		{"a b\n", nil, true},
 		{"a/b\n", []string{"b"}, false}, // a path names its module
 		{"a;b\n", nil, true},
+		{".ko\n", nil, true},   // names no module
+		{"a/.ko\n", nil, true}, // nor does a path ending in ".ko"
 	}
 	for _, tt := range tests {
 		got, err := ReadList(strings.NewReader(tt.in))
@@ -400,6 +402,7 @@ func FuzzReadList(f *testing.F) {
 	f.Add("# NICs\nvirtio_net\n\n  e1000e  # Intel\nnls-utf8.ko\n")
 	f.Add("a b\n")
 	f.Add("a/b\n")
+	f.Add(".ko\n")
 	f.Fuzz(func(t *testing.T, in string) {
 		names, err := ReadList(strings.NewReader(in))
 		if err != nil {
