@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lunboot/lunboot/pkg/handoff"
 	"github.com/lunboot/lunboot/pkg/rootpath"
 	"github.com/lunboot/lunboot/pkg/scsi"
 )
@@ -43,7 +44,7 @@ type Source struct {
 	Rescue         Setting[bool]
 	Entry          Setting[string]
 	MenuTimeout    Setting[time.Duration]
-	Handoff        Setting[Handoff]
+	Handoff        Setting[handoff.Mode]
 	Force          Setting[bool]
 	HeaderDigest   Setting[Digest]
 	DataDigest     Setting[Digest]

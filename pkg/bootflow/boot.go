@@ -1,7 +1,19 @@
 // Package bootflow is lunboot's boot: the sequence of stages a NIC iSCSI
-// boot ROM goes through, composed from the project's libraries.
+// boot ROM goes through, composed from the project's libraries. The stages,
+// by the names the console prints, each in its own file:
 //
-//	modules → config → network → target → login → nbd → os → load → handoff → shutdown → kexec
+//	 1 modules     stage_modules.go   the image's drivers
+//	 2 config      stage_config.go    kernel command line, firmware iBFT
+//	 3 network     stage_network.go   link, DHCP or static address
+//	 4 target      stage_target.go    command line + DHCP + iBFT merged
+//	 5 login       stage_iscsi.go     iSCSI login, the LUN checked
+//	 6 nbd         stage_nbd.go       the LUN as /dev/nbdN
+//	 7 os          stage_os.go        partitions mounted, boot entry chosen
+//	 8 load        stage_load.go      kernel and initrd copied to tmpfs
+//	 9 handoff     stage_handoff.go   how the OS logs in again (package handoff)
+//	10 kexec-load  stage_kexec.go     kexec_file_load
+//	11 shutdown    stage_shutdown.go  everything undone before the jump
+//	12 kexec       stage_kexec.go     the jump
 //
 // Each stage reports one line to the Console with its result and duration.
 // Stages that a retry can fix (DHCP, the login while a target is coming up
@@ -260,4 +272,17 @@ func plural(n int, one, many string) string {
 		return fmt.Sprintf("%d %s", n, one)
 	}
 	return fmt.Sprintf("%d %s", n, many)
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -10,11 +10,10 @@ import (
 
 	"github.com/lunboot/lunboot/pkg/bootcfg"
 	"github.com/lunboot/lunboot/pkg/iscsi"
-	"github.com/lunboot/lunboot/pkg/nbd"
 	"github.com/lunboot/lunboot/pkg/scsi"
 )
 
-// login is stage 6: the iSCSI login, then a check that the LUN exists
+// login is stage 5: the iSCSI login, then a check that the LUN exists
 // (REPORT LUNS) and can be opened as a disk.
 func (b *boot) login(ctx context.Context) (string, error) {
 	if b.disk != nil { // retry: drop the previous attempt's session
@@ -127,31 +126,4 @@ func lunList(luns []scsi.LUN) string {
 		parts[i] = fmt.Sprintf("%s (Linux %d)", l, l.Linux())
 	}
 	return "LUNs " + strings.Join(parts, ", ")
-}
-
-// attach is stage 7: the LUN as /dev/nbdN, served by this process.
-func (b *boot) attach(ctx context.Context) (string, error) {
-	d, err := nbd.Attach(ctx, b.disk, nbd.AttachOptions{Index: 0, Logger: b.log, Backend: "lunboot:" + b.cfg.Target.Target})
-	if err != nil {
-		if errors.Is(err, nbd.ErrModuleNotLoaded) {
-			return "", withCheck(err, "the image must carry nbd.ko (lunboot modules lists what loaded), or the kernel needs CONFIG_BLK_DEV_NBD")
-		}
-		return "", err
-	}
-	b.nbd = d
-	parts := d.Partitions()
-	return fmt.Sprintf("%s (%s, %s)", d.Path(), humanBytes(b.disk.Size()), plural(len(parts), "partition", "partitions")), nil
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -101,32 +101,6 @@ func networkAdvice(err error, o netconf.Options) error {
 	return err
 }
 
-// target is stage 4 and 5: the three sources merged — command line, DHCP,
-// firmware iBFT, defaults — into one validated configuration: the target
-// (RFC 4173 root-path, parsed strictly), the initiator IQN, CHAP.
-func (b *boot) target(ctx context.Context) (string, error) {
-	n := bootcfg.Network{
-		Interface: b.net.Link.Name,
-		MAC:       b.net.Link.MAC,
-		Lease:     b.net.Origin == netconf.OriginDHCP,
-	}
-	if n.Lease {
-		n.Address, n.Router, n.DNS, n.Hostname = b.net.Address, b.net.Gateway, b.net.DNS, b.net.Hostname
-		n.RootPath, n.RootPathOption = b.net.RootPath.Value, b.net.RootPath.Source.Option()
-		n.InitiatorName, n.InitiatorNameOption = b.net.InitiatorIQN.Value, b.net.InitiatorIQN.Source.Option()
-	}
-	cfg, err := bootcfg.Merge(b.cmdline, n.Source(), b.firmware)
-	if err != nil {
-		return "", permanent(withCheck(err, "give the target as DHCP option 17 or netroot=iscsi:<server>::<port>:<lun>:<target> (docs/configuration.md)"))
-	}
-	b.cfg = cfg
-	for _, line := range cfg.Report() {
-		b.o.Console.Info("  %s", line)
-	}
-	t := cfg.Target
-	return fmt.Sprintf("%s LUN %s (Linux LUN %d) at %s as %s", t.Target, t.LUN, t.LUN.Linux(), t.Portal(), cfg.Initiator), nil
-}
-
 // orDefault is d, or def when d is zero: the bound a library applies to a
 // zero option, for the console.
 func orDefault(d, def time.Duration) time.Duration {
