@@ -37,7 +37,6 @@ import (
 
 	"github.com/lunboot/lunboot/pkg/bootcfg"
 	"github.com/lunboot/lunboot/pkg/iscsi"
-	"github.com/lunboot/lunboot/pkg/nbd"
 	"github.com/lunboot/lunboot/pkg/netconf"
 	"github.com/lunboot/lunboot/pkg/osfind"
 	"github.com/lunboot/lunboot/pkg/scsi"
@@ -69,6 +68,9 @@ type Options struct {
 	// Network overrides stage 3's interface selection defaults, for
 	// hosts and labs whose NICs are virtual.
 	Network netconf.Selector
+	// Machine replaces what the boot does to the machine, for tests; the
+	// zero value is the real machine.
+	Machine Machine
 	// LogLevel, when set, is set to lunboot.loglevel= once the command
 	// line is read if it gives one, so the command's log handler follows
 	// it; otherwise it keeps the command's default.
@@ -90,7 +92,7 @@ func Boot(ctx context.Context, o Options) (err error) {
 	if o.Console == nil {
 		return errors.New("bootflow: Options.Console is required")
 	}
-	b := &boot{o: o, log: o.Logger, start: time.Now()}
+	b := &boot{o: o, m: o.Machine.withDefaults(), log: o.Logger, start: time.Now()}
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)
 	}
@@ -116,7 +118,7 @@ func Boot(ctx context.Context, o Options) (err error) {
 	b.isid = newISID()
 	defer func() {
 		if err != nil {
-			b.undo()
+			b.teardown(context.Background(), false)
 			var se *StageError
 			if errors.As(err, &se) && b.configured && !b.cfg.Rescue {
 				se.Reboot = true
@@ -176,6 +178,7 @@ func Boot(ctx context.Context, o Options) (err error) {
 // boot is the state the stages build up, in stage order.
 type boot struct {
 	o     Options
+	m     Machine // o.Machine with the real machine where it is nil
 	log   *slog.Logger
 	start time.Time
 	isid  iscsi.ISID
@@ -190,7 +193,7 @@ type boot struct {
 
 	session *iscsi.Session
 	disk    *scsi.Disk
-	nbd     *nbd.Device
+	nbd     BlockDevice
 
 	found *osfind.Found
 	entry *osfind.Entry
@@ -219,41 +222,6 @@ func (b *boot) retryPolicy() RetryPolicy {
 		attempts = 1 << 30
 	}
 	return RetryPolicy{Attempts: attempts, Backoff: time.Second, MaxBackoff: 16 * time.Second}
-}
-
-// undo releases what the stages set up, newest first, after a failure.
-func (b *boot) undo() {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if b.found != nil {
-		if err := b.found.Close(); err != nil {
-			b.log.Warn("unmounting the LUN's partitions", "err", err)
-		}
-		b.found = nil
-	}
-	if b.nbd != nil {
-		if err := b.nbd.Detach(ctx); err != nil {
-			b.log.Warn("detaching NBD", "err", err)
-		}
-		b.nbd = nil
-	}
-	if b.disk != nil {
-		b.disk.Close()
-		b.disk = nil
-	}
-	if b.session != nil {
-		if err := b.session.Logout(ctx); err != nil {
-			b.log.Warn("iSCSI logout", "err", err)
-			b.session.Close()
-		}
-		b.session = nil
-	}
-	for _, f := range []string{b.kernel, b.initrd} {
-		if f != "" {
-			os.Remove(f)
-		}
-	}
-	// The network stays up: the rescue shell may need it.
 }
 
 // newISID returns a random ISID of type 10b (RFC 7143 §11.12.5: the "T"

@@ -33,6 +33,7 @@ func (b *boot) login(ctx context.Context) (string, error) {
 		HeaderDigest:  b.cfg.HeaderDigest == bootcfg.DigestCRC32C || b.cfg.HeaderDigest == bootcfg.DigestPrefer,
 		DataDigest:    b.cfg.DataDigest == bootcfg.DigestCRC32C || b.cfg.DataDigest == bootcfg.DigestPrefer,
 		Logger:        b.log,
+		Dial:          b.m.Dial,
 	}
 	if c := b.cfg.CHAP; c.Enabled() {
 		ic.CHAP = &iscsi.CHAP{Username: c.Username, Secret: c.Password,

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-
-	"github.com/u-root/u-root/pkg/boot/kexec"
 )
 
 // kexecLoad is stage 10 (kexec-load): kexec_file_load(2) of the copies.
@@ -24,15 +22,12 @@ func (b *boot) kexecLoad(ctx context.Context) (string, error) {
 		}
 		defer ird.Close()
 	}
-	if err := kexec.FileLoad(k, ird, b.osCmdline); err != nil {
+	if err := b.m.KexecLoad(k, ird, b.osCmdline); err != nil {
 		return "", withCheck(fmt.Errorf("kexec_file_load: %w", err),
 			"the firmware kernel needs CONFIG_KEXEC_FILE; under Secure Boot lockdown the OS kernel must be signed")
 	}
 	return fmt.Sprintf("%s loaded", b.entry.Label), nil
 }
-
-// kexecReboot is kexec.Reboot; tests replace it.
-var kexecReboot = kexec.Reboot
 
 // exec is stage 12 (kexec): the jump into the loaded kernel. It returns
 // only on failure.
@@ -40,6 +35,6 @@ func (b *boot) exec() error {
 	if f, ok := b.o.Console.(Flusher); ok {
 		f.Flush()
 	}
-	err := kexecReboot()
+	err := b.m.Kexec()
 	return &StageError{Stage: "kexec", Err: err, Check: "the kernel refused the jump; the loaded image is lost, run `lunboot boot` again"}
 }

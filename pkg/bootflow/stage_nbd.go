@@ -10,7 +10,7 @@ import (
 
 // attach is stage 6: the LUN as /dev/nbdN, served by this process.
 func (b *boot) attach(ctx context.Context) (string, error) {
-	d, err := nbd.Attach(ctx, b.disk, nbd.AttachOptions{Index: 0, Logger: b.log, Backend: "lunboot:" + b.cfg.Target.Target})
+	d, err := b.m.AttachNBD(ctx, b.disk, nbd.AttachOptions{Index: 0, Logger: b.log, Backend: "lunboot:" + b.cfg.Target.Target})
 	if err != nil {
 		if errors.Is(err, nbd.ErrModuleNotLoaded) {
 			return "", withCheck(err, "the image must carry nbd.ko (lunboot modules lists what loaded), or the kernel needs CONFIG_BLK_DEV_NBD")

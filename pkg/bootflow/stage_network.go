@@ -57,7 +57,7 @@ func (b *boot) network(ctx context.Context) (string, error) {
 		b.o.Console.Info("network: DHCP, waiting up to %s for a lease (carrier up to %s of it)",
 			orDefault(o.DHCPTimeout, netconf.DefaultDHCPTimeout), orDefault(o.CarrierTimeout, netconf.DefaultCarrierTimeout))
 	}
-	c, err := netconf.Configure(ctx, o)
+	c, err := b.m.Network(ctx, o)
 	if err != nil {
 		return "", networkAdvice(err, o)
 	}
