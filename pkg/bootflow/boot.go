@@ -86,8 +86,9 @@ type Options struct {
 // partitions read-only under TempDir; copies the chosen kernel and initrd
 // to TempDir; kexec_file_load; unmounts, detaches NBD, logs out, takes the
 // interface down; kexec. On failure everything set up so far is undone
-// before returning, so that `lunboot boot` can be run again from the
-// rescue shell.
+// before returning (the same teardown as stage 11, without taking the
+// interface down), so that `lunboot boot` can be run again from the rescue
+// shell. Options.Machine replaces these effects in tests.
 func Boot(ctx context.Context, o Options) (err error) {
 	if o.Console == nil {
 		return errors.New("bootflow: Options.Console is required")

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -363,6 +364,40 @@ func TestBootNetworkRetries(t *testing.T) {
 		}
 		if !strings.Contains(con.text(), "fail network 3/3 retry=0s: ") {
 			t.Errorf("console lacks the last attempt without retry:\n%s", con.text())
+		}
+		if took := time.Since(start); took != 3*time.Second {
+			t.Errorf("Boot took %s of virtual time, want the 3s of backoff", took)
+		}
+	})
+}
+
+// TestBootLoginRetries: a portal that refuses connections (a target still
+// starting) is retried with backoff, on the same ISID.
+func TestBootLoginRetries(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := newLab(t, iscsitest.Options{})
+		m := l.machine()
+		refused := 2
+		m.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if refused > 0 {
+				refused--
+				return nil, &net.OpError{Op: "dial", Net: network, Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+			}
+			return l.tgt.Dial(ctx, network, addr)
+		}
+		con := &recorder{}
+		start := time.Now()
+		err := Boot(context.Background(), Options{
+			Console: con, Cmdline: "netroot=iscsi:10.0.2.2::3260:0:" + testTarget,
+			Sysfs: t.TempDir(), TempDir: t.TempDir(), NoExec: true, SkipModules: true, Machine: m,
+		})
+		if err != nil {
+			t.Fatalf("Boot() = %v; console:\n%s", err, con.text())
+		}
+		for _, line := range []string{"fail login 1/4 retry=1s: ", "fail login 2/4 retry=2s: ", "ok login: "} {
+			if !strings.Contains(con.text(), line) {
+				t.Errorf("console lacks %q; it is:\n%s", line, con.text())
+			}
 		}
 		if took := time.Since(start); took != 3*time.Second {
 			t.Errorf("Boot took %s of virtual time, want the 3s of backoff", took)
