@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/lunboot/lunboot/pkg/cmdline"
+	"github.com/lunboot/lunboot/pkg/handoff"
 	"github.com/lunboot/lunboot/pkg/iscsi"
 	"github.com/lunboot/lunboot/pkg/rootpath"
 )
@@ -81,8 +82,13 @@ var lunbootKeys = map[string]handler{
 		return setOnce(p, &p.src.Entry, v, k, eq)
 	}},
 	"lunboot.menu_timeout": {fn: durationOpt(func(s *Source) *Setting[time.Duration] { return &s.MenuTimeout }, 0)},
-	"lunboot.handoff": {fn: enumOpt(func(s *Source) *Setting[Handoff] { return &s.Handoff },
-		map[string]Handoff{"cmdline": HandoffCmdline, "ibft": HandoffIBFT, "both": HandoffBoth})},
+	"lunboot.handoff": {fn: func(p *cmdParser, k, v string, _ bool) error {
+		m, err := handoff.ParseMode(v)
+		if err != nil {
+			return err
+		}
+		return setOnce(p, &p.src.Handoff, m, k, eq)
+	}},
 	"lunboot.force":         {fn: boolOpt(func(s *Source) *Setting[bool] { return &s.Force })},
 	"lunboot.header_digest": {fn: enumOpt(func(s *Source) *Setting[Digest] { return &s.HeaderDigest }, digestValues)},
 	"lunboot.data_digest":   {fn: enumOpt(func(s *Source) *Setting[Digest] { return &s.DataDigest }, digestValues)},

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lunboot/lunboot/pkg/handoff"
 	"github.com/lunboot/lunboot/pkg/iscsi"
 	"github.com/lunboot/lunboot/pkg/rootpath"
 )
@@ -198,8 +199,9 @@ func TestParseCmdlineKeys(t *testing.T) {
 		{"lunboot.entry=Debian GNU/Linux", []check{field(func(s Source) (any, Origin) { return s.Entry.Value, s.Entry.Origin }, "Debian", "lunboot.entry")}},
 		{`lunboot.entry="Debian GNU/Linux"`, []check{field(func(s Source) (any, Origin) { return s.Entry.Value, s.Entry.Origin }, "Debian GNU/Linux", "lunboot.entry")}},
 		{"lunboot.menu_timeout=5", []check{field(func(s Source) (any, Origin) { return s.MenuTimeout.Value, s.MenuTimeout.Origin }, 5*time.Second, "lunboot.menu_timeout")}},
-		{"lunboot.handoff=cmdline", []check{field(func(s Source) (any, Origin) { return s.Handoff.Value, s.Handoff.Origin }, HandoffCmdline, "lunboot.handoff")}},
-		{"lunboot.handoff=IBFT", []check{field(func(s Source) (any, Origin) { return s.Handoff.Value, s.Handoff.Origin }, HandoffIBFT, "lunboot.handoff")}},
+		{"lunboot.handoff=cmdline", []check{field(func(s Source) (any, Origin) { return s.Handoff.Value, s.Handoff.Origin }, handoff.ModeCmdline, "lunboot.handoff")}},
+		{"lunboot.handoff=auto", []check{field(func(s Source) (any, Origin) { return s.Handoff.Value, s.Handoff.Origin }, handoff.ModeAuto, "lunboot.handoff")}},
+		{"lunboot.handoff=IBFT", []check{field(func(s Source) (any, Origin) { return s.Handoff.Value, s.Handoff.Origin }, handoff.ModeIBFT, "lunboot.handoff")}},
 		{"lunboot.force=yes", []check{field(func(s Source) (any, Origin) { return s.Force.Value, s.Force.Origin }, true, "lunboot.force")}},
 		{"lunboot.header_digest=crc32c lunboot.data_digest=prefer", []check{
 			field(func(s Source) (any, Origin) { return s.HeaderDigest.Value, s.HeaderDigest.Origin }, DigestCRC32C, "lunboot.header_digest"),
@@ -285,7 +287,7 @@ func TestParseCmdlineErrors(t *testing.T) {
 		{"lunboot.dhcp_timeout=0", []string{"lunboot.dhcp_timeout", "from 1s"}},
 		{"rd.net.timeout.dhcp=5s", []string{"rd.net.timeout.dhcp", "seconds"}},
 		{"lunboot.rescue=maybe", []string{`lunboot.rescue="maybe"`, "boolean"}},
-		{"lunboot.handoff=kexec", []string{"lunboot.handoff", "not one of both, cmdline, ibft"}},
+		{"lunboot.handoff=kexec", []string{"lunboot.handoff", "not one of auto, both, cmdline, ibft"}},
 		{"lunboot.header_digest=md5", []string{"lunboot.header_digest", "crc32c"}},
 		{"lunboot.loglevel=loud", []string{"lunboot.loglevel", "debug"}},
 		{"lunboot.ibft=maybe", []string{"lunboot.ibft", "prefer"}},

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lunboot/lunboot/pkg/handoff"
 	"github.com/lunboot/lunboot/pkg/iscsi"
 	"github.com/lunboot/lunboot/pkg/rootpath"
 )
@@ -96,8 +97,9 @@ type Config struct {
 	// MenuTimeout is how long the boot menu waits for a choice (a line on
 	// the console); 0 boots the selected entry at once. Default 0.
 	MenuTimeout time.Duration
-	// Handoff is how the OS is told about its root disk. Default both.
-	Handoff Handoff
+	// Handoff is how the OS is told about its root disk (lunboot.handoff=);
+	// handoff.Decide resolves it. Default auto.
+	Handoff handoff.Mode
 	// Force kexecs even when the OS initrd looks unable to log in to the
 	// target itself. Default false.
 	Force bool
@@ -244,7 +246,7 @@ func Resolve(cmdline, network, firmware Source) Config {
 	c.Rescue = pick(&c, FieldRescue, cmd, true, "", func(s *Source) Setting[bool] { return s.Rescue })
 	c.Entry = pick(&c, FieldEntry, cmd, "", "the OS's default entry", func(s *Source) Setting[string] { return s.Entry })
 	c.MenuTimeout = pick(&c, FieldMenuTimeout, cmd, 0, "", func(s *Source) Setting[time.Duration] { return s.MenuTimeout })
-	c.Handoff = pick(&c, FieldHandoff, cmd, HandoffBoth, "", func(s *Source) Setting[Handoff] { return s.Handoff })
+	c.Handoff = pick(&c, FieldHandoff, cmd, handoff.ModeAuto, "", func(s *Source) Setting[handoff.Mode] { return s.Handoff })
 	c.Force = pick(&c, FieldForce, cmd, false, "", func(s *Source) Setting[bool] { return s.Force })
 	c.HeaderDigest = pick(&c, FieldHeaderDigest, cmd, DigestNone, "", func(s *Source) Setting[Digest] { return s.HeaderDigest })
 	c.DataDigest = pick(&c, FieldDataDigest, cmd, DigestNone, "", func(s *Source) Setting[Digest] { return s.DataDigest })

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lunboot/lunboot/pkg/handoff"
 	"github.com/lunboot/lunboot/pkg/iscsi"
 	"github.com/lunboot/lunboot/pkg/rootpath"
 	"github.com/lunboot/lunboot/pkg/sam"
@@ -171,7 +172,7 @@ func TestMergeDefaults(t *testing.T) {
 		{FieldRescue, c.Rescue, true},
 		{FieldEntry, c.Entry, ""},
 		{FieldMenuTimeout, c.MenuTimeout, time.Duration(0)},
-		{FieldHandoff, c.Handoff, HandoffBoth},
+		{FieldHandoff, c.Handoff, handoff.ModeAuto},
 		{FieldForce, c.Force, false},
 		{FieldHeaderDigest, c.HeaderDigest, DigestNone},
 		{FieldDataDigest, c.DataDigest, DigestNone},
@@ -425,7 +426,7 @@ func TestDocExamples(t *testing.T) {
 			}},
 		{"lunboot.retries=0 lunboot.timeout=10m", []string{"network and login not retried, overall timeout 10m0s, dhcp timeout 30s", "chap none (default)", "interface any (default)"}},
 		{"lunboot.retries=1 lunboot.iface=eth1", []string{"network and login retried once, no overall timeout", "interface eth1 (from kernel cmdline lunboot.iface)"}},
-		{"rd.iscsi.firmware=1 lunboot.entry=1", []string{`handoff both, force false, rescue true, entry "1", menu timeout 0s`}},
+		{"rd.iscsi.firmware=1 lunboot.entry=1", []string{`handoff auto, force false, rescue true, entry "1", menu timeout 0s`}},
 		{"ip=eth0:dhcp:9000", []string{"ip dhcp mtu 9000 (from kernel cmdline ip)"}},
 		{"ip=192.0.2.10::192.0.2.254:255.255.255.0:node7:eth0:off", []string{"ip static 192.0.2.10/24 gateway 192.0.2.254 hostname node7 (from kernel cmdline ip)"}},
 		{"ip=192.0.2.10::192.0.2.254:24::eth0:none:192.0.2.53:192.0.2.54", []string{"ip static 192.0.2.10/24 gateway 192.0.2.254 dns 192.0.2.53,192.0.2.54 (from kernel cmdline ip)"}},

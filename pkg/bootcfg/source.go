@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lunboot/lunboot/pkg/handoff"
 	"github.com/lunboot/lunboot/pkg/iscsi"
 	"github.com/lunboot/lunboot/pkg/rootpath"
 	"github.com/lunboot/lunboot/pkg/sam"
@@ -52,7 +53,7 @@ type Source struct {
 	Rescue         Setting[bool]
 	Entry          Setting[string]
 	MenuTimeout    Setting[time.Duration]
-	Handoff        Setting[Handoff]
+	Handoff        Setting[handoff.Mode]
 	Force          Setting[bool]
 	HeaderDigest   Setting[Digest]
 	DataDigest     Setting[Digest]

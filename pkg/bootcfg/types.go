@@ -99,36 +99,6 @@ func (m IPMode) String() string {
 	return "unset"
 }
 
-// Handoff says how the OS is told where its root disk is after kexec. It is
-// a bit set: HandoffBoth is HandoffCmdline|HandoffIBFT.
-type Handoff uint8
-
-// Hand-off modes (lunboot.handoff=).
-const (
-	HandoffCmdline Handoff = 1 << iota // kernel command line in the OS initrd's dialect
-	HandoffIBFT                        // a synthesized iBFT
-	HandoffBoth    = HandoffCmdline | HandoffIBFT
-)
-
-// Cmdline reports whether the hand-off writes the OS command line.
-func (h Handoff) Cmdline() bool { return h&HandoffCmdline != 0 }
-
-// IBFT reports whether the hand-off provides an iBFT.
-func (h Handoff) IBFT() bool { return h&HandoffIBFT != 0 }
-
-// String returns the lunboot.handoff= value: "cmdline", "ibft" or "both".
-func (h Handoff) String() string {
-	switch h {
-	case HandoffCmdline:
-		return "cmdline"
-	case HandoffIBFT:
-		return "ibft"
-	case HandoffBoth:
-		return "both"
-	}
-	return "unset"
-}
-
 // Digest is the policy for one iSCSI digest (HeaderDigest or DataDigest,
 // RFC 7143 §13.1).
 type Digest uint8

@@ -1,7 +1,19 @@
 // Package bootflow is lunboot's boot: the sequence of stages a NIC iSCSI
-// boot ROM goes through, composed from the project's libraries.
+// boot ROM goes through, composed from the project's libraries. The stages,
+// by the names the console prints, each in its own file:
 //
-//	modules → config → network → target → login → nbd → os → load → handoff → shutdown → kexec
+//	 1 modules     stage_modules.go   the image's drivers
+//	 2 config      stage_config.go    kernel command line, firmware iBFT
+//	 3 network     stage_network.go   link, DHCP or static address
+//	 4 target      stage_target.go    command line + DHCP + iBFT merged
+//	 5 login       stage_iscsi.go     iSCSI login, the LUN checked
+//	 6 nbd         stage_nbd.go       the LUN as /dev/nbdN
+//	 7 os          stage_os.go        partitions mounted, boot entry chosen
+//	 8 load        stage_load.go      kernel and initrd copied to tmpfs
+//	 9 handoff     stage_handoff.go   how the OS logs in again (package handoff)
+//	10 kexec-load  stage_kexec.go     kexec_file_load
+//	11 shutdown    stage_shutdown.go  everything undone before the jump
+//	12 kexec       stage_kexec.go     the jump
 //
 // Each stage reports one line to the Console with its result and duration.
 // Stages that a retry can fix (DHCP, the login while a target is coming up
@@ -25,7 +37,6 @@ import (
 
 	"github.com/lunboot/lunboot/pkg/bootcfg"
 	"github.com/lunboot/lunboot/pkg/iscsi"
-	"github.com/lunboot/lunboot/pkg/nbd"
 	"github.com/lunboot/lunboot/pkg/netconf"
 	"github.com/lunboot/lunboot/pkg/osfind"
 	"github.com/lunboot/lunboot/pkg/scsi"
@@ -57,6 +68,9 @@ type Options struct {
 	// Network overrides stage 3's interface selection defaults, for
 	// hosts and labs whose NICs are virtual.
 	Network netconf.Selector
+	// Machine replaces what the boot does to the machine, for tests; the
+	// zero value is the real machine.
+	Machine Machine
 	// LogLevel, when set, is set to lunboot.loglevel= once the command
 	// line is read if it gives one, so the command's log handler follows
 	// it; otherwise it keeps the command's default.
@@ -72,13 +86,14 @@ type Options struct {
 // partitions read-only under TempDir; copies the chosen kernel and initrd
 // to TempDir; kexec_file_load; unmounts, detaches NBD, logs out, takes the
 // interface down; kexec. On failure everything set up so far is undone
-// before returning, so that `lunboot boot` can be run again from the
-// rescue shell.
+// before returning (the same teardown as stage 11, without taking the
+// interface down), so that `lunboot boot` can be run again from the rescue
+// shell. Options.Machine replaces these effects in tests.
 func Boot(ctx context.Context, o Options) (err error) {
 	if o.Console == nil {
 		return errors.New("bootflow: Options.Console is required")
 	}
-	b := &boot{o: o, log: o.Logger, start: time.Now()}
+	b := &boot{o: o, m: o.Machine.withDefaults(), log: o.Logger, start: time.Now()}
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)
 	}
@@ -104,7 +119,7 @@ func Boot(ctx context.Context, o Options) (err error) {
 	b.isid = newISID()
 	defer func() {
 		if err != nil {
-			b.undo()
+			b.teardown(context.Background(), false)
 			var se *StageError
 			if errors.As(err, &se) && b.configured && !b.cfg.Rescue {
 				se.Reboot = true
@@ -164,6 +179,7 @@ func Boot(ctx context.Context, o Options) (err error) {
 // boot is the state the stages build up, in stage order.
 type boot struct {
 	o     Options
+	m     Machine // o.Machine with the real machine where it is nil
 	log   *slog.Logger
 	start time.Time
 	isid  iscsi.ISID
@@ -178,7 +194,7 @@ type boot struct {
 
 	session *iscsi.Session
 	disk    *scsi.Disk
-	nbd     *nbd.Device
+	nbd     BlockDevice
 
 	found *osfind.Found
 	entry *osfind.Entry
@@ -207,41 +223,6 @@ func (b *boot) retryPolicy() RetryPolicy {
 		attempts = AttemptsForever
 	}
 	return RetryPolicy{Attempts: attempts, Backoff: time.Second, MaxBackoff: 16 * time.Second}
-}
-
-// undo releases what the stages set up, newest first, after a failure.
-func (b *boot) undo() {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if b.found != nil {
-		if err := b.found.Close(); err != nil {
-			b.log.Warn("unmounting the LUN's partitions", "err", err)
-		}
-		b.found = nil
-	}
-	if b.nbd != nil {
-		if err := b.nbd.Detach(ctx); err != nil {
-			b.log.Warn("detaching NBD", "err", err)
-		}
-		b.nbd = nil
-	}
-	if b.disk != nil {
-		b.disk.Close()
-		b.disk = nil
-	}
-	if b.session != nil {
-		if err := b.session.Logout(ctx); err != nil {
-			b.log.Warn("iSCSI logout", "err", err)
-			b.session.Close()
-		}
-		b.session = nil
-	}
-	for _, f := range []string{b.kernel, b.initrd} {
-		if f != "" {
-			os.Remove(f)
-		}
-	}
-	// The network stays up: the rescue shell may need it.
 }
 
 // newISID returns a random ISID of type 10b (RFC 7143 §11.12.5: the "T"

@@ -16,8 +16,6 @@ type flushRecorder struct {
 func (f *flushRecorder) Flush() { *f.events = append(*f.events, "flush") }
 
 func TestExecFlushesConsoleBeforeJump(t *testing.T) {
-	saved := kexecReboot
-	defer func() { kexecReboot = saved }()
 	for _, tt := range []struct {
 		name    string
 		console func(events *[]string) Console
@@ -27,11 +25,11 @@ func TestExecFlushesConsoleBeforeJump(t *testing.T) {
 		{"plain console", func(*[]string) Console { return &recorder{} }, []string{"jump"}},
 	} {
 		var events []string
-		kexecReboot = func() error {
+		jump := func() error {
 			events = append(events, "jump")
 			return errors.New("no kexec in tests")
 		}
-		b := &boot{o: Options{Console: tt.console(&events)}}
+		b := &boot{o: Options{Console: tt.console(&events)}, m: Machine{Kexec: jump}}
 		err := b.exec()
 		var se *StageError
 		if !errors.As(err, &se) || se.Stage != "kexec" {

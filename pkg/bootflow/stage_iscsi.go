@@ -11,12 +11,11 @@ import (
 	"github.com/lunboot/lunboot/internal/bytesize"
 	"github.com/lunboot/lunboot/pkg/advice"
 	"github.com/lunboot/lunboot/pkg/iscsi"
-	"github.com/lunboot/lunboot/pkg/nbd"
 	"github.com/lunboot/lunboot/pkg/sam"
 	"github.com/lunboot/lunboot/pkg/scsi"
 )
 
-// login is stage 6: the iSCSI login, then a check that the LUN exists
+// login is stage 5: the iSCSI login, then a check that the LUN exists
 // (REPORT LUNS) and can be opened as a disk.
 func (b *boot) login(ctx context.Context) (string, error) {
 	if b.disk != nil { // retry: drop the previous attempt's session
@@ -38,6 +37,7 @@ func (b *boot) login(ctx context.Context) (string, error) {
 		HeaderDigest: b.cfg.HeaderDigest.Policy(),
 		DataDigest:   b.cfg.DataDigest.Policy(),
 		Logger:       b.log,
+		Dial:         b.m.Dial,
 	}
 	if c := b.cfg.CHAP; c.Enabled() {
 		ic.CHAP = &c
@@ -94,18 +94,4 @@ func loginFailed(err error, ic iscsi.Config) error {
 		return permanent(err)
 	}
 	return err
-}
-
-// attach is stage 7: the LUN as /dev/nbdN, served by this process.
-func (b *boot) attach(ctx context.Context) (string, error) {
-	d, err := nbd.Attach(ctx, b.disk, nbd.AttachOptions{Index: 0, Logger: b.log, Backend: "lunboot:" + b.cfg.Target.Target})
-	if err != nil {
-		if errors.Is(err, nbd.ErrModuleNotLoaded) {
-			return "", withCheck(err, "the image must carry nbd.ko (lunboot modules lists what loaded), or the kernel needs CONFIG_BLK_DEV_NBD")
-		}
-		return "", err
-	}
-	b.nbd = d
-	parts := d.Partitions()
-	return fmt.Sprintf("%s (%s, %s)", d.Path(), bytesize.Format(b.disk.Size()), plural(len(parts), "partition", "partitions")), nil
 }

@@ -6,15 +6,12 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
 
-	"github.com/lunboot/lunboot/internal/testenv"
 	"github.com/lunboot/lunboot/pkg/bootcfg"
 	"github.com/lunboot/lunboot/pkg/ibft"
 	"github.com/lunboot/lunboot/pkg/iscsi"
@@ -52,22 +49,6 @@ func TestFirmwareSource(t *testing.T) {
 	tbl.Targets = tbl.Targets[:1]
 	if _, ok := firmwareSource(tbl); ok {
 		t.Errorf("firmwareSource with no boot-flagged target = ok, want none")
-	}
-}
-
-func TestKernelVersion(t *testing.T) {
-	matches, _ := filepath.Glob(filepath.Join(testenv.KernelDir(), "boot", "vmlinuz-*"))
-	if len(matches) == 0 {
-		testenv.Missing(t, "no Debian kernel in "+testenv.KernelDir())
-	}
-	want := strings.TrimPrefix(filepath.Base(matches[0]), "vmlinuz-")
-	if got := kernelVersion(matches[0]); got != want {
-		t.Errorf("kernelVersion(%s) = %q, want %q", matches[0], got, want)
-	}
-	junk := filepath.Join(t.TempDir(), "junk")
-	os.WriteFile(junk, []byte("not a kernel"), 0o644)
-	if got := kernelVersion(junk); got != "" {
-		t.Errorf("kernelVersion(junk) = %q, want empty", got)
 	}
 }
 

@@ -209,7 +209,7 @@ func TestSecureBoot(t *testing.T) {
 	}
 }
 
-func TestResolveMode(t *testing.T) {
+func TestResolveModeNotes(t *testing.T) {
 	withIBFT := &Capability{IBFT: true}
 	noIBFT := &Capability{IBFT: false}
 	for _, tt := range []struct {
@@ -233,30 +233,31 @@ func TestResolveMode(t *testing.T) {
 		{"both no chap, table ignored", ModeBoth, false, withIBFT, false, ModeBoth, false, "ignored"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			info := labInfo()
-			if tt.chap {
-				info = chapInfo(false)
-			}
-			got, notes, err := ResolveMode(tt.req, info, tt.c, tt.tableOK, "locked down")
+			got, reason, notes, err := resolveMode(tt.req, tt.chap, tt.c, tt.tableOK, "locked down")
 			if (err != nil) != tt.wantErr {
-				t.Fatalf("ResolveMode() error = %v, want error %v", err, tt.wantErr)
+				t.Fatalf("resolveMode() error = %v, want error %v", err, tt.wantErr)
 			}
-			if err == nil && got != tt.want {
-				t.Errorf("ResolveMode() = %v, want %v", got, tt.want)
+			if err == nil && (got != tt.want || reason == "") {
+				t.Errorf("resolveMode() = %v (%q), want %v and a reason", got, reason, tt.want)
 			}
 			if joined := strings.Join(notes, "; "); tt.note != "" && !strings.Contains(joined, tt.note) {
-				t.Errorf("ResolveMode() notes = %q, want mention of %q", joined, tt.note)
+				t.Errorf("resolveMode() notes = %q, want mention of %q", joined, tt.note)
 			}
 		})
 	}
-	for _, s := range []string{"", "auto", "cmdline", "ibft", "both"} {
+	for _, s := range []string{"auto", "cmdline", "ibft", "both"} {
 		m, err := ParseMode(s)
-		if err != nil || (s != "" && m.String() != s) {
+		if err != nil || m.String() != s {
 			t.Errorf("ParseMode(%q) = %v, %v", s, m, err)
 		}
 	}
-	if _, err := ParseMode("firmware"); err == nil {
-		t.Errorf("ParseMode(firmware) = nil error")
+	if m, err := ParseMode("IBFT"); m != ModeIBFT || err != nil {
+		t.Errorf("ParseMode(IBFT) = %v, %v; want ibft", m, err)
+	}
+	for _, s := range []string{"", "firmware"} {
+		if _, err := ParseMode(s); err == nil {
+			t.Errorf("ParseMode(%q) = nil error", s)
+		}
 	}
 }
 

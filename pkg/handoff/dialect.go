@@ -158,7 +158,7 @@ var ErrDialect = errors.New("handoff: cannot express the hand-off on the command
 // Cmdline returns the OS kernel command line: the entry's own arguments,
 // minus those the dialect reads for the iSCSI root and boot network, plus
 // the hand-off parameters in the dialect, inserted before any "--". mode
-// must be resolved (ModeCmdline, ModeIBFT or ModeBoth; see ResolveMode).
+// must be decided (ModeCmdline, ModeIBFT or ModeBoth; see Decide).
 //
 // dracut, explicit:
 //

@@ -135,14 +135,14 @@ func TestPrepareOverrides(t *testing.T) {
 	if err != nil || !strings.Contains(p.Cmdline, "iscsi_target_name=") {
 		t.Fatalf("Prepare(Dialect: initramfs-tools) = %+v, %v", p, err)
 	}
-	// Checked as dracut, the same initrd lacks iscsiadm; NoCheck proceeds
+	// Checked as dracut, the same initrd lacks iscsiadm; Force proceeds
 	// and says what was overridden.
 	if _, err := Prepare(Request{Info: labInfo(), Initrd: custom, Dialect: dracutLegacy}); !errors.Is(err, ErrNotReady) || !strings.Contains(err.Error(), "iscsiadm") {
 		t.Errorf("Prepare(Dialect: dracut) = %v, want missing iscsiadm", err)
 	}
-	p, err = Prepare(Request{Info: labInfo(), Initrd: custom, Dialect: dracutLegacy, NoCheck: true})
+	p, err = Prepare(Request{Info: labInfo(), Initrd: custom, Dialect: dracutLegacy, Force: true})
 	if err != nil || !strings.Contains(p.Cmdline, "netroot=iscsi:") || !strings.Contains(strings.Join(p.Notes, "\n"), "check overridden: missing iscsiadm") {
-		t.Errorf("Prepare(NoCheck) = %+v, %v", p, err)
+		t.Errorf("Prepare(Force) = %+v, %v", p, err)
 	}
 	// No initrd at all (one Inspect could not read): a dialect is required.
 	if _, err := Prepare(Request{Info: labInfo()}); err == nil {

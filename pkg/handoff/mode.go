@@ -23,7 +23,8 @@ type Mode int
 // Modes.
 const (
 	// ModeAuto picks ModeBoth without CHAP, ModeIBFT with CHAP, and
-	// ModeCmdline when the OS cannot use an iBFT (see ResolveMode).
+	// ModeCmdline when the OS cannot use an iBFT (see Decide). It is the
+	// default.
 	ModeAuto Mode = iota
 	// ModeCmdline writes the target, initiator, network and any CHAP
 	// credentials on the command line in the initrd's dialect; no table.
@@ -38,19 +39,15 @@ const (
 	ModeBoth
 )
 
-// ParseMode parses a lunboot.handoff= value; "" and "auto" are ModeAuto.
+// ParseMode parses a lunboot.handoff= value, in any case: the spellings
+// are those of Mode.String. Package bootcfg parses the option with it.
 func ParseMode(s string) (Mode, error) {
-	switch s {
-	case "", "auto":
-		return ModeAuto, nil
-	case "cmdline":
-		return ModeCmdline, nil
-	case "ibft":
-		return ModeIBFT, nil
-	case "both":
-		return ModeBoth, nil
+	for m := ModeAuto; m <= ModeBoth; m++ {
+		if strings.EqualFold(s, m.String()) {
+			return m, nil
+		}
 	}
-	return ModeAuto, fmt.Errorf("handoff: mode %q is none of auto, cmdline, ibft, both", s)
+	return ModeAuto, errors.New("not one of auto, both, cmdline, ibft")
 }
 
 // String returns the lunboot.handoff= spelling.
@@ -173,47 +170,4 @@ func SecureBoot(sysfs string) (bool, error) {
 		return false, fmt.Errorf("handoff: %s: %d bytes, want 5", p, len(b))
 	}
 	return b[4] == 1, nil
-}
-
-// ResolveMode turns the requested mode into the one to use, given the
-// session (CHAP or not), what the initrd can do and whether the OS kernel
-// takes the table. It returns notes for the boot log, and an error when an
-// explicitly requested mode cannot work.
-func ResolveMode(requested Mode, info *Info, c *Capability, tableOK bool, tableWhy string) (Mode, []string, error) {
-	usable, why := tableOK, tableWhy
-	if usable && c != nil && !c.IBFT {
-		usable, why = false, "the OS initrd lacks the iscsi_ibft module"
-	}
-	chap := info.CHAP != nil
-	secretsNote := "CHAP secrets are on the OS command line (readable in /proc/cmdline)"
-	switch requested {
-	case ModeCmdline:
-		if chap {
-			return ModeCmdline, []string{secretsNote}, nil
-		}
-		return ModeCmdline, nil, nil
-	case ModeIBFT:
-		if !usable {
-			return 0, nil, fmt.Errorf("handoff: lunboot.handoff=ibft cannot work: %s; use lunboot.handoff=cmdline", why)
-		}
-		return ModeIBFT, nil, nil
-	case ModeBoth:
-		if chap && !usable {
-			return 0, nil, fmt.Errorf("handoff: lunboot.handoff=both keeps CHAP secrets in the iBFT, which cannot work: %s; use lunboot.handoff=cmdline", why)
-		}
-		var notes []string
-		if !usable {
-			notes = append(notes, "the iBFT will be ignored: "+why)
-		}
-		return ModeBoth, notes, nil
-	}
-	switch {
-	case !chap && usable:
-		return ModeBoth, nil, nil
-	case !chap:
-		return ModeCmdline, []string{"no iBFT: " + why}, nil
-	case usable:
-		return ModeIBFT, []string{"CHAP: parameters go in the iBFT, not on the command line"}, nil
-	}
-	return ModeCmdline, []string{"no iBFT: " + why, secretsNote}, nil
 }

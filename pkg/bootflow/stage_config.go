@@ -4,58 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/lunboot/lunboot/pkg/bootcfg"
 	"github.com/lunboot/lunboot/pkg/ibft"
 	"github.com/lunboot/lunboot/pkg/iscsi"
-	"github.com/lunboot/lunboot/pkg/kmod"
 )
-
-// modules is stage 1: load the drivers the image carries, with the
-// <module>.<param>= values of the command line. A module that fails is
-// reported by name and the boot goes on; the stages that need it fail later
-// with their own message. The stage is bounded by kmod.LoadTimeout: a
-// module whose init never returns ends the boot naming it.
-func (b *boot) modules(ctx context.Context) (string, error) {
-	mctx, cancel := context.WithTimeout(ctx, kmod.LoadTimeout)
-	defer cancel()
-	res, err := kmod.LoadAll(mctx, b.log, kmod.Options{Params: kmod.ParamsFromCmdline(b.o.Cmdline)})
-	if err != nil {
-		if errors.Is(err, kmod.ErrWrongKernel) {
-			b.o.Console.Info("warning: %v", err)
-			return "none loaded: the image's modules are for another kernel", nil
-		}
-		if mctx.Err() != nil && ctx.Err() == nil {
-			var stuck []string
-			for _, r := range res {
-				if r.Status == kmod.Skipped && errors.Is(r.Err, context.DeadlineExceeded) {
-					stuck = append(stuck, r.Name)
-				}
-			}
-			return "", withCheck(fmt.Errorf("%w (not finished within %s: %s)", err, kmod.LoadTimeout, strings.Join(stuck, ", ")),
-				"the first module named waits for hardware or firmware that does not answer; `lunboot modules -v` in the rescue shell shows it, and <module>.<param>= on the command line can configure it")
-		}
-		return "", err
-	}
-	var loaded, present, failed []string
-	for _, r := range res {
-		switch {
-		case r.Status == kmod.Loaded:
-			loaded = append(loaded, r.Name)
-		case r.Status.OK():
-			present = append(present, r.Name)
-		case r.Status == kmod.Failed || r.Status == kmod.Skipped:
-			failed = append(failed, r.Name)
-			b.o.Console.Info("module %s %s: %s", r.Name, r.Status, r.Detail())
-		}
-	}
-	s := fmt.Sprintf("%d loaded, %d already present", len(loaded), len(present))
-	if len(failed) > 0 {
-		s += fmt.Sprintf(", %d failed (%s)", len(failed), strings.Join(failed, ", "))
-	}
-	return s, nil
-}
 
 // config is stage 2: the kernel command line, and a firmware iBFT if the
 // platform's ROM left one. DHCP, the third source, comes with the network.

@@ -1,0 +1,105 @@
+package handoff
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+// TestDecide walks the decision table of docs/handoff.md, rule by rule.
+func TestDecide(t *testing.T) {
+	deb := inspectBytes(t, cpioOf(debianFiles()...))
+	debNoIBFT := inspectBytes(t, cpioOf(without(debianFiles(), "iscsi_ibft")...))
+	debBare := inspectBytes(t, cpioOf(without(debianFiles(), "iscsi")...))
+	custom := inspectBytes(t, cpioOf(append(without(debianFiles(), "conf/", "scripts/functions"), file("init", "#!/bin/sh\n"))...))
+	unreadable := errors.New("bad magic")
+	lockdown := KernelSupport{TableUpgrade: Yes, IBFTDriver: Yes, ForcedLockdown: No, LockdownInSecureBoot: Yes}
+	noUpgrade := KernelSupport{TableUpgrade: No, IBFTDriver: Yes}
+
+	for _, tt := range []struct {
+		name  string
+		facts Facts
+		// Either a decision …
+		mode    Mode
+		gen     Generator
+		reason  string
+		warning string
+		note    string
+		// … or a refusal.
+		err error  // matched with errors.Is
+		fix string // in the RefusedError's Fix
+	}{
+		// Rule 1: an initrd Inspect could not read.
+		{name: "unreadable", facts: Facts{InspectErr: unreadable}, err: unreadable, fix: "lunboot.force=1"},
+		{name: "unreadable, force", facts: Facts{InspectErr: unreadable, Force: true},
+			mode: ModeBoth, gen: GeneratorDracut, warning: "OS initrd not inspected (bad magic)", note: "not verified"},
+		{name: "unreadable, force, dialect given", facts: Facts{InspectErr: unreadable, Force: true, Dialect: debian},
+			mode: ModeBoth, gen: GeneratorInitramfsTools, warning: "not inspected"},
+		// Rule 2: no initrd in the entry.
+		{name: "no initrd", facts: Facts{}, err: ErrNoInitrd, fix: "give the entry an initrd"},
+		{name: "no initrd, force", facts: Facts{Force: true}, mode: ModeBoth, gen: GeneratorDracut, note: "not verified"},
+		{name: "no initrd, dialect given", facts: Facts{Dialect: debian}, mode: ModeBoth, gen: GeneratorInitramfsTools},
+		// Rule 3: an initrd of unknown make.
+		{name: "unknown make", facts: Facts{Initrd: custom}, err: ErrNotReady, fix: "rebuild the OS initrd"},
+		{name: "unknown make, force", facts: Facts{Initrd: custom, Force: true},
+			mode: ModeBoth, gen: GeneratorDracut, warning: "unknown make; lunboot.force=1 hands off in dracut's dialect", note: "check overridden: missing iscsiadm"},
+		{name: "unknown make, force, dialect given", facts: Facts{Initrd: custom, Force: true, Dialect: debian},
+			mode: ModeBoth, gen: GeneratorInitramfsTools},
+		// Rule 4: the initrd check.
+		{name: "no open-iscsi", facts: Facts{Initrd: debBare}, err: ErrNotReady, fix: "lunboot.force=1 to kexec anyway"},
+		{name: "no open-iscsi, force", facts: Facts{Initrd: debBare, Force: true},
+			mode: ModeCmdline, gen: GeneratorInitramfsTools, note: "check overridden: missing iscsistart"},
+		{name: "NIC driver missing", facts: Facts{Initrd: deb, NICModule: "e1000e"}, err: ErrNotReady},
+		{name: "NIC driver built in", facts: Facts{Initrd: deb, NICModule: "e1000e", ExtraBuiltin: []string{"e1000e"}},
+			mode: ModeBoth, gen: GeneratorInitramfsTools},
+		{name: "ibft requested, no iscsi_ibft", facts: Facts{Initrd: debNoIBFT, Requested: ModeIBFT}, err: ErrNotReady},
+		{name: "ibft requested, no iscsi_ibft, force", facts: Facts{Initrd: debNoIBFT, Requested: ModeIBFT, Force: true}, fix: "rebuild"},
+		// Rule 5: the mode.
+		{name: "auto", facts: Facts{Initrd: deb}, mode: ModeBoth, gen: GeneratorInitramfsTools, reason: "auto: no CHAP"},
+		{name: "auto, CHAP", facts: Facts{Initrd: deb, CHAP: true}, mode: ModeIBFT, reason: "CHAP secrets stay in the iBFT", note: "not on the command line"},
+		{name: "auto, no iscsi_ibft", facts: Facts{Initrd: debNoIBFT}, mode: ModeCmdline, note: "lacks the iscsi_ibft module"},
+		{name: "auto, CHAP, Secure Boot lockdown", facts: Facts{Initrd: deb, CHAP: true, Kernel: lockdown, SecureBoot: true},
+			mode: ModeCmdline, reason: "cannot take an iBFT", note: "/proc/cmdline"},
+		{name: "auto, CHAP, lockdown config without Secure Boot", facts: Facts{Initrd: deb, CHAP: true, Kernel: lockdown},
+			mode: ModeIBFT},
+		{name: "cmdline, CHAP", facts: Facts{Initrd: deb, CHAP: true, Requested: ModeCmdline}, mode: ModeCmdline, reason: "lunboot.handoff=cmdline", note: "/proc/cmdline"},
+		{name: "ibft", facts: Facts{Initrd: deb, Requested: ModeIBFT}, mode: ModeIBFT, reason: "lunboot.handoff=ibft"},
+		{name: "ibft, no table upgrade", facts: Facts{Initrd: deb, Requested: ModeIBFT, Kernel: noUpgrade}, fix: "rebuild"},
+		{name: "both, no table upgrade", facts: Facts{Initrd: deb, Requested: ModeBoth, Kernel: noUpgrade},
+			mode: ModeBoth, note: "the iBFT will be ignored: the OS kernel is built without CONFIG_ACPI_TABLE_UPGRADE"},
+		{name: "both, CHAP, no table upgrade", facts: Facts{Initrd: deb, Requested: ModeBoth, CHAP: true, Kernel: noUpgrade}, fix: "rebuild"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			d, err := Decide(tt.facts)
+			if tt.err != nil || tt.fix != "" {
+				var re *RefusedError
+				if !errors.As(err, &re) || tt.err != nil && !errors.Is(err, tt.err) || !strings.Contains(re.Fix, tt.fix) {
+					t.Fatalf("Decide() = %+v, %v; want a RefusedError wrapping %v with a fix naming %q", d, err, tt.err, tt.fix)
+				}
+				if errors.Is(err, ErrNotReady) && (d == nil || d.Capability == nil) {
+					t.Errorf("Decide() refused for missing items without the Capability to report them")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Decide() error: %v", err)
+			}
+			if d.Mode != tt.mode {
+				t.Errorf("Decide() mode = %v, want %v (reason %q)", d.Mode, tt.mode, d.Reason)
+			}
+			if d.Reason == "" || !strings.Contains(d.Reason, tt.reason) {
+				t.Errorf("Decide() reason = %q, want one containing %q", d.Reason, tt.reason)
+			}
+			if tt.gen != GeneratorUnknown && d.Capability.Dialect.Generator != tt.gen {
+				t.Errorf("Decide() dialect = %v, want %v", d.Capability.Dialect, tt.gen)
+			}
+			warnings := strings.Join(d.Warnings, "\n")
+			if tt.warning == "" && warnings != "" || !strings.Contains(warnings, tt.warning) {
+				t.Errorf("Decide() warnings = %q, want %q", warnings, tt.warning)
+			}
+			if notes := strings.Join(d.Notes, "\n"); !strings.Contains(notes, tt.note) {
+				t.Errorf("Decide() notes = %q, want one containing %q", notes, tt.note)
+			}
+		})
+	}
+}
