@@ -30,6 +30,10 @@ const waitDelay = 5 * time.Second
 type IO struct {
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
+	// OnExit, if set, is called with the PID and exit error once the process has
+	// been reaped, before Done is closed: a log line it writes comes
+	// before anything that waited for the process.
+	OnExit func(pid int, err error)
 }
 
 // Process is a running child.
@@ -56,6 +60,9 @@ func Start(argv []string, stdio IO) (*Process, error) {
 	p := &Process{cmd: cmd, done: make(chan struct{})}
 	go func() {
 		p.err = cmd.Wait()
+		if stdio.OnExit != nil {
+			stdio.OnExit(cmd.Process.Pid, p.err)
+		}
 		close(p.done)
 	}()
 	return p, nil

@@ -119,7 +119,7 @@ func (l *Lab) StartDHCP(ctx context.Context, cfg DHCPConfig) (*DHCP, error) {
 		l.mu.Unlock()
 		return nil, errClosed
 	}
-	if l.dhcp != nil && !l.dhcp.proc.exited() {
+	if l.dhcp != nil && !l.dhcp.proc.Exited() {
 		l.mu.Unlock()
 		return nil, errors.New("lab: dnsmasq is already running; Stop it first")
 	}
@@ -231,12 +231,12 @@ func (d *DHCP) waitReady(ctx context.Context) error {
 			strings.Contains(string(b[d.logOffset:]), "DHCP, sockets bound exclusively to interface") {
 			return nil
 		}
-		if d.proc.exited() {
+		if d.proc.Exited() {
 			log := d.logFile
 			if _, err := os.Stat(log); err != nil {
 				log = d.proc.logPath
 			}
-			return componentError("dnsmasq", log, fmt.Errorf("exited during start-up: %v (also see %s)", exitText(d.proc.err), d.proc.logPath))
+			return componentError("dnsmasq", log, fmt.Errorf("exited during start-up: %v (also see %s)", exitText(d.proc.Err()), d.proc.logPath))
 		}
 		select {
 		case <-ctx.Done():
