@@ -7,6 +7,7 @@ package netnstest
 import (
 	"context"
 	"net"
+	"slices"
 	"testing"
 	"time"
 
@@ -38,7 +39,8 @@ func New(t testing.TB, label string) *Set {
 }
 
 // Add creates a namespace (loopback up, nothing else) that is deleted,
-// with every process inside, when the test ends, and returns its name.
+// with every process inside, when the test ends (unless the test deleted
+// it already), and returns its name.
 func (s *Set) Add(short string) string {
 	s.t.Helper()
 	name, _ := netns.NewName(s.label + "-" + short)
@@ -49,7 +51,15 @@ func (s *Set) Add(short string) string {
 	s.t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		if derr := s.h.Delete(ctx, name); derr != nil && err == nil {
+		names, lerr := netns.List()
+		if lerr != nil {
+			s.t.Errorf("%v", lerr)
+			return
+		}
+		if !slices.Contains(names, name) {
+			return
+		}
+		if derr := s.h.Delete(ctx, name); derr != nil {
 			s.t.Errorf("%v", derr)
 		}
 	})
