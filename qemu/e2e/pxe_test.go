@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"net"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -29,7 +30,7 @@ var sanMessage = regexp.MustCompile(`SAN device`)
 // node7 target, LUN 1a (26), and dnsmasq configured from
 // docs/dhcp/dnsmasq.conf, serving script (docs/dhcp/lunboot.ipxe when
 // empty) by TFTP.
-func (s *suite) pxeLab(t *testing.T, name, script string, disk *fixtures.Disk) (*lab.Lab, *lab.Export, *lab.DHCP) {
+func (s *suite) pxeLab(t *testing.T, name, script string, http bool, disk *fixtures.Disk) (*lab.Lab, *lab.Export, *lab.DHCP, *pxe.Recipe) {
 	t.Helper()
 	testenv.RequireFile(t, "/usr/lib/ipxe/qemu/efi-virtio.rom", "make deps (Debian package ipxe-qemu)")
 	l := labtest.Start(t, lab.Options{Name: name})
@@ -39,12 +40,12 @@ func (s *suite) pxeLab(t *testing.T, name, script string, disk *fixtures.Disk) (
 		t.Fatal(err)
 	}
 	r, err := pxe.Prepare(l, pxe.Options{Repo: testenv.RepoRoot(), Kernel: s.kernel, Initrd: s.image,
-		Script: script, KernelArgs: baseCmdline})
+		Script: script, KernelArgs: baseCmdline, HTTP: http})
 	if err != nil {
 		t.Fatal(err)
 	}
 	d := labtest.DHCP(t, l, lab.DHCPConfig{ConfFile: r.ConfFile})
-	return l, exp, d
+	return l, exp, d, r
 }
 
 // netboot starts a guest that boots from its NIC's iPXE ROM and waits for
@@ -80,10 +81,21 @@ func firmwareConsole(t *testing.T, m *machine) string {
 // gets node7's root-path and initiator name (by its vendor class), logs in
 // to tgtd and boots the probe OS, which logs in again. iPXE must not have
 // tried the SAN: the recipe keeps the root-path from it.
-func TestPXEChainload(t *testing.T) {
+func TestPXEChainload(t *testing.T) { pxeChain(t, false) }
+
+// TestPXEChainloadHTTP is TestPXEChainload with the HTTP variant
+// dnsmasq.conf's comment describes: iPXE is handed the script's URL, and
+// the script, kernel and initramfs come from an HTTP server in the lab.
+func TestPXEChainloadHTTP(t *testing.T) { pxeChain(t, true) }
+
+func pxeChain(t *testing.T, http bool) {
 	s := setup(t)
 	disk := s.disk(t, fixtures.GPTBLS)
-	l, exp, d := s.pxeLab(t, "e2e-pxe", "", disk)
+	name := "e2e-pxe"
+	if http {
+		name += "-http"
+	}
+	l, exp, d, rec := s.pxeLab(t, name, "", http, disk)
 	mac := pxe.NodeHardwareAddr()
 
 	m := s.netboot(t, l, mac)
@@ -93,7 +105,18 @@ func TestPXEChainload(t *testing.T) {
 	if loc := sanMessage.FindStringIndex(fw); loc != nil {
 		t.Errorf("iPXE went for the SAN before lunboot ran: %q", fw[loc[0]:min(len(fw), loc[1]+60)])
 	}
-	contains(t, "iPXE's console", fw, "tftp://"+l.ServerIP().String()+"/"+pxe.Script)
+	want := "tftp://" + l.ServerIP().String() + "/" + pxe.Script
+	if http {
+		want = rec.ScriptURL
+		cmds, err := os.ReadFile(l.LogPath("commands.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range []string{pxe.Script, pxe.Kernel, pxe.Initrd} {
+			contains(t, "the lab's HTTP log", string(cmds), "# http GET /lunboot/"+f+" iPXE/")
+		}
+	}
+	contains(t, "iPXE's console", fw, want)
 	bootif := "BOOTIF=01-" + strings.ReplaceAll(mac.String(), ":", "-")
 	contains(t, "the kernel's command line", fw, bootif)
 
@@ -104,7 +127,7 @@ func TestPXEChainload(t *testing.T) {
 	contains(t, "target stage", summary(evs, "target"),
 		fmt.Sprintf("%s LUN 1a (Linux LUN 26) at %s as %s", pxe.NodeTarget, exp.Portal, pxe.NodeInitiator))
 
-	xs, err := pxe.CheckChain(d.LogFile(), true)
+	xs, err := pxe.CheckChain(d.LogFile(), rec.ScriptURL, true)
 	if err != nil {
 		t.Error(err)
 	}
@@ -132,7 +155,7 @@ func TestIPXESanhookIBFT(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, exp, d := s.pxeLab(t, "e2e-sanhook", script, disk)
+	l, exp, d, rec := s.pxeLab(t, "e2e-sanhook", script, false, disk)
 
 	m := s.netboot(t, l, nil)
 	r, _ := m.probeResult()
@@ -154,7 +177,7 @@ func TestIPXESanhookIBFT(t *testing.T) {
 	sec := bootlog.Section(m.Console())
 	contains(t, "lunboot console", sec, "(from the firmware iBFT)")
 
-	if _, err := pxe.CheckChain(d.LogFile(), false); err != nil {
+	if _, err := pxe.CheckChain(d.LogFile(), rec.ScriptURL, false); err != nil {
 		t.Error(err)
 	}
 

@@ -81,6 +81,7 @@ type Lab struct {
 	dhcp      *DHCP
 	targets   []*Target
 	late      []*LateTarget
+	https     []*FileServer
 	clientSeq int
 }
 
@@ -285,7 +286,7 @@ func (l *Lab) LogPath(name string) string { return filepath.Join(l.logDir, name)
 // Logf appends a line to the lab's command log, for a test's own notes.
 func (l *Lab) Logf(format string, args ...any) { l.cmds.printf("# "+format, args...) }
 
-// Close tears everything down: guests, DHCP, targets, client namespaces,
+// Close tears everything down: guests, HTTP servers, DHCP, targets, client namespaces,
 // any process still inside the namespace, the namespace itself and the
 // work folder. It is bounded (tens of seconds at worst), safe to call more
 // than once and from several goroutines (a second call waits for the first
@@ -298,7 +299,7 @@ func (l *Lab) Close() error {
 		return l.closeErr
 	}
 	l.closed = true
-	vms, late, targets, dhcp, procs := l.vms, l.late, l.targets, l.dhcp, l.procs
+	vms, late, targets, dhcp, procs, https := l.vms, l.late, l.targets, l.dhcp, l.procs, l.https
 	l.mu.Unlock()
 
 	var errs []error
@@ -311,6 +312,11 @@ func (l *Lab) Close() error {
 	for _, lt := range late {
 		if t := lt.wait(); t != nil {
 			targets = append(targets, t)
+		}
+	}
+	for _, h := range https {
+		if err := h.Stop(); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if dhcp != nil {

@@ -15,7 +15,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -58,6 +60,9 @@ type Recipe struct {
 	ConfFile string
 	// Script is the iPXE script as served.
 	Script string
+	// ScriptURL is the file name iPXE is handed: the script's name, or
+	// with HTTP its URL.
+	ScriptURL string
 }
 
 // Options says what to prepare.
@@ -73,7 +78,18 @@ type Options struct {
 	// KernelArgs are added to the script's kernel line, as docs/deploy.md
 	// tells users to add lunboot options.
 	KernelArgs string
+	// HTTP hands iPXE the script's URL instead of its TFTP name, as
+	// dnsmasq.conf's comment says (the URL is read from that comment), and
+	// serves the TFTP folder there from the lab (Lab.ServeFiles): the
+	// script, kernel and initramfs then come over HTTP.
+	HTTP bool
 }
+
+// httpHint is dnsmasq.conf's comment that gives the script's URL.
+var httpHint = regexp.MustCompile(`HTTP write its URL instead:\s+(http://\S+)`)
+
+// tftpBoot is dnsmasq.conf's line that hands iPXE the script.
+const tftpBoot = "dhcp-boot=tag:ipxe," + Script + "\n"
 
 // Prepare writes the recipe's files for l into a folder of l's work
 // folder.
@@ -91,6 +107,30 @@ func Prepare(l *lab.Lab, o Options) (*Recipe, error) {
 	if err != nil {
 		return nil, err
 	}
+	scriptURL := Script
+	if o.HTTP {
+		m := httpHint.FindStringSubmatch(conf)
+		if m == nil || !strings.Contains(conf, tftpBoot) {
+			return nil, fmt.Errorf("pxe: docs/dhcp/dnsmasq.conf no longer says how to hand iPXE the script over HTTP (%q, %q)", httpHint, tftpBoot)
+		}
+		u, err := url.Parse(m[1])
+		if err != nil || path.Base(u.Path) != Script {
+			return nil, fmt.Errorf("pxe: docs/dhcp/dnsmasq.conf's HTTP URL %q does not name %s", m[1], Script)
+		}
+		port := 0
+		if p := u.Port(); p != "" {
+			fmt.Sscan(p, &port)
+		}
+		fs, err := l.ServeFiles(root, path.Dir(u.Path)+"/", port)
+		if err != nil {
+			return nil, err
+		}
+		if fs.URL()+Script != m[1] {
+			return nil, fmt.Errorf("pxe: the lab serves the script at %s, the configuration names %s", fs.URL()+Script, m[1])
+		}
+		scriptURL = m[1]
+		conf = strings.Replace(conf, tftpBoot, "dhcp-boot=tag:ipxe,"+scriptURL+"\n", 1)
+	}
 	script := o.Script
 	if script == "" {
 		if script, err = ReadDoc(o.Repo, "docs/dhcp/lunboot.ipxe"); err != nil {
@@ -103,7 +143,7 @@ func Prepare(l *lab.Lab, o Options) (*Recipe, error) {
 			return nil, err
 		}
 	}
-	r := &Recipe{TFTPRoot: root, ConfFile: filepath.Join(l.WorkDir(), "dnsmasq.conf"), Script: script}
+	r := &Recipe{TFTPRoot: root, ConfFile: filepath.Join(l.WorkDir(), "dnsmasq.conf"), Script: script, ScriptURL: scriptURL}
 	if err := os.WriteFile(r.ConfFile, []byte(conf), 0o644); err != nil {
 		return nil, fmt.Errorf("pxe: %w", err)
 	}
@@ -207,7 +247,9 @@ type Exchange struct {
 
 // dhcpLine is dnsmasq's "<xid> <text>" log line.
 var dhcpLine = regexp.MustCompile(`dnsmasq-dhcp\[\d+\]: (\d+) (.*)$`)
-var sentOpt = regexp.MustCompile(`^sent size:\s*\d+ option:\s*(\d+)\s+\S+\s*(.*)$`)
+// sentOpt is "sent size: <n> option: <code> <name>  <value>" (the name
+// only for options dnsmasq knows, followed by two spaces).
+var sentOpt = regexp.MustCompile(`^sent size:\s*\d+ option:\s*(\d+)\s+(.*)$`)
 
 // Exchanges reads dnsmasq's log and groups it by transaction.
 func Exchanges(logFile string) ([]*Exchange, error) {
@@ -242,7 +284,11 @@ func Exchanges(logFile string) ([]*Exchange, error) {
 			if o := sentOpt.FindStringSubmatch(text); o != nil {
 				var n int
 				fmt.Sscan(o[1], &n)
-				x.Options[n] = o[2]
+				v := o[2]
+				if _, after, ok := strings.Cut(v, "  "); ok {
+					v = after
+				}
+				x.Options[n] = strings.TrimSpace(v)
 			}
 		}
 	}
@@ -250,10 +296,11 @@ func Exchanges(logFile string) ([]*Exchange, error) {
 }
 
 // CheckChain checks what the recipe promises of the DHCP answers: iPXE
-// (user class iPXE) was handed the script and no root-path, every answer
+// (user class iPXE) was handed the script (bootFile, its name or URL) and
+// no root-path, every answer
 // that carried a root-path (option 17) went to lunboot (vendor class
 // lunboot), and, if wantRootPath, lunboot got one.
-func CheckChain(logFile string, wantRootPath bool) ([]*Exchange, error) {
+func CheckChain(logFile, bootFile string, wantRootPath bool) ([]*Exchange, error) {
 	xs, err := Exchanges(logFile)
 	if err != nil {
 		return nil, err
@@ -265,8 +312,8 @@ func CheckChain(logFile string, wantRootPath bool) ([]*Exchange, error) {
 		isLunboot := x.VendorClass == "lunboot"
 		if x.UserClass == "iPXE" {
 			ipxe++
-			if x.BootFile != Script {
-				errs = append(errs, fmt.Errorf("dnsmasq handed iPXE (transaction %s) boot file %q, want %q", x.XID, x.BootFile, Script))
+			if x.BootFile != bootFile {
+				errs = append(errs, fmt.Errorf("dnsmasq handed iPXE (transaction %s) boot file %q, want %q", x.XID, x.BootFile, bootFile))
 			}
 		}
 		if has17 && !isLunboot {

@@ -75,7 +75,7 @@ func runPXE(ctx context.Context, o options, kernel, image string) error {
 	if !out.res.OK() || out.res.Fixture != disk.Name {
 		errs = append(errs, errors.New("the booted OS could not prove its hand-off"))
 	}
-	xs, err := pxe.CheckChain(d.LogFile(), true)
+	xs, err := pxe.CheckChain(d.LogFile(), r.ScriptURL, true)
 	if err != nil {
 		errs = append(errs, err)
 	}
