@@ -14,6 +14,7 @@ import (
 	"github.com/lunboot/lunboot/qemu/fixtures"
 	"github.com/lunboot/lunboot/qemu/lab"
 	"github.com/lunboot/lunboot/qemu/lab/labtest"
+	"github.com/lunboot/lunboot/qemu/probe"
 	"github.com/lunboot/lunboot/qemu/pxe"
 )
 
@@ -35,8 +36,9 @@ func (s *suite) pxeLab(t *testing.T, name, script string, http bool, disk *fixtu
 	testenv.RequireFile(t, "/usr/lib/ipxe/qemu/efi-virtio.rom", "make deps (Debian package ipxe-qemu)")
 	l := labtest.Start(t, lab.Options{Name: name})
 	tg, exp := export(t, l, disk, lab.ExportSpec{IQN: pxe.NodeTarget})
-	// The recipe's LUN is 1a: the same disk again as LUN 26.
-	if err := tg.AddLUN(exp.TID, pxe.NodeLUN, exp.LUNs[0]); err != nil {
+	// The recipe's LUN is 1a: the disk moves from LUN 1 to LUN 26, so
+	// that only a boot that reached LUN 1a finds it.
+	if err := pxe.MoveLUN(tg.Server, exp.TID, 1, pxe.NodeLUN, exp.LUNs[0]); err != nil {
 		t.Fatal(err)
 	}
 	r, err := pxe.Prepare(l, pxe.Options{Repo: testenv.RepoRoot(), Kernel: s.kernel, Initrd: s.image,
@@ -136,10 +138,19 @@ func pxeChain(t *testing.T, http bool) {
 	}
 
 	checkProbe(t, r, disk, "bls-default")
-	if got, _ := param(r.Cmdline, "netroot"); got != "iscsi:"+l.ServerIP().String()+":::1a:"+pxe.NodeTarget {
-		t.Errorf("OS netroot= %q, want node7's root-path from DHCP", got)
+	checkNode7(t, r, disk, exp, pxe.NodeInitiator)
+}
+
+// checkNode7 checks that the OS got node7's LUN 26 in the hand-off and
+// read the disk there.
+func checkNode7(t *testing.T, r *probe.Result, disk *fixtures.Disk, exp *lab.Export, initiator string) {
+	t.Helper()
+	if h, ok := handoff(r, "dracut"); !ok || h.Target != pxe.NodeTarget || h.Portal != exp.Portal.String() || h.LUN != "26" {
+		t.Errorf("the OS's dracut hand-off = %+v, want %s at %s LUN 26", h, pxe.NodeTarget, exp.Portal)
 	}
-	checkLogin(t, r, "dracut", disk, pxe.NodeInitiator)
+	if lg := checkLogin(t, r, "dracut", disk, initiator); lg.OK && lg.LUN != "1a" {
+		t.Errorf("the OS read LUN %q, want 1a (26), the only LUN with the disk", lg.LUN)
+	}
 }
 
 // TestIPXESanhookIBFT boots docs/deploy.md's "firmware that already
@@ -183,5 +194,5 @@ func TestIPXESanhookIBFT(t *testing.T) {
 
 	checkProbe(t, r, disk, "bls-default")
 	i := strings.Index(target, " as ")
-	checkLogin(t, r, "dracut", disk, target[i+len(" as "):])
+	checkNode7(t, r, disk, exp, target[i+len(" as "):])
 }

@@ -20,8 +20,10 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 
+	"github.com/lunboot/lunboot/internal/tgt"
 	"github.com/lunboot/lunboot/qemu/lab"
 )
 
@@ -247,6 +249,7 @@ type Exchange struct {
 
 // dhcpLine is dnsmasq's "<xid> <text>" log line.
 var dhcpLine = regexp.MustCompile(`dnsmasq-dhcp\[\d+\]: (\d+) (.*)$`)
+
 // sentOpt is "sent size: <n> option: <code> <name>  <value>" (the name
 // only for options dnsmasq knows, followed by two spaces).
 var sentOpt = regexp.MustCompile(`^sent size:\s*\d+ option:\s*(\d+)\s+(.*)$`)
@@ -289,6 +292,9 @@ func Exchanges(logFile string) ([]*Exchange, error) {
 					v = after
 				}
 				x.Options[n] = strings.TrimSpace(v)
+				if n == 67 { // bootfile-name, when sent as an option
+					x.BootFile = x.Options[n]
+				}
 			}
 		}
 	}
@@ -340,4 +346,16 @@ func CheckChain(logFile, bootFile string, wantRootPath bool) ([]*Exchange, error
 func NodeHardwareAddr() net.HardwareAddr {
 	mac, _ := net.ParseMAC(NodeMAC)
 	return mac
+}
+
+// MoveLUN moves the disk at path from LUN from to LUN to of target tid:
+// the lab's exports start at LUN 1, the recipe's machine boots from 1a.
+func MoveLUN(s *tgt.Server, tid, from, to int, path string) error {
+	if err := s.Admin("--op", "delete", "--mode", "logicalunit", "--tid", strconv.Itoa(tid), "--lun", strconv.Itoa(from)); err != nil {
+		return fmt.Errorf("pxe: %w", err)
+	}
+	if err := s.AddLUN(tid, to, path); err != nil {
+		return fmt.Errorf("pxe: %w", err)
+	}
+	return nil
 }

@@ -57,7 +57,7 @@ Dec  6 04:30:01 dnsmasq-dhcp[8156]: 11 available DHCP range: 10.9.8.100 -- 10.9.
 Dec  6 04:30:01 dnsmasq-dhcp[8156]: 11 vendor class: PXEClient:Arch:00000:UNDI:002001
 Dec  6 04:30:01 dnsmasq-dhcp[8156]: 11 user class: iPXE
 Dec  6 04:30:01 dnsmasq-dhcp[8156]: 11 DHCPDISCOVER(br0) 52:54:00:12:34:56
-Dec  6 04:30:01 dnsmasq-dhcp[8156]: 11 bootfile name: lunboot.ipxe
+Dec  6 04:30:01 dnsmasq-dhcp[8156]: 11 sent size: 13 option: 67 bootfile-name  lunboot.ipxe
 Dec  6 04:30:01 dnsmasq-dhcp[8156]: 11 sent size:  1 option: 53 message-type  2
 Dec  6 04:30:09 dnsmasq-dhcp[8156]: 22 vendor class: lunboot
 Dec  6 04:30:09 dnsmasq-dhcp[8156]: 22 sent size: 52 option: 17 root-path  iscsi:10.9.8.1:::1a:iqn.2001-04.com.example:node7
@@ -81,8 +81,8 @@ func TestCheckChain(t *testing.T) {
 		t.Errorf("Exchanges = %+v", xs)
 	}
 	for name, log := range map[string]string{
-		"root-path to iPXE": strings.Replace(dnsmasqLog, "11 bootfile name", "11 sent size: 5 option: 17 root-path  iscsi:x\nDec  6 04:30:01 dnsmasq-dhcp[8156]: 11 bootfile name", 1),
-		"wrong file":        strings.Replace(dnsmasqLog, "bootfile name: lunboot.ipxe", "bootfile name: undionly.kpxe", 1),
+		"root-path to iPXE": strings.Replace(dnsmasqLog, "11 sent size: 13", "11 sent size: 5 option: 17 root-path  iscsi:x\nDec  6 04:30:01 dnsmasq-dhcp[8156]: 11 sent size: 13", 1),
+		"wrong file":        strings.Replace(dnsmasqLog, "bootfile-name  lunboot.ipxe", "bootfile-name  undionly.kpxe", 1),
 		"no root-path":      strings.Replace(dnsmasqLog, "option: 17", "option: 12", 1),
 		"no lunboot":        strings.Replace(dnsmasqLog, "vendor class: lunboot", "vendor class: other", 1),
 	} {

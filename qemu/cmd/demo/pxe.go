@@ -50,7 +50,7 @@ func runPXE(ctx context.Context, o options, kernel, image string) error {
 		return err
 	}
 	// The recipe's root-path names LUN 1a (26).
-	if err := tg.AddLUN(exp.TID, pxe.NodeLUN, exp.LUNs[0]); err != nil {
+	if err := pxe.MoveLUN(tg.Server, exp.TID, 1, pxe.NodeLUN, exp.LUNs[0]); err != nil {
 		return err
 	}
 	r, err := pxe.Prepare(l, pxe.Options{Repo: repo, Kernel: kernel, Initrd: image,
