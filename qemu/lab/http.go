@@ -43,7 +43,11 @@ func (l *Lab) ServeFiles(dir, prefix string, port int) (*FileServer, error) {
 		return nil, fmt.Errorf("lab: http: listen on %s in %s: %w", addr, l.ns, err)
 	}
 	files := http.StripPrefix(prefix, http.FileServer(http.Dir(dir)))
-	fs := &FileServer{lab: l, url: "http://" + addr + prefix}
+	host := addr
+	if port == 80 {
+		host = l.server.String() // a URL names port 80 by leaving it out
+	}
+	fs := &FileServer{lab: l, url: "http://" + host + prefix}
 	fs.srv = &http.Server{
 		ReadHeaderTimeout: 10 * time.Second,
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
