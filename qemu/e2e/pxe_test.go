@@ -186,7 +186,7 @@ func TestIPXESanhookIBFT(t *testing.T) {
 		t.Errorf("network stage %q: lunboot got a root-path by DHCP; it must come from the iBFT", summary(evs, "network"))
 	}
 	sec := bootlog.Section(m.Console())
-	contains(t, "lunboot console", sec, "(from the firmware iBFT)")
+	contains(t, "lunboot console", sec, "LUN 1a = Linux LUN 26) (from iBFT target)", "(from iBFT initiator)")
 
 	if _, err := pxe.CheckChain(d.LogFile(), rec.ScriptURL, false); err != nil {
 		t.Error(err)
