@@ -13,7 +13,8 @@
 // On the host, Run builds the package's test binary (CGO_ENABLED=0), packs
 // it with a small init (internal/vmtest/guestinit) and the requested modules
 // (dependencies resolved by pkg/kmod/depmod) into an initramfs,
-// boots QEMU (-accel tcg, serial console, no network), streams the console
+// boots QEMU through internal/qemuvm (-accel tcg, serial console, no
+// network) in one of the machine's guest slots (testenv.GuestSlot), streams the console
 // into the test log and fails the test if the guest's run fails or does not
 // finish in time. In the guest the same test function runs again, with
 // -test.run selecting just it; there Run calls the body.
@@ -39,6 +40,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lunboot/lunboot/internal/proc"
+	"github.com/lunboot/lunboot/internal/qemuvm"
 	"github.com/lunboot/lunboot/internal/testenv"
 	"github.com/lunboot/lunboot/internal/vmtest/guest"
 )
@@ -198,7 +201,7 @@ func runGuest(t *testing.T, o Options, name string) bootResult {
 	}
 	t.Logf("vmtest: guest prepared in %v (kernel %s, modules %v)", time.Since(start).Round(time.Millisecond), filepath.Base(kernel), moduleNames(mods))
 
-	res := boot(t, qemu, qemuArgs(o, kernel, initrd), o.Timeout)
+	res := boot(t, qemuConfig(o, qemu, kernel, initrd), o.Timeout)
 	res.timeout = o.Timeout
 	return res
 }
@@ -218,7 +221,9 @@ func runPattern(name string) string {
 	return strings.Join(parts, "/")
 }
 
-func qemuArgs(o Options, kernel, initrd string) []string {
+// qemuConfig describes the guest to the project's QEMU starter
+// (internal/qemuvm): TCG, serial console on stdout, no network.
+func qemuConfig(o Options, qemu, kernel, initrd string) qemuvm.Config {
 	// no_timer_check: the kernel checks at boot that the timer interrupt
 	// arrives through the IO-APIC within a few ticks (check_timer,
 	// arch/x86/kernel/apic/io_apic.c) and panics if not ("IO-APIC + timer
@@ -228,20 +233,13 @@ func qemuArgs(o Options, kernel, initrd string) []string {
 	if o.Cmdline != "" {
 		cmdline += " " + o.Cmdline
 	}
-	return []string{
-		"-nodefaults", "-no-user-config", "-no-reboot",
-		"-accel", "tcg",
-		// RDRAND makes the guest's random pool ready at once (the Debian
-		// kernel trusts the CPU's generator), so nothing stalls in
-		// getrandom; "max" would emulate far more and boot slower.
-		"-cpu", "qemu64,+rdrand",
-		"-m", o.Memory,
-		"-smp", fmt.Sprint(o.CPUs),
-		"-display", "none",
-		"-serial", "stdio",
-		"-kernel", kernel,
-		"-initrd", initrd,
-		"-append", cmdline,
+	return qemuvm.Config{
+		Binary:  qemu,
+		Memory:  o.Memory,
+		CPUs:    o.CPUs,
+		Kernel:  kernel,
+		Initrd:  initrd,
+		Cmdline: cmdline,
 	}
 }
 
@@ -344,29 +342,35 @@ type bootResult struct {
 }
 
 // boot runs QEMU, logs each console line, and returns how the guest ended.
-func boot(t *testing.T, qemu string, args []string, timeout time.Duration) bootResult {
+func boot(t *testing.T, cfg qemuvm.Config, timeout time.Duration) bootResult {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, qemu, args...)
-	cmd.Stdin = nil
 	var stderr bytes.Buffer
-	cmd.Stderr = &limitedWriter{w: &stderr, n: 64 << 10}
-	cmd.WaitDelay = 5 * time.Second
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
+	pr, pw := io.Pipe()
 	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("vmtest: start %s: %v", qemu, err)
+	p, err := qemuvm.Start(cfg, proc.IO{Stdout: pw, Stderr: &limitedWriter{w: &stderr, n: 64 << 10}})
+	if err != nil {
+		t.Fatalf("vmtest: %v", err)
 	}
+	go func() {
+		select {
+		case <-ctx.Done():
+			_ = p.Stop(0)
+		case <-p.Done():
+		}
+	}()
+	go func() {
+		// Done follows the end of os/exec's copying into pw.
+		<-p.Done()
+		pw.Close()
+	}()
 
 	var res bootResult
 	lines := make(chan string, 256)
 	go func() {
 		defer close(lines)
-		readLines(stdout, lines)
+		readLines(pr, lines)
 	}()
 	for line := range lines {
 		t.Log("guest: " + line)
@@ -377,7 +381,8 @@ func boot(t *testing.T, qemu string, args []string, timeout time.Duration) bootR
 			defer kill.Stop()
 		}
 	}
-	res.err = cmd.Wait()
+	<-p.Done()
+	res.err = p.Err()
 	res.elapsed = time.Since(start)
 	res.stderr = strings.TrimSpace(stderr.String())
 	if !res.haveStatus && errors.Is(ctx.Err(), context.DeadlineExceeded) {

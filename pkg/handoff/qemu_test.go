@@ -13,13 +13,16 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/lunboot/lunboot/internal/proc"
+	"github.com/lunboot/lunboot/internal/qemuvm"
 	"github.com/lunboot/lunboot/internal/testenv"
 	"github.com/lunboot/lunboot/pkg/ibft"
 	"github.com/lunboot/lunboot/pkg/iscsi"
 	"github.com/lunboot/lunboot/pkg/scsi"
 )
 
-// TestIBFTInRealKernel boots the Debian kernel in QEMU with an initrd made
+// TestIBFTInRealKernel boots the Debian kernel in QEMU (internal/qemuvm,
+// in a machine-wide guest slot) with an initrd made
 // of EarlyCPIO(table) followed by a tiny init (internal/ibftguest) and the
 // iscsi_boot_sysfs and iscsi_ibft modules, and checks that the kernel
 // installed the table ("ACPI: Table Upgrade: install [IBFT…]"), that
@@ -84,17 +87,17 @@ func TestIBFTInRealKernel(t *testing.T) {
 	}
 	f.Close()
 
+	// The NIC has no backend: the guest needs only the PCI device the
+	// table's NIC names.
+	testenv.GuestSlot(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, qemu[0],
-		"-accel", "tcg", "-m", "512", "-smp", "1", "-no-reboot", "-display", "none",
-		"-serial", "stdio", "-monitor", "none",
-		"-nic", "none", "-device", "virtio-net-pci,addr=03.0,mac="+info.NIC.MAC.String(),
-		"-kernel", kernels[0], "-initrd", img,
-		"-append", "console=ttyS0 panic=-1 loglevel=6")
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err = cmd.Run()
+	var out testenv.SyncBuffer
+	err = qemuvm.Run(ctx, qemuvm.Config{
+		Binary: qemu[0], Memory: "512", CPUs: 1,
+		NICs:   []qemuvm.NIC{{MAC: info.NIC.MAC, Slot: 3}},
+		Kernel: kernels[0], Initrd: img, Cmdline: "console=ttyS0 panic=-1 loglevel=6",
+	}, proc.IO{Stdout: &out, Stderr: &out})
 	console := out.String()
 	if err != nil || !strings.Contains(console, "IBFTGUEST-DONE") {
 		t.Fatalf("QEMU: %v (context %v); console:\n%s", err, ctx.Err(), tail(console, 4000))

@@ -1,6 +1,7 @@
 package netconf
 
-// The tests against dnsmasq run in network namespaces this file creates:
+// The tests against dnsmasq run in network namespaces this file creates
+// with the project's namespace harness (internal/netns, netnstest):
 // a client namespace whose veth ends play the NICs, and peer namespaces
 // holding dnsmasq (or nothing, for a link without a server, or a peer left
 // down, for a link without carrier).
@@ -14,90 +15,51 @@ package netconf
 // sees them in a real boot. Switching one locked OS thread with setns would
 // leave the other threads, and sysfs, in the host namespace.
 //
-// Every namespace and process is registered with t.Cleanup; dnsmasq also
-// gets SIGKILL if the test binary dies (Pdeathsig), and namespaces left by
-// a killed run are removed by the next one (names carry the creator's pid).
+// Every namespace and process is registered with t.Cleanup (a namespace's
+// removal kills whatever is still inside); dnsmasq also gets SIGKILL if the
+// test binary dies (Pdeathsig), and namespaces left by a killed run are
+// removed by the next one, or by the next lab (names carry the creator's
+// pid).
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
-	"strconv"
-	"strings"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/lunboot/lunboot/internal/netns"
+	"github.com/lunboot/lunboot/internal/netns/netnstest"
 	"github.com/lunboot/lunboot/internal/testenv"
 )
 
 const childEnv = "LUNBOOT_NETCONF_CHILD"
 
-// lab is a set of network namespaces for one test.
+// lab is a set of network namespaces for one test, made and removed by the
+// project's one namespace harness (internal/netns).
 type lab struct {
-	t      *testing.T
-	prefix string
+	t *testing.T
+	*netnstest.Set
 }
-
-var labSeq atomic.Int32
-
-var labName = regexp.MustCompile(`^lbnc(\d+)-`)
 
 func newLab(t *testing.T) *lab {
 	t.Helper()
-	testenv.RequireRoot(t)
-	testenv.RequireBinaries(t, "ip")
-	removeStaleNamespaces(t)
-	return &lab{t: t, prefix: fmt.Sprintf("lbnc%d-%d", os.Getpid(), labSeq.Add(1))}
-}
-
-// removeStaleNamespaces deletes namespaces a killed earlier run left behind.
-func removeStaleNamespaces(t *testing.T) {
-	out, err := exec.Command("ip", "netns", "list").Output()
-	if err != nil {
-		return
-	}
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	for sc.Scan() {
-		name, _, _ := strings.Cut(sc.Text(), " ")
-		m := labName.FindStringSubmatch(name)
-		if m == nil {
-			continue
-		}
-		pid, _ := strconv.Atoi(m[1])
-		if pid == os.Getpid() || syscall.Kill(pid, 0) == nil {
-			continue
-		}
-		t.Logf("removing stale namespace %s", name)
-		_ = exec.Command("ip", "netns", "del", name).Run()
-	}
+	return &lab{t: t, Set: netnstest.New(t, "netconf")}
 }
 
 func (l *lab) run(args ...string) {
 	l.t.Helper()
-	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-		l.t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
-	}
+	l.Run(args...)
 }
 
 // netns creates a namespace (loopback up) and returns its name.
 func (l *lab) netns(short string) string {
 	l.t.Helper()
-	name := l.prefix + "-" + short
-	l.run("ip", "netns", "add", name)
-	l.t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
-			l.t.Errorf("ip netns del %s: %v\n%s", name, err, out)
-		}
-	})
-	l.run("ip", "-n", name, "link", "set", "lo", "up")
-	return name
+	return l.Add(short)
 }
 
 // veth joins ifA (MAC macA, left down: the code under test raises it) in
@@ -105,10 +67,11 @@ func (l *lab) netns(short string) string {
 // never gets carrier.
 func (l *lab) veth(nsA, ifA, macA, nsB, ifB string, peerUp bool) {
 	l.t.Helper()
-	l.run("ip", "link", "add", ifA, "address", macA, "netns", nsA, "type", "veth", "peer", "name", ifB, "netns", nsB)
-	if peerUp {
-		l.run("ip", "-n", nsB, "link", "set", ifB, "up")
+	mac, err := net.ParseMAC(macA)
+	if err != nil {
+		l.t.Fatal(err)
 	}
+	l.Veth(nsA, ifA, mac, nsB, ifB, peerUp)
 }
 
 // dnsmasq is a dnsmasq serving DHCP in a namespace.
@@ -126,17 +89,17 @@ func (l *lab) dnsmasq(ns, iface, addr string, extra ...string) *dnsmasq {
 	l.run("ip", "-n", ns, "link", "set", iface, "up")
 	dir := l.t.TempDir()
 	d := &dnsmasq{log: filepath.Join(dir, "dnsmasq.log")}
-	args := []string{"netns", "exec", ns, bin,
+	args := netns.Exec(ns, bin,
 		"--no-daemon", // foreground, no fork, no pid file, no user change
 		"--conf-file=/dev/null",
 		"--port=0", // no DNS
-		"--interface=" + iface, "--bind-interfaces", "--except-interface=lo",
-		"--dhcp-leasefile=" + filepath.Join(dir, "leases"),
-		"--log-facility=" + d.log, "--log-dhcp",
+		"--interface="+iface, "--bind-interfaces", "--except-interface=lo",
+		"--dhcp-leasefile="+filepath.Join(dir, "leases"),
+		"--log-facility="+d.log, "--log-dhcp",
 		"--dhcp-authoritative",
-	}
+	)
 	args = append(args, extra...)
-	cmd := exec.Command("ip", args...)
+	cmd := exec.Command(args[0], args[1:]...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stderr, &stderr
@@ -195,8 +158,8 @@ func (l *lab) child(ns, scenario string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", ns, exe,
-		"-test.run=^TestNetnsChild$", "-test.v", "-test.count=1", "-test.timeout=150s")
+	argv := netns.Exec(ns, exe, "-test.run=^TestNetnsChild$", "-test.v", "-test.count=1", "-test.timeout=150s")
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), childEnv+"="+scenario)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	out, err := cmd.CombinedOutput()

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -47,6 +48,15 @@ type DHCPConfig struct {
 	NoRouterAdvert bool
 	// Args are extra raw dnsmasq arguments.
 	Args []string
+	// ConfFile, when set, is a dnsmasq configuration file read in place
+	// of the lab's own network settings: dnsmasq then takes the
+	// interface, port, address range and everything else from the file
+	// (which must name the lab's Bridge and an address range in its
+	// Prefix), so a documented configuration can be run as written. The
+	// lab still adds its log, lease and pid files and, unless
+	// NoRouterAdvert, IPv6 router advertisements; the options above are
+	// added as flags.
+	ConfFile string
 }
 
 // SubOption is one encapsulated DHCP sub-option (inside option 43).
@@ -119,7 +129,7 @@ func (l *Lab) StartDHCP(ctx context.Context, cfg DHCPConfig) (*DHCP, error) {
 		l.mu.Unlock()
 		return nil, errClosed
 	}
-	if l.dhcp != nil && !l.dhcp.proc.exited() {
+	if l.dhcp != nil && !l.dhcp.proc.Exited() {
 		l.mu.Unlock()
 		return nil, errors.New("lab: dnsmasq is already running; Stop it first")
 	}
@@ -138,21 +148,32 @@ func (l *Lab) StartDHCP(ctx context.Context, cfg DHCPConfig) (*DHCP, error) {
 		logFile:   l.LogPath("dnsmasq.log"),
 		leaseFile: l.LogPath("dnsmasq.leases"),
 	}
-	args := []string{
-		"ip", "netns", "exec", l.ns, "dnsmasq",
-		"--keep-in-foreground",
-		"--conf-file=/dev/null", // nothing from the host's configuration
-		"--no-resolv", "--no-hosts",
-		"--port=0", // DHCP only, no DNS
-		"--interface=" + l.bridge, "--bind-interfaces",
-		fmt.Sprintf("--dhcp-range=%s,%s,255.255.255.0,%ds", netip.AddrFrom4(lo), netip.AddrFrom4(hi), int(lease.Seconds())),
-		"--dhcp-authoritative",
-		"--dhcp-leasefile=" + d.leaseFile,
-		"--log-facility=" + d.logFile,
-		"--log-dhcp",
-		"--pid-file=" + l.LogPath("dnsmasq.pid"),
-		"--user=root", "--group=root", // it writes into the log folder
+	args := []string{"ip", "netns", "exec", l.ns, "dnsmasq", "--keep-in-foreground"}
+	if cfg.ConfFile != "" {
+		abs, err := filepath.Abs(cfg.ConfFile)
+		if err != nil {
+			return nil, fmt.Errorf("lab: dhcp: configuration file: %w", err)
+		}
+		// dnsmasq changes to / before it reads the file.
+		args = append(args, "--conf-file="+abs, "--no-resolv", "--no-hosts")
+		l.cmds.printf("# dnsmasq configuration from %s", abs)
+	} else {
+		args = append(args,
+			"--conf-file=/dev/null", // nothing from the host's configuration
+			"--no-resolv", "--no-hosts",
+			"--port=0", // DHCP only, no DNS
+			"--interface="+l.bridge, "--bind-interfaces",
+			fmt.Sprintf("--dhcp-range=%s,%s,255.255.255.0,%ds", netip.AddrFrom4(lo), netip.AddrFrom4(hi), int(lease.Seconds())),
+			"--dhcp-authoritative",
+		)
 	}
+	args = append(args,
+		"--dhcp-leasefile="+d.leaseFile,
+		"--log-facility="+d.logFile,
+		"--log-dhcp",
+		"--pid-file="+l.LogPath("dnsmasq.pid"),
+		"--user=root", "--group=root", // it writes into the log folder
+	)
 	if !cfg.NoRouterAdvert {
 		args = append(args, "--enable-ra", "--dhcp-range=::,constructor:"+l.bridge+",ra-only")
 	}
@@ -231,12 +252,12 @@ func (d *DHCP) waitReady(ctx context.Context) error {
 			strings.Contains(string(b[d.logOffset:]), "DHCP, sockets bound exclusively to interface") {
 			return nil
 		}
-		if d.proc.exited() {
+		if d.proc.Exited() {
 			log := d.logFile
 			if _, err := os.Stat(log); err != nil {
 				log = d.proc.logPath
 			}
-			return componentError("dnsmasq", log, fmt.Errorf("exited during start-up: %v (also see %s)", exitText(d.proc.err), d.proc.logPath))
+			return componentError("dnsmasq", log, fmt.Errorf("exited during start-up: %v (also see %s)", exitText(d.proc.Err()), d.proc.logPath))
 		}
 		select {
 		case <-ctx.Done():

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/lunboot/lunboot/internal/proc"
 	"github.com/lunboot/lunboot/qemu/bootlog"
 )
 
@@ -134,16 +135,14 @@ func (l *Lab) run(ctx context.Context, argv ...string) (string, error) {
 	return text, nil
 }
 
-// process is a long-running child (dnsmasq, QEMU, a client tool). It runs in
-// its own process group so stop can reach anything it forks, and with
-// PDEATHSIG so it dies with the test binary even when that is SIGKILLed.
+// process is a long-running child (dnsmasq, QEMU, a client tool), run by
+// package proc: in its own process group, so stop reaches anything it
+// forks, and with PDEATHSIG, so it dies with the test binary even when that
+// is SIGKILLed.
 type process struct {
 	component string
 	logPath   string
-	cmd       *exec.Cmd
-	done      chan struct{}
-	err       error // valid after done is closed
-	once      sync.Once
+	*proc.Process
 }
 
 // startProcess starts argv with stderr (and stdout, unless given) appended to
@@ -154,24 +153,19 @@ func (l *Lab) startProcess(component, logPath string, stdin io.Reader, stdout io
 		return nil, fmt.Errorf("%s: log file: %w", component, err)
 	}
 	defer f.Close() // the child holds its own descriptor
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Stdin = stdin
-	cmd.Stdout, cmd.Stderr = f, f
+	stdio := proc.IO{Stdin: stdin, Stdout: f, Stderr: f, OnExit: func(pid int, err error) {
+		l.cmds.printf("  %s (pid %d) exited: %v", component, pid, exitText(err))
+	}}
 	if stdout != nil {
-		cmd.Stdout = stdout
+		stdio.Stdout = stdout
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	pp, err := proc.Start(argv, stdio)
+	if err != nil {
 		l.cmds.printf("& %s  -> %v", l.mask(quoteArgs(argv)), err)
-		return nil, fmt.Errorf("%s: start %s: %w", component, argv[0], err)
+		return nil, fmt.Errorf("%s: %w", component, err)
 	}
-	l.cmds.printf("& %s  -> pid %d, log %s", l.mask(quoteArgs(argv)), cmd.Process.Pid, logPath)
-	p := &process{component: component, logPath: logPath, cmd: cmd, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		l.cmds.printf("  %s (pid %d) exited: %v", component, cmd.Process.Pid, exitText(p.err))
-		close(p.done)
-	}()
+	l.cmds.printf("& %s  -> pid %d, log %s", l.mask(quoteArgs(argv)), pp.Pid(), logPath)
+	p := &process{component: component, logPath: logPath, Process: pp}
 	l.mu.Lock()
 	l.procs = append(l.procs, p)
 	l.mu.Unlock()
@@ -185,51 +179,13 @@ func exitText(err error) string {
 	return err.Error()
 }
 
-// exited reports whether the process has ended.
-func (p *process) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
 // stop ends the process group: SIGTERM, then SIGKILL after grace. It waits
 // (bounded) for the process to be reaped and is safe to call more than once.
 func (p *process) stop(grace time.Duration) error {
-	var err error
-	p.once.Do(func() {
-		if p.exited() {
-			return
-		}
-		pgid := p.cmd.Process.Pid
-		if grace > 0 {
-			_ = syscall.Kill(-pgid, syscall.SIGTERM)
-			select {
-			case <-p.done:
-				return
-			case <-time.After(grace):
-			}
-		}
-		_ = syscall.Kill(-pgid, syscall.SIGKILL)
-		select {
-		case <-p.done:
-		case <-time.After(10 * time.Second):
-			err = fmt.Errorf("%s (pid %d) did not die after SIGKILL", p.component, pgid)
-		}
-	})
-	return err
-}
-
-// wait waits for the process to end or ctx to expire.
-func (p *process) wait(ctx context.Context) error {
-	select {
-	case <-p.done:
-		return p.err
-	case <-ctx.Done():
-		return ctx.Err()
+	if err := p.Stop(grace); err != nil {
+		return fmt.Errorf("%s: %w", p.component, err)
 	}
+	return nil
 }
 
 // tailFile returns the last n lines of a log file for an error message.

@@ -11,11 +11,12 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/lunboot/lunboot/internal/netns"
 )
 
 // Options configures a lab.
@@ -80,41 +81,21 @@ type Lab struct {
 	dhcp      *DHCP
 	targets   []*Target
 	late      []*LateTarget
+	https     []*FileServer
 	clientSeq int
 }
 
-// nsPrefix starts every namespace a lab creates; the process ID that follows
-// lets a later lab find and remove what a killed test binary left behind.
-const nsPrefix = "lunboot-"
-
-var nsPattern = regexp.MustCompile(`^` + nsPrefix + `([0-9]+)-[0-9]+`)
-
 // workPrefix starts the lab's work folders in the temporary directory,
-// followed by the owner's process ID for the same reason.
+// followed by the owner's process ID, so that a later lab can find and
+// remove what a killed test binary left behind (as package netns does for
+// the namespaces).
 const workPrefix = "lunboot-lab-"
 
 var workPattern = regexp.MustCompile(`^` + workPrefix + `([0-9]+)-[0-9]+-`)
 
-// deadOwner reports whether a name made by a lab belongs to a process that
-// no longer exists.
-func deadOwner(re *regexp.Regexp, name string) bool {
-	m := re.FindStringSubmatch(name)
-	if m == nil {
-		return false
-	}
-	pid, err := strconv.Atoi(m[1])
-	if err != nil || pid == os.Getpid() {
-		return false
-	}
-	err = syscall.Kill(pid, 0)
-	return err != nil && !errors.Is(err, syscall.EPERM)
-}
-
-// registry tracks open labs for the signal handler and hands out sequence
-// numbers that make names unique within the process.
+// registry tracks open labs for the signal handler.
 var registry struct {
 	mu      sync.Mutex
-	seq     int
 	open    map[*Lab]struct{}
 	handled int // open labs that want the signal handler
 	sigc    chan os.Signal
@@ -135,17 +116,15 @@ func New(ctx context.Context, opts Options) (*Lab, error) {
 	if name == "" {
 		name = "lab"
 	}
-	registry.mu.Lock()
-	registry.seq++
-	seq := registry.seq
-	registry.mu.Unlock()
-
+	// The namespace's sequence number makes every name of the lab unique
+	// within the process.
+	ns, seq := netns.NewName(name)
 	pid := os.Getpid()
 	l := &Lab{
 		opts:      opts,
 		log:       opts.Logger,
 		seq:       seq,
-		ns:        fmt.Sprintf("%s%d-%d-%s", nsPrefix, pid, seq, name),
+		ns:        ns,
 		bridge:    "br0",
 		created:   time.Now(),
 		closeDone: make(chan struct{}),
@@ -225,29 +204,24 @@ func sanitizeName(s string) string {
 	return b.String()
 }
 
+// netns is the namespace harness, its commands recorded in commands.log.
+func (l *Lab) netns() netns.Harness {
+	return netns.Harness{Run: l.run, Logf: l.cmds.printf}
+}
+
+// setupNetwork makes the namespace (no route out: only its loopback and
+// what is added here), the bridge with the server addresses, and the taps.
 func (l *Lab) setupNetwork(ctx context.Context) error {
-	ip := func(args ...string) error {
-		_, err := l.run(ctx, append([]string{"ip"}, args...)...)
+	h := l.netns()
+	if err := h.Add(ctx, l.ns); err != nil {
 		return err
 	}
-	n := l.ns
-	steps := [][]string{
-		{"netns", "add", n},
-		{"-n", n, "link", "set", "lo", "up"},
-		// forward_delay 0: a port joins forwarding as soon as QEMU opens
-		// its tap; STP stays off (the default).
-		{"-n", n, "link", "add", l.bridge, "type", "bridge", "forward_delay", "0"},
-		{"-n", n, "addr", "add", netip.PrefixFrom(l.server, 24).String(), "dev", l.bridge},
-		{"-n", n, "addr", "add", netip.PrefixFrom(l.server6, 64).String(), "dev", l.bridge, "nodad"},
-		{"-n", n, "link", "set", l.bridge, "up"},
+	br := netns.Bridge{Name: l.bridge, Addrs: []netip.Prefix{netip.PrefixFrom(l.server, 24), netip.PrefixFrom(l.server6, 64)}}
+	if err := h.AddBridge(ctx, l.ns, br); err != nil {
+		return err
 	}
 	for _, t := range l.taps {
-		steps = append(steps,
-			[]string{"-n", n, "tuntap", "add", t.Name, "mode", "tap"},
-			[]string{"-n", n, "link", "set", t.Name, "master", l.bridge, "up"})
-	}
-	for _, s := range steps {
-		if err := ip(s...); err != nil {
+		if err := h.AddTap(ctx, l.ns, t.Name, l.bridge); err != nil {
 			return err
 		}
 	}
@@ -312,7 +286,7 @@ func (l *Lab) LogPath(name string) string { return filepath.Join(l.logDir, name)
 // Logf appends a line to the lab's command log, for a test's own notes.
 func (l *Lab) Logf(format string, args ...any) { l.cmds.printf("# "+format, args...) }
 
-// Close tears everything down: guests, DHCP, targets, client namespaces,
+// Close tears everything down: guests, HTTP servers, DHCP, targets, client namespaces,
 // any process still inside the namespace, the namespace itself and the
 // work folder. It is bounded (tens of seconds at worst), safe to call more
 // than once and from several goroutines (a second call waits for the first
@@ -325,7 +299,7 @@ func (l *Lab) Close() error {
 		return l.closeErr
 	}
 	l.closed = true
-	vms, late, targets, dhcp, procs := l.vms, l.late, l.targets, l.dhcp, l.procs
+	vms, late, targets, dhcp, procs, https := l.vms, l.late, l.targets, l.dhcp, l.procs, l.https
 	l.mu.Unlock()
 
 	var errs []error
@@ -338,6 +312,11 @@ func (l *Lab) Close() error {
 	for _, lt := range late {
 		if t := lt.wait(); t != nil {
 			targets = append(targets, t)
+		}
+	}
+	for _, h := range https {
+		if err := h.Stop(); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if dhcp != nil {
@@ -355,7 +334,7 @@ func (l *Lab) Close() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if err := l.removeNamespaces(ctx, func(ns string) bool {
+	if err := l.netns().DeleteMatching(ctx, func(ns string) bool {
 		return ns == l.ns || strings.HasPrefix(ns, l.ns+"-c")
 	}); err != nil {
 		errs = append(errs, err)
@@ -375,97 +354,16 @@ func (l *Lab) Close() error {
 	return l.closeErr
 }
 
-// removeNamespaces kills every process inside the selected namespaces and
-// deletes them. Deleting a namespace also deletes the bridge, taps and veth
-// ends inside it.
-func (l *Lab) removeNamespaces(ctx context.Context, match func(string) bool) error {
-	names, err := listNetNS()
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for _, ns := range names {
-		if !match(ns) {
-			continue
-		}
-		if err := l.killInside(ctx, ns); err != nil {
-			errs = append(errs, err)
-		}
-		if _, err := l.run(ctx, "ip", "netns", "delete", ns); err != nil {
-			errs = append(errs, fmt.Errorf("lab: delete namespace: %w", err))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// killInside SIGKILLs every process in namespace ns and waits (bounded) until
-// none is left: a process still inside keeps the namespace, and its
-// interfaces, alive after `ip netns delete`.
-func (l *Lab) killInside(ctx context.Context, ns string) error {
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		out, err := l.run(ctx, "ip", "netns", "pids", ns)
-		if err != nil {
-			return err
-		}
-		pids := strings.Fields(out)
-		if len(pids) == 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("lab: processes %v still inside namespace %s after SIGKILL", pids, ns)
-		}
-		for _, s := range pids {
-			if pid, err := strconv.Atoi(s); err == nil {
-				l.cmds.printf("  killing straggler pid %d (%s) in %s", pid, procName(pid), ns)
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-func procName(pid int) string {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
-	if err != nil {
-		return "?"
-	}
-	return strings.TrimSpace(string(b))
-}
-
-// listNetNS returns the named network namespaces (/run/netns).
-func listNetNS() ([]string, error) {
-	ents, err := os.ReadDir("/run/netns")
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("lab: list namespaces: %w", err)
-	}
-	var names []string
-	for _, e := range ents {
-		names = append(names, e.Name())
-	}
-	return names, nil
-}
-
 // sweepStale removes namespaces (and the processes in them) and work folders
 // that belong to lab processes that no longer exist: a test binary killed
 // with SIGKILL cannot clean up, so the next lab does.
 func (l *Lab) sweepStale(ctx context.Context) {
-	err := l.removeNamespaces(ctx, func(ns string) bool {
-		dead := deadOwner(nsPattern, ns)
-		if dead {
-			l.cmds.printf("# removing stale namespace %s (its process is gone)", ns)
-		}
-		return dead
-	})
-	if err != nil {
+	if err := l.netns().SweepStale(ctx); err != nil {
 		l.log.Warn("removing stale lab namespaces", "err", err)
 	}
 	ents, _ := os.ReadDir(os.TempDir())
 	for _, e := range ents {
-		if e.IsDir() && deadOwner(workPattern, e.Name()) {
+		if e.IsDir() && netns.DeadOwner(workPattern, e.Name()) {
 			l.cmds.printf("# removing stale work folder %s", filepath.Join(os.TempDir(), e.Name()))
 			_ = os.RemoveAll(filepath.Join(os.TempDir(), e.Name()))
 		}

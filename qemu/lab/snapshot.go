@@ -90,3 +90,11 @@ func writeThreads(b *strings.Builder, pid int) {
 		fmt.Fprintf(b, "    %s %-16s %s %s\n", t.Name(), comm, state, w)
 	}
 }
+
+func procName(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	if err != nil {
+		return "?"
+	}
+	return strings.TrimSpace(string(b))
+}

@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/lunboot/lunboot/internal/netns"
 	"github.com/lunboot/lunboot/internal/tgt"
 )
 
@@ -436,7 +437,7 @@ func copySparse(src, dst string) error {
 // or a guest. Its signature fits iscsi.Config.Dial.
 func (l *Lab) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
 	var c net.Conn
-	err := inNetNS(l.ns, func() error {
+	err := netns.Do(l.ns, func() error {
 		var d net.Dialer
 		var err error
 		c, err = d.DialContext(ctx, network, address)

@@ -11,11 +11,16 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/lunboot/lunboot/internal/netns"
+	"github.com/lunboot/lunboot/internal/qemuvm"
 )
 
-// VMConfig describes a QEMU guest. QEMU runs with TCG (no KVM), no display
-// and -no-reboot (a reboot or power-off ends it), inside the lab's
-// namespace, with its NICs on the lab's taps.
+// VMConfig describes a QEMU guest. The command line comes from the
+// project's one QEMU starter (internal/qemuvm): TCG (no KVM), no display,
+// -no-reboot (a reboot or power-off ends it), the serial console on
+// stdout; the lab runs it inside its namespace, with its NICs on the lab's
+// taps.
 type VMConfig struct {
 	// Name labels the guest in its log files (console-<name>.log,
 	// qemu-<name>.log); default "vm0", "vm1"… in start order.
@@ -24,11 +29,10 @@ type VMConfig struct {
 	Memory string
 	// CPUs is -smp (default 1: the lab machines have two cores, shared).
 	CPUs int
-	// CPU is the -cpu model. Default "qemu64,+rdrand": TCG's baseline CPU
-	// plus RDRAND, which every current x86 machine has. Without a hardware
-	// random source the guest kernel's CRNG stays uninitialised for
-	// minutes under TCG, and everything that reads crypto/rand (DHCP
-	// transaction IDs, the iSCSI ISID, CHAP challenges) blocks.
+	// CPU is the -cpu model, default qemuvm.DefaultCPU ("qemu64,+rdrand":
+	// without a hardware random source the guest kernel's CRNG stays
+	// uninitialised for minutes under TCG, and everything that reads
+	// crypto/rand blocks).
 	CPU string
 
 	// Kernel, Initrd and Cmdline boot a kernel directly (-kernel,
@@ -85,7 +89,7 @@ type VM struct {
 
 // NICPCIAddr is the PCI slot of the first NIC (00:03.0): fixed so that an
 // iBFT's PCI bus/device/function can name it. NIC i sits at slot 3+i.
-const NICPCIAddr = 3
+const NICPCIAddr = qemuvm.NICPCISlot
 
 // StartVM starts a guest.
 func (l *Lab) StartVM(ctx context.Context, cfg VMConfig) (*VM, error) {
@@ -98,13 +102,13 @@ func (l *Lab) StartVM(ctx context.Context, cfg VMConfig) (*VM, error) {
 	}
 	l.mu.Unlock()
 	if cfg.Memory == "" {
-		cfg.Memory = "1G"
+		cfg.Memory = qemuvm.DefaultMemory
 	}
 	if cfg.CPUs <= 0 {
-		cfg.CPUs = 1
+		cfg.CPUs = qemuvm.DefaultCPUs
 	}
 	if cfg.CPU == "" {
-		cfg.CPU = "qemu64,+rdrand"
+		cfg.CPU = qemuvm.DefaultCPU
 	}
 	if cfg.NetBoot == (cfg.Kernel != "") {
 		return nil, errors.New("lab: vm: set exactly one of Kernel (direct boot) and NetBoot")
@@ -121,23 +125,18 @@ func (l *Lab) StartVM(ctx context.Context, cfg VMConfig) (*VM, error) {
 	if len(nics) == 0 {
 		nics = []NIC{{Tap: 0}}
 	}
-	args := []string{
-		"ip", "netns", "exec", l.ns,
-		"qemu-system-x86_64",
-		"-name", "lunboot-" + cfg.Name,
-		"-accel", "tcg",
-		"-cpu", cfg.CPU,
-		"-m", cfg.Memory,
-		"-smp", fmt.Sprint(cfg.CPUs),
-		"-nodefaults", "-no-user-config",
-		"-display", "none",
-		// graphics=off makes SeaBIOS copy the firmware's and iPXE's text
-		// output to the serial port (sercon), so it lands in the console
-		// log too.
-		"-machine", "pc,graphics=off",
-		"-serial", "stdio",
-		"-monitor", "none",
-		"-no-reboot",
+	qc := qemuvm.Config{
+		Wrap:       netns.Exec(l.ns),
+		Name:       "lunboot-" + cfg.Name,
+		Memory:     cfg.Memory,
+		CPUs:       cfg.CPUs,
+		CPU:        cfg.CPU,
+		Kernel:     cfg.Kernel,
+		Initrd:     cfg.Initrd,
+		Cmdline:    cfg.Cmdline,
+		NetBoot:    cfg.NetBoot,
+		ACPITables: cfg.ACPITables,
+		Args:       cfg.Args,
 	}
 	for i := range nics {
 		n := &nics[i]
@@ -154,30 +153,12 @@ func (l *Lab) StartVM(ctx context.Context, cfg VMConfig) (*VM, error) {
 		if n.Model == "" {
 			n.Model = "virtio-net-pci"
 		}
-		dev := fmt.Sprintf("%s,netdev=n%d,mac=%s,addr=0x%x", n.Model, i, n.MAC, NICPCIAddr+i)
-		if i == 0 && cfg.NetBoot {
-			dev += ",bootindex=1"
-		}
-		args = append(args,
-			"-netdev", fmt.Sprintf("tap,id=n%d,ifname=%s,script=no,downscript=no", i, l.taps[n.Tap].Name),
-			"-device", dev)
+		qc.NICs = append(qc.NICs, qemuvm.NIC{Tap: l.taps[n.Tap].Name, MAC: n.MAC, Model: n.Model, Slot: NICPCIAddr + i})
 	}
-	if cfg.NetBoot {
-		args = append(args, "-boot", "n")
-	} else {
-		cmdline := cfg.Cmdline
-		if !strings.Contains(" "+cmdline, " console=") {
-			cmdline = strings.TrimSpace("console=ttyS0 " + cmdline)
-		}
-		args = append(args, "-kernel", cfg.Kernel, "-append", cmdline)
-		if cfg.Initrd != "" {
-			args = append(args, "-initrd", cfg.Initrd)
-		}
+	args, err := qc.Command()
+	if err != nil {
+		return nil, fmt.Errorf("lab: vm %s: %w", cfg.Name, err)
 	}
-	for _, t := range cfg.ACPITables {
-		args = append(args, "-acpitable", "file="+t)
-	}
-	args = append(args, cfg.Args...)
 
 	v := &VM{
 		lab:     l,
@@ -207,8 +188,8 @@ func (l *Lab) StartVM(ctx context.Context, cfg VMConfig) (*VM, error) {
 	}
 	v.proc = proc
 	go func() {
-		<-proc.done
-		con.end(proc.err)
+		<-proc.Done()
+		con.end(proc.Err())
 		stdinW.Close()
 	}()
 	if err := l.addVM(v); err != nil {
@@ -356,7 +337,7 @@ func (v *VM) Wait(ctx context.Context) error {
 		ctx, cancel = context.WithTimeout(ctx, DefaultExpectTimeout)
 		defer cancel()
 	}
-	if err := v.proc.wait(ctx); err != nil {
+	if err := v.proc.Wait(ctx); err != nil {
 		if ctx.Err() != nil {
 			return componentError("qemu "+v.cfg.Name, v.conLog, fmt.Errorf("still running: %w", err))
 		}
@@ -366,7 +347,7 @@ func (v *VM) Wait(ctx context.Context) error {
 }
 
 // Exited reports whether QEMU has ended.
-func (v *VM) Exited() bool { return v.proc.exited() }
+func (v *VM) Exited() bool { return v.proc.Exited() }
 
 // Kill stops QEMU at once. It is safe to call more than once.
 func (v *VM) Kill() {

@@ -7,6 +7,7 @@
 //
 //	demo [-out out] [-os debian|probe] [-append ARGS] [-quiet]
 //	demo -os probe [-fixture gpt-bls|mbr|grub-ext4] [-ipxe]
+//	demo -pxe [-fixture gpt-bls|mbr|grub-ext4]
 //
 // With -os debian (the default) the disk is the lab's Debian 12 system
 // with initramfs-tools and open-iscsi (`make distro`, package qemu/distro).
@@ -18,6 +19,12 @@
 // With -os probe the disk is a fixture carrying the probe OS (`make
 // fixtures`), which logs in again with what it was handed and reports; -ipxe
 // then boots the same MBR disk with iPXE's sanboot for comparison.
+//
+// With -pxe the probe OS boots through the PXE chain of docs/deploy.md, from
+// the files in docs/dhcp: the guest's iPXE ROM gets lunboot.ipxe over TFTP
+// from a dnsmasq configured with docs/dhcp/dnsmasq.conf, the script loads
+// lunboot, and only lunboot gets the root-path. Run it from the
+// repository's top folder.
 //
 // It needs root (network namespaces), the Debian packages `make deps`
 // installs and the image `make image` builds (out/vmlinuz,
@@ -51,7 +58,7 @@ func main() {
 // options are the command's flags.
 type options struct {
 	out, osName, fixture, appendArgs string
-	ipxe, quiet                      bool
+	ipxe, pxe, quiet                 bool
 	stdout                           io.Writer
 }
 
@@ -64,6 +71,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.fixture, "fixture", fixtures.GPTBLS, "with -os probe, the disk to boot: "+strings.Join([]string{fixtures.GPTBLS, fixtures.MBR, fixtures.GRUBExt4}, ", "))
 	fs.StringVar(&o.appendArgs, "append", "", "extra kernel arguments for the lunboot image")
 	fs.BoolVar(&o.ipxe, "ipxe", false, "with -os probe, also boot the MBR disk with iPXE sanboot and compare the times")
+	fs.BoolVar(&o.pxe, "pxe", false, "boot the probe OS through the documented PXE chain (docs/deploy.md): iPXE, lunboot.ipxe over TFTP, lunboot")
 	fs.BoolVar(&o.quiet, "quiet", false, "do not stream the guests' consoles")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -76,6 +84,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if _, err := os.Stat(f); err != nil {
 			return fmt.Errorf("%w (run `make image`)", err)
 		}
+	}
+	if o.pxe {
+		osSet := false
+		fs.Visit(func(f *flag.Flag) { osSet = osSet || f.Name == "os" })
+		if (osSet && o.osName != "probe") || o.ipxe {
+			return fmt.Errorf("-pxe boots the probe OS: it takes neither -os %s nor -ipxe", o.osName)
+		}
+		return runPXE(ctx, o, kernel, image)
 	}
 	switch o.osName {
 	case "debian":
