@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -88,7 +89,7 @@ func runPXE(ctx context.Context, o options, kernel, image string) error {
 		case x.UserClass == "iPXE":
 			who = "iPXE"
 		}
-		fmt.Fprintf(o.stdout, "   %-8s boot file %-14s root-path %s\n", who, orDash(x.BootFile), orDash(x.Options[17]))
+		fmt.Fprintf(o.stdout, "   %-8s boot file %-14s root-path %s\n", who, cmp.Or(x.BootFile, "-"), cmp.Or(x.Options[17], "-"))
 	}
 	con, err := os.ReadFile(l.LogPath("console-pxe.log"))
 	if err != nil {
