@@ -116,6 +116,34 @@ func newLab(ctx context.Context, o options) (*lab.Lab, error) {
 	return l, nil
 }
 
+// diskLab builds the fixtures, starts the lab and a target, and exports
+// the -fixture disk under the target name iqn gives it. The caller closes
+// the lab; on error nothing is left running.
+func diskLab(ctx context.Context, o options, iqn func(*fixtures.Disk) string) (*lab.Lab, *lab.Target, *lab.Export, *fixtures.Disk, error) {
+	fmt.Fprintf(o.stdout, "== fixtures\n")
+	set, err := fixtures.Build(ctx, fixtures.Options{Out: filepath.Join(o.out, "fixtures")})
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	disk, err := set.Disk(o.fixture)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	l, err := newLab(ctx, o)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	tg, err := l.StartTarget(ctx, lab.TargetOptions{})
+	if err == nil {
+		var exp *lab.Export
+		if exp, err = tg.Export(lab.ExportSpec{IQN: iqn(disk), Images: []string{disk.Path}}); err == nil {
+			return l, tg, exp, disk, nil
+		}
+	}
+	l.Close()
+	return nil, nil, nil, nil, err
+}
+
 // console returns the callback that streams a guest's console, or nil
 // with -quiet.
 func (o options) console(prefix string) func(string) {

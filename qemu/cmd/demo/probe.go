@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -30,28 +29,11 @@ func runProbe(ctx context.Context, o options, kernel, image string) error {
 	if o.ipxe {
 		o.fixture = fixtures.MBR // iPXE needs a BIOS-bootable disk
 	}
-	fmt.Fprintf(o.stdout, "== fixtures\n")
-	set, err := fixtures.Build(ctx, fixtures.Options{Out: filepath.Join(o.out, "fixtures")})
-	if err != nil {
-		return err
-	}
-	disk, err := set.Disk(o.fixture)
-	if err != nil {
-		return err
-	}
-	l, err := newLab(ctx, o)
+	l, _, exp, disk, err := diskLab(ctx, o, func(d *fixtures.Disk) string { return "iqn.2026-11.org.lunboot.demo:" + d.Name })
 	if err != nil {
 		return err
 	}
 	defer l.Close()
-	tg, err := l.StartTarget(ctx, lab.TargetOptions{})
-	if err != nil {
-		return err
-	}
-	exp, err := tg.Export(lab.ExportSpec{IQN: "iqn.2026-11.org.lunboot.demo:" + disk.Name, Images: []string{disk.Path}})
-	if err != nil {
-		return err
-	}
 	if _, err := l.StartDHCP(ctx, lab.DHCPConfig{RootPath: exp.RootPath(), InitiatorName: probeInitiator}); err != nil {
 		return err
 	}

@@ -28,28 +28,11 @@ func runPXE(ctx context.Context, o options, kernel, image string) error {
 	if _, err := os.Stat(filepath.Join(repo, "docs", "dhcp", "dnsmasq.conf")); err != nil {
 		return fmt.Errorf("-pxe reads the recipe from docs/dhcp: run the demo from the repository's top folder (%w)", err)
 	}
-	fmt.Fprintf(o.stdout, "== fixtures\n")
-	set, err := fixtures.Build(ctx, fixtures.Options{Out: filepath.Join(o.out, "fixtures")})
-	if err != nil {
-		return err
-	}
-	disk, err := set.Disk(o.fixture)
-	if err != nil {
-		return err
-	}
-	l, err := newLab(ctx, o)
+	l, tg, exp, disk, err := diskLab(ctx, o, func(*fixtures.Disk) string { return pxe.NodeTarget })
 	if err != nil {
 		return err
 	}
 	defer l.Close()
-	tg, err := l.StartTarget(ctx, lab.TargetOptions{})
-	if err != nil {
-		return err
-	}
-	exp, err := tg.Export(lab.ExportSpec{IQN: pxe.NodeTarget, Images: []string{disk.Path}})
-	if err != nil {
-		return err
-	}
 	// The recipe's root-path names LUN 1a (26).
 	if err := pxe.MoveLUN(tg.Server, exp.TID, 1, pxe.NodeLUN, exp.LUNs[0]); err != nil {
 		return err
