@@ -104,7 +104,7 @@ func networkAdvice(err error, o netconf.Options) error {
 	case errors.Is(err, netconf.ErrNoLinks):
 		return permanent(withCheck(err, "no usable network interface: is the NIC driver in the image (lunboot modules) and does BOOTIF=/lunboot.iface= name an existing NIC?"))
 	case errors.Is(err, netconf.ErrNoRootPath):
-		return withCheck(err, "the DHCP server gave an address but no iSCSI root-path: set DHCP option 17 (e.g. dnsmasq dhcp-option=17,\"iscsi:<server>::::<target>\") or put netroot=iscsi:… on the kernel command line")
+		return withCheck(err, "the DHCP server gave an address but no iSCSI root-path: give lunboot's vendor class (option 60 \"lunboot\") option 17 (dnsmasq: dhcp-vendorclass=set:lunboot,lunboot and dhcp-option=tag:lunboot,17,\"iscsi:<server>::::<target>\"; docs/deploy.md, not to iPXE, which would try the SAN itself) or put netroot=iscsi:… on the kernel command line")
 	case errors.Is(err, netconf.ErrNoCarrier) && !errors.Is(err, netconf.ErrNoOffer):
 		return withCheck(err, "no link: check the cable and the switch port")
 	case errors.Is(err, netconf.ErrNoOffer):
