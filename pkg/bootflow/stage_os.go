@@ -28,7 +28,7 @@ func (b *boot) findOS(ctx context.Context) (string, error) {
 	}
 	e, err := f.Choose(sel)
 	if err != nil {
-		return "", permanent(withCheck(err, "fix lunboot.entry= (a title, a unique part of one, or a number from the list)"))
+		return "", permanent(withCheck(err, "fix lunboot.entry= (a title, a unique part of one, an id, or a number from the list)"))
 	}
 	b.entry = e
 	return fmt.Sprintf("%s entry %q on %s (%s found)", e.Format, e.Label, e.Device, plural(len(f.Entries), "entry", "entries")), nil
