@@ -35,14 +35,20 @@ func Get(args []Arg, key string) (string, bool) {
 }
 
 // MaskCmdline returns the command line with CHAP secrets replaced by "***"
-// (the *password= parameters of both dialects and the credentials part of
-// an iscsi: root-path), for logs and the console.
+// (the *password= parameters of both dialects, rd.iscsi.param= node
+// parameters that set a password, and the credentials part of an iscsi:
+// root-path), for logs and the console.
 func MaskCmdline(s string) string {
 	args := ParseCmdline(s)
 	for i, a := range args {
 		switch {
 		case a.HasValue && strings.Contains(a.Key, "password"):
 			args[i] = Arg{Key: a.Key, Value: "***", HasValue: true}
+		case a.Key == "rd.iscsi.param" && strings.Contains(a.Value, "password"):
+			// A node parameter passed through for the OS's initiator
+			// (node.session.auth.password[_in]=…), a CHAP secret too.
+			name, _, _ := strings.Cut(a.Value, "=")
+			args[i] = Arg{Key: a.Key, Value: name + "=***", HasValue: true}
 		case a.HasValue && (a.Key == "netroot" || a.Key == "root") && strings.HasPrefix(a.Value, "iscsi:") && strings.Contains(a.Value, "@"):
 			// iscsi:user:pass[:ruser:rpass]@server:… (dracut, Debian)
 			creds, rest, _ := strings.Cut(strings.TrimPrefix(a.Value, "iscsi:"), "@")

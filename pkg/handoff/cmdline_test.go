@@ -338,6 +338,8 @@ func TestMaskCmdline(t *testing.T) {
 		{"netroot=iscsi:alice:s3cret:tgt:t4rget@192.0.2.1::3260::iqn.x:y root=iscsi:u:s3cret@192.0.2.1::::iqn.x:y",
 			"netroot=iscsi:alice:***:tgt:***@192.0.2.1::3260::iqn.x:y root=iscsi:u:***@192.0.2.1::::iqn.x:y"},
 		{"netroot=iscsi:192.0.2.1::3260::iqn.x:y", "netroot=iscsi:192.0.2.1::3260::iqn.x:y"},
+		{"rd.iscsi.param=node.session.auth.password=s3cret rd.iscsi.param=node.session.auth.password_in=t4rget rd.iscsi.param=node.session.timeo.replacement_timeout=30",
+			"rd.iscsi.param=node.session.auth.password=*** rd.iscsi.param=node.session.auth.password_in=*** rd.iscsi.param=node.session.timeo.replacement_timeout=30"},
 	} {
 		if got := MaskCmdline(tt.in); got != tt.want {
 			t.Errorf("MaskCmdline(%q) =\n  %q\nwant\n  %q", tt.in, got, tt.want)
