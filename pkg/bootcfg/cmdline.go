@@ -220,6 +220,11 @@ func ParseCmdline(line string) (Source, error) {
 			val = rootpath.Mask
 		case h.target:
 			val = rootpath.Redact(val)
+		case key == "rd.iscsi.param":
+			// node.session.auth.password[_in]=… is a CHAP secret too.
+			if name, _, ok := strings.Cut(val, "="); ok && strings.Contains(name, "password") {
+				val = name + "=" + rootpath.Mask
+			}
 		}
 		errs = append(errs, &CmdlineError{Key: key, Value: clip(val), Err: err})
 	}

@@ -310,6 +310,7 @@ func TestParseCmdlineErrors(t *testing.T) {
 		{"rd.iscsi.param=node.session.timeo.replacement_timeout", []string{"rd.iscsi.param", "<name>=<value>"}},
 		{`rd.iscsi.param="a=b c"`, []string{"rd.iscsi.param", "without spaces"}},
 		{"rd.iscsi.param=node.x=a*", []string{"rd.iscsi.param", "shell characters"}},
+		{`rd.iscsi.param="node.session.auth.password=` + secret + ` x"`, []string{"rd.iscsi.param", "node.session.auth.password=***", "without spaces"}},
 		{"netroot=iscsi:192.0.2.1::::" + tgt + " lunboot.target=iscsi:192.0.2.1::::" + tgt2, []string{"lunboot.target", "netroot named"}},
 		{"netroot=dhcp netroot=iscsi:192.0.2.1::::" + tgt, []string{"netroot", "asks for the root-path from DHCP"}},
 		{"netroot=dhcp ip=192.0.2.10::192.0.2.254:24::eth0:off", []string{"netroot", "static address"}},
