@@ -208,6 +208,13 @@ func TestCmdlineHostnameAndParams(t *testing.T) {
 			t.Errorf("Cmdline(host %q, param %q) = %q, %v; want ErrDialect", bad.host, bad.param, got, err)
 		}
 	}
+	// A refused node parameter is named, its value (a CHAP secret here)
+	// not shown.
+	in = labInfo()
+	in.ISCSIParams = []string{"node.session.auth.password=s3cret*"}
+	if _, err := Cmdline("", in, dracutLegacy, ModeCmdline); !errors.Is(err, ErrDialect) || strings.Contains(err.Error(), "s3cret") || !strings.Contains(err.Error(), "node.session.auth.password=") {
+		t.Errorf("Cmdline(param node.session.auth.password=s3cret*) error = %v; want ErrDialect naming the parameter without its value", err)
+	}
 }
 
 func TestCmdlineVariants(t *testing.T) {

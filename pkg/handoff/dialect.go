@@ -489,7 +489,9 @@ func checkParam(p string) error {
 	}
 	for _, c := range []byte(p) {
 		if c <= ' ' || c >= 0x7f || strings.IndexByte("\"'\\`$*?", c) >= 0 {
-			return fmt.Errorf("%w: iSCSI parameter %q contains %q, which the OS initrd scripts split or expand", ErrDialect, p, c)
+			// The value is not echoed: node.session.auth.password=… is
+			// a CHAP secret.
+			return fmt.Errorf("%w: iSCSI parameter %s= contains %q, which the OS initrd scripts split or expand", ErrDialect, name, c)
 		}
 	}
 	return nil
