@@ -51,27 +51,29 @@ if [ ${#missing_dhcp[@]} -gt 0 ]; then
   echo "deps: installing ${missing_dhcp[*]} (their services are not started, and disabled)"
   # policy-rc.d exit 101 = "action forbidden" (Debian's invoke-rc.d policy
   # interface): invoke-rc.d and deb-systemd-invoke in the packages'
-  # postinst then start nothing. A policy-rc.d that was already there is
-  # left as it was.
+  # postinst then start nothing. Ours stands in for the install only; a
+  # policy-rc.d that was already there (it may allow starts) is put back.
   policy=/usr/sbin/policy-rc.d
-  own_policy=""
-  if [ ! -e "$policy" ]; then
-    printf '#!/bin/sh\n# scripts/deps.sh: no service starts while it installs DHCP servers\nexit 101\n' |
-      $sudo_cmd tee "$policy" >/dev/null
-    $sudo_cmd chmod 755 "$policy"
-    own_policy=1
-    trap '$sudo_cmd rm -f "$policy"' EXIT
+  saved=""
+  if [ -e "$policy" ]; then
+    saved=$(mktemp)
+    $sudo_cmd cp -p "$policy" "$saved"
   fi
+  restore_policy() {
+    if [ -n "$saved" ]; then $sudo_cmd cp -p "$saved" "$policy"; rm -f "$saved"; else $sudo_cmd rm -f "$policy"; fi
+  }
+  trap restore_policy EXIT
+  printf '#!/bin/sh\n# scripts/deps.sh: no service starts while it installs DHCP servers\nexit 101\n' |
+    $sudo_cmd tee "$policy" >/dev/null
+  $sudo_cmd chmod 755 "$policy"
   $sudo_cmd apt-get install -y -q --no-install-recommends "${missing_dhcp[@]}"
   # Not at the next boot either.
   for u in "${dhcp_units[@]}"; do
     $sudo_cmd systemctl disable "$u" >/dev/null 2>&1 || true
     $sudo_cmd update-rc.d "$u" disable >/dev/null 2>&1 || true
   done
-  if [ -n "$own_policy" ]; then
-    $sudo_cmd rm -f "$policy"
-    trap - EXIT
-  fi
+  restore_policy
+  trap - EXIT
 fi
 
 # The Debian kernel: the version linux-image-amd64 points at today, not a
