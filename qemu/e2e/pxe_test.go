@@ -53,8 +53,9 @@ func (s *suite) pxeLab(t *testing.T, name, script string, http bool, disk *fixtu
 	}
 	if len(extra.ACL) > 0 {
 		// tgtd's target ACL (tgtadm --op bind --mode target
-		// --initiator-name): a login by any other name is refused with
-		// status 02/02, authorization failure (RFC 7143 §11.13.5).
+		// --initiator-name): tgtd answers a login by any other name with
+		// status 02/03, "not found" (RFC 7143 §11.13.5), as if the target
+		// did not exist, not with 02/02.
 		tid := strconv.Itoa(exp.TID)
 		if err := tg.Admin("--op", "unbind", "--mode", "target", "--tid", tid, "-I", "ALL"); err != nil {
 			t.Fatal(err)
