@@ -9,7 +9,7 @@ export LUNBOOT_CACHE := $(abspath $(CACHE))
 # Debian's GOAMD64 baseline: the image must run on any x86-64 (and under TCG).
 IMAGE_ENV := GOAMD64=v1 CGO_ENABLED=0
 
-.PHONY: all deps build image fixtures distro test unit demo bench fuzz vet clean
+.PHONY: all deps build image fixtures distro test test-full unit demo bench fuzz vet clean
 
 all: build
 
@@ -40,6 +40,12 @@ distro: deps
 test: deps image fixtures distro
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 85m ./...
+
+## test-full: make test plus the slow end-to-end variants (testenv.Full):
+## each capability keeps one case in make test, its other variants run here.
+test-full: deps image fixtures distro
+	$(GO) vet ./...
+	LUNBOOT_FULL=1 $(GO) test -count=1 -timeout 150m ./...
 
 ## unit: the quick tests only (no root, no tgtd, no QEMU).
 unit:

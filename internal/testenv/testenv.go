@@ -97,6 +97,17 @@ func CacheDir() string {
 // KernelDir is the unpacked Debian kernel package (boot/vmlinuz-*, lib/modules/*).
 func KernelDir() string { return filepath.Join(CacheDir(), "kernel", "current") }
 
+// Full skips the test unless the slow variants were asked for
+// (LUNBOOT_FULL=1, set by `make test-full`): end-to-end variants whose
+// capability already has one case in `make test` sit behind it, so the cold
+// `make test` stays within CI's budget.
+func Full(t testing.TB) {
+	t.Helper()
+	if os.Getenv("LUNBOOT_FULL") != "1" {
+		t.Skip("skipping: a slow variant, run by `make test-full` (LUNBOOT_FULL=1)")
+	}
+}
+
 // GuestSlot waits for one of the machine's QEMU guest slots and holds it
 // until t ends. go test runs the packages' test binaries side by side, and
 // each TCG guest keeps a core busy: without a machine-wide bound, the
