@@ -190,9 +190,9 @@ func TestMatchHardwareFallbacks(t *testing.T) {
 func TestModaliases(t *testing.T) {
 	sys := t.TempDir()
 	for p, v := range map[string]string{
-		"bus/pci/devices/0000:00:03.0/modalias":   "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00\n",
-		"bus/pci/devices/0000:00:04.0/modalias":   "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00\n",
-		"bus/virtio/devices/virtio0/modalias":     "virtio:d00000001v00001AF4\n",
+		"bus/pci/devices/0000:00:03.0/modalias":    "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00\n",
+		"bus/pci/devices/0000:00:04.0/modalias":    "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00\n",
+		"bus/virtio/devices/virtio0/modalias":      "virtio:d00000001v00001AF4\n",
 		"bus/platform/devices/serial8250/driver_x": "not a modalias",
 	} {
 		f := filepath.Join(sys, p)
