@@ -11,7 +11,8 @@
 # Environment: BENCH_DURATION (default 10s per test), BENCH_RUNS (default 3
 # rounds, medians reported), BENCH_CPUPROFILE (a file for a CPU profile of
 # lunboot's sequential read; inspect with `go tool pprof <lunboot> <file>`).
-# All the work, including cleanup on failure, is in scripts/benchtarget.
+# All the work, including cleanup on failure, is in scripts/benchtarget and,
+# for the boot-storm table appended after it, scripts/stormbench.
 set -euo pipefail
 
 if [ $# -ne 2 ]; then
@@ -28,8 +29,13 @@ for b in tgtd tgtadm iscsi-perf cc; do
     echo "bench: $b not found (run \`make deps\`)" >&2; exit 1; }
 done
 
-exec go run ./scripts/benchtarget \
+go run ./scripts/benchtarget \
   -lunboot "$lunboot" -out "$out" \
   -duration "${BENCH_DURATION:-10s}" -runs "${BENCH_RUNS:-3}" \
   ${BENCH_CPUPROFILE:+-cpuprofile "$BENCH_CPUPROFILE"} \
   -command "scripts/bench.sh $lunboot $out (make bench), BENCH_DURATION=${BENCH_DURATION:-10s} BENCH_RUNS=${BENCH_RUNS:-3}"
+
+# The boot storm (N clients at once, and tgtd killed mid-storm), appended to
+# the same file: see scripts/stormbench.
+go run ./scripts/stormbench -runs "${BENCH_RUNS:-3}" -out "$out" \
+  -command "scripts/bench.sh $lunboot $out (make bench), BENCH_RUNS=${BENCH_RUNS:-3}"
