@@ -59,6 +59,7 @@ func main() {
 type options struct {
 	out, osName, fixture, appendArgs string
 	ipxe, pxe, quiet                 bool
+	runs                             int
 	stdout                           io.Writer
 }
 
@@ -73,6 +74,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&o.ipxe, "ipxe", false, "with -os probe, also boot the MBR disk with iPXE sanboot and compare the times")
 	fs.BoolVar(&o.pxe, "pxe", false, "boot the probe OS through the documented PXE chain (docs/deploy.md): iPXE, lunboot.ipxe over TFTP, lunboot")
 	fs.BoolVar(&o.quiet, "quiet", false, "do not stream the guests' consoles")
+	fs.IntVar(&o.runs, "runs", 1, "with -os probe, boot this many times (each path) and give medians and ranges in the timeline")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
