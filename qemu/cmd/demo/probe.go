@@ -41,6 +41,7 @@ func runProbe(ctx context.Context, o options, kernel, image string) error {
 
 	ok := true
 	var lbRuns, ipRuns [][]time.Duration
+	var feet []string
 	for r := range max(o.runs, 1) {
 		if o.runs > 1 {
 			fmt.Fprintf(o.stdout, "\n== run %d of %d\n", r+1, o.runs)
@@ -53,6 +54,9 @@ func runProbe(ctx context.Context, o options, kernel, image string) error {
 		}
 		ok = ok && lb.res.OK() && lb.res.Fixture == disk.Name
 		lbRuns = append(lbRuns, lb.timeline)
+		if f := footprint(lb.console); f != "" {
+			feet = append(feet, fmt.Sprintf("lunboot footprint, run %d: %s", r+1, f))
+		}
 		if o.ipxe {
 			ip, err := bootProbe(ctx, l, o.stdout, "iPXE", lab.VMConfig{Name: "ipxe", NetBoot: true, OnConsole: o.console("ipxe")},
 				ipxeMarks(probeMarks...))
@@ -70,7 +74,7 @@ func runProbe(ctx context.Context, o options, kernel, image string) error {
 	if o.ipxe {
 		names, cols = append(names, "iPXE"), append(cols, ipRuns)
 	}
-	writeTimelines(o.stdout, names, lunbootMarks(probeMarks...), cols, fairness)
+	writeTimelines(o.stdout, names, lunbootMarks(probeMarks...), cols, feet, fairness)
 	if !ok {
 		return errors.New("the booted OS could not prove its hand-off; see the lab logs in " + l.LogDir())
 	}
@@ -82,6 +86,7 @@ type outcome struct {
 	res           *probe.Result
 	started, done time.Duration
 	timeline      []time.Duration // one per mark given to bootProbe
+	console       string
 }
 
 // fairness says how the columns of a boot timeline compare.
@@ -120,5 +125,5 @@ func bootProbe(ctx context.Context, l *lab.Lab, stdout io.Writer, what string, c
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	_ = vm.Wait(wctx) // the probe powers off after its result
-	return &outcome{res: res, started: start.At, done: done.At, timeline: timeline(vm.Events, marks)}, nil
+	return &outcome{res: res, started: start.At, done: done.At, timeline: timeline(vm.Events, marks), console: vm.Console()}, nil
 }

@@ -98,7 +98,7 @@ func timeline(events func(*regexp.Regexp) []lab.Event, marks []mark) []time.Dura
 // writeTimelines prints one column per path: each mark's median over the
 // runs, with the range when there are several. runs[c][r][i] is path c's
 // run r's time for mark i.
-func writeTimelines(w io.Writer, names []string, marks []mark, runs [][][]time.Duration, note string) {
+func writeTimelines(w io.Writer, names []string, marks []mark, runs [][][]time.Duration, extra []string, note string) {
 	fmt.Fprintf(w, "\n== boot timeline, time from power-on (median [min–max] of the runs; QEMU TCG)\n")
 	fmt.Fprintf(w, "%-44s", "")
 	for _, n := range names {
@@ -112,9 +112,26 @@ func writeTimelines(w io.Writer, names []string, marks []mark, runs [][][]time.D
 		}
 		fmt.Fprintln(w)
 	}
+	for _, e := range extra {
+		fmt.Fprintf(w, "%s\n", e)
+	}
 	if note != "" {
 		fmt.Fprintf(w, "%s\n", note)
 	}
+}
+
+// footprint is the memory part of lunboot's shutdown stage line (peak RSS
+// and tmpfs use, see pkg/bootflow), or "" when the boot did not print it.
+func footprint(console string) string {
+	st, ok := bootlog.Find(bootlog.ParseStages(bootlog.Section(console)), "shutdown")
+	if !ok {
+		return ""
+	}
+	_, f, ok := strings.Cut(st.Text, "; ")
+	if !ok {
+		return ""
+	}
+	return f
 }
 
 // cell is one mark of one path over its runs.

@@ -68,8 +68,19 @@ func TestCell(t *testing.T) {
 		t.Errorf("cell(missing) = %q, want -", got)
 	}
 	var b strings.Builder
-	writeTimelines(&b, []string{"lunboot"}, []mark{{name: "x"}}, [][][]time.Duration{{{s}}}, "note")
+	writeTimelines(&b, []string{"lunboot"}, []mark{{name: "x"}}, [][][]time.Duration{{{s}}}, nil, "note")
 	if !strings.Contains(b.String(), "x") || !strings.Contains(b.String(), "1.0s") || !strings.Contains(b.String(), "note") {
 		t.Errorf("writeTimelines() = %q", b.String())
+	}
+}
+
+func TestFootprint(t *testing.T) {
+	con := "lunboot: iSCSI boot starting, version v0 (commit 1)\n" +
+		"[  20.00s] shutdown   unmounted, /dev/nbd0 detached, logged out, eth0 down; peak RSS 14.2 MiB (VmHWM), tmpfs 40.1 MiB (OS kernel and initrd) (0.20s)\n"
+	if got, want := footprint(con), "peak RSS 14.2 MiB (VmHWM), tmpfs 40.1 MiB (OS kernel and initrd)"; got != want {
+		t.Errorf("footprint() = %q, want %q", got, want)
+	}
+	if got := footprint("nothing"); got != "" {
+		t.Errorf("footprint(no boot) = %q, want empty", got)
 	}
 }
