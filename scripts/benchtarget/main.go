@@ -232,7 +232,9 @@ func run(ctx context.Context, o options) error {
 			lb("lunboot+digests", "--tests", "seq-read", "--header-digest", "--data-digest"),
 			lb("lunboot-defaultprocs", "--tests", "seq-read,rand-read"),
 			lunbootWrites, libiscsiWrites,
-			func(ctx context.Context) error { return lunbootRead(ctx, o.lunboot, rootPath, "lunboot-read", nil, res) },
+			func(ctx context.Context) error {
+				return lunbootRead(ctx, o.lunboot, rootPath, "lunboot-read", nil, res)
+			},
 			func(ctx context.Context) error {
 				return lunbootRead(ctx, o.lunboot, rootPath, "lunboot-read-256k", []string{"--request", "256K", "--inflight", "32"}, res)
 			},
