@@ -18,13 +18,13 @@ import (
 
 // Names of what mkimage writes in the output directory.
 const (
-	imageName  = "lunboot.cpio.xz"
+	imageName = "lunboot.cpio.xz"
 	// zstdName is the same archive compressed with zstd, for boots whose
 	// image does not live in flash (QEMU -initrd, PXE, a boot partition):
 	// the kernel unpacks it several times faster than xz (about a fifth
 	// of xz's CPU time for lunboot's image, measured with xz -d and zstd
 	// -d on the host), for about 10 % more bytes.
-	zstdName = "lunboot.cpio.zst"
+	zstdName   = "lunboot.cpio.zst"
 	kernelName = "vmlinuz"
 	stampName  = ".lunboot.cpio.xz.inputs"
 	// versionName holds the version the image's lunboot was stamped with,
