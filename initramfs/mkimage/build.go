@@ -18,13 +18,7 @@ import (
 
 // Names of what mkimage writes in the output directory.
 const (
-	imageName = "lunboot.cpio.xz"
-	// zstdName is the same archive compressed with zstd, for boots whose
-	// image does not live in flash (QEMU -initrd, PXE, a boot partition):
-	// the kernel unpacks it several times faster than xz (about a fifth
-	// of xz's CPU time for lunboot's image, measured with xz -d and zstd
-	// -d on the host), for about 10 % more bytes.
-	zstdName   = "lunboot.cpio.zst"
+	imageName  = "lunboot.cpio.xz"
 	kernelName = "vmlinuz"
 	stampName  = ".lunboot.cpio.xz.inputs"
 	// versionName holds the version the image's lunboot was stamped with,
@@ -152,15 +146,11 @@ func build(ctx context.Context, c config, stdout, stderr io.Writer) error {
 	// the budget.
 	fmt.Fprintf(stdout, "compressing (xz, CRC32 check)\n")
 	baseXZ, fullXZ := base+".xz", full+".xz"
-	fullZstd := full + ".zst"
-	errc := make(chan error, 2)
+	errc := make(chan error, 1)
 	go func() { errc <- compressXZ(ctx, base, baseXZ) }()
-	go func() { errc <- compressZstd(ctx, full, fullZstd) }()
 	err = compressXZ(ctx, full, fullXZ)
-	for range 2 {
-		if err2 := <-errc; err == nil {
-			err = err2
-		}
+	if err2 := <-errc; err == nil {
+		err = err2
 	}
 	if err != nil {
 		return err
@@ -178,9 +168,6 @@ func build(ctx context.Context, c config, stdout, stderr io.Writer) error {
 	if err := copyFile(fullXZ, imagePath); err != nil {
 		return err
 	}
-	if err := copyFile(fullZstd, filepath.Join(c.out, zstdName)); err != nil {
-		return err
-	}
 	if err := copyFile(vmlinuz, filepath.Join(c.out, kernelName)); err != nil {
 		return err
 	}
@@ -193,7 +180,6 @@ func build(ctx context.Context, c config, stdout, stderr io.Writer) error {
 
 	fmt.Fprintf(stdout, "image: %s %s (without modules %s of the %s budget; %d modules for %s, %s uncompressed)\n",
 		imagePath, mib(fullSize), mib(baseSize), mib(c.budget), nmods, tree.Release, mib(modBytes))
-	fmt.Fprintf(stdout, "zstd image: %s %s (the same archive, faster to unpack where flash size does not matter)\n", filepath.Join(c.out, zstdName), mib(fileSize(fullZstd)))
 	fmt.Fprintf(stdout, "kernel: %s (from %s)\n", filepath.Join(c.out, kernelName), vmlinuz)
 	fmt.Fprintf(stdout, "version: lunboot %s\n", ver)
 	fmt.Fprintf(stdout, "built in %s\n", time.Since(start).Round(100*time.Millisecond))
@@ -299,23 +285,6 @@ func compressXZ(ctx context.Context, in, out string) error {
 		return err
 	}
 	return checkXZ(out)
-}
-
-// compressZstd writes in compressed with zstd at level 19 and a checksum
-// (the kernel's initramfs unpacker, lib/decompress_unzstd.c, reads
-// single-frame streams like this one: CONFIG_RD_ZSTD, on in Debian).
-func compressZstd(ctx context.Context, in, out string) error {
-	zstd, err := exec.LookPath("zstd")
-	if err != nil {
-		return fmt.Errorf("zstd not found: install zstd (make deps): %w", err)
-	}
-	var errb bytes.Buffer
-	cmd := exec.CommandContext(ctx, zstd, "-19", "-q", "-f", "--check", "-o", out, in)
-	cmd.Stderr = &errb
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("zstd %s: %w: %s", in, err, strings.TrimSpace(errb.String()))
-	}
-	return nil
 }
 
 // checkXZ verifies the stream header asks for a CRC32 check: the kernel

@@ -73,7 +73,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.osName, "os", "debian", "what to boot: debian (the Debian 12 disk of `make distro`) or probe (a fixture with the probe OS)")
 	fs.StringVar(&o.fixture, "fixture", fixtures.GPTBLS, "with -os probe, the disk to boot: "+strings.Join([]string{fixtures.GPTBLS, fixtures.MBR, fixtures.GRUBExt4}, ", "))
 	fs.StringVar(&o.appendArgs, "append", "", "extra kernel arguments for the lunboot image")
-	fs.StringVar(&o.image, "image", "", "the lunboot image to boot (default <out>/lunboot.cpio.xz; <out>/lunboot.cpio.zst is the same archive for boots that do not come from flash)")
+	fs.StringVar(&o.image, "image", "", "the lunboot image to boot (default <out>/lunboot.cpio.xz), for comparing builds of it")
 	fs.BoolVar(&o.ipxe, "ipxe", false, "with -os probe, also boot the MBR disk with iPXE sanboot and compare the times")
 	fs.BoolVar(&o.pxe, "pxe", false, "boot the probe OS through the documented PXE chain (docs/deploy.md): iPXE, lunboot.ipxe over TFTP, lunboot")
 	fs.BoolVar(&o.quiet, "quiet", false, "do not stream the guests' consoles")
