@@ -179,7 +179,10 @@ func (l *lab) kill() {
 	defer l.mu.Unlock()
 	if l.srv != nil {
 		l.srv.Kill()
-		l.srv.Stop() // removes the control socket; the process is gone
+		// Kill leaves tgtd's control socket behind (Stop would remove it,
+		// but after Kill it does nothing).
+		os.Remove(fmt.Sprintf("/var/run/tgtd/socket.%d", l.srv.ControlPort()))
+		os.Remove(fmt.Sprintf("/var/run/tgtd/socket.%d.lock", l.srv.ControlPort()))
 		l.srv = nil
 	}
 }
