@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"runtime/debug"
 	"os/signal"
 	"strings"
 	"sync"
@@ -28,10 +27,6 @@ func init() {
 		run:     runBoot,
 	})
 }
-
-// bootMemoryLimit is `lunboot boot`'s soft memory limit (runtime/debug
-// SetMemoryLimit): issue 18's goal for the peak RSS is 32 MiB.
-const bootMemoryLimit = 20 << 20
 
 func runBoot(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("boot", flag.ContinueOnError)
@@ -55,13 +50,6 @@ func runBoot(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if len(pos) != 0 {
 		fs.Usage()
 		return fmt.Errorf("%w: boot takes no arguments, got %q", errUsage, pos)
-	}
-	// Firmware runs in little memory and holds the OS kernel and initrd
-	// in tmpfs beside it: a soft limit makes the collector work harder
-	// before the heap's garbage pushes the peak RSS up (the shutdown
-	// stage line reports it). GOMEMLIMIT in the environment wins.
-	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(bootMemoryLimit)
 	}
 	// The stage lines say what happened; library logs show up only as
 	// warnings unless lunboot.loglevel= asks for more.
