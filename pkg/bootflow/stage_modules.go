@@ -11,7 +11,7 @@ import (
 )
 
 // moduleParallel is how many independent modules stage 1 inserts at once.
-const moduleParallel = 4
+const moduleParallel = 1
 
 // modules is stage 1: load the drivers the image carries, with the
 // <module>.<param>= values of the command line. A module that fails is
@@ -24,8 +24,9 @@ func (b *boot) modules(ctx context.Context) (string, error) {
 	// Only the drivers of the devices present (kmod.Options.MatchHardware):
 	// the image carries ~45 modules for NICs this machine mostly lacks,
 	// and each takes tens of milliseconds to insert under QEMU TCG.
-	// Independent modules go in at once: a module whose init waits (a
-	// PHY reset, a firmware request) then holds up only what needs it.
+	// One at a time: under TCG with two vCPUs parallel inserts measured
+	// 7x slower (each insert's text patching synchronises all CPUs; see
+	// initramfs/boot_test.go), and real hardware gains little.
 	res, err := kmod.LoadAll(mctx, b.log, kmod.Options{
 		Params:        kmod.ParamsFromCmdline(b.o.Cmdline),
 		Parallel:      moduleParallel,
