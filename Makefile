@@ -55,8 +55,10 @@ unit:
 demo: deps image fixtures distro
 	$(GO) run ./qemu/cmd/demo -out $(OUT)
 
-## bench: lunboot vs libiscsi (iscsi-perf reads, scripts/writeperf writes) against tgtd; writes docs/benchmarks.md.
-bench: deps build
+## bench: lunboot vs libiscsi (iscsi-perf reads, scripts/writeperf writes) against tgtd, the
+## boot storm (scripts/stormbench) and the boot timeline (QEMU demo, lunboot vs iPXE and the
+## Debian disk); writes docs/benchmarks.md.
+bench: deps build image fixtures distro
 	scripts/bench.sh $(OUT)/lunboot docs/benchmarks.md
 
 ## fuzz: run every fuzz target for FUZZTIME each (default 20s).

@@ -8,9 +8,7 @@ import (
 	"fmt"
 	"io"
 	mrand "math/rand/v2"
-	"os"
 	"runtime"
-	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -142,15 +140,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 
 	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
+		stop, err := startCPUProfile(*cpuProfile)
 		if err != nil {
 			return fmt.Errorf("bench %s: --cpuprofile: %w", tf.shown, err)
 		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return fmt.Errorf("bench %s: --cpuprofile: %w", tf.shown, err)
-		}
-		defer pprof.StopCPUProfile()
+		defer stop()
 	}
 
 	info := s.Info()

@@ -31,6 +31,7 @@ func runModules(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	root := fs.String("root", "/", "file system root holding lib/modules/<release>/"+kmod.OrderFile)
 	release := fs.String("release", "", "kernel release whose modules to load (default: the running kernel's)")
 	verbose := fs.Bool("v", false, "log each module to stderr as it is done")
+	all := fs.Bool("all", false, "load every module of the image, not only the drivers of the devices present ("+kmod.AliasFile+" against /sys)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: lunboot modules [options]\n\n"+
 			"Loads the kernel modules the boot image carries, in the order the image\n"+
@@ -49,7 +50,7 @@ func runModules(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if *parallel < 1 {
 		return fmt.Errorf("%w: -j %d: at least 1 module at a time", errUsage, *parallel)
 	}
-	opts := kmod.Options{Root: *root, Release: *release, Parallel: *parallel}
+	opts := kmod.Options{Root: *root, Release: *release, Parallel: *parallel, MatchHardware: !*all}
 
 	if *dryRun {
 		entries, dir, err := kmod.Order(opts)

@@ -44,8 +44,10 @@ var buildEnv = []string{"GOOS=linux", "GOARCH=amd64", "GOAMD64=v1", "CGO_ENABLED
 // buildTags apply to every package of the image. goshsmall builds u-root's
 // shell with a plain line reader instead of the bubbline editor: ~220 KiB
 // less compressed, fourteen fewer modules, and a prompt that behaves on a
-// serial console (the tty's own line editing still works).
-var buildTags = []string{"goshsmall"}
+// serial console (the tty's own line editing still works). lunbootimage
+// leaves out what only lunboot's host subcommands use (runtime/pprof for
+// bench --cpuprofile, see cmds/lunboot/profile_image.go).
+var buildTags = []string{"goshsmall", "lunbootimage"}
 
 func build(ctx context.Context, c config, stdout, stderr io.Writer) error {
 	start := time.Now()

@@ -81,6 +81,7 @@ func moduleRecords(tree *depmod.Tree, mods []depmod.Module, header string) ([]cp
 	dir := path.Join("lib", "modules", tree.Release)
 	var files []cpio.Record
 	var entries []kmod.Entry
+	var aliases []kmod.Alias
 	var size int64
 	paths := map[string]string{}
 	for _, m := range mods {
@@ -94,6 +95,9 @@ func moduleRecords(tree *depmod.Tree, mods []depmod.Module, header string) ([]cp
 		size += int64(len(b))
 		files = append(files, cpio.StaticRecord(b, cpio.Info{Name: path.Join(dir, m.Rel), Mode: cpio.S_IFREG | 0o644}))
 		entries = append(entries, kmod.Entry{Name: m.Name, Path: m.Rel, Depends: m.Depends})
+		for _, a := range m.Aliases {
+			aliases = append(aliases, kmod.Alias{Pattern: a, Module: m.Name})
+		}
 		paths[m.Name] = m.Rel
 	}
 
@@ -101,8 +105,15 @@ func moduleRecords(tree *depmod.Tree, mods []depmod.Module, header string) ([]cp
 	if err := kmod.WriteOrder(&order, header, entries); err != nil {
 		return nil, 0, 0, err
 	}
+	// The boot loads only the drivers the machine's devices match
+	// (kmod.Options.MatchHardware): it needs each module's aliases.
+	var alias bytes.Buffer
+	if err := kmod.WriteAliases(&alias, header, aliases); err != nil {
+		return nil, 0, 0, err
+	}
 	files = append(files,
 		cpio.StaticRecord(order.Bytes(), cpio.Info{Name: path.Join(dir, kmod.OrderFile), Mode: cpio.S_IFREG | 0o644}),
+		cpio.StaticRecord(alias.Bytes(), cpio.Info{Name: path.Join(dir, kmod.AliasFile), Mode: cpio.S_IFREG | 0o644}),
 		cpio.StaticRecord(modulesDep(entries), cpio.Info{Name: path.Join(dir, "modules.dep"), Mode: cpio.S_IFREG | 0o644}),
 	)
 	if b, err := os.ReadFile(path.Join(tree.Dir, "modules.builtin")); err == nil {

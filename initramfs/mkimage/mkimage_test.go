@@ -26,7 +26,8 @@ func fakeModules(t *testing.T) (*depmod.Tree, []depmod.Module) {
 		{Name: "nls_base", Builtin: true},
 		{Name: "virtio_ring", Rel: "kernel/drivers/virtio/virtio_ring.ko"},
 		{Name: "virtio", Rel: "kernel/drivers/virtio/virtio.ko", Depends: []string{"virtio_ring"}},
-		{Name: "virtio_net", Rel: "kernel/drivers/net/virtio_net.ko", Depends: []string{"virtio_ring", "virtio"}},
+		{Name: "virtio_net", Rel: "kernel/drivers/net/virtio_net.ko", Depends: []string{"virtio_ring", "virtio"},
+			Aliases: []string{"virtio:d00000001v*"}},
 	}
 	for i := range mods {
 		if mods[i].Builtin {
@@ -122,7 +123,7 @@ func TestMergeModules(t *testing.T) {
 		"bbin", "bbin/bb", "lib", "init",
 		"lib/modules", mdir, mdir + "/kernel", mdir + "/kernel/drivers", mdir + "/kernel/drivers/net", mdir + "/kernel/drivers/virtio",
 		mdir + "/kernel/drivers/virtio/virtio_ring.ko", mdir + "/kernel/drivers/virtio/virtio.ko", mdir + "/kernel/drivers/net/virtio_net.ko",
-		mdir + "/" + kmod.OrderFile, mdir + "/modules.dep", mdir + "/modules.builtin",
+		mdir + "/" + kmod.OrderFile, mdir + "/" + kmod.AliasFile, mdir + "/modules.dep", mdir + "/modules.builtin",
 	}
 	if diff := cmp.Diff(want, names); diff != "" {
 		t.Errorf("merged archive names (-want +got):\n%s", diff)
@@ -141,6 +142,13 @@ func TestMergeModules(t *testing.T) {
 	}
 	if diff := cmp.Diff(wantOrder, order); diff != "" {
 		t.Errorf("load order in the archive (-want +got):\n%s", diff)
+	}
+	aliases, err := kmod.ParseAliases(strings.NewReader(content[mdir+"/"+kmod.AliasFile]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]kmod.Alias{{Pattern: "virtio:d00000001v*", Module: "virtio_net"}}, aliases); diff != "" {
+		t.Errorf("alias list in the archive (-want +got):\n%s", diff)
 	}
 	if !strings.Contains(content[mdir+"/"+kmod.OrderFile], "# test header") {
 		t.Errorf("load order lacks its header:\n%s", content[mdir+"/"+kmod.OrderFile])

@@ -111,6 +111,13 @@ var lunbootKeys = map[string]handler{
 		}
 		return setOnce(p, &p.src.Append, v, k, eq)
 	}},
+	// lunboot.modules= is read by stage 1 (ModulesFromCmdline), which runs
+	// before the configuration: here it is only checked, so that a typo
+	// is reported like any other.
+	"lunboot.modules": {fn: func(_ *cmdParser, _, v string, _ bool) error {
+		_, err := parseModules(v)
+		return err
+	}},
 	"lunboot.ibft": {fn: enumOpt(func(s *Source) *Setting[IBFTPolicy] { return &s.IBFT },
 		map[string]IBFTPolicy{"prefer": IBFTPrefer, "fallback": IBFTFallback, "ignore": IBFTIgnore, "1": IBFTPrefer, "0": IBFTIgnore})},
 }
@@ -713,4 +720,30 @@ func editDistance(a, b string) int {
 		prev, cur = cur, prev
 	}
 	return prev[len(b)]
+}
+
+// ModulesFromCmdline reports whether the kernel command line asks stage 1
+// to load every module of the image (lunboot.modules=all) instead of only
+// the drivers of the devices present (lunboot.modules=hardware, the
+// default). An unknown value counts as the default here; the config stage
+// reports it.
+func ModulesFromCmdline(line string) (all bool) {
+	for _, prm := range cmdline.Kernel(line) {
+		if strings.ReplaceAll(prm.Key, "-", "_") == "lunboot.modules" {
+			if v, err := parseModules(prm.Value); err == nil {
+				all = v
+			}
+		}
+	}
+	return all
+}
+
+func parseModules(v string) (all bool, err error) {
+	switch v {
+	case "all":
+		return true, nil
+	case "hardware":
+		return false, nil
+	}
+	return false, errors.New(`want "hardware" (the drivers of the devices present, the default) or "all" (every module of the image)`)
 }

@@ -11,8 +11,15 @@ import (
 // shutdown is stage 11: everything lunboot set up is undone in reverse so
 // that the OS finds the target without a stale session (RFC 7143 §11.14
 // logout, reason "close the session") and the NIC unconfigured.
+//
+// The line ends with the boot's footprint: lunboot's peak RSS and the
+// tmpfs the OS kernel and initrd copies take (see footprint).
 func (b *boot) shutdown(ctx context.Context) (string, error) {
-	return strings.Join(b.teardown(ctx, true), ", "), nil
+	s := strings.Join(b.teardown(ctx, true), ", ")
+	if f := b.footprint(); f != "" {
+		s += "; " + f
+	}
+	return s, nil
 }
 
 // teardown releases what the stages set up, newest first: the LUN's

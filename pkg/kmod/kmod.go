@@ -50,6 +50,9 @@ const (
 	// Skipped: not attempted, because a dependency was not loaded, the
 	// modules are for another kernel, or the context ended.
 	Skipped
+	// Unneeded: not attempted, because Options.MatchHardware found no
+	// device it drives and nothing loaded needs it. Not a failure.
+	Unneeded
 )
 
 func (s Status) String() string {
@@ -64,6 +67,8 @@ func (s Status) String() string {
 		return "failed"
 	case Skipped:
 		return "skipped"
+	case Unneeded:
+		return "not needed"
 	}
 	return fmt.Sprintf("Status(%d)", int(s))
 }
@@ -124,6 +129,17 @@ type Options struct {
 	// Present reports whether the kernel already has the named module;
 	// nil means /sys/module/<name> exists.
 	Present func(name string) bool
+	// MatchHardware loads only what the machine needs, as udev and
+	// modprobe would: the device drivers whose aliases (AliasFile) match
+	// a device present, every module that is no device driver and no
+	// other module's dependency (file systems, nbd), and their
+	// dependencies. The devices are read again after each round, since
+	// loading a bus driver (virtio_pci) creates devices (virtio) for the
+	// next. An image without an alias list loads everything.
+	MatchHardware bool
+	// Modaliases lists the devices present for MatchHardware; nil means
+	// Modaliases("/sys").
+	Modaliases func() ([]string, error)
 }
 
 // location fills in Root and Release, all Order needs.
@@ -241,13 +257,79 @@ func LoadAll(ctx context.Context, logger *slog.Logger, opts Options) ([]Result, 
 	if err != nil {
 		return nil, err
 	}
-	return run(ctx, logger, entries, dir, opts)
+	if !opts.MatchHardware {
+		return run(ctx, logger, entries, dir, opts, nil)
+	}
+	aliases, err := readAliases(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		logger.Info("no alias list in the image: loading every module", "file", filepath.Join(dir, AliasFile))
+		return run(ctx, logger, entries, dir, opts, nil)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return matchAndLoad(ctx, logger, entries, dir, opts, newMatcher(entries, aliases))
+}
+
+// matchAndLoad loads, in rounds, the modules the devices present want
+// (see Options.MatchHardware), until a round adds none; the rest are
+// Unneeded. Each round adds at least one module, so there are at most
+// len(entries) rounds.
+func matchAndLoad(ctx context.Context, logger *slog.Logger, entries []Entry, dir string, opts Options, m *matcher) ([]Result, error) {
+	list := opts.Modaliases
+	if list == nil {
+		list = func() ([]string, error) { return Modaliases("/sys") }
+	}
+	decided := map[string]Result{}
+	for round := 1; ; round++ {
+		var batch []Entry
+		mas, err := list()
+		if err != nil {
+			// Without the device list, loading everything is the
+			// safe answer: the boot worked that way before.
+			logger.Warn("cannot list the devices present: loading every module", "err", err)
+		}
+		want := m.wanted(mas)
+		for _, e := range entries {
+			if _, ok := decided[e.Name]; !ok && (err != nil || want[e.Name]) {
+				batch = append(batch, e)
+			}
+		}
+		if len(batch) == 0 {
+			break
+		}
+		logger.Debug("loading modules for the devices present", "round", round, "devices", len(mas), "modules", len(batch))
+		res, rerr := run(ctx, logger, batch, dir, opts, decided)
+		for _, r := range res {
+			decided[r.Name] = r
+		}
+		if rerr != nil || err != nil {
+			break
+		}
+	}
+	out := make([]Result, len(entries))
+	for i, e := range entries {
+		r, ok := decided[e.Name]
+		if !ok {
+			r = Result{Name: e.Name, Path: filepath.Join(dir, e.Path), Status: Unneeded}
+			if opts.Present(e.Name) {
+				r.Status = Present
+			}
+			logResult(logger, r)
+		}
+		out[i] = r
+	}
+	if err := ctx.Err(); err != nil {
+		return out, fmt.Errorf("load modules: %w", err)
+	}
+	return out, nil
 }
 
 // run is the scheduler: a dispatcher starts modules in order, each once its
 // dependencies are done, at most opts.Parallel at a time; the caller's
-// goroutine collects results in order.
-func run(ctx context.Context, logger *slog.Logger, entries []Entry, dir string, opts Options) ([]Result, error) {
+// goroutine collects results in order. Dependencies outside entries must be
+// in prior (modules an earlier round decided).
+func run(ctx context.Context, logger *slog.Logger, entries []Entry, dir string, opts Options, prior map[string]Result) ([]Result, error) {
 	n := len(entries)
 	results := make([]Result, n) // results[i] is written before done[i] closes
 	done := make([]chan struct{}, n)
@@ -262,7 +344,7 @@ func run(ctx context.Context, logger *slog.Logger, entries []Entry, dir string, 
 	go func() {
 		for i, e := range entries {
 			r := &results[i]
-			if err := waitDeps(ctx, e, index, done, results); err != nil {
+			if err := waitDeps(ctx, e, index, done, results, prior); err != nil {
 				r.Status, r.Err = Skipped, err
 				close(done[i])
 				continue
@@ -312,9 +394,15 @@ func run(ctx context.Context, logger *slog.Logger, entries []Entry, dir string, 
 }
 
 // waitDeps waits until e's dependencies are done and checks they loaded.
-func waitDeps(ctx context.Context, e Entry, index map[string]int, done []chan struct{}, results []Result) error {
+func waitDeps(ctx context.Context, e Entry, index map[string]int, done []chan struct{}, results []Result, prior map[string]Result) error {
 	for _, d := range e.Depends {
-		j := index[d]
+		j, ok := index[d]
+		if !ok {
+			if st := prior[d].Status; !st.OK() {
+				return fmt.Errorf("dependency %s %s", d, st)
+			}
+			continue
+		}
 		select {
 		case <-done[j]:
 		case <-ctx.Done():
@@ -339,6 +427,9 @@ func logResult(logger *slog.Logger, r Result) {
 		attrs = append(attrs, "detail", r.Detail())
 	}
 	level := slog.LevelInfo
+	if r.Status == Unneeded {
+		level = slog.LevelDebug
+	}
 	if r.Status == Failed || r.Status == Skipped {
 		level = slog.LevelWarn
 	}
@@ -361,7 +452,7 @@ func Summarize(results []Result) Summary {
 // out.
 func (s Summary) String() string {
 	var parts []string
-	for st := Loaded; st <= Skipped; st++ {
+	for st := Loaded; st <= Unneeded; st++ {
 		if s[st] > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", s[st], st))
 		}

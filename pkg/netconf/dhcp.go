@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -294,7 +295,12 @@ func exchange(ctx context.Context, nc *nclient4.Client, l Link, o *Options, log 
 			return nil, err
 		}
 		c.offers++
-		ack, err := c.request(ctx, offer)
+		ack := offer
+		if offer.MessageType() != dhcpv4.MessageTypeAck {
+			ack, err = c.request(ctx, offer)
+		} else {
+			log.Debug("dhcp: rapid commit (RFC 4039): DHCPACK answered the DISCOVER", "link", l.Name, "server", offer.ServerIdentifier())
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, c.ctxErr(ctx, err)
@@ -333,10 +339,34 @@ func (c *client) secs() uint16 {
 // answers a little after the site's address-only server still wins
 // (RFC 2131 §4.4.1 lets the client wait for several offers).
 func (c *client) discover(ctx context.Context) (*dhcpv4.DHCPv4, error) {
-	disc := newDiscover(c.link.MAC, c.mods...)
+	// RFC 4039 §4: a DISCOVER carrying Rapid Commit (option 80, empty)
+	// lets a server that allows it answer with a committed DHCPACK at once,
+	// saving the REQUEST round trip; a server that does not ignores the
+	// option and OFFERs as usual. Only the DISCOVER carries it.
+	disc := newDiscover(c.link.MAC, append(slices.Clone(c.mods), dhcpv4.WithOption(dhcpv4.OptGeneric(dhcpv4.OptionRapidCommit, nil)))...)
 	var held []*dhcpv4.DHCPv4
 	match := func(p *dhcpv4.DHCPv4) bool {
-		if p.MessageType() != dhcpv4.MessageTypeOffer {
+		switch p.MessageType() {
+		case dhcpv4.MessageTypeOffer:
+		case dhcpv4.MessageTypeAck:
+			// RFC 4039 §4: only an ACK that carries Rapid Commit
+			// answers a DISCOVER. One without a usable root-path
+			// while one is required is ignored like such an offer
+			// would be, without holding it (the server has
+			// committed the lease; it expires unused).
+			if !p.Options.Has(dhcpv4.OptionRapidCommit) {
+				return false
+			}
+			if why := c.unusableOffer(p); why != "" {
+				c.ignore(fmt.Sprintf("rapid-commit ack from %v: %s", p.ServerIdentifier(), why))
+				return false
+			}
+			if c.o.RootPath == RootPathRequired && !offerHasRootPath(p, c.o.accept()) {
+				c.ignore(fmt.Sprintf("rapid-commit ack from %v: no usable root-path", p.ServerIdentifier()))
+				return false
+			}
+			return true
+		default:
 			return false
 		}
 		if why := c.unusableOffer(p); why != "" {

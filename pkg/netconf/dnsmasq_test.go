@@ -50,6 +50,7 @@ var scenarios = map[string]func(t *testing.T){
 	"twolinks":    childTwoLinks,
 	"static":      childStatic,
 	"findlinks":   childFindLinks,
+	"rapid":       childRapidCommit,
 	"guest":       childGuest,
 	"cmdline":     childCommandLine,
 }
@@ -117,6 +118,33 @@ func childOption17(t *testing.T) {
 	if err := c.Down(); err != nil {
 		t.Errorf("second Down() = %v, want nil", err)
 	}
+}
+
+// TestDnsmasqRapidCommit: with --dhcp-rapid-commit dnsmasq answers the
+// DISCOVER with a committed DHCPACK (RFC 4039) and the client takes the
+// lease from it, sending no REQUEST.
+func TestDnsmasqRapidCommit(t *testing.T) {
+	l, client, d := serverLab(t, "--dhcp-rapid-commit", "--dhcp-option=17,"+rootPath)
+	l.child(client, "rapid")
+	d.contains(t, "DHCPDISCOVER(srv0) "+mac0, "DHCPACK(srv0) 192.168.77.50 "+mac0)
+	b, err := os.ReadFile(d.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), "DHCPREQUEST") || strings.Contains(string(b), "DHCPOFFER") {
+		t.Errorf("dnsmasq saw an OFFER/REQUEST exchange, want rapid commit only:\n%s", b)
+	}
+}
+
+func childRapidCommit(t *testing.T) {
+	c, err := Configure(ctx(t), labOptions(t, Options{ResolvConf: filepath.Join(t.TempDir(), "resolv.conf")}))
+	if err != nil {
+		t.Fatalf("Configure() = %v", err)
+	}
+	if c.Address.String() != "192.168.77.50/24" || c.RootPath.Value != rootPath {
+		t.Errorf("Configure() = address %v root-path %q, want 192.168.77.50/24 and %q", c.Address, c.RootPath.Value, rootPath)
+	}
+	downOrFail(t, c)
 }
 
 // TestDnsmasqCommandLineValues checks ip='s host name, MTU and DNS servers

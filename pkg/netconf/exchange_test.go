@@ -405,3 +405,94 @@ func TestExchangeSendsHostname(t *testing.T) {
 		}
 	}
 }
+
+// TestExchangeRapidCommit: RFC 4039. The DISCOVER asks for rapid commit, a
+// server that grants it answers with a DHCPACK carrying option 80 and the
+// client takes it without a REQUEST; an ACK without the option does not
+// answer a DISCOVER; a rapid-commit ACK without the required root-path is
+// ignored like such an offer.
+func TestExchangeRapidCommit(t *testing.T) {
+	rapid := dhcpv4.WithOption(dhcpv4.OptGeneric(dhcpv4.OptionRapidCommit, nil))
+	for _, tt := range []struct {
+		name     string
+		rootPath RootPathPolicy
+		script   func(t *testing.T) script
+		want     []string
+		server   net.IP
+	}{
+		{
+			name:     "granted",
+			rootPath: RootPathOptional,
+			script: func(t *testing.T) script {
+				return func(req *dhcpv4.DHCPv4, n int) []reply {
+					if req.MessageType() == dhcpv4.MessageTypeDiscover {
+						if !req.Options.Has(dhcpv4.OptionRapidCommit) {
+							t.Errorf("DISCOVER without rapid commit (option 80): %s", req)
+						}
+						return []reply{{0, answer(t, req, dhcpv4.MessageTypeAck, srvA, rapid)}}
+					}
+					return nil
+				}
+			},
+			want:   []string{"DISCOVER"},
+			server: srvA,
+		},
+		{
+			name:     "ack without option 80",
+			rootPath: RootPathOptional,
+			script: func(t *testing.T) script {
+				return func(req *dhcpv4.DHCPv4, n int) []reply {
+					switch req.MessageType() {
+					case dhcpv4.MessageTypeDiscover:
+						return []reply{
+							{0, answer(t, req, dhcpv4.MessageTypeAck, srvB)},
+							{10 * time.Millisecond, answer(t, req, dhcpv4.MessageTypeOffer, srvA)},
+						}
+					case dhcpv4.MessageTypeRequest:
+						if req.Options.Has(dhcpv4.OptionRapidCommit) {
+							t.Errorf("REQUEST carries rapid commit: %s", req)
+						}
+						return []reply{{0, answer(t, req, dhcpv4.MessageTypeAck, srvA)}}
+					}
+					return nil
+				}
+			},
+			want:   []string{"DISCOVER", "REQUEST"},
+			server: srvA,
+		},
+		{
+			name:     "rapid ack without the required root-path",
+			rootPath: RootPathRequired,
+			script: func(t *testing.T) script {
+				return func(req *dhcpv4.DHCPv4, n int) []reply {
+					switch req.MessageType() {
+					case dhcpv4.MessageTypeDiscover:
+						return []reply{
+							{0, answer(t, req, dhcpv4.MessageTypeAck, srvB, rapid)},
+							{10 * time.Millisecond, answer(t, req, dhcpv4.MessageTypeOffer, srvA, withRootPath)},
+						}
+					case dhcpv4.MessageTypeRequest:
+						return []reply{{0, answer(t, req, dhcpv4.MessageTypeAck, srvA, withRootPath)}}
+					}
+					return nil
+				}
+			},
+			want:   []string{"DISCOVER", "REQUEST"},
+			server: srvA,
+		},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			o := Options{RootPath: tt.rootPath, Retransmit: time.Second}
+			cfg, err, log, _ := runExchange(t, o, 30*time.Second, tt.script(t))
+			if err != nil {
+				t.Fatalf("exchange() = %v", err)
+			}
+			if got := types(log); !slices.Equal(got, tt.want) {
+				t.Errorf("client sent %v, want %v", got, tt.want)
+			}
+			if cfg.Address.String() != "10.0.0.50/24" || cfg.Server.String() != tt.server.String() {
+				t.Errorf("exchange() = address %v server %v, want 10.0.0.50/24 from %v", cfg.Address, cfg.Server, tt.server)
+			}
+		})
+	}
+}

@@ -38,7 +38,10 @@ func TestBootDHCPOption17(t *testing.T) {
 	contains(t, "nbd stage", summary(evs, "nbd"), "/dev/nbd0 (128.0 MiB, 2 partitions)")
 	contains(t, "os stage", summary(evs, "os"), `BLS entry "lunboot probe OS`, "on /dev/nbd0p1")
 	contains(t, "handoff stage", summary(evs, "handoff"), "hand-off both (iBFT")
-	contains(t, "shutdown stage", summary(evs, "shutdown"), "unmounted, /dev/nbd0 detached, logged out, eth0 down")
+	contains(t, "shutdown stage", summary(evs, "shutdown"), "unmounted, /dev/nbd0 detached, logged out, eth0 down", "MiB (VmHWM), tmpfs ", "MiB (OS kernel and initrd)")
+	// The QEMU guest has one virtio NIC: its driver loads, the other
+	// NICs' drivers do not (lunboot.modules=hardware, the default).
+	contains(t, "modules stage", summary(evs, "modules"), "not needed (no matching device")
 	sec := bootlog.Section(m.Console())
 	s.checkStartLine(t, sec)
 	contains(t, "lunboot console", sec, "(from DHCP option 17)", "(derived from MAC "+m.MAC().String()+")",

@@ -249,3 +249,24 @@ func (c *console) String() string {
 func (c *console) tail(n int) []string {
 	return bootlog.LastLines(c.String(), n)
 }
+
+// Event is one match of a pattern in a guest's console output and when it
+// arrived.
+type Event struct {
+	// Text is the matched text.
+	Text string
+	// At is when the text had arrived, measured from QEMU's start.
+	At time.Duration
+}
+
+// events returns every match of re in all the output so far, whatever the
+// Expect cursor, with its arrival time.
+func (c *console) events(re *regexp.Regexp) []Event {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []Event
+	for _, loc := range re.FindAllIndex(c.text, -1) {
+		out = append(out, Event{Text: string(c.text[loc[0]:loc[1]]), At: c.arrival(loc[1])})
+	}
+	return out
+}

@@ -233,6 +233,11 @@ func (v *VM) ConsoleLog() string { return v.conLog }
 // QEMULog returns the path of QEMU's own messages (stderr).
 func (v *VM) QEMULog() string { return v.qemuLog }
 
+// Events returns every match of re in the console output so far (not
+// only after the Expect cursor), each with the time it arrived: the
+// material of a boot timeline.
+func (v *VM) Events(re *regexp.Regexp) []Event { return v.con.events(re) }
+
 // Console returns the console output so far (cleaned of CR and escapes).
 func (v *VM) Console() string { return v.con.String() }
 

@@ -232,10 +232,17 @@ func run(ctx context.Context, o options) error {
 			lb("lunboot+digests", "--tests", "seq-read", "--header-digest", "--data-digest"),
 			lb("lunboot-defaultprocs", "--tests", "seq-read,rand-read"),
 			lunbootWrites, libiscsiWrites,
+			func(ctx context.Context) error {
+				return lunbootRead(ctx, o.lunboot, rootPath, "lunboot-read", nil, res)
+			},
+			func(ctx context.Context) error {
+				return lunbootRead(ctx, o.lunboot, rootPath, "lunboot-read-256k", []string{"--request", "256K", "--inflight", "32"}, res)
+			},
 		}
 		if round%2 == 0 {
 			steps[0], steps[1] = steps[1], steps[0]
 			steps[4], steps[5] = steps[5], steps[4]
+			steps[6], steps[7] = steps[7], steps[6]
 		}
 		if o.place != nil {
 			pair := []func(context.Context) error{
@@ -333,6 +340,34 @@ func lunbootBench(ctx context.Context, prefix []string, bin, target, tool string
 		res.add(tool+"/"+r.Test, measurement{MBps: r.MBps, IOPS: r.IOPS, CPUPerGiB: r.CPUPerGiB})
 		fmt.Fprintf(os.Stderr, "  %-16s %-10s %8.1f MB/s %8.0f IOPS %6.3f CPU s/GiB\n", tool, r.Test, r.MBps, r.IOPS, r.CPUPerGiB)
 	}
+	return nil
+}
+
+// readRate matches `lunboot read -v`'s final line: "lunboot: read 1.0 GiB /
+// 1.0 GiB (100%), 650.3 MB/s in 1.6s".
+var readRate = regexp.MustCompile(`(?m)^lunboot: read .*\(100%\), ([0-9.]+) MB/s in `)
+
+// lunbootRead copies the whole LUN with `lunboot read -v` (what a user runs
+// to copy a LUN), with its defaults plus args, to /dev/null and records the
+// throughput it prints, under tool.
+func lunbootRead(ctx context.Context, bin, target, tool string, args []string, res results) error {
+	args = append(append([]string{"read", "-v", "-o", "/dev/null"}, args...), target)
+	cmd := command(ctx, nil, bin, args...)
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s %s: %w: %s", bin, strings.Join(args, " "), err, tail(errb.String()))
+	}
+	m := readRate.FindStringSubmatch(errb.String())
+	if m == nil {
+		return fmt.Errorf("%s %s: no throughput line in its output: %s", bin, strings.Join(args, " "), tail(errb.String()))
+	}
+	v, err := strconv.ParseFloat(m[1], 64)
+	if err != nil {
+		return err
+	}
+	res.add(tool+"/copy", measurement{MBps: v})
+	fmt.Fprintf(os.Stderr, "  %-16s %-10s %8.1f MB/s\n", tool, "copy", v)
 	return nil
 }
 
@@ -606,6 +641,16 @@ func report(o options, res results) string {
 	row("random read, 4 KiB × 32 in flight", "rand-read", "iscsi-perf", iops, "IOPS")
 	row("sequential write, 128 KiB × 32 in flight", "seq-write", "writeperf", mbps, "MB/s")
 	row("random write, 4 KiB × 32 in flight", "rand-write", "writeperf", iops, "IOPS")
+	for _, c := range []struct{ key, label string }{
+		{"lunboot-read/copy", "`lunboot read` with its defaults, whole LUN to /dev/null"},
+		{"lunboot-read-256k/copy", "`lunboot read --request 256K --inflight 32`, whole LUN"},
+	} {
+		l, okL := median(res[c.key], mbps)
+		p, okP := median(res["iscsi-perf/seq-read"], mbps)
+		if okL && okP && p > 0 {
+			w("| %s | %.0f MB/s%s | `iscsi-perf` sequential %.0f MB/s | %.2f |\n", c.label, l, spread(res[c.key], mbps), p, l/p)
+		}
+	}
 	w("\n¹ Reads: `iscsi-perf` (Debian libiscsi-bin %s). It only issues READ(16), so writes are\n", pkgVersion("libiscsi-bin"))
 	w("measured by `writeperf` ([scripts/writeperf/writeperf.c](../scripts/writeperf/writeperf.c), built at\n")
 	w("the start of the run against Debian libiscsi-dev %s): a small load generator on\n", pkgVersion("libiscsi-dev"))

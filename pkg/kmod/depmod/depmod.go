@@ -66,6 +66,10 @@ type Module struct {
 	// Builtin is true when the kernel has the module compiled in: there
 	// is nothing to load.
 	Builtin bool
+	// Aliases are the module's .modinfo alias= values, in file order:
+	// the device patterns and names modprobe would find it by. The image
+	// builder writes them to the image's modules.alias (see kmod.AliasFile).
+	Aliases []string
 }
 
 // Tree is the modules of one kernel release.
@@ -413,6 +417,7 @@ func (t *Tree) Resolve(names []string) ([]Module, error) {
 			Rel:             filepath.ToSlash(rel),
 			Depends:         deps[n],
 			MissingSoftdeps: missing[n],
+			Aliases:         r.info[n].aliases,
 		})
 	}
 	return mods, nil

@@ -56,6 +56,12 @@ func runDebian(ctx context.Context, o options, kernel, image string) error {
 	stages := m.Stages()
 	fmt.Fprintf(o.stdout, "\n== summary\n")
 	handoff.WriteSummary(o.stdout, stages, res)
+	marks := lunbootMarks(debianMarks...)
+	var feet []string
+	if f := footprint(m.Console()); f != "" {
+		feet = append(feet, "lunboot footprint: "+f)
+	}
+	writeTimelines(o.stdout, []string{"lunboot"}, marks, [][][]time.Duration{{timeline(m.VM.Events, marks)}}, feet, fairness)
 	if err != nil {
 		return fail(fmt.Errorf("the OS did not report in: %w", err))
 	}

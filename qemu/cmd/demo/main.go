@@ -35,6 +35,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -58,7 +59,9 @@ func main() {
 // options are the command's flags.
 type options struct {
 	out, osName, fixture, appendArgs string
+	image                            string
 	ipxe, pxe, quiet                 bool
+	runs                             int
 	stdout                           io.Writer
 }
 
@@ -70,16 +73,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.osName, "os", "debian", "what to boot: debian (the Debian 12 disk of `make distro`) or probe (a fixture with the probe OS)")
 	fs.StringVar(&o.fixture, "fixture", fixtures.GPTBLS, "with -os probe, the disk to boot: "+strings.Join([]string{fixtures.GPTBLS, fixtures.MBR, fixtures.GRUBExt4}, ", "))
 	fs.StringVar(&o.appendArgs, "append", "", "extra kernel arguments for the lunboot image")
+	fs.StringVar(&o.image, "image", "", "the lunboot image to boot (default <out>/lunboot.cpio.xz), for comparing builds of it")
 	fs.BoolVar(&o.ipxe, "ipxe", false, "with -os probe, also boot the MBR disk with iPXE sanboot and compare the times")
 	fs.BoolVar(&o.pxe, "pxe", false, "boot the probe OS through the documented PXE chain (docs/deploy.md): iPXE, lunboot.ipxe over TFTP, lunboot")
 	fs.BoolVar(&o.quiet, "quiet", false, "do not stream the guests' consoles")
+	fs.IntVar(&o.runs, "runs", 1, "with -os probe, boot this many times (each path) and give medians and ranges in the timeline")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	kernel, image := filepath.Join(o.out, "vmlinuz"), filepath.Join(o.out, "lunboot.cpio.xz")
+	kernel, image := filepath.Join(o.out, "vmlinuz"), cmp.Or(o.image, filepath.Join(o.out, "lunboot.cpio.xz"))
 	for _, f := range []string{kernel, image} {
 		if _, err := os.Stat(f); err != nil {
 			return fmt.Errorf("%w (run `make image`)", err)

@@ -39,22 +39,42 @@ func runProbe(ctx context.Context, o options, kernel, image string) error {
 	}
 	fmt.Fprintf(o.stdout, "== target %s, DHCP option 17 %q, option 203 %q\n", disk.Path, exp.RootPath(), probeInitiator)
 
-	lb, err := bootProbe(ctx, l, o.stdout, "lunboot", lab.VMConfig{Name: "lunboot", Kernel: kernel, Initrd: image,
-		Cmdline: strings.TrimSpace("console=ttyS0 " + probeArgs + " " + o.appendArgs), OnConsole: o.console("lunboot")})
-	if err != nil {
-		return fmt.Errorf("%w\nlogs in %s", err, l.LogDir())
-	}
-	ok := lb.res.OK() && lb.res.Fixture == disk.Name
-	if o.ipxe {
-		ip, err := bootProbe(ctx, l, o.stdout, "iPXE", lab.VMConfig{Name: "ipxe", NetBoot: true, OnConsole: o.console("ipxe")})
+	ok := true
+	var lbRuns, ipRuns [][]time.Duration
+	var feet []string
+	for r := range max(o.runs, 1) {
+		if o.runs > 1 {
+			fmt.Fprintf(o.stdout, "\n== run %d of %d\n", r+1, o.runs)
+		}
+		lb, err := bootProbe(ctx, l, o.stdout, "lunboot", lab.VMConfig{Name: "lunboot", Kernel: kernel, Initrd: image,
+			Cmdline: strings.TrimSpace("console=ttyS0 " + probeArgs + " " + o.appendArgs), OnConsole: o.console("lunboot")},
+			lunbootMarks(probeMarks...))
 		if err != nil {
 			return fmt.Errorf("%w\nlogs in %s", err, l.LogDir())
 		}
-		fmt.Fprintf(o.stdout, "\n== time from power-on     %12s %12s\n", "lunboot", "iPXE")
-		fmt.Fprintf(o.stdout, "   OS kernel running      %12s %12s\n", round(lb.started), round(ip.started))
-		fmt.Fprintf(o.stdout, "   OS logged in again     %12s %12s\n", round(lb.done), round(ip.done))
-		ok = ok && ip.res.OK()
+		ok = ok && lb.res.OK() && lb.res.Fixture == disk.Name
+		lbRuns = append(lbRuns, lb.timeline)
+		if f := footprint(lb.console); f != "" {
+			feet = append(feet, fmt.Sprintf("lunboot footprint, run %d: %s", r+1, f))
+		}
+		if o.ipxe {
+			ip, err := bootProbe(ctx, l, o.stdout, "iPXE", lab.VMConfig{Name: "ipxe", NetBoot: true, OnConsole: o.console("ipxe")},
+				ipxeMarks(probeMarks...))
+			if err != nil {
+				return fmt.Errorf("%w\nlogs in %s", err, l.LogDir())
+			}
+			fmt.Fprintf(o.stdout, "\n== time from power-on     %12s %12s\n", "lunboot", "iPXE")
+			fmt.Fprintf(o.stdout, "   OS kernel running      %12s %12s\n", round(lb.started), round(ip.started))
+			fmt.Fprintf(o.stdout, "   OS logged in again     %12s %12s\n", round(lb.done), round(ip.done))
+			ok = ok && ip.res.OK()
+			ipRuns = append(ipRuns, ip.timeline)
+		}
 	}
+	names, cols := []string{"lunboot"}, [][][]time.Duration{lbRuns}
+	if o.ipxe {
+		names, cols = append(names, "iPXE"), append(cols, ipRuns)
+	}
+	writeTimelines(o.stdout, names, lunbootMarks(probeMarks...), cols, feet, fairness)
 	if !ok {
 		return errors.New("the booted OS could not prove its hand-off; see the lab logs in " + l.LogDir())
 	}
@@ -65,11 +85,16 @@ func runProbe(ctx context.Context, o options, kernel, image string) error {
 type outcome struct {
 	res           *probe.Result
 	started, done time.Duration
+	timeline      []time.Duration // one per mark given to bootProbe
+	console       string
 }
+
+// fairness says how the columns of a boot timeline compare.
+const fairness = "same lab, same tgtd and dnsmasq for every column (--no-ping: no 3 s ping check of a new address; --dhcp-rapid-commit, which only lunboot asks for; IPv6 router adverts on, without which iPXE waits ~16 s)"
 
 // bootProbe runs one guest until the probe OS reports, and prints what it
 // found.
-func bootProbe(ctx context.Context, l *lab.Lab, stdout io.Writer, what string, cfg lab.VMConfig) (*outcome, error) {
+func bootProbe(ctx context.Context, l *lab.Lab, stdout io.Writer, what string, cfg lab.VMConfig, marks []mark) (*outcome, error) {
 	fmt.Fprintf(stdout, "\n== %s: powering on\n", what)
 	vm, err := l.StartVM(ctx, cfg)
 	if err != nil {
@@ -100,5 +125,5 @@ func bootProbe(ctx context.Context, l *lab.Lab, stdout io.Writer, what string, c
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	_ = vm.Wait(wctx) // the probe powers off after its result
-	return &outcome{res: res, started: start.At, done: done.At}, nil
+	return &outcome{res: res, started: start.At, done: done.At, timeline: timeline(vm.Events, marks), console: vm.Console()}, nil
 }

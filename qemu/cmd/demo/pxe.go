@@ -51,7 +51,7 @@ func runPXE(ctx context.Context, o options, kernel, image string) error {
 	fmt.Fprintf(o.stdout, "== %s as served:\n%s", pxe.Script, r.Script)
 
 	out, err := bootProbe(ctx, l, o.stdout, "PXE", lab.VMConfig{Name: "pxe", NetBoot: true,
-		NICs: []lab.NIC{{Tap: 0, MAC: pxe.NodeHardwareAddr()}}, OnConsole: o.console("pxe")})
+		NICs: []lab.NIC{{Tap: 0, MAC: pxe.NodeHardwareAddr()}}, OnConsole: o.console("pxe")}, nil)
 	if err != nil {
 		return fmt.Errorf("%w\nlogs in %s", err, l.LogDir())
 	}
