@@ -49,11 +49,12 @@ const CarrySettingsVersion = 1
 type CarrySettings struct {
 	V int `json:"v"`
 	// Portal is the target's address and port as the firmware session used
-	// them (after any redirection); Target its IQN; LUN the RFC 4173 hex
-	// LUN; ISID the session's ISID (12 hex digits), kept across the jump.
+	// them (after any redirection); Target its IQN; LUN the LUN as Linux
+	// numbers it; ISID the session's ISID (12 hex digits), kept across
+	// the jump.
 	Portal    string `json:"portal"`
 	Target    string `json:"target"`
-	LUN       string `json:"lun"`
+	LUN       uint64 `json:"lun"`
 	Initiator string `json:"initiator"`
 	ISID      string `json:"isid,omitempty"`
 	// CHAP credentials, when the target demanded them.
@@ -81,7 +82,7 @@ type CarrySettings struct {
 // Validate checks the fields the daemon cannot do without.
 func (s *CarrySettings) Validate() error {
 	var miss []string
-	for _, f := range []struct{ name, v string }{{"portal", s.Portal}, {"target", s.Target}, {"lun", s.LUN},
+	for _, f := range []struct{ name, v string }{{"portal", s.Portal}, {"target", s.Target},
 		{"initiator", s.Initiator}, {"mac", s.MAC}, {"address", s.Address}, {"release", s.Release}} {
 		if f.v == "" {
 			miss = append(miss, f.name)
@@ -329,7 +330,7 @@ prereqs) prereqs; exit 0 ;;
 esac
 . /scripts/functions
 log_begin_msg "lunboot carry-in: logging in to the iSCSI root"
-if ! /` + CarryBinary + ` carry start -settings /` + CarrySettingsPath + `; then
+if ! /` + CarryBinary + ` carry --settings /` + CarrySettingsPath + ` start; then
 	panic "lunboot carry-in failed (see the lines above); the root disk is not available"
 fi
 log_end_msg
