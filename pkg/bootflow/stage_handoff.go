@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -69,7 +70,7 @@ func (b *boot) handoff(ctx context.Context) (string, error) {
 	}
 	var carry *handoff.CarryPlan
 	if req.Mode == handoff.ModeCarry || req.Mode == handoff.ModeAuto && !req.Force {
-		carry, req.Carry = handoff.PlanCarry(req.Initrd, parts, req.KernelVersion, info.NIC.Driver)
+		carry, req.Carry = handoff.PlanCarry(req.Initrd, parts, req.KernelVersion, info.NIC.Driver, busModules(b.o.Sysfs, b.net.Link.Name)...)
 	}
 	plan, err := handoff.Prepare(req)
 	if plan != nil {
@@ -220,4 +221,21 @@ func (b *boot) carryIn(plan *handoff.CarryPlan, in *handoff.Initrd, osInitrd *os
 		bytesize.Format(int64(contents.Size)), bytesize.Format(int64(contents.BinarySize)), len(contents.Modules),
 		bytesize.Format(int64(contents.ModuleBytes)), strings.Join(contents.Modules, " "), bytesize.Format(total))
 	return fmt.Sprintf("initramfs-tools initrd; hand-off carry (carry cpio %s built in %s)", bytesize.Format(int64(contents.Size)), time.Since(start).Round(10*time.Millisecond)), nil
+}
+
+// busModules lists the modules of the drivers above a network interface's
+// device in sysfs (for virtio_net: virtio_pci, which drives the PCI
+// function virtio<N> hangs off), nearest first.
+func busModules(sysfs, ifname string) []string {
+	dev, err := filepath.EvalSymlinks(filepath.Join(sysfs, "class/net", ifname, "device"))
+	if err != nil {
+		return nil
+	}
+	var mods []string
+	for d := filepath.Dir(dev); d != "/" && d != "." && strings.HasPrefix(d, sysfs); d = filepath.Dir(d) {
+		if p, err := filepath.EvalSymlinks(filepath.Join(d, "driver", "module")); err == nil {
+			mods = append(mods, filepath.Base(p))
+		}
+	}
+	return mods
 }

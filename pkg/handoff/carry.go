@@ -286,8 +286,11 @@ type CarryPlan struct {
 // PlanCarry checks whether carry-in can work for an OS whose initrd is in
 // (nil when not inspected), kernel release is release and boot NIC is
 // driven by nicModule (empty when built in or unknown), with the LUN's
-// mounted file systems parts.
-func PlanCarry(in *Initrd, parts []fs.FS, release, nicModule string) (*CarryPlan, CarryCheck) {
+// mounted file systems parts. busModules are the drivers of the devices the
+// NIC hangs off (virtio_pci for virtio_net): carried when the OS kernel has
+// them as modules, since an initrd built with MODULES=dep may lack them,
+// and left out when it has not (built in, or another bus).
+func PlanCarry(in *Initrd, parts []fs.FS, release, nicModule string, busModules ...string) (*CarryPlan, CarryCheck) {
 	if in == nil {
 		return nil, CarryCheck{Why: "the OS initrd could not be read", Fix: "give the entry a readable initrd"}
 	}
@@ -302,10 +305,16 @@ func PlanCarry(in *Initrd, parts []fs.FS, release, nicModule string) (*CarryPlan
 	if err != nil {
 		return nil, CarryCheck{Why: err.Error(), Fix: "install the OS kernel's modules on the LUN (for Debian: the linux-image package), or use an initrd with iSCSI support"}
 	}
-	want := append([]string(nil), CarryModulesWanted...)
-	if nicModule != "" {
-		want = append([]string{nicModule}, want...)
+	var want []string
+	for _, b := range busModules {
+		if _, ok := md.files[normModule(b)]; ok {
+			want = append(want, b)
+		}
 	}
+	if nicModule != "" {
+		want = append(want, nicModule)
+	}
+	want = append(want, CarryModulesWanted...)
 	mods, err := md.Resolve(want)
 	if err != nil {
 		return nil, CarryCheck{Why: err.Error() + " in " + dir, Fix: "install a kernel with the NIC's driver and nbd (CONFIG_BLK_DEV_NBD) on the LUN"}
