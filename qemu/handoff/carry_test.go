@@ -25,7 +25,7 @@ const (
 
 var (
 	carryServing = regexp.MustCompile(`lunboot-carry: .*msg="serving the OS root" device=/dev/nbd0 [^\n]*`)
-	carryStarted = regexp.MustCompile(`lunboot carry-in: ready (/dev/nbd0[^\n]*), daemon @lunboot pid (\d+), in ([0-9.]+m?s)`)
+	carryStarted = regexp.MustCompile(`lunboot carry-in: (/dev/nbd0[^\n]*), daemon @lunboot pid (\d+), in ([0-9.]+m?s)`)
 	shutdownDone = regexp.MustCompile(`lunboot-carry: .*shutdown: the daemon has detached and logged out`)
 	shellPrompt  = regexp.MustCompile(`root@lunboot-[\w-]+:~# `)
 )
