@@ -99,6 +99,13 @@ func TestPlanCarry(t *testing.T) {
 	if !c.OK || p == nil || len(p.Modules) != 4 {
 		t.Fatalf("PlanCarry(debian, virtio_net) = %+v, %+v; want OK with 4 modules", p, c)
 	}
+	// A bus driver is carried when the OS has it as a module (virtio_pci
+	// here), and left out when it has not (pcieport is built in or absent).
+	withBus := ubuntuDep + "kernel/drivers/virtio/virtio_pci.ko.zst:\n"
+	bp, c := PlanCarry(deb, []iofs.FS{osRoot(withBus)}, testRelease, "virtio_net", "virtio_pci", "pcieport")
+	if !c.OK || len(bp.Modules) != 5 || bp.Modules[0].Name != "virtio_pci" {
+		t.Errorf("PlanCarry(bus virtio_pci, pcieport) = %+v, %+v; want virtio_pci first, 5 modules", bp, c)
+	}
 	for _, tt := range []struct {
 		name    string
 		in      *Initrd
