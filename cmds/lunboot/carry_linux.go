@@ -386,7 +386,16 @@ func carryDaemon(ctx context.Context, s *handoff.CarrySettings, readyFD int) (er
 // what is written now is there at shutdown.
 func prepareShutdown() error {
 	dir := "/run/initramfs"
-	for _, d := range []string{"", "proc", "sys", "dev", "run", "oldroot"} {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	// initramfs-tools mounts /run noexec, and systemd-shutdown requires
+	// access("/run/initramfs/shutdown", X_OK): a tmpfs of its own, which
+	// moves onto the real root with /run.
+	if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755,size=64m"); err != nil {
+		return fmt.Errorf("mount a tmpfs on %s: %w", dir, err)
+	}
+	for _, d := range []string{"proc", "sys", "dev", "run", "oldroot"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			return err
 		}
