@@ -48,17 +48,23 @@ var (
 // system that needed no recovery, and leaves no session either.
 func TestCarryNoISCSI(t *testing.T) {
 	e := setup(t)
+	carryCase(t, e.kernel, e.image, e.set.NoISCSI, "", true)
+}
+
+// carryCase is TestCarryNoISCSI's body for sys booted with lunboot args;
+// auto says that lunboot must have chosen carry-in by itself.
+func carryCase(t *testing.T, kernel, image string, sys *distro.System, args string, auto bool) {
 	ctx := context.Background()
 	l := labtest.Start(t, lab.Options{Name: "handoff-carry"})
-	cfg := handoff.Config{Kernel: e.kernel, Image: e.image, System: e.set.NoISCSI,
-		OnConsole: labtest.Console(t, "CarryNoISCSI")}
+	cfg := handoff.Config{Kernel: kernel, Image: image, System: sys, Args: args,
+		OnConsole: labtest.Console(t, strings.TrimPrefix(t.Name(), "Test"))}
 	m, err := handoff.Start(ctx, l, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	labtest.KillAtEnd(t, l, m.VM)
 
-	carryBoot(t, m)
+	carryBoot(t, m, auto)
 	sh := login(t, m)
 
 	// The OS's own account of its root and of the process serving it.
@@ -129,7 +135,7 @@ func TestCarryNoISCSI(t *testing.T) {
 		t.Fatal(err)
 	}
 	labtest.KillAtEnd(t, l, m2.VM)
-	carryBoot(t, m2)
+	carryBoot(t, m2, auto)
 	sh2 := login(t, m2)
 	out = sh2.run(t, `cat /root/carry-marker; dmesg | grep -E 'EXT4-fs \(nbd0p'`, time.Minute)
 	t.Logf("second boot:\n%s", out)
@@ -149,7 +155,7 @@ func TestCarryNoISCSI(t *testing.T) {
 // the hand-off was carry-in, chosen automatically and said why, and that
 // the OS's root is the LUN served by the carried lunboot. It returns when
 // the OS reported and its login prompt is up.
-func carryBoot(t *testing.T, m *handoff.Machine) time.Duration {
+func carryBoot(t *testing.T, m *handoff.Machine, auto bool) time.Duration {
 	t.Helper()
 	ctx := context.Background()
 	if err := m.WaitJump(ctx, jumpTimeout); err != nil {
@@ -162,7 +168,11 @@ func carryBoot(t *testing.T, m *handoff.Machine) time.Duration {
 	if !ok || !strings.Contains(s.Text, "hand-off carry") {
 		t.Fatalf("handoff stage = %+v, want hand-off carry; lunboot's console:\n%s", s, section)
 	}
-	for _, want := range []string{"hand-off carry: auto: the OS initrd cannot log in (missing", "carry cpio"} {
+	wants := []string{"hand-off carry: lunboot.handoff=carry", "carry cpio"}
+	if auto {
+		wants[0] = "hand-off carry: auto: the OS initrd cannot log in (missing"
+	}
+	for _, want := range wants {
 		if !strings.Contains(section, want) {
 			t.Errorf("lunboot's console lacks %q:\n%s", want, section)
 		}
