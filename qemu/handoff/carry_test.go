@@ -67,8 +67,10 @@ func carryCase(t *testing.T, kernel, image string, sys *distro.System, args stri
 	carryBoot(t, m, auto)
 	sh := login(t, m)
 
-	// The OS's own account of its root and of the process serving it.
-	out := sh.run(t, `grep ' / ' /proc/mounts; cat /sys/block/nbd0/backend; P=$(cat /sys/block/nbd0/pid); echo pid=$P; tr '\0' ' ' < /proc/$P/cmdline; echo; grep VmLck /proc/$P/status; echo oom=$(cat /proc/$P/oom_score_adj); for f in /proc/$P/task/*/stat; do echo flags=$(cut -d' ' -f9 $f); done`, time.Minute)
+	// The OS's own account of its root and of the process serving it
+	// (/sys/block/nbd0/pid is the task that configured the device, a
+	// thread of the daemon, so the daemon is found by its argv[0]).
+	out := sh.run(t, `grep ' / ' /proc/mounts; cat /sys/block/nbd0/backend; echo nbd-task=$(cat /sys/block/nbd0/pid); for d in /proc/[0-9]*; do case "$(tr '\0' ' ' < $d/cmdline 2>/dev/null)" in @lunboot*) P=${d#/proc/};; esac; done; echo pid=$P; tr '\0' ' ' < /proc/$P/cmdline; echo; grep VmLck /proc/$P/status; echo oom=$(cat /proc/$P/oom_score_adj); for f in /proc/$P/task/*/stat; do echo flags=$(cut -d' ' -f9 $f); done`, time.Minute)
 	t.Logf("the OS on its root and lunboot's daemon:\n%s", out)
 	for _, want := range []string{"/dev/nbd0p", "lunboot:" + m.Export.IQN, "@lunboot lunboot carry", "oom=-1000"} {
 		if !strings.Contains(out, want) {
