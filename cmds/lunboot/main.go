@@ -29,6 +29,7 @@ import (
 	"os"
 	"os/signal"
 	"sort"
+	"strings"
 	"syscall"
 )
 
@@ -120,7 +121,14 @@ func runHelp(ctx context.Context, args []string, stdout io.Writer) error {
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	args := os.Args[1:]
+	// The carry-in daemon runs as "@lunboot lunboot carry daemon …"
+	// (ROOT_STORAGE_DAEMONS); u-root's busybox drops argv[0] itself, a
+	// plain build sees "lunboot" as its first argument.
+	if strings.HasPrefix(os.Args[0], "@") && len(args) > 0 && args[0] == "lunboot" {
+		args = args[1:]
+	}
+	err := run(ctx, args, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(report(os.Stderr, err))
 }

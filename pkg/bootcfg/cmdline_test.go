@@ -287,7 +287,7 @@ func TestParseCmdlineErrors(t *testing.T) {
 		{"lunboot.dhcp_timeout=0", []string{"lunboot.dhcp_timeout", "from 1s"}},
 		{"rd.net.timeout.dhcp=5s", []string{"rd.net.timeout.dhcp", "seconds"}},
 		{"lunboot.rescue=maybe", []string{`lunboot.rescue="maybe"`, "boolean"}},
-		{"lunboot.handoff=kexec", []string{"lunboot.handoff", "not one of auto, both, cmdline, ibft"}},
+		{"lunboot.handoff=kexec", []string{"lunboot.handoff", "not one of auto, both, cmdline, ibft, carry"}},
 		{"lunboot.header_digest=md5", []string{"lunboot.header_digest", "crc32c"}},
 		{"lunboot.loglevel=loud", []string{"lunboot.loglevel", "debug"}},
 		{"lunboot.ibft=maybe", []string{"lunboot.ibft", "prefer"}},

@@ -8,8 +8,11 @@ import (
 	"io/fs"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
+	"time"
 
+	"github.com/lunboot/lunboot/internal/bytesize"
 	"github.com/lunboot/lunboot/pkg/bootcfg"
 	"github.com/lunboot/lunboot/pkg/handoff"
 	"github.com/lunboot/lunboot/pkg/ibft"
@@ -39,13 +42,13 @@ func (b *boot) handoff(ctx context.Context) (string, error) {
 			b.log.Debug("OS kernel version unknown", "err", err)
 		}
 	}
-	if req.KernelVersion != "" {
-		var parts []fs.FS
-		for _, p := range b.found.Partitions {
-			if p.Mounted != "" {
-				parts = append(parts, os.DirFS(p.Mounted))
-			}
+	var parts []fs.FS
+	for _, p := range b.found.Partitions {
+		if p.Mounted != "" {
+			parts = append(parts, os.DirFS(p.Mounted))
 		}
+	}
+	if req.KernelVersion != "" {
 		req.Kernel, req.ExtraBuiltin = handoff.ReadKernelFacts(parts, req.KernelVersion)
 	}
 	if sb, err := handoff.SecureBoot(b.o.Sysfs); err == nil {
@@ -64,6 +67,10 @@ func (b *boot) handoff(ctx context.Context) (string, error) {
 		}
 		size = st.Size()
 		req.Initrd, req.InspectErr = handoff.Inspect(osInitrd, size)
+	}
+	var carry *handoff.CarryPlan
+	if req.Mode == handoff.ModeCarry || req.Mode == handoff.ModeAuto && !req.Force {
+		carry, req.Carry = handoff.PlanCarry(req.Initrd, parts, req.KernelVersion, info.NIC.Driver, busModules(b.o.Sysfs, b.net.Link.Name)...)
 	}
 	plan, err := handoff.Prepare(req)
 	if plan != nil {
@@ -86,7 +93,11 @@ func (b *boot) handoff(ctx context.Context) (string, error) {
 	}
 	b.log.Info("hand-off decided", "mode", plan.Mode, "reason", plan.Reason)
 	b.osCmdline = plan.Cmdline
+	b.o.Console.Info("  hand-off %s: %s", plan.Mode, plan.Reason)
 	b.o.Console.Info("  OS command line: %s", handoff.MaskCmdline(plan.Cmdline))
+	if plan.Mode == handoff.ModeCarry {
+		return b.carryIn(carry, req.Initrd, osInitrd, info)
+	}
 	if osInitrd != nil && plan.EarlyCPIO != nil {
 		r, n, err := plan.Initrd(osInitrd, size)
 		if err != nil {
@@ -155,4 +166,76 @@ func (b *boot) handoffInfo() (*handoff.Info, error) {
 		info.NIC.PCI = &handoff.PCIAddr{Bus: uint8(bdf >> 8), Device: uint8(bdf>>3) & 0x1f, Function: uint8(bdf) & 7}
 	}
 	return info, nil
+}
+
+// carryIn builds the carry cpio (handoff.BuildCarry: this very binary, the
+// OS kernel's modules from the LUN, the hook, the session's settings) and
+// appends it to the OS initrd, in tmpfs like the other copies.
+func (b *boot) carryIn(plan *handoff.CarryPlan, in *handoff.Initrd, osInitrd *os.File, info *handoff.Info) (string, error) {
+	start := time.Now()
+	if plan == nil || osInitrd == nil {
+		return "", permanent(errors.New("carry-in was chosen without a carry plan or an OS initrd"))
+	}
+	bin, err := os.ReadFile("/proc/self/exe")
+	if err != nil {
+		return "", fmt.Errorf("carry-in: read the running lunboot: %w", err)
+	}
+	si := b.session.Info()
+	n := b.net
+	set := &handoff.CarrySettings{
+		V: handoff.CarrySettingsVersion, Portal: si.Portal, Target: si.TargetName,
+		LUN: b.cfg.Target.LUN.Linux(), Initiator: b.cfg.Initiator, ISID: b.isid.String(),
+		HeaderDigest: b.cfg.HeaderDigest.Policy().String(), DataDigest: b.cfg.DataDigest.Policy().String(),
+		MAC: n.Link.MAC.String(), Address: n.Address.String(), MTU: n.MTU, Release: plan.Release,
+	}
+	if n.Gateway.IsValid() {
+		set.Gateway = n.Gateway.String()
+	}
+	if c := info.CHAP; c != nil {
+		set.CHAPUser, set.CHAPSecret, set.CHAPTargetUser, set.CHAPTargetSecret = c.Username, c.Secret, c.TargetUsername, c.TargetSecret
+	}
+	order, _ := in.Captured("scripts/local-top/ORDER")
+	cpio, contents, err := handoff.BuildCarry(handoff.CarryInput{Binary: bin, Plan: plan, Settings: set, Order: order})
+	if err != nil {
+		return "", permanent(withCheck(err, "the OS's module tree on the LUN must be readable"))
+	}
+	final := b.tempPath("lunboot-initrd")
+	f, err := os.Create(final)
+	if err != nil {
+		return "", err
+	}
+	if _, err := osInitrd.Seek(0, io.SeekStart); err != nil {
+		f.Close()
+		return "", err
+	}
+	total, err := handoff.AppendInitrd(f, osInitrd, cpio)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", fmt.Errorf("writing the initrd with the carry cpio: %w", err)
+	}
+	os.Remove(b.initrd)
+	b.initrd = final
+	b.o.Console.Info("  carry cpio %s: lunboot %s, %d OS modules (%s: %s), hook scripts/local-top/lunboot, settings; initrd now %s",
+		bytesize.Format(int64(contents.Size)), bytesize.Format(int64(contents.BinarySize)), len(contents.Modules),
+		bytesize.Format(int64(contents.ModuleBytes)), strings.Join(contents.Modules, " "), bytesize.Format(total))
+	return fmt.Sprintf("initramfs-tools initrd; hand-off carry (carry cpio %s built in %s)", bytesize.Format(int64(contents.Size)), time.Since(start).Round(10*time.Millisecond)), nil
+}
+
+// busModules lists the modules of the drivers above a network interface's
+// device in sysfs (for virtio_net: virtio_pci, which drives the PCI
+// function virtio<N> hangs off), nearest first.
+func busModules(sysfs, ifname string) []string {
+	dev, err := filepath.EvalSymlinks(filepath.Join(sysfs, "class/net", ifname, "device"))
+	if err != nil {
+		return nil
+	}
+	var mods []string
+	for d := filepath.Dir(dev); d != "/" && d != "." && strings.HasPrefix(d, sysfs); d = filepath.Dir(d) {
+		if p, err := filepath.EvalSymlinks(filepath.Join(d, "driver", "module")); err == nil {
+			mods = append(mods, filepath.Base(p))
+		}
+	}
+	return mods
 }

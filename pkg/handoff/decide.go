@@ -3,6 +3,7 @@ package handoff
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Facts are everything the hand-off decision depends on. Decide reads
@@ -35,6 +36,18 @@ type Facts struct {
 	Kernel KernelSupport
 	// SecureBoot is the machine's Secure Boot state.
 	SecureBoot bool
+	// Carry says whether the carry-in hand-off (ModeCarry) can work for
+	// this OS; the zero value says it cannot, for no stated reason.
+	Carry CarryCheck
+}
+
+// CarryCheck is whether lunboot can carry its initiator into the OS: a
+// hook for the initrd's generator, and the OS kernel's NIC driver and nbd
+// module found in its module tree on the LUN (PlanCarry).
+type CarryCheck struct {
+	OK bool
+	// Why says what is missing when not OK; Fix what the operator can do.
+	Why, Fix string
 }
 
 // Decision is Decide's answer.
@@ -71,6 +84,7 @@ const (
 	fixForceUninspected = "boot with lunboot.force=1 to kexec without the check"
 	fixNoInitrd         = "give the entry an initrd built with iSCSI support, or boot with lunboot.force=1"
 	fixNotReady         = "rebuild the OS initrd with iSCSI support (see above), or boot with lunboot.force=1 to kexec anyway"
+	fixCarryNoInitrd    = "carry-in appends to the entry's initrd: give the entry one (any initramfs-tools initrd), or use another lunboot.handoff="
 )
 
 // Decide chooses the hand-off from the facts. The rules apply in this
@@ -89,9 +103,17 @@ const (
 //     refused when it cannot work; auto picks both without CHAP and ibft
 //     with CHAP when the OS takes the table, cmdline when it does not.
 //
+// lunboot.handoff=carry skips rules 1–5: it needs an inspected initrd to
+// append to and Carry.OK, and is refused otherwise. Under auto, rule 4
+// becomes carry instead of a refusal when Carry.OK and Force is not set
+// (lunboot.force=1 keeps the old meaning: kexec anyway, unverified).
+//
 // The Decision is returned with an error too when the initrd check ran, so
 // that the caller can print its report; the error is a *RefusedError.
 func Decide(f Facts) (*Decision, error) {
+	if f.Requested == ModeCarry {
+		return decideCarry(f)
+	}
 	d := &Decision{}
 	dialect := f.Dialect
 	switch {
@@ -130,7 +152,20 @@ func Decide(f Facts) (*Decision, error) {
 	}
 	d.Notes = append(d.Notes, d.Capability.Notes...)
 	if err := d.Capability.Err(); err != nil {
+		if !f.Force && f.Requested == ModeAuto && f.Carry.OK && f.Initrd != nil {
+			var miss []string
+			for _, it := range d.Capability.Missing() {
+				miss = append(miss, it.Name)
+			}
+			d.Mode = ModeCarry
+			d.Reason = "auto: the OS initrd cannot log in (missing " + strings.Join(miss, ", ") + "), lunboot carries its initiator in"
+			d.Notes = append(d.Notes, "lunboot.force=1 turns the automatic carry-in off; lunboot.handoff=carry asks for it")
+			return d, nil
+		}
 		if !f.Force {
+			if f.Requested == ModeAuto && f.Carry.Why != "" {
+				d.Notes = append(d.Notes, "carry-in cannot work either: "+f.Carry.Why)
+			}
 			return d, &RefusedError{Err: err, Fix: fixNotReady}
 		}
 		for _, it := range d.Capability.Missing() {
@@ -190,4 +225,35 @@ func resolveMode(requested Mode, chap bool, c *Capability, tableOK bool, tableWh
 		return ModeIBFT, "auto: CHAP secrets stay in the iBFT", []string{"CHAP: parameters go in the iBFT, not on the command line"}, nil
 	}
 	return ModeCmdline, "auto: CHAP, but the OS cannot take an iBFT", []string{"no iBFT: " + why, secretsNote}, nil
+}
+
+// decideCarry is Decide for lunboot.handoff=carry: the initrd must have
+// been read (the carry cpio is appended to it) and Carry.OK. The initrd's
+// own iSCSI support is not checked; its report is kept for the notes.
+func decideCarry(f Facts) (*Decision, error) {
+	switch {
+	case f.Initrd == nil && f.InspectErr != nil:
+		return nil, &RefusedError{Err: fmt.Errorf("lunboot.handoff=carry: inspecting the OS initrd: %w", f.InspectErr), Fix: "carry-in needs an OS initrd lunboot can read; use another lunboot.handoff="}
+	case f.Initrd == nil:
+		return nil, &RefusedError{Err: errors.New("lunboot.handoff=carry: the boot entry has no initrd to carry lunboot into"), Fix: fixCarryNoInitrd}
+	case !f.Carry.OK:
+		why := cmpOr(f.Carry.Why, "carry-in is not possible for this OS")
+		return nil, &RefusedError{Err: errors.New("lunboot.handoff=carry cannot work: " + why), Fix: cmpOr(f.Carry.Fix, "use another lunboot.handoff=")}
+	}
+	dialect := f.Dialect
+	if dialect.Generator == GeneratorUnknown {
+		dialect = f.Initrd.Dialect()
+	}
+	return &Decision{
+		Mode:       ModeCarry,
+		Reason:     "lunboot.handoff=carry",
+		Capability: &Capability{Dialect: dialect},
+	}, nil
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
 }

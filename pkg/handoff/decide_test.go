@@ -15,6 +15,8 @@ func TestDecide(t *testing.T) {
 	unreadable := errors.New("bad magic")
 	lockdown := KernelSupport{TableUpgrade: Yes, IBFTDriver: Yes, ForcedLockdown: No, LockdownInSecureBoot: Yes}
 	noUpgrade := KernelSupport{TableUpgrade: No, IBFTDriver: Yes}
+	carryOK := CarryCheck{OK: true}
+	carryNo := CarryCheck{Why: "no lib/modules/6.1.0-1-amd64/modules.dep on the LUN", Fix: "install the modules"}
 
 	for _, tt := range []struct {
 		name  string
@@ -68,6 +70,18 @@ func TestDecide(t *testing.T) {
 		{name: "both, no table upgrade", facts: Facts{Initrd: deb, Requested: ModeBoth, Kernel: noUpgrade},
 			mode: ModeBoth, note: "the iBFT will be ignored: the OS kernel is built without CONFIG_ACPI_TABLE_UPGRADE"},
 		{name: "both, CHAP, no table upgrade", facts: Facts{Initrd: deb, Requested: ModeBoth, CHAP: true, Kernel: noUpgrade}, fix: "rebuild"},
+		// Carry-in: auto turns a refusal into carry when carry can work.
+		{name: "no open-iscsi, carry possible", facts: Facts{Initrd: debBare, Carry: carryOK},
+			mode: ModeCarry, gen: GeneratorInitramfsTools, reason: "auto: the OS initrd cannot log in (missing open-iscsi boot script", note: "lunboot.force=1 turns the automatic carry-in off"},
+		{name: "no open-iscsi, carry impossible", facts: Facts{Initrd: debBare, Carry: carryNo}, err: ErrNotReady, fix: "rebuild the OS initrd"},
+		{name: "no open-iscsi, carry possible, force", facts: Facts{Initrd: debBare, Carry: carryOK, Force: true},
+			mode: ModeCmdline, note: "check overridden: missing iscsistart"},
+		{name: "no open-iscsi, carry possible, cmdline requested", facts: Facts{Initrd: debBare, Carry: carryOK, Requested: ModeCmdline}, err: ErrNotReady},
+		{name: "open-iscsi, carry possible", facts: Facts{Initrd: deb, Carry: carryOK}, mode: ModeBoth, reason: "auto: no CHAP"},
+		{name: "carry requested", facts: Facts{Initrd: deb, Carry: carryOK, Requested: ModeCarry}, mode: ModeCarry, gen: GeneratorInitramfsTools, reason: "lunboot.handoff=carry"},
+		{name: "carry requested, impossible", facts: Facts{Initrd: debBare, Carry: carryNo, Requested: ModeCarry}, fix: "install the modules"},
+		{name: "carry requested, no initrd", facts: Facts{Carry: carryOK, Requested: ModeCarry}, fix: "carry-in appends to the entry's initrd"},
+		{name: "carry requested, unreadable", facts: Facts{InspectErr: unreadable, Carry: carryOK, Requested: ModeCarry}, err: unreadable},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			d, err := Decide(tt.facts)

@@ -239,6 +239,32 @@ func Cmdline(entry string, info *Info, d Dialect, mode Mode) (string, error) {
 	return JoinCmdline(out), nil
 }
 
+// CarryCmdline is the OS command line of a carry-in hand-off: the entry's
+// arguments without those the initrd's dialect would read for an iSCSI
+// root or boot network of its own (lunboot's carried hook configures the
+// NIC and logs in), root= and everything else as the entry has them.
+func CarryCmdline(entry string, d Dialect) (string, error) {
+	var owned map[string]bool
+	switch d.Generator {
+	case GeneratorDracut:
+		owned = dracutOwned
+	case GeneratorInitramfsTools:
+		owned = initramfsToolsOwned
+	default:
+		return "", fmt.Errorf("%w: the OS initrd was built by an unknown generator (neither dracut nor initramfs-tools)", ErrDialect)
+	}
+	var out []Arg
+	end := false
+	for _, a := range ParseCmdline(entry) {
+		end = end || a.IsEnd()
+		if !end && owned[a.Key] {
+			continue
+		}
+		out = append(out, a)
+	}
+	return JoinCmdline(out), nil
+}
+
 // firmwareEntry reports whether the entry already asks for firmware mode
 // (an installer's iBFT install: rd.iscsi.firmware, ip=ibft, iscsi_auto).
 func firmwareEntry(args []Arg, g Generator) bool {

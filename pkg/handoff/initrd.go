@@ -108,6 +108,9 @@ var captureRules = []struct {
 	{regexp.MustCompile(`^etc/cmdline\.d/[^/]+\.conf$`), 64 << 10},
 	{regexp.MustCompile(`^(usr/)?lib/modules/[^/]+/modules\.builtin$`), 4 << 20},
 	{regexp.MustCompile(`^(usr/)?lib/systemd/system/iscsid\.service$`), 16 << 10},
+	// initramfs-tools runs only the scripts its ORDER lists: a carry-in
+	// hook must extend it (CarryHook).
+	{regexp.MustCompile(`^scripts/local-top/ORDER$`), 64 << 10},
 }
 
 // maxCaptured bounds all kept file contents together.
@@ -491,6 +494,13 @@ func (in *Initrd) lookup(p string) (string, *entry) {
 		return "", &entry{typ: typeDir}
 	}
 	return cur, in.entries[cur]
+}
+
+// Captured returns the contents of a small configuration file the
+// inspector kept (captureRules), by its name in the initrd.
+func (in *Initrd) Captured(name string) ([]byte, bool) {
+	b, ok := in.captured[cleanName(name)]
+	return b, ok
 }
 
 // Has reports whether path exists in the initrd, following symlinks

@@ -37,17 +37,24 @@ const (
 	// secrets stay off the command line) or an entry already in firmware
 	// mode, the command line is the firmware-mode one.
 	ModeBoth
+	// ModeCarry carries lunboot's own initiator into the OS: a cpio
+	// appended to the OS initrd holds the running lunboot binary, the OS
+	// kernel's own NIC and NBD modules from the LUN, a hook in the
+	// initrd's own way and the session's settings; in the OS's early
+	// userspace lunboot logs in again and serves the LUN as /dev/nbd0
+	// (docs/handoff.md, "Carry-in"). For OS initrds without iSCSI.
+	ModeCarry
 )
 
 // ParseMode parses a lunboot.handoff= value, in any case: the spellings
 // are those of Mode.String. Package bootcfg parses the option with it.
 func ParseMode(s string) (Mode, error) {
-	for m := ModeAuto; m <= ModeBoth; m++ {
+	for m := ModeAuto; m <= ModeCarry; m++ {
 		if strings.EqualFold(s, m.String()) {
 			return m, nil
 		}
 	}
-	return ModeAuto, errors.New("not one of auto, both, cmdline, ibft")
+	return ModeAuto, errors.New("not one of auto, both, cmdline, ibft, carry")
 }
 
 // String returns the lunboot.handoff= spelling.
@@ -59,6 +66,8 @@ func (m Mode) String() string {
 		return "ibft"
 	case ModeBoth:
 		return "both"
+	case ModeCarry:
+		return "carry"
 	}
 	return "auto"
 }

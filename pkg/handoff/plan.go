@@ -41,6 +41,8 @@ type Request struct {
 	Kernel KernelSupport
 	// SecureBoot is the machine's Secure Boot state (SecureBoot()).
 	SecureBoot bool
+	// Carry says whether carry-in can work (PlanCarry's verdict).
+	Carry CarryCheck
 }
 
 // Facts returns the facts of the request's decision.
@@ -55,6 +57,7 @@ func (req *Request) Facts() Facts {
 		ExtraBuiltin:  req.ExtraBuiltin,
 		Kernel:        req.Kernel,
 		SecureBoot:    req.SecureBoot,
+		Carry:         req.Carry,
 	}
 	if req.Info != nil {
 		f.NICModule = req.Info.NIC.Driver
@@ -107,6 +110,12 @@ func Prepare(req Request) (*Plan, error) {
 		if n := req.Initrd.InitiatorName; n != "" && n != req.Info.InitiatorName {
 			p.Notes = append(p.Notes, fmt.Sprintf("the initrd's own initiator name %q is overridden with %q", n, req.Info.InitiatorName))
 		}
+	}
+	if d.Mode == ModeCarry {
+		// The entry's own command line, minus what the dialect would read
+		// for an iSCSI root of its own: the carried hook logs in.
+		p.Cmdline, err = CarryCmdline(req.Entry, d.Capability.Dialect)
+		return p, err
 	}
 	if l := req.Info.Target.LUN; l.Linux() != 0 {
 		p.Notes = append(p.Notes, fmt.Sprintf("boot LUN %s (RFC 4173 hex) is LUN %d to Linux", l, l.Linux()))

@@ -10,10 +10,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// maxModuleSize bounds the init_module fallback's read; the largest module
-// in a Debian kernel is ~10 MiB (amdgpu).
-const maxModuleSize = 64 << 20
-
 // loadFile inserts the module at path. finit_module(2) lets the kernel read
 // the file itself (and check its signature against the file); kernels
 // before 3.8 lack it (ENOSYS), so the bytes then go through init_module(2).
@@ -23,6 +19,9 @@ func loadFile(path, params string) error {
 		return err
 	}
 	defer f.Close()
+	if compressed(path) {
+		return loadCompressed(f, path, params)
+	}
 	err = unix.FinitModule(int(f.Fd()), params, 0)
 	if !errors.Is(err, unix.ENOSYS) {
 		if err != nil {
@@ -36,6 +35,23 @@ func loadFile(path, params string) error {
 	}
 	if len(b) > maxModuleSize {
 		return fmt.Errorf("init_module %s: file over %d bytes", path, maxModuleSize)
+	}
+	if err := unix.InitModule(b, params); err != nil {
+		return fmt.Errorf("init_module %s: %w", path, err)
+	}
+	return nil
+}
+
+// loadCompressed inserts a compressed module (.ko.xz, .ko.zst, .ko.gz).
+// Only kernels from 6.4 with CONFIG_MODULE_DECOMPRESS take one through
+// finit_module(2) with MODULE_INIT_COMPRESSED_FILE, and only in the format
+// they were built for; so the module is decompressed here and its bytes
+// go through init_module(2), which every kernel takes (a signed module's
+// signature is inside the decompressed file, so it is still checked).
+func loadCompressed(f *os.File, path, params string) error {
+	b, err := decompress(f, path)
+	if err != nil {
+		return err
 	}
 	if err := unix.InitModule(b, params); err != nil {
 		return fmt.Errorf("init_module %s: %w", path, err)

@@ -105,8 +105,8 @@ func validateEntry(e Entry, seen map[string]bool) error {
 	if seen[e.Name] {
 		return fmt.Errorf("module %s listed twice", e.Name)
 	}
-	if !strings.HasSuffix(e.Path, ".ko") || path.IsAbs(e.Path) || path.Clean(e.Path) != e.Path || strings.HasPrefix(e.Path, "../") || strings.ContainsAny(e.Path, " \t") {
-		return fmt.Errorf("module %s: path %q must be a clean relative .ko path", e.Name, e.Path)
+	if !isModuleFile(e.Path) || path.IsAbs(e.Path) || path.Clean(e.Path) != e.Path || strings.HasPrefix(e.Path, "../") || strings.ContainsAny(e.Path, " \t") {
+		return fmt.Errorf("module %s: path %q must be a clean relative .ko path (or .ko.xz, .ko.zst, .ko.gz)", e.Name, e.Path)
 	}
 	for _, d := range e.Depends {
 		if !seen[d] {
@@ -127,4 +127,16 @@ func validName(s string) bool {
 		}
 	}
 	return true
+}
+
+// isModuleFile reports whether p names a module file: ".ko", or one
+// compressed as distributions ship them (Ubuntu and Fedora: ".ko.zst" or
+// ".ko.xz"), which a carried load order lists as found on the OS's disk.
+func isModuleFile(p string) bool {
+	for _, ext := range []string{".ko", ".ko.xz", ".ko.zst", ".ko.gz"} {
+		if strings.HasSuffix(p, ext) {
+			return true
+		}
+	}
+	return false
 }

@@ -85,24 +85,49 @@ func Start(ctx context.Context, l *lab.Lab, cfg Config) (*Machine, error) {
 	if _, err := l.StartDHCP(ctx, lab.DHCPConfig{RootPath: exp.RootPath()}); err != nil {
 		return nil, err
 	}
-	name := cfg.Name
-	if name == "" {
-		name = "lunboot"
-	}
-	vc := lab.VMConfig{Name: name, Memory: Memory, Kernel: cfg.Kernel, Initrd: cfg.Image, OnConsole: cfg.OnConsole}
-	consoles := "console=ttyS0"
-	if cfg.RawConsole != "" {
-		// The last console= is /dev/console; u-root's init writes the
-		// uinit's output to every console= device.
-		consoles = "console=ttyS1 console=ttyS0"
-		vc.Args = []string{"-serial", "file:" + cfg.RawConsole}
-	}
-	vc.Cmdline = strings.TrimSpace(consoles + " " + cfg.Args)
+	vc := vmConfig(cfg, "")
 	vm, err := l.StartVM(ctx, vc)
 	if err != nil {
 		return nil, err
 	}
 	return &Machine{VM: vm, Target: tg, Export: exp, System: cfg.System, Cmdline: vc.Cmdline}, nil
+}
+
+// vmConfig is the guest of cfg; suffix is added to its name (for a second
+// power-on in the same lab).
+func vmConfig(cfg Config, suffix string) lab.VMConfig {
+	name := cfg.Name
+	if name == "" {
+		name = "lunboot"
+	}
+	vc := lab.VMConfig{Name: name + suffix, Memory: Memory, Kernel: cfg.Kernel, Initrd: cfg.Image, OnConsole: cfg.OnConsole}
+	consoles := "console=ttyS0"
+	if cfg.RawConsole != "" {
+		// The last console= is /dev/console; u-root's init writes the
+		// uinit's output to every console= device.
+		consoles = "console=ttyS1 console=ttyS0"
+		vc.Args = []string{"-serial", "file:" + cfg.RawConsole + suffix}
+	}
+	vc.Cmdline = strings.TrimSpace(consoles + " " + cfg.Args)
+	return vc
+}
+
+// PowerOnAgain boots the same disk again through lunboot after m's guest
+// has ended (a power cycle: the lab's guests run with -no-reboot): a new
+// guest on the same tap, so with the same MAC and initiator name, against
+// the same target and DHCP server, whose disk keeps what the first boot
+// wrote. args replaces the command line's extra arguments; suffix names
+// the new guest's logs.
+func (m *Machine) PowerOnAgain(ctx context.Context, l *lab.Lab, cfg Config, suffix string) (*Machine, error) {
+	if !m.Exited() {
+		return nil, errors.New("handoff: PowerOnAgain while the first guest still runs")
+	}
+	vc := vmConfig(cfg, suffix)
+	vm, err := l.StartVM(ctx, vc)
+	if err != nil {
+		return nil, err
+	}
+	return &Machine{VM: vm, Target: m.Target, Export: m.Export, System: m.System, Cmdline: vc.Cmdline}, nil
 }
 
 // Initiator is the initiator name lunboot uses without option 203 or a

@@ -392,14 +392,16 @@ func TestDefaultMode(t *testing.T) {
 	b.noArgs(t, "iscsi_auto")
 }
 
-// TestRefuseNoISCSI: the initrd built without open-iscsi cannot log in
-// after kexec, so lunboot must refuse in its handoff stage, before
+// TestRefuseNoISCSI: asked for a hand-off the OS must do itself
+// (lunboot.handoff=cmdline), the initrd built without open-iscsi cannot log
+// in after kexec, so lunboot must refuse in its handoff stage, before
 // kexec_file_load: the report names what is missing and how to add it,
 // the rescue shell runs, the OS kernel never starts and lunboot has logged
-// out of the target.
+// out of the target. (Under the default auto the same disk boots by
+// carry-in: TestCarryNoISCSI.)
 func TestRefuseNoISCSI(t *testing.T) {
 	e := setup(t)
-	m := e.start(t, e.set.NoISCSI, poweroff, nil, "")
+	m := e.start(t, e.set.NoISCSI, poweroff+" lunboot.handoff=cmdline", nil, "")
 	err := m.WaitJump(context.Background(), jumpTimeout)
 	bf, ok := err.(*handoff.BootFailedError)
 	if !ok {

@@ -83,6 +83,18 @@ type Lab struct {
 	late      []*LateTarget
 	https     []*FileServer
 	clientSeq int
+	monSeq    int
+	addrs     []netip.Addr // server addresses added by AddServerAddr
+	faults    *faultRules  // portal addresses cut off by Target.SetLink
+}
+
+// nextSeq returns *p and increments it, under the lab's lock.
+func (l *Lab) nextSeq(p *int) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := *p
+	*p++
+	return n
 }
 
 // workPrefix starts the lab's work folders in the temporary directory,

@@ -130,6 +130,15 @@ func TestUpDown(t *testing.T) {
 	if _, err := vm.ExpectWithin(ctx, 3*time.Minute, regexp.MustCompile(`Linux version \S+`)); err != nil {
 		t.Fatal(err)
 	}
+	// The fault API reaches the guest through its monitor socket.
+	for _, up := range []bool{false, true} {
+		if err := vm.SetLink(ctx, 0, up); err != nil {
+			t.Errorf("SetLink(NIC 0, up=%v): %v", up, err)
+		}
+	}
+	if err := vm.SetLink(ctx, 1, false); err == nil {
+		t.Errorf("SetLink(NIC 1) on a guest with one NIC succeeded, want an error")
+	}
 	// A process the lab did not start, inside its namespace.
 	stray := exec.Command("ip", "netns", "exec", ns, "sleep", "600")
 	if err := stray.Start(); err != nil {
@@ -418,6 +427,15 @@ func TestSnapshotWhenFailed(t *testing.T) {
 	t.Cleanup(vm.Kill)
 	if _, err := vm.ExpectWithin(ctx, 3*time.Minute, regexp.MustCompile(`Linux version \S+`)); err != nil {
 		t.Fatal(err)
+	}
+	// The fault API reaches the guest through its monitor socket.
+	for _, up := range []bool{false, true} {
+		if err := vm.SetLink(ctx, 0, up); err != nil {
+			t.Errorf("SetLink(NIC 0, up=%v): %v", up, err)
+		}
+	}
+	if err := vm.SetLink(ctx, 1, false); err == nil {
+		t.Errorf("SetLink(NIC 1) on a guest with one NIC succeeded, want an error")
 	}
 	if snaps, _ := filepath.Glob(filepath.Join(l.LogDir(), lab.SnapshotPrefix+"*")); len(snaps) != 0 {
 		t.Errorf("snapshots before any failure: %q", snaps)

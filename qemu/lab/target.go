@@ -26,6 +26,11 @@ type TargetOptions struct {
 	Port int
 	// Debug turns on tgtd's protocol debug output in tgtd.log.
 	Debug bool
+	// Addr is the address tgtd listens on: the server address (ServerIP)
+	// by default, or one AddServerAddr added, for a second portal of the
+	// same target host. A target on another address logs to
+	// tgtd-<addr>-<port>.log.
+	Addr netip.Addr
 }
 
 // Target is tgtd running inside the lab's namespace, listening on
@@ -70,6 +75,10 @@ type ExportSpec struct {
 	IQN string
 	// Images are exported as LUN 1, 2, … (tgtd's LUN 0 is its controller).
 	Images []string
+	// Direct exports the files themselves, writable, with no private
+	// copy: for a second tgtd serving the same backing store as another
+	// (several portals to one logical unit), pass the first Export's LUNs.
+	Direct bool
 	// Shared exports the files themselves, read-only. By default each image
 	// is first copied (sparsely) into the lab's work folder, so guests may
 	// write and cached fixtures stay pristine.
@@ -114,7 +123,16 @@ func (l *Lab) StartTarget(ctx context.Context, opts TargetOptions) (*Target, err
 	if opts.Port == 0 {
 		opts.Port = 3260
 	}
-	t := &Target{lab: l, opts: opts, nextTID: 1, logFile: l.LogPath("tgtd.log")}
+	logFile := l.LogPath("tgtd.log")
+	if !opts.Addr.IsValid() {
+		opts.Addr = l.server
+	} else if opts.Addr != l.server {
+		if !l.hasAddr(opts.Addr) {
+			return nil, fmt.Errorf("lab: target on %s: not an address of the lab's bridge (AddServerAddr adds one)", opts.Addr)
+		}
+		logFile = l.LogPath(fmt.Sprintf("tgtd-%s-%d.log", opts.Addr, opts.Port))
+	}
+	t := &Target{lab: l, opts: opts, nextTID: 1, logFile: logFile}
 	if err := t.start(ctx); err != nil {
 		return nil, err
 	}
@@ -132,7 +150,7 @@ func (l *Lab) StartTarget(ctx context.Context, opts TargetOptions) (*Target, err
 }
 
 func (t *Target) start(ctx context.Context) error {
-	portal := netip.AddrPortFrom(t.lab.server, uint16(t.opts.Port)).String()
+	portal := t.Portal().String()
 	t.lab.cmds.printf("& tgtd on %s in %s (via internal/tgt), log %s", portal, t.lab.ns, t.logFile)
 	s, err := tgt.Start(ctx, tgt.Options{Portal: portal, NetNS: t.lab.ns, LogFile: t.logFile, Debug: t.opts.Debug})
 	if err != nil {
@@ -149,7 +167,7 @@ func (t *Target) start(ctx context.Context) error {
 
 // Portal returns the address initiators connect to.
 func (t *Target) Portal() netip.AddrPort {
-	return netip.AddrPortFrom(t.lab.server, uint16(t.opts.Port))
+	return netip.AddrPortFrom(t.opts.Addr, uint16(t.opts.Port))
 }
 
 // LogFile returns tgtd's log.
@@ -188,7 +206,7 @@ func (t *Target) Export(spec ExportSpec) (*Export, error) {
 		if _, err := os.Stat(abs); err != nil {
 			return nil, fmt.Errorf("lab: export: %w", err)
 		}
-		if !spec.Shared {
+		if !spec.Shared && !spec.Direct {
 			dst := filepath.Join(t.lab.workDir, fmt.Sprintf("%s-lun%d-%s", sanitizeName(spec.IQN[strings.LastIndex(spec.IQN, ":")+1:]), i+1, filepath.Base(abs)))
 			start := time.Now()
 			if err := copySparse(abs, dst); err != nil {
@@ -296,7 +314,7 @@ func (t *Target) Kill() {
 	t.mu.Unlock()
 	if s != nil {
 		s.Kill()
-		t.lab.cmds.printf("# tgtd killed")
+		t.lab.cmds.printf("# fault: tgtd %s killed", t.Portal())
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -85,6 +86,10 @@ type VM struct {
 	started time.Time
 	nics    []NIC
 	once    sync.Once
+	monPath string
+
+	monMu sync.Mutex
+	mon   *qemuvm.Monitor
 }
 
 // NICPCIAddr is the PCI slot of the first NIC (00:03.0): fixed so that an
@@ -137,6 +142,10 @@ func (l *Lab) StartVM(ctx context.Context, cfg VMConfig) (*VM, error) {
 		NetBoot:    cfg.NetBoot,
 		ACPITables: cfg.ACPITables,
 		Args:       cfg.Args,
+		// The monitor socket is how faults reach the guest (SetLink); its
+		// path stays short (sun_path holds 108 bytes) by using the VM's
+		// index, not its name.
+		Monitor: filepath.Join(l.workDir, fmt.Sprintf("mon%d.sock", l.nextSeq(&l.monSeq))),
 	}
 	for i := range nics {
 		n := &nics[i]
@@ -163,6 +172,7 @@ func (l *Lab) StartVM(ctx context.Context, cfg VMConfig) (*VM, error) {
 	v := &VM{
 		lab:     l,
 		cfg:     cfg,
+		monPath: qc.Monitor,
 		conLog:  l.LogPath("console-" + cfg.Name + ".log"),
 		qemuLog: l.LogPath("qemu-" + cfg.Name + ".log"),
 		nics:    nics,
@@ -358,6 +368,7 @@ func (v *VM) Exited() bool { return v.proc.Exited() }
 func (v *VM) Kill() {
 	v.once.Do(func() {
 		_ = v.proc.stop(0)
+		v.closeMonitor()
 		v.lab.cmds.printf("# vm %s stopped after %s", v.cfg.Name, time.Since(v.started).Round(time.Millisecond))
 	})
 }

@@ -21,7 +21,10 @@ const (
 // runDebian boots the Debian 12 disk (initramfs-tools + open-iscsi)
 // through lunboot with nothing but DHCP option 17, waits for the OS's proof
 // and its login prompt, and prints the summary.
-func runDebian(ctx context.Context, o options, kernel, image string) error {
+//
+// With carry, it boots the disk whose initrd has no iSCSI (noiscsi), which
+// lunboot boots by carry-in, and checks that proof instead.
+func runDebian(ctx context.Context, o options, kernel, image string, carry bool) error {
 	start := time.Now()
 	set, err := distro.Build(ctx, distro.Options{NoBuild: true})
 	if err != nil {
@@ -31,6 +34,9 @@ func runDebian(ctx context.Context, o options, kernel, image string) error {
 		return err
 	}
 	sys := set.Debian
+	if carry {
+		sys = set.NoISCSI
+	}
 	fmt.Fprintf(o.stdout, "== disk %s: %s initrd, kernel %s, entry %s\n", sys.Disk, sys.Generator, sys.KernelRelease, sys.Entry)
 	l, err := newLab(ctx, o)
 	if err != nil {
@@ -64,6 +70,14 @@ func runDebian(ctx context.Context, o options, kernel, image string) error {
 	writeTimelines(o.stdout, []string{"lunboot"}, marks, [][][]time.Duration{{timeline(m.VM.Events, marks)}}, feet, fairness)
 	if err != nil {
 		return fail(fmt.Errorf("the OS did not report in: %w", err))
+	}
+	if carry {
+		if err := m.VerifyCarry(res.Proof); err != nil {
+			return fail(fmt.Errorf("the OS booted, but: %w", err))
+		}
+		fmt.Fprintf(o.stdout, "\n== done in %s: Debian without iSCSI in its initrd booted by carry-in from %s LUN 1 (root %s, served by lunboot's carried initiator)\n",
+			round(time.Since(start)), m.Export.IQN, res.Proof.Root.Source)
+		return nil
 	}
 	if err := res.Proof.Verify(m.Want(nil)); err != nil {
 		return fail(fmt.Errorf("the OS booted, but its root is not what lunboot handed over: %w", err))

@@ -70,7 +70,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	o := options{stdout: stdout}
 	fs.StringVar(&o.out, "out", "out", "build output folder (image, fixtures, lab logs)")
-	fs.StringVar(&o.osName, "os", "debian", "what to boot: debian (the Debian 12 disk of `make distro`) or probe (a fixture with the probe OS)")
+	fs.StringVar(&o.osName, "os", "debian", "what to boot: debian (the Debian 12 disk of `make distro`), noiscsi (its copy without iSCSI in the initrd, booted by carry-in) or probe (a fixture with the probe OS)")
 	fs.StringVar(&o.fixture, "fixture", fixtures.GPTBLS, "with -os probe, the disk to boot: "+strings.Join([]string{fixtures.GPTBLS, fixtures.MBR, fixtures.GRUBExt4}, ", "))
 	fs.StringVar(&o.appendArgs, "append", "", "extra kernel arguments for the lunboot image")
 	fs.StringVar(&o.image, "image", "", "the lunboot image to boot (default <out>/lunboot.cpio.xz), for comparing builds of it")
@@ -99,15 +99,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runPXE(ctx, o, kernel, image)
 	}
 	switch o.osName {
-	case "debian":
+	case "debian", "noiscsi":
 		if o.ipxe {
 			return fmt.Errorf("-ipxe needs -os probe")
 		}
-		return runDebian(ctx, o, kernel, image)
+		return runDebian(ctx, o, kernel, image, o.osName == "noiscsi")
 	case "probe":
 		return runProbe(ctx, o, kernel, image)
 	}
-	return fmt.Errorf("-os %q: want debian or probe", o.osName)
+	return fmt.Errorf("-os %q: want debian, noiscsi or probe", o.osName)
 }
 
 // newLab starts the demo's lab, logging into <out>/lab-logs/demo-<time>.
