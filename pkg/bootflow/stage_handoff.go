@@ -144,6 +144,7 @@ func (b *boot) handoffInfo() (*handoff.Info, error) {
 		Addr: n.Address, Gateway: n.Gateway, DNS: n.DNS, Hostname: n.Hostname,
 		HostnameGiven: b.cfg.Origin(bootcfg.FieldHostname).Kind == bootcfg.Cmdline,
 		Origin:        ibft.OriginManual,
+		VLAN:          n.Link.VLAN,
 	}
 	if info.NIC.Driver == "" {
 		info.NIC.Driver = n.Link.Driver

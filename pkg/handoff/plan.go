@@ -59,6 +59,7 @@ func (req *Request) Facts() Facts {
 	if req.Info != nil {
 		f.NICModule = req.Info.NIC.Driver
 		f.CHAP = req.Info.CHAP != nil
+		f.VLAN = req.Info.NIC.VLAN
 	}
 	return f
 }

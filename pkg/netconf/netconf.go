@@ -33,12 +33,43 @@ func Configure(ctx context.Context, o Options) (*Config, error) {
 	if o.Static != nil && o.Static.Device != "" && sel.Name == "" {
 		sel.Name = o.Static.Device
 	}
+	if o.VLAN != nil && o.Static != nil && o.Static.Device != "" && o.Static.Device == o.VLAN.Name {
+		sel.Name = o.Select.Name // the static device is the VLAN, not a candidate
+	}
 	links, err := FindLinks(o.SysfsRoot, sel)
 	if err != nil {
+		if o.VLAN != nil {
+			return nil, fmt.Errorf("netconf: VLAN %d parent: %w", o.VLAN.ID, err)
+		}
 		return nil, fmt.Errorf("netconf: %w", err)
 	}
 	find := time.Since(start)
 	log.Debug("netconf: candidate links", "links", links, "took", find)
+
+	var vlans []*vlanState
+	if o.VLAN != nil {
+		if links, vlans, err = addVLANs(links, *o.VLAN, log); err != nil {
+			return nil, fmt.Errorf("netconf: %w", err)
+		}
+		if o.Static != nil {
+			st := *o.Static
+			st.Device = "" // the VLAN interfaces are the candidates now
+			o.Static = &st
+		}
+	}
+	// dropVLANs removes the VLAN interfaces that did not win (all of them
+	// on failure).
+	dropVLANs := func(keep *Config) {
+		for i, l := range links[:len(vlans)] {
+			if keep != nil && keep.Link.Index == l.Index {
+				keep.vlan = vlans[i]
+				continue
+			}
+			if err := delVLAN(l, vlans[i]); err != nil {
+				log.Warn("netconf: removing VLAN interface", "link", l.Name, "err", err)
+			}
+		}
+	}
 
 	var c *Config
 	if o.Static != nil {
@@ -47,8 +78,16 @@ func Configure(ctx context.Context, o Options) (*Config, error) {
 		c, err = Acquire(ctx, links, o)
 	}
 	if err != nil {
+		var e *Error
+		if errors.As(err, &e) && len(e.Leases) > 0 {
+			// The rescue shell may Apply one of these leases: their
+			// links stay.
+			return nil, err
+		}
+		dropVLANs(nil)
 		return nil, err
 	}
+	dropVLANs(c)
 	c.Timings.Find = find
 	if c.Origin == OriginDHCP {
 		c.useCommandLine(o, log)
