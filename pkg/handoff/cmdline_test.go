@@ -321,6 +321,25 @@ func TestCmdlineErrors(t *testing.T) {
 	}
 }
 
+// TestCmdlineHost: a root-path's host name reaches dracut as the name and
+// initramfs-tools as the address.
+func TestCmdlineHost(t *testing.T) {
+	in := labInfo()
+	in.Target.Host = "target.lab"
+	got, err := Cmdline("", in, dracutLegacy, ModeCmdline)
+	if err != nil || !strings.Contains(got, "netroot=iscsi:target.lab::3260:1:") {
+		t.Errorf("dracut: Cmdline() = %q, %v; want netroot= with the host name", got, err)
+	}
+	got, err = Cmdline("", in, debian, ModeCmdline)
+	if err != nil || !strings.Contains(got, "iscsi_target_ip=10.0.2.2 ") || strings.Contains(got, "target.lab") {
+		t.Errorf("initramfs-tools: Cmdline() = %q, %v; want iscsi_target_ip= with the address", got, err)
+	}
+	in.Target.Host = "bad name"
+	if _, err := Cmdline("", in, dracutLegacy, ModeCmdline); !errors.Is(err, ErrDialect) {
+		t.Errorf("dracut with host %q: Cmdline() error = %v, want ErrDialect", in.Target.Host, err)
+	}
+}
+
 // TestCmdlineVLAN: dracut is told the VLAN in its own words, the NIC named
 // by MAC through ifname=; the iBFT route still works for firmware mode.
 func TestCmdlineVLAN(t *testing.T) {

@@ -280,6 +280,16 @@ func dracutArgs(info *Info, net NetBackend, firmware bool) ([]string, error) {
 		if host.Is6() {
 			hs = "[" + hs + "]"
 		}
+		if h := info.Target.Host; h != "" {
+			// dracut resolves a host name itself: iscsiadm's getaddrinfo,
+			// with the resolv.conf its network module writes from the
+			// lease (docs/handoff.md, "Host names"). The iBFT holds the
+			// address.
+			if err := checkValue("target host name", h, false); err != nil {
+				return nil, err
+			}
+			hs = h
+		}
 		if err := checkValue("target name", info.Target.Name, false); err != nil {
 			return nil, err
 		}
