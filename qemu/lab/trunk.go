@@ -66,6 +66,21 @@ func (l *Lab) startTrunk(ctx context.Context, tap string, vid uint16) (*trunk, e
 	if _, err := l.run(ctx, "ip", "-n", l.ns, "link", "set", tap, "nomaster"); err != nil {
 		return nil, err
 	}
+	// The namespace's own stack must not answer on the trunk either:
+	// Linux answers ARP for any local address on any interface and
+	// accepts IP for it (the weak host model), so untagged frames would
+	// reach the bridge's address through tap itself. arp_ignore=8 never
+	// answers ARP there, rp_filter=1 drops IPv4 whose source is routed
+	// elsewhere (every lab address is on the bridge), and IPv6 is off.
+	for _, kv := range []string{
+		"net.ipv4.conf." + tap + ".arp_ignore=8",
+		"net.ipv4.conf." + tap + ".rp_filter=1",
+		"net.ipv6.conf." + tap + ".disable_ipv6=1",
+	} {
+		if _, err := l.run(ctx, "ip", "netns", "exec", l.ns, "sysctl", "-q", "-w", kv); err != nil {
+			return nil, err
+		}
+	}
 	err := netns.Do(l.ns, func() error {
 		f, err := openTap(t.bridged)
 		if err != nil {
