@@ -133,6 +133,7 @@ func Decide(f Facts) (*Decision, error) {
 			ExtraBuiltin:  f.ExtraBuiltin,
 			Mode:          f.Requested,
 			Dialect:       dialect,
+			VLAN:          f.VLAN,
 		})
 	} else {
 		d.Capability = &Capability{Dialect: dialect, IBFT: true,
