@@ -376,6 +376,9 @@ func TestCmdlineVLAN(t *testing.T) {
 			}
 		})
 	}
+	if tab, err := vlan.Table(); err != nil || len(tab.NICs) != 1 || tab.NICs[0].VLAN != 100 {
+		t.Errorf("Table() = %+v, %v; want the NIC record with VLAN 100", tab, err)
+	}
 	if _, err := Cmdline("root=/dev/sda1", vlan, debian, ModeCmdline); err == nil || !strings.Contains(err.Error(), "klibc's ipconfig has no VLANs") {
 		t.Errorf("initramfs-tools with a VLAN: Cmdline() error = %v, want the reason", err)
 	}

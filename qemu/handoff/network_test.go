@@ -48,7 +48,10 @@ func TestVLANDracut(t *testing.T) { vlanDracut(t, setup(t)) }
 
 func vlanDracut(t *testing.T, e *env) {
 	m := e.startOn(t, e.set.Dracut, poweroff, nil, "", handoff.Network{VLAN: 100})
-	b := boot(t, m, &yes)
+	// Mode both: the OS kernel installs the table (boot checks), but
+	// dracut loads iscsi_ibft only in firmware mode, so /sys/firmware/ibft
+	// is absent; TestVLANDracutIBFT covers the table's VLAN.
+	b := boot(t, m, nil)
 	b.wantMode(t, "both")
 	if s := b.stageText(t, "network"); !strings.Contains(s, "eth0.100 (") || !strings.Contains(s, "VLAN 100 on eth0") {
 		t.Errorf("network stage %q, want the lease on eth0.100, VLAN 100 on eth0", s)
@@ -61,11 +64,28 @@ func vlanDracut(t *testing.T, e *env) {
 		"ip":      dev + ":dhcp",
 	})
 	b.noArgs(t, "BOOTIF")
-	b.wantIBFT(t, map[string]string{"ethernet0/vlan": "100"})
 	if ok, nics := b.osHas(dev, m.MAC().String()); !ok {
 		t.Errorf("the OS's interfaces are %v, want %s with MAC %s", nics, dev, m.MAC())
 	}
 	t.Logf("OS command line: %s", b.os.Proof.Cmdline)
+}
+
+// TestVLANDracutIBFT: the same over the iBFT alone (lunboot.handoff=ibft):
+// the table's NIC record carries VLAN 100, and dracut configures the VLAN
+// from it (network-legacy's ibft_to_cmdline).
+func TestVLANDracutIBFT(t *testing.T) {
+	testenv.Full(t)
+	vlanDracutIBFT(t, setup(t))
+}
+
+func vlanDracutIBFT(t *testing.T, e *env) {
+	m := e.startOn(t, e.set.Dracut, "lunboot.handoff=ibft "+poweroff, nil, "", handoff.Network{VLAN: 100})
+	b := boot(t, m, &yes)
+	b.wantMode(t, "ibft")
+	b.wantArgs(t, map[string]string{"rd.iscsi.firmware": "1", "rd.iscsi.ibft": "1"})
+	b.noArgs(t, "netroot", "vlan", "ifname")
+	b.wantIBFT(t, map[string]string{"ethernet0/vlan": "100"})
+	t.Logf("OS command line: %s; its interfaces: %v", b.os.Proof.Cmdline, b.os.Proof.Net)
 }
 
 // TestVLANInitramfsToolsRefused: over a VLAN, lunboot refuses the
