@@ -59,11 +59,16 @@ func Configure(ctx context.Context, o Options) (*Config, error) {
 	}
 	// dropVLANs removes the VLAN interfaces that did not win (all of them
 	// on failure).
-	dropVLANs := func(keep *Config) {
+	// dropVLANs removes the VLAN interfaces of the links no kept Config
+	// uses; each kept Config removes its own on Down.
+	dropVLANs := func(keep ...*Config) {
+	next:
 		for i, l := range links[:len(vlans)] {
-			if keep != nil && keep.Link.Index == l.Index {
-				keep.vlan = vlans[i]
-				continue
+			for _, k := range keep {
+				if k.Link.Index == l.Index {
+					k.vlan = vlans[i]
+					continue next
+				}
 			}
 			if err := delVLAN(l, vlans[i]); err != nil {
 				log.Warn("netconf: removing VLAN interface", "link", l.Name, "err", err)
@@ -81,10 +86,11 @@ func Configure(ctx context.Context, o Options) (*Config, error) {
 		var e *Error
 		if errors.As(err, &e) && len(e.Leases) > 0 {
 			// The rescue shell may Apply one of these leases: their
-			// links stay.
+			// links stay, and Down removes them.
+			dropVLANs(e.Leases...)
 			return nil, err
 		}
-		dropVLANs(nil)
+		dropVLANs()
 		return nil, err
 	}
 	dropVLANs(c)
