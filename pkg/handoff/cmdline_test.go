@@ -364,9 +364,11 @@ func TestCmdlineVLAN(t *testing.T) {
 			"root=/dev/sda1 netroot=iscsi:10.0.2.2::3260:1:iqn.2003-01.org.linux-iscsi.lab:disk1 rd.iscsi.initiator=iqn.2025-01.org.lunboot:client ifname=lunboot0:52:54:00:12:34:56 vlan=lunboot0.100:lunboot0 ip=lunboot0.100:dhcp rd.bootif=1 rd.neednet=1"},
 		{"static", static, dracutLegacy, ModeCmdline,
 			"root=/dev/sda1 netroot=iscsi:10.0.2.2::3260:1:iqn.2003-01.org.linux-iscsi.lab:disk1 rd.iscsi.initiator=iqn.2025-01.org.lunboot:client ifname=lunboot0:52:54:00:12:34:56 vlan=lunboot0.100:lunboot0 ip=10.0.2.15::10.0.2.2:255.255.255.0:node7:lunboot0.100:none:10.0.2.3 rd.bootif=1 rd.neednet=1"},
-		// network-legacy reads the VLAN from the table (ibft_to_cmdline).
+		// Firmware mode: the target from the table, the network explicit,
+		// since dracut 059's ibft_to_cmdline puts the address on the
+		// parent, not on the VLAN.
 		{"ibft", vlan, dracutLegacy, ModeIBFT,
-			"root=/dev/sda1 rd.iscsi.firmware=1 rd.iscsi.initiator=iqn.2025-01.org.lunboot:client rd.iscsi.ibft=1 rd.neednet=1"},
+			"root=/dev/sda1 rd.iscsi.firmware=1 rd.iscsi.initiator=iqn.2025-01.org.lunboot:client ifname=lunboot0:52:54:00:12:34:56 vlan=lunboot0.100:lunboot0 ip=lunboot0.100:dhcp rd.bootif=1 rd.neednet=1"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			// A stale vlan= in the entry is replaced.

@@ -315,10 +315,15 @@ func dracutArgs(info *Info, net NetBackend, firmware bool) ([]string, error) {
 		}
 		a = append(a, c...)
 	}
-	if firmware && net != NetNetworkd {
+	if firmware && net != NetNetworkd && info.NIC.VLAN == 0 {
 		// network-legacy (ibft_to_cmdline) and NetworkManager
-		// (nmi-ibft-reader) configure the NIC from the table, by MAC, VLAN
-		// included.
+		// (nmi-ibft-reader) configure the NIC from the table, by MAC.
+		// Not on a VLAN: dracut 059's ibft_to_cmdline writes
+		// ip=ibft0:dhcp (or the static address) for the parent and
+		// vlan=ibft0.<id>:ibft0 beside it, so the address goes on the
+		// untagged NIC and the VLAN interface stays without one (seen in
+		// the lab: "dhcp for interface ibft0 failed"); the explicit
+		// ifname=/vlan=/ip= below configure the VLAN itself.
 		a = append(a, "rd.iscsi.ibft=1")
 	} else {
 		n, err := netArgs(info, GeneratorDracut)

@@ -70,9 +70,10 @@ func vlanDracut(t *testing.T, e *env) {
 	t.Logf("OS command line: %s", b.os.Proof.Cmdline)
 }
 
-// TestVLANDracutIBFT: the same over the iBFT alone (lunboot.handoff=ibft):
-// the table's NIC record carries VLAN 100, and dracut configures the VLAN
-// from it (network-legacy's ibft_to_cmdline).
+// TestVLANDracutIBFT: the same in firmware mode (lunboot.handoff=ibft):
+// the target from the table, whose NIC record carries VLAN 100, and the
+// VLAN on the command line (dracut 059's own iBFT reader would put the
+// address on the untagged parent).
 func TestVLANDracutIBFT(t *testing.T) {
 	testenv.Full(t)
 	vlanDracutIBFT(t, setup(t))
@@ -82,8 +83,8 @@ func vlanDracutIBFT(t *testing.T, e *env) {
 	m := e.startOn(t, e.set.Dracut, "lunboot.handoff=ibft "+poweroff, nil, "", handoff.Network{VLAN: 100})
 	b := boot(t, m, &yes)
 	b.wantMode(t, "ibft")
-	b.wantArgs(t, map[string]string{"rd.iscsi.firmware": "1", "rd.iscsi.ibft": "1"})
-	b.noArgs(t, "netroot", "vlan", "ifname")
+	b.wantArgs(t, map[string]string{"rd.iscsi.firmware": "1", "vlan": pkghandoff.VLANParent + ".100:" + pkghandoff.VLANParent})
+	b.noArgs(t, "netroot", "rd.iscsi.ibft")
 	b.wantIBFT(t, map[string]string{"ethernet0/vlan": "100"})
 	t.Logf("OS command line: %s; its interfaces: %v", b.os.Proof.Cmdline, b.os.Proof.Net)
 }
