@@ -122,7 +122,10 @@ func hostNameDracut(t *testing.T, e *env) {
 // gets the address (its iSCSI script has no resolver configured).
 func TestHostNameInitramfsTools(t *testing.T) {
 	testenv.Full(t)
-	e := setup(t)
+	hostNameInitramfsTools(t, setup(t))
+}
+
+func hostNameInitramfsTools(t *testing.T, e *env) {
 	host := "target." + lab.DNSDomain
 	m := e.startOn(t, e.set.Debian, poweroff, nil, "", handoff.Network{TargetHost: host})
 	b := boot(t, m, nil)
