@@ -97,6 +97,8 @@ type Machine struct {
 	Cmdline string
 	// Network is the lab network the machine boots over.
 	Network Network
+	// RootPath is what DHCP option 17 carries; "" without DHCP (Static).
+	RootPath string
 	lab     *lab.Lab
 }
 
@@ -128,6 +130,7 @@ func Start(ctx context.Context, l *lab.Lab, cfg Config) (*Machine, error) {
 		return nil, fmt.Errorf("handoff: Network.VLAN %d on a lab whose taps carry VLAN %d (lab.Options.VLAN)", nw.VLAN, l.VLAN())
 	}
 	rootPath := exp.RootPath()
+	option17 := ""
 	args := cfg.Args
 	switch {
 	case nw.Static:
@@ -143,6 +146,7 @@ func Start(ctx context.Context, l *lab.Lab, cfg Config) (*Machine, error) {
 		if _, err := l.StartDHCP(ctx, dc); err != nil {
 			return nil, err
 		}
+		option17 = dc.RootPath
 		if nw.VLAN != 0 {
 			args = strings.TrimSpace(fmt.Sprintf("vlan=eth0.%d:eth0 ip=eth0.%d:dhcp %s", nw.VLAN, nw.VLAN, args))
 		}
@@ -164,7 +168,7 @@ func Start(ctx context.Context, l *lab.Lab, cfg Config) (*Machine, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Machine{VM: vm, Target: tg, Export: exp, System: cfg.System, Cmdline: vc.Cmdline, Network: nw, lab: l}, nil
+	return &Machine{VM: vm, Target: tg, Export: exp, System: cfg.System, Cmdline: vc.Cmdline, Network: nw, RootPath: option17, lab: l}, nil
 }
 
 // Initiator is the initiator name lunboot uses without option 203 or a

@@ -82,7 +82,7 @@ func (e *env) startOn(t *testing.T, sys *distro.System, args string, chap *lab.C
 		t.Fatal(err)
 	}
 	labtest.KillAtEnd(t, l, m.VM)
-	t.Logf("lunboot command line: %s; DHCP option 17 %q", m.Cmdline, m.Export.RootPath())
+	t.Logf("lunboot command line: %s; DHCP option 17 %q", m.Cmdline, m.RootPath)
 	return m
 }
 

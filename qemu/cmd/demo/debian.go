@@ -54,12 +54,12 @@ func runDebian(ctx context.Context, o options, kernel, image string, s *scenario
 		return fail(err)
 	}
 	defer m.Kill()
-	how := fmt.Sprintf("DHCP option 17 %q and nothing else", m.Export.RootPath())
+	how := fmt.Sprintf("DHCP option 17 %q and nothing else", m.RootPath)
 	switch {
 	case nw.Static:
 		how = "no DHCP server; the static address and netroot= on lunboot's command line"
 	case nw.TargetHost != "":
-		how = fmt.Sprintf("DHCP option 17 naming %s, resolved by the lab's DNS", nw.TargetHost)
+		how = fmt.Sprintf("DHCP option 17 %q, its host name resolved by the lab's DNS", m.RootPath)
 	}
 	fmt.Fprintf(o.stdout, "== target %s on %s, LUN 1 = %s; %s\n== powering on: lunboot, command line %q\n",
 		m.Export.IQN, m.Export.Portal, sys.Disk, how, m.Cmdline)
