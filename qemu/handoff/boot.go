@@ -99,7 +99,7 @@ type Machine struct {
 	Network Network
 	// RootPath is what DHCP option 17 carries; "" without DHCP (Static).
 	RootPath string
-	lab     *lab.Lab
+	lab      *lab.Lab
 }
 
 // Lab returns the lab the machine runs in.
