@@ -114,6 +114,12 @@ type NIC struct {
 	Model string
 	// Slot is the PCI slot (default NICPCISlot + index).
 	Slot int
+	// NoOffload opens the tap without the virtio-net header (QEMU's
+	// vnet_hdr=off): the guest's NIC then offers no checksum or
+	// segmentation offload and every frame on the tap is complete, as a
+	// program reading the tap with a packet socket (the lab's VLAN trunk
+	// port) needs it.
+	NoOffload bool
 }
 
 // Drive is a guest disk.
@@ -199,7 +205,11 @@ func (c Config) Command() ([]string, error) {
 			dev += ",mac=" + n.MAC.String()
 		}
 		if n.Tap != "" {
-			args = append(args, "-netdev", fmt.Sprintf("tap,id=n%d,ifname=%s,script=no,downscript=no", i, n.Tap))
+			nd := fmt.Sprintf("tap,id=n%d,ifname=%s,script=no,downscript=no", i, n.Tap)
+			if n.NoOffload {
+				nd += ",vnet_hdr=off"
+			}
+			args = append(args, "-netdev", nd)
 			dev += fmt.Sprintf(",netdev=n%d", i)
 		}
 		if i == 0 && c.NetBoot {

@@ -118,6 +118,7 @@ var lunbootKeys = map[string]handler{
 		_, err := parseModules(v)
 		return err
 	}},
+	"lunboot.vlan": {fn: (*cmdParser).lunbootVLAN},
 	"lunboot.ibft": {fn: enumOpt(func(s *Source) *Setting[IBFTPolicy] { return &s.IBFT },
 		map[string]IBFTPolicy{"prefer": IBFTPrefer, "fallback": IBFTFallback, "ignore": IBFTIgnore, "1": IBFTPrefer, "0": IBFTIgnore})},
 }
@@ -161,6 +162,7 @@ var otherKeys = map[string]handler{
 	"ip":                     {fn: (*cmdParser).ip},
 	"BOOTIF":                 {fn: (*cmdParser).bootif},
 	"nameserver":             {fn: (*cmdParser).nameserver},
+	"vlan":                   {fn: (*cmdParser).vlanOpt},
 	"rd.net.timeout.carrier": {fn: secondsOpt(func(s *Source) *Setting[time.Duration] { return &s.CarrierTimeout })},
 	"rd.net.timeout.dhcp":    {fn: secondsOpt(func(s *Source) *Setting[time.Duration] { return &s.DHCPTimeout })},
 }
@@ -185,7 +187,6 @@ var ignoredKeys = map[string]string{
 	"bond":                    "lunboot boots over one plain NIC and builds no bond; select a member NIC with BOOTIF= (the OS can bond it later)",
 	"team":                    "lunboot boots over one plain NIC and builds no team; select a member NIC with BOOTIF=",
 	"bridge":                  "lunboot boots over one plain NIC and builds no bridge; select the NIC with BOOTIF=",
-	"vlan":                    "lunboot does not configure VLANs yet; the boot NIC must reach the target untagged (an access port)",
 	"ifname":                  "lunboot does not rename interfaces; select the NIC by MAC with BOOTIF= or lunboot.iface=, not by a name ifname= would give it",
 	"rd.route":                "lunboot adds no static routes from the command line; the portal must be on the boot NIC's subnet or behind its gateway (DHCP option 121 routes are applied)",
 	"rd.peerdns":              "lunboot always uses the lease's DNS servers, after those of nameserver= and ip=",
@@ -290,6 +291,9 @@ func ParseCmdline(line string) (Source, error) {
 // that they agree.
 func (p *cmdParser) finish() error {
 	var errs []error
+	if err := p.finishVLAN(); err != nil {
+		errs = append(errs, err)
+	}
 	// initramfs-tools: iscsi_target_name + iscsi_target_ip [+ port].
 	if p.tName.IsSet() || p.tIP.IsSet() || p.tPort.IsSet() {
 		key := "iscsi_target_name/iscsi_target_ip"

@@ -234,7 +234,7 @@ func TestParseCmdlineIgnores(t *testing.T) {
 		{"BOOT_IMAGE=/vmlinuz-6.1 ro quiet splash console=ttyS0 root=UUID=abc rd.lvm.lv=x netroot=iscsi", 0},
 		{"rd.iscsi.param=node.session.timeo.replacement_timeout=30 rd.iscsi.waitnet=0 iscsi_target_group=1", 2},
 		// dracut's network options are each named in a warning.
-		{"bond=bond0:eth0,eth1 team=team0:eth0 bridge=br0:eth0 vlan=vlan5:eth0 ifname=boot0:52:54:00:12:34:56", 5},
+		{"bond=bond0:eth0,eth1 team=team0:eth0 bridge=br0:eth0 ifname=boot0:52:54:00:12:34:56", 4},
 		{"rd.route=10.0.0.0/8:192.0.2.1 rd.peerdns=0 bootdev=eth0 rd.neednet=1 rd.net.dhcp.retry=3", 5},
 		{"rd.net.timeout.iflink=5 rd.net.timeout.ifup=5 rd.net.timeout.route=5 rd.net.timeout.ipv6dad=5 rd.net.timeout.ipv6auto=5 rd.net.bogus=1", 6},
 		{"iscsiroot=192.0.2.1::::" + tgt, 1}, // deprecated in dracut

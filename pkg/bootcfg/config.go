@@ -34,6 +34,7 @@ const (
 	FieldDNS            Field = "dns"
 	FieldHostname       Field = "hostname"
 	FieldMTU            Field = "mtu"
+	FieldVLAN           Field = "vlan"
 	FieldDHCPTimeout    Field = "dhcp timeout"
 	FieldCarrierTimeout Field = "carrier timeout"
 	FieldRetries        Field = "retries"
@@ -75,6 +76,9 @@ type Config struct {
 	Interface Interface
 	// IP is the boot NIC's configuration. Default: DHCP.
 	IP IP
+	// VLAN is the 802.1Q VLAN the boot NIC's traffic is tagged with.
+	// Default: none (untagged).
+	VLAN VLAN
 
 	// DHCPTimeout bounds one DHCP attempt. Default 30s.
 	DHCPTimeout time.Duration
@@ -222,6 +226,7 @@ func Resolve(cmdline, network, firmware Source) Config {
 	}
 	c.IP.Hostname = pick(&c, FieldHostname, order, "", "", func(s *Source) Setting[string] { return s.Hostname })
 	c.IP.MTU = pick(&c, FieldMTU, order, 0, "unchanged", func(s *Source) Setting[int] { return s.MTU })
+	c.VLAN = pick(&c, FieldVLAN, order, VLAN{}, "untagged", func(s *Source) Setting[VLAN] { return s.VLAN })
 
 	// The initiator name, by default derived from the boot NIC.
 	c.Initiator = pick(&c, FieldInitiator, order, "", "", func(s *Source) Setting[string] { return s.Initiator })
@@ -376,6 +381,7 @@ func (c Config) Report() []string {
 		line("initiator", FieldInitiator, cmp.Or(c.Initiator, "none")),
 		line("chap", FieldCHAP, c.CHAP.String()),
 		c.interfaceLine(),
+		line("vlan", FieldVLAN, c.VLAN.String()),
 		line("ip", FieldIPMode, c.IP.String()),
 		line("digests", FieldHeaderDigest, "header "+c.HeaderDigest.String()+" data "+c.DataDigest.String()),
 		fmt.Sprintf("network and login %s, %s, dhcp timeout %v, carrier timeout %v", retries, overall, c.DHCPTimeout, c.CarrierTimeout),
@@ -436,6 +442,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("initiator", c.Initiator),
 		slog.String("chap", c.CHAP.String()),
 		slog.String("interface", c.Interface.String()),
+		slog.String("vlan", c.VLAN.String()),
 		slog.String("ip", c.IP.String()),
 		slog.String("handoff", c.Handoff.String()),
 		slog.Int("retries", c.Retries),

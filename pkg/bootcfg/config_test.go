@@ -289,8 +289,11 @@ func TestFirmwareSource(t *testing.T) {
 	if s.Target.Err != nil || s.Target.Value.Portal() != "192.0.2.1:3260" {
 		t.Errorf("Firmware.Source() target = %+v", s.Target)
 	}
-	if len(s.Warnings) != 1 || !strings.Contains(s.Warnings[0], "VLAN 100") {
-		t.Errorf("Firmware.Source() warnings = %q", s.Warnings)
+	if len(s.Warnings) != 0 || s.VLAN.Value != (VLAN{ID: 100}) || s.VLAN.Origin != (Origin{IBFT, "NIC"}) || s.VLAN.Err != nil {
+		t.Errorf("Firmware.Source() VLAN = %+v, warnings %q; want VLAN 100 from the iBFT NIC", s.VLAN, s.Warnings)
+	}
+	if bad := (Firmware{MAC: mac2, VLAN: 4095}).Source(); bad.VLAN.Err == nil || !strings.Contains(bad.VLAN.Err.Error(), "4095") {
+		t.Errorf("Firmware{VLAN: 4095}.Source() VLAN error = %v, want one naming 4095", bad.VLAN.Err)
 	}
 	if bad := (Firmware{TargetAddr: netip.MustParseAddr("192.0.2.1"), TargetName: "disk"}).Source(); bad.Target.Err == nil {
 		t.Errorf("Firmware with target name %q: no error", "disk")

@@ -45,6 +45,9 @@ type Source struct {
 	DNS      Setting[[]netip.Addr]
 	Hostname Setting[string]
 	MTU      Setting[int]
+	// VLAN is the 802.1Q VLAN of the boot NIC (vlan=, lunboot.vlan=, the
+	// iBFT NIC's VLAN field).
+	VLAN Setting[VLAN]
 
 	DHCPTimeout    Setting[time.Duration]
 	CarrierTimeout Setting[time.Duration]
@@ -158,8 +161,8 @@ type Firmware struct {
 	Gateway  netip.Addr
 	DNS      []netip.Addr
 	Hostname string
-	// VLAN is the NIC's 802.1Q VLAN ID; lunboot does not configure VLANs
-	// yet and warns when it is set.
+	// VLAN is the NIC's 802.1Q VLAN ID (iBFT 1.03 §3.4.6, "VLAN"); 0 for
+	// untagged.
 	VLAN uint16
 
 	TargetAddr netip.Addr
@@ -212,7 +215,10 @@ func (f Firmware) Source() Source {
 		s.Hostname = Set(f.Hostname, nic)
 	}
 	if f.VLAN != 0 {
-		s.Warnings = append(s.Warnings, fmt.Sprintf("iBFT NIC is on VLAN %d, which lunboot does not configure; the boot NIC must be on an untagged port", f.VLAN))
+		s.VLAN = Setting[VLAN]{Value: VLAN{ID: f.VLAN}, Origin: nic}
+		if err := CheckVLANID(int(f.VLAN)); err != nil {
+			s.VLAN.Err = fmt.Errorf("iBFT NIC: %w", err)
+		}
 	}
 	if f.TargetName != "" || f.TargetAddr.IsValid() {
 		o := Origin{IBFT, "target"}

@@ -31,6 +31,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"time"
@@ -191,6 +192,9 @@ type boot struct {
 	cfg      bootcfg.Config // after "config": local settings; after "target": all
 
 	net *netconf.Config
+	// resolved is the portal the root-path's host name resolved to (stage
+	// 5); invalid when the root-path names an address.
+	resolved netip.AddrPort
 
 	session *iscsi.Session
 	disk    *scsi.Disk

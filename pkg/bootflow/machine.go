@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 
 	"github.com/lunboot/lunboot/pkg/nbd"
@@ -23,6 +24,9 @@ type Machine struct {
 	// Dial opens the TCP connections to the iSCSI portal (stage 5); nil
 	// is package iscsi's own dialer.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Resolve looks a root-path's host name up through the given DNS
+	// servers (stage 5): netconf.LookupHost with Dial's network.
+	Resolve func(ctx context.Context, host string, servers []netip.Addr) ([]netip.Addr, error)
 	// AttachNBD serves the LUN's disk as a kernel block device (stage 6):
 	// nbd.Attach.
 	AttachNBD func(context.Context, *scsi.Disk, nbd.AttachOptions) (BlockDevice, error)
@@ -51,6 +55,12 @@ type BlockDevice interface {
 func (m Machine) withDefaults() Machine {
 	if m.Network == nil {
 		m.Network = netconf.Configure
+	}
+	if m.Resolve == nil {
+		dial := m.Dial
+		m.Resolve = func(ctx context.Context, host string, servers []netip.Addr) ([]netip.Addr, error) {
+			return netconf.LookupHost(ctx, host, servers, dial)
+		}
 	}
 	if m.AttachNBD == nil {
 		m.AttachNBD = func(ctx context.Context, d *scsi.Disk, o nbd.AttachOptions) (BlockDevice, error) {

@@ -149,12 +149,17 @@ func (b *boot) handoffInfo() (*handoff.Info, error) {
 			info.CHAP.TargetUsername, info.CHAP.TargetSecret = b.cfg.CHAP.TargetUsername, b.cfg.CHAP.TargetSecret
 		}
 	}
+	if b.resolved.IsValid() && b.resolved == ap {
+		// The portal the name resolved to, not one a redirection chose.
+		info.Target.Host = b.cfg.Target.Server
+	}
 	n := b.net
 	info.NIC = handoff.NIC{
 		Name: n.Link.Name, MAC: n.Link.MAC, Driver: n.Link.Module,
 		Addr: n.Address, Gateway: n.Gateway, DNS: n.DNS, Hostname: n.Hostname,
 		HostnameGiven: b.cfg.Origin(bootcfg.FieldHostname).Kind == bootcfg.Cmdline,
 		Origin:        ibft.OriginManual,
+		VLAN:          n.Link.VLAN,
 	}
 	if info.NIC.Driver == "" {
 		info.NIC.Driver = n.Link.Driver

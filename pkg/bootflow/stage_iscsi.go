@@ -5,15 +5,41 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 
 	"github.com/lunboot/lunboot/internal/bytesize"
 	"github.com/lunboot/lunboot/pkg/advice"
+	"github.com/lunboot/lunboot/pkg/bootcfg"
 	"github.com/lunboot/lunboot/pkg/iscsi"
+	"github.com/lunboot/lunboot/pkg/netconf"
 	"github.com/lunboot/lunboot/pkg/sam"
 	"github.com/lunboot/lunboot/pkg/scsi"
 )
+
+// resolveTarget looks the root-path's host name up through the DNS
+// servers the network stage configured (command line first, then the
+// lease's option 6), A and AAAA records both, and picks an address of the
+// boot NIC's family (RFC 4173 §5 allows a host name as <servername>).
+func (b *boot) resolveTarget(ctx context.Context) (netip.Addr, error) {
+	t := b.cfg.Target
+	servers := b.net.DNS
+	from := b.cfg.Origin(bootcfg.FieldTarget)
+	if len(servers) == 0 {
+		return netip.Addr{}, permanent(withCheck(fmt.Errorf("root-path server %q (from %s) is a host name, but no DNS server is known", t.Server, from),
+			"give a DNS server (DHCP option 6, nameserver=, or ip=…:<dns0>), or write the portal's address in the root-path"))
+	}
+	addrs, err := b.m.Resolve(ctx, t.Server, servers)
+	if err != nil {
+		return netip.Addr{}, withCheck(fmt.Errorf("root-path server %q (from %s): %w", t.Server, from, err),
+			"check that the DNS server (%s) has an A or AAAA record for %s, or write the portal's address in the root-path", b.cfg.Origin(bootcfg.FieldDNS), t.Server)
+	}
+	a := netconf.PickAddr(addrs, b.net.Address.Addr())
+	b.resolved = netip.AddrPortFrom(a, t.Port)
+	b.o.Console.Info("login: %s is %s (DNS %s; all: %v)", t.Server, a, servers[0], addrs)
+	return a, nil
+}
 
 // login is stage 5: the iSCSI login, then a check that the LUN exists
 // (REPORT LUNS) and can be opened as a disk.
@@ -27,8 +53,16 @@ func (b *boot) login(ctx context.Context) (string, error) {
 		b.session = nil
 	}
 	t := b.cfg.Target
+	portal := t.Portal()
+	if !t.Addr.IsValid() {
+		a, err := b.resolveTarget(ctx)
+		if err != nil {
+			return "", err
+		}
+		portal = netip.AddrPortFrom(a, t.Port).String()
+	}
 	ic := iscsi.Config{
-		Portal:        t.Portal(),
+		Portal:        portal,
 		TargetName:    t.Target,
 		InitiatorName: b.cfg.Initiator,
 		ISID:          b.isid,

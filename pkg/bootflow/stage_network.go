@@ -60,6 +60,13 @@ func (b *boot) network(ctx context.Context) (string, error) {
 			MTU:      b.cfg.IP.MTU,
 		}
 	}
+	if v := b.cfg.VLAN; v.ID != 0 {
+		o.VLAN = &netconf.VLAN{ID: v.ID, Name: v.Name}
+		if o.Static != nil && o.Static.Device == v.Parent {
+			o.Static.Device = "" // the VLAN interface, on the selected parent
+		}
+		b.o.Console.Info("network: VLAN %d on %s (%s)", v.ID, cmp.Or(sel.Name, sel.BootIF.String(), "any NIC"), b.cfg.Origin(bootcfg.FieldVLAN))
+	}
 	// Say what the stage waits for and how long before it starts: with no
 	// cable or no DHCP server the first result line comes only when the
 	// bound runs out.
@@ -71,6 +78,11 @@ func (b *boot) network(ctx context.Context) (string, error) {
 	}
 	c, err := b.m.Network(ctx, o)
 	if err != nil {
+		if o.VLAN != nil && errors.Is(err, netconf.ErrNoLinks) && b.cfg.VLAN.Parent != "" {
+			// vlan=<name>:<parent> named a parent that does not exist.
+			return "", permanent(withCheck(fmt.Errorf("%s: parent interface %s of VLAN %s: %w", b.cfg.Origin(bootcfg.FieldVLAN), b.cfg.VLAN.Parent, b.cfg.VLAN.Name, err),
+				"name an existing interface as the VLAN's parent (vlan=<name>:<parent>), or select the NIC with BOOTIF= and use lunboot.vlan=<id>"))
+		}
 		return "", networkAdvice(err, o)
 	}
 	b.net = c
@@ -83,7 +95,11 @@ func (b *boot) network(ctx context.Context) (string, error) {
 	if l.Driver != "" {
 		fmt.Fprintf(&s, ", %s", l.Driver)
 	}
-	fmt.Fprintf(&s, ") %s", c.Address)
+	s.WriteString(")")
+	if l.VLAN != 0 {
+		fmt.Fprintf(&s, " VLAN %d on %s", l.VLAN, l.Parent)
+	}
+	fmt.Fprintf(&s, " %s", c.Address)
 	if c.Gateway.IsValid() {
 		fmt.Fprintf(&s, " via %s", c.Gateway)
 	}

@@ -24,6 +24,9 @@ type Requirements struct {
 	// Dialect, when its Generator is known, replaces the detected one: the
 	// items of that generator are checked.
 	Dialect Dialect
+	// VLAN is the boot NIC's 802.1Q VLAN id (0: untagged); a dracut
+	// initrd then needs the 8021q module.
+	VLAN uint16
 }
 
 // Item is one thing the OS initrd needs.
@@ -196,6 +199,11 @@ func (in *Initrd) Check(req Requirements) *Capability {
 		add(module("iscsi_tcp", fixDracutISCSI, true))
 		if req.NICModule != "" {
 			add(module(req.NICModule, fmt.Sprintf(fixDracutDriver, req.NICModule), true))
+		}
+		if req.VLAN != 0 {
+			// vlan= makes dracut create the VLAN interface, which needs
+			// 8021q (its network modules install it).
+			add(module("8021q", fmt.Sprintf(fixDracutDriver, "8021q"), true))
 		}
 		nw := Item{Name: "dracut network module", Fix: fixDracutNetwork, Required: true}
 		if c.Dialect.Network != NetUnknown {

@@ -304,7 +304,8 @@ func TestCmdlineErrors(t *testing.T) {
 	}{
 		{"unknown generator", labInfo(), Dialect{}, ModeCmdline, ErrDialect},
 		{"secret with space", spaced, debian, ModeCmdline, ErrDialect},
-		{"vlan on the cmdline", vlan, dracutLegacy, ModeCmdline, ErrDialect},
+		{"vlan with initramfs-tools", vlan, debian, ModeCmdline, ErrDialect},
+		{"vlan with initramfs-tools, iBFT", vlan, debian, ModeIBFT, ErrDialect},
 		{"no MAC", noMAC, debian, ModeCmdline, ErrInfo},
 		{"unresolved mode", labInfo(), debian, ModeAuto, nil},
 	} {
@@ -318,9 +319,70 @@ func TestCmdlineErrors(t *testing.T) {
 			}
 		})
 	}
-	// VLAN with a table: ModeBoth falls back to firmware mode.
-	if got, err := Cmdline("", vlan, dracutLegacy, ModeBoth); err != nil || !strings.Contains(got, "rd.iscsi.ibft=1") {
-		t.Errorf("VLAN under both: Cmdline() = %q, %v; want firmware mode", got, err)
+}
+
+// TestCmdlineHost: a root-path's host name reaches dracut as the name and
+// initramfs-tools as the address.
+func TestCmdlineHost(t *testing.T) {
+	in := labInfo()
+	in.Target.Host = "target.lab"
+	got, err := Cmdline("", in, dracutLegacy, ModeCmdline)
+	if err != nil || !strings.Contains(got, "netroot=iscsi:target.lab::3260:1:") {
+		t.Errorf("dracut: Cmdline() = %q, %v; want netroot= with the host name", got, err)
+	}
+	got, err = Cmdline("", in, debian, ModeCmdline)
+	if err != nil || !strings.Contains(got, "iscsi_target_ip=10.0.2.2 ") || strings.Contains(got, "target.lab") {
+		t.Errorf("initramfs-tools: Cmdline() = %q, %v; want iscsi_target_ip= with the address", got, err)
+	}
+	in.Target.Host = "bad name"
+	if _, err := Cmdline("", in, dracutLegacy, ModeCmdline); !errors.Is(err, ErrDialect) {
+		t.Errorf("dracut with host %q: Cmdline() error = %v, want ErrDialect", in.Target.Host, err)
+	}
+}
+
+// TestCmdlineVLAN: dracut is told the VLAN in its own words, the NIC named
+// by MAC through ifname=; the iBFT route still works for firmware mode.
+func TestCmdlineVLAN(t *testing.T) {
+	vlan := labInfo()
+	vlan.NIC.VLAN = 100
+	static := labInfo()
+	static.NIC.VLAN = 100
+	static.NIC.Origin = ibft.OriginManual
+	static.NIC.Addr = netip.MustParsePrefix("10.0.2.15/24")
+	static.NIC.Gateway = netip.MustParseAddr("10.0.2.2")
+	static.NIC.Hostname, static.NIC.HostnameGiven = "node7", true
+	for _, tt := range []struct {
+		name string
+		info *Info
+		d    Dialect
+		mode Mode
+		want string
+	}{
+		{"dhcp", vlan, dracutLegacy, ModeCmdline,
+			"root=/dev/sda1 netroot=iscsi:10.0.2.2::3260:1:iqn.2003-01.org.linux-iscsi.lab:disk1 rd.iscsi.initiator=iqn.2025-01.org.lunboot:client ifname=lunboot0:52:54:00:12:34:56 vlan=lunboot0.100:lunboot0 ip=lunboot0.100:dhcp rd.bootif=1 rd.neednet=1"},
+		{"both is explicit", vlan, dracutLegacy, ModeBoth,
+			"root=/dev/sda1 netroot=iscsi:10.0.2.2::3260:1:iqn.2003-01.org.linux-iscsi.lab:disk1 rd.iscsi.initiator=iqn.2025-01.org.lunboot:client ifname=lunboot0:52:54:00:12:34:56 vlan=lunboot0.100:lunboot0 ip=lunboot0.100:dhcp rd.bootif=1 rd.neednet=1"},
+		{"static", static, dracutLegacy, ModeCmdline,
+			"root=/dev/sda1 netroot=iscsi:10.0.2.2::3260:1:iqn.2003-01.org.linux-iscsi.lab:disk1 rd.iscsi.initiator=iqn.2025-01.org.lunboot:client ifname=lunboot0:52:54:00:12:34:56 vlan=lunboot0.100:lunboot0 ip=10.0.2.15::10.0.2.2:255.255.255.0:node7:lunboot0.100:none:10.0.2.3 rd.bootif=1 rd.neednet=1"},
+		// Firmware mode: the target from the table, the network explicit,
+		// since dracut 059's ibft_to_cmdline puts the address on the
+		// parent, not on the VLAN.
+		{"ibft", vlan, dracutLegacy, ModeIBFT,
+			"root=/dev/sda1 rd.iscsi.firmware=1 rd.iscsi.initiator=iqn.2025-01.org.lunboot:client ifname=lunboot0:52:54:00:12:34:56 vlan=lunboot0.100:lunboot0 ip=lunboot0.100:dhcp rd.bootif=1 rd.neednet=1"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			// A stale vlan= in the entry is replaced.
+			got, err := Cmdline("root=/dev/sda1 vlan=eth0.5:eth0", tt.info, tt.d, tt.mode)
+			if err != nil || got != tt.want {
+				t.Errorf("Cmdline() = %q, %v\nwant %q", got, err, tt.want)
+			}
+		})
+	}
+	if tab, err := vlan.Table(); err != nil || len(tab.NICs) != 1 || tab.NICs[0].VLAN != 100 {
+		t.Errorf("Table() = %+v, %v; want the NIC record with VLAN 100", tab, err)
+	}
+	if _, err := Cmdline("root=/dev/sda1", vlan, debian, ModeCmdline); err == nil || !strings.Contains(err.Error(), "klibc's ipconfig has no VLANs") {
+		t.Errorf("initramfs-tools with a VLAN: Cmdline() error = %v, want the reason", err)
 	}
 }
 

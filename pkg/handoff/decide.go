@@ -39,6 +39,8 @@ type Facts struct {
 	// Carry says whether the carry-in hand-off (ModeCarry) can work for
 	// this OS; the zero value says it cannot, for no stated reason.
 	Carry CarryCheck
+	// VLAN is the boot NIC's 802.1Q VLAN id, 0 when untagged.
+	VLAN uint16
 }
 
 // CarryCheck is whether lunboot can carry its initiator into the OS: a
@@ -79,12 +81,17 @@ func (e *RefusedError) Unwrap() error { return e.Err }
 // ErrNoInitrd is matched by errors.Is when the boot entry has no initrd.
 var ErrNoInitrd = errors.New("the boot entry has no initrd, so the OS cannot log in to its iSCSI root")
 
+// ErrVLANUnsupported is matched by errors.Is when the boot NIC is on a VLAN
+// and the OS initrd cannot configure one.
+var ErrVLANUnsupported = errors.New("handoff: " + errVLANInitramfsTools)
+
 // Fixes of the refusals.
 const (
 	fixForceUninspected = "boot with lunboot.force=1 to kexec without the check"
 	fixNoInitrd         = "give the entry an initrd built with iSCSI support, or boot with lunboot.force=1"
 	fixNotReady         = "rebuild the OS initrd with iSCSI support (see above), or boot with lunboot.force=1 to kexec anyway"
 	fixCarryNoInitrd    = "carry-in appends to the entry's initrd: give the entry one (any initramfs-tools initrd), or use another lunboot.handoff="
+	fixVLAN             = "boot this OS from an untagged (access) switch port, or build its initrd with dracut (network-legacy or NetworkManager), which configures VLANs; lunboot.force=1 does not help, since nothing in the initrd can tag the traffic (carrying lunboot's session into the OS, the carry-in hand-off, is the future way)"
 )
 
 // Decide chooses the hand-off from the facts. The rules apply in this
@@ -99,6 +106,9 @@ const (
 //     speak dracut's dialect, the one most initrds understand.
 //  4. The initrd lacks a required item (Initrd.Check, for the requested
 //     mode): refuse, unless Force; then note each overridden item.
+//     4b. The boot NIC is on a VLAN and the initrd is initramfs-tools':
+//     refuse, Force or not (klibc ipconfig and iscsistart -N create no
+//     VLAN interface).
 //  5. The mode (resolveMode): an explicit lunboot.handoff= is kept or
 //     refused when it cannot work; auto picks both without CHAP and ibft
 //     with CHAP when the OS takes the table, cmdline when it does not.
@@ -145,6 +155,7 @@ func Decide(f Facts) (*Decision, error) {
 			ExtraBuiltin:  f.ExtraBuiltin,
 			Mode:          f.Requested,
 			Dialect:       dialect,
+			VLAN:          f.VLAN,
 		})
 	} else {
 		d.Capability = &Capability{Dialect: dialect, IBFT: true,
@@ -171,6 +182,12 @@ func Decide(f Facts) (*Decision, error) {
 		for _, it := range d.Capability.Missing() {
 			d.Notes = append(d.Notes, "check overridden: missing "+it.Name)
 		}
+	}
+
+	// Rule 4b: a VLAN the initrd cannot configure. Not even Force
+	// overrides it: the OS would wait for a network that never comes.
+	if f.VLAN != 0 && d.Capability.Dialect.Generator == GeneratorInitramfsTools {
+		return d, &RefusedError{Err: ErrVLANUnsupported, Fix: fixVLAN}
 	}
 
 	// Rule 5.

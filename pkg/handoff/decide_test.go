@@ -56,6 +56,11 @@ func TestDecide(t *testing.T) {
 			mode: ModeBoth, gen: GeneratorInitramfsTools},
 		{name: "ibft requested, no iscsi_ibft", facts: Facts{Initrd: debNoIBFT, Requested: ModeIBFT}, err: ErrNotReady},
 		{name: "ibft requested, no iscsi_ibft, force", facts: Facts{Initrd: debNoIBFT, Requested: ModeIBFT, Force: true}, fix: "rebuild"},
+		// Rule 4b: a VLAN the initrd cannot configure; Force does not help.
+		{name: "vlan, initramfs-tools", facts: Facts{Initrd: deb, VLAN: 100}, err: ErrVLANUnsupported, fix: "carry-in"},
+		{name: "vlan, initramfs-tools, force", facts: Facts{Initrd: deb, VLAN: 100, Force: true}, err: ErrVLANUnsupported, fix: "untagged (access) switch port"},
+		{name: "vlan, dracut", facts: Facts{Initrd: inspectBytes(t, cpioOf(dracutFiles()...)), VLAN: 100}, mode: ModeBoth, gen: GeneratorDracut},
+		{name: "vlan, dracut without 8021q", facts: Facts{Initrd: inspectBytes(t, cpioOf(without(dracutFiles(), "8021q")...)), VLAN: 100}, err: ErrNotReady, fix: "rebuild"},
 		// Rule 5: the mode.
 		{name: "auto", facts: Facts{Initrd: deb}, mode: ModeBoth, gen: GeneratorInitramfsTools, reason: "auto: no CHAP"},
 		{name: "auto, CHAP", facts: Facts{Initrd: deb, CHAP: true}, mode: ModeIBFT, reason: "CHAP secrets stay in the iBFT", note: "not on the command line"},

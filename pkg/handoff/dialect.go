@@ -133,7 +133,7 @@ var (
 		// nobody is misled by them.
 		"rd.iscsi.target.name", "rd.iscsi.target.ip", "rd.iscsi.target.port", "rd.iscsi.target.group",
 		"iscsi_target_name", "iscsi_target_ip", "iscsi_target_port", "iscsi_target_group",
-		"ip", "BOOTIF", "rd.bootif", "bootdev", "rd.neednet",
+		"ip", "BOOTIF", "rd.bootif", "bootdev", "rd.neednet", "vlan",
 	)
 	initramfsToolsOwned = keySet(
 		"iscsi_auto", "iscsi_initiator", "iscsi_target_name", "iscsi_target_ip", "iscsi_target_port",
@@ -202,9 +202,12 @@ func Cmdline(entry string, info *Info, d Dialect, mode Mode) (string, error) {
 		return "", fmt.Errorf("%w: the OS initrd was built by an unknown generator (neither dracut nor initramfs-tools)", ErrDialect)
 	}
 	// ModeBoth speaks firmware mode when the explicit form would expose
-	// CHAP secrets or cannot name a VLAN, or when the entry already does.
+	// CHAP secrets, or when the entry already does.
 	firmware := mode == ModeIBFT ||
-		mode == ModeBoth && (info.CHAP != nil || info.NIC.VLAN != 0 || firmwareEntry(args, d.Generator))
+		mode == ModeBoth && (info.CHAP != nil || firmwareEntry(args, d.Generator))
+	if info.NIC.VLAN != 0 && d.Generator == GeneratorInitramfsTools {
+		return "", fmt.Errorf("%w: %s", ErrDialect, errVLANInitramfsTools)
+	}
 
 	var add []string
 	var err error
@@ -303,6 +306,16 @@ func dracutArgs(info *Info, net NetBackend, firmware bool) ([]string, error) {
 		if host.Is6() {
 			hs = "[" + hs + "]"
 		}
+		if h := info.Target.Host; h != "" {
+			// dracut resolves a host name itself: iscsiadm's getaddrinfo,
+			// with the resolv.conf its network module writes from the
+			// lease (docs/handoff.md, "Host names"). The iBFT holds the
+			// address.
+			if err := checkValue("target host name", h, false); err != nil {
+				return nil, err
+			}
+			hs = h
+		}
 		if err := checkValue("target name", info.Target.Name, false); err != nil {
 			return nil, err
 		}
@@ -328,10 +341,15 @@ func dracutArgs(info *Info, net NetBackend, firmware bool) ([]string, error) {
 		}
 		a = append(a, c...)
 	}
-	if firmware && net != NetNetworkd {
+	if firmware && net != NetNetworkd && info.NIC.VLAN == 0 {
 		// network-legacy (ibft_to_cmdline) and NetworkManager
-		// (nmi-ibft-reader) configure the NIC from the table, by MAC, VLAN
-		// included.
+		// (nmi-ibft-reader) configure the NIC from the table, by MAC.
+		// Not on a VLAN: dracut 059's ibft_to_cmdline writes
+		// ip=ibft0:dhcp (or the static address) for the parent and
+		// vlan=ibft0.<id>:ibft0 beside it, so the address goes on the
+		// untagged NIC and the VLAN interface stays without one (seen in
+		// the lab: "dhcp for interface ibft0 failed"); the explicit
+		// ifname=/vlan=/ip= below configure the VLAN itself.
 		a = append(a, "rd.iscsi.ibft=1")
 	} else {
 		n, err := netArgs(info, GeneratorDracut)
@@ -418,15 +436,49 @@ func chapArgs(c *iscsi.CHAP, user, pass, inUser, inPass string) ([]string, error
 	return a, nil
 }
 
+// VLANParent is the name the hand-off gives the boot NIC in a dracut
+// initrd when it is on a VLAN (ifname=<VLANParent>:<mac>): dracut's vlan=
+// and ip= name interfaces, and the OS's own name for the NIC (ens3,
+// enp1s0f0…) is unknown to lunboot. dracut's ifname= renames the NIC with
+// that MAC (a udev rule, modules.d/40network/ifname-genrules.sh); the name
+// is outside the kernel's eth<N> namespace, as dracut.cmdline(7) asks. The
+// VLAN interface is VLANParent.<id>, a name from which dracut reads the id
+// (parse-vlan.sh). dracut's own iBFT reader names them ibft<N> and
+// ibft<N>.<id> the same way.
+const VLANParent = "lunboot0"
+
+// errVLANInitramfsTools is why an initramfs-tools initrd cannot boot over
+// a VLAN.
+const errVLANInitramfsTools = "the boot NIC is on a VLAN, which an initramfs-tools initrd cannot configure: klibc's ipconfig has no VLANs and iscsistart -N creates no VLAN interface from the iBFT"
+
 // netArgs writes ip= and BOOTIF= for the boot NIC. The device field stays
 // empty: dracut's network-legacy and initramfs-tools' _update_ip_param fill
-// it from BOOTIF, NetworkManager matches the MAC.
+// it from BOOTIF, NetworkManager matches the MAC. On a VLAN (dracut only)
+// the NIC is named by ifname= instead, the VLAN created by vlan= and ip=
+// configures the VLAN interface:
+//
+//	ifname=lunboot0:<mac> vlan=lunboot0.<id>:lunboot0 ip=lunboot0.<id>:dhcp
 func netArgs(info *Info, g Generator) ([]string, error) {
 	n := info.NIC
+	dev := ""
+	var pre []string
 	if n.VLAN != 0 {
-		return nil, fmt.Errorf("%w: the boot NIC uses VLAN %d, which the command line can only name with the OS's interface name; use lunboot.handoff=ibft (dracut)", ErrDialect, n.VLAN)
+		if g != GeneratorDracut {
+			return nil, fmt.Errorf("%w: %s", ErrDialect, errVLANInitramfsTools)
+		}
+		if n.VLAN >= 4095 {
+			return nil, fmt.Errorf("%w: VLAN id %d is not 1 to 4094", ErrDialect, n.VLAN)
+		}
+		dev = fmt.Sprintf("%s.%d", VLANParent, n.VLAN)
+		pre = []string{"ifname=" + VLANParent + ":" + strings.ToLower(n.MAC.String()), "vlan=" + dev + ":" + VLANParent}
 	}
 	bootif := "BOOTIF=01-" + strings.ReplaceAll(strings.ToLower(n.MAC.String()), ":", "-")
+	withNIC := func(ip string) []string {
+		if dev != "" {
+			return append(pre, ip)
+		}
+		return []string{ip, bootif}
+	}
 	a := n.Addr.Addr()
 	host := n.Hostname
 	if n.Origin == ibft.OriginDHCP && !n.HostnameGiven {
@@ -445,6 +497,9 @@ func netArgs(info *Info, g Generator) ([]string, error) {
 			if g != GeneratorDracut {
 				return nil, fmt.Errorf("%w: initramfs-tools' ip= has no DHCPv6 form", ErrDialect)
 			}
+			if dev != "" {
+				return withNIC("ip=" + dev + ":dhcp6"), nil
+			}
 			return []string{"ip=dhcp6", bootif}, nil
 		}
 		if host != "" {
@@ -454,7 +509,10 @@ func netArgs(info *Info, g Generator) ([]string, error) {
 			// (Documentation/admin-guide/nfs/nfsroot.rst), which klibc
 			// ipconfig (initramfs-tools) and dracut's ip= parsers
 			// follow; the device field stays empty as below.
-			return []string{"ip=::::" + host + "::dhcp", bootif}, nil
+			return withNIC("ip=::::" + host + ":" + dev + ":dhcp"), nil
+		}
+		if dev != "" {
+			return withNIC("ip=" + dev + ":dhcp"), nil
 		}
 		return []string{"ip=dhcp", bootif}, nil
 	}
@@ -469,7 +527,7 @@ func netArgs(info *Info, g Generator) ([]string, error) {
 		if g == GeneratorInitramfsTools {
 			auto = "off" // klibc ipconfig's spelling in initramfs-tools' docs
 		}
-		f = []string{a.String(), "", gw, mask.String(), host, "", auto}
+		f = []string{a.String(), "", gw, mask.String(), host, dev, auto}
 	} else {
 		if g != GeneratorDracut {
 			return nil, fmt.Errorf("%w: initramfs-tools' ip= (klibc ipconfig) is IPv4 only", ErrDialect)
@@ -478,7 +536,7 @@ func netArgs(info *Info, g Generator) ([]string, error) {
 		if n.Gateway.IsValid() {
 			gw = "[" + n.Gateway.String() + "]"
 		}
-		f = []string{"[" + a.String() + "]", "", gw, strconv.Itoa(n.Addr.Bits()), host, "", "none"}
+		f = []string{"[" + a.String() + "]", "", gw, strconv.Itoa(n.Addr.Bits()), host, dev, "none"}
 	}
 	for i, d := range n.DNS {
 		if i == 2 {
@@ -486,7 +544,7 @@ func netArgs(info *Info, g Generator) ([]string, error) {
 		}
 		f = append(f, d.String())
 	}
-	return []string{"ip=" + strings.Join(f, ":"), bootif}, nil
+	return withNIC("ip=" + strings.Join(f, ":")), nil
 }
 
 func maskBytes(bits int) [4]byte {

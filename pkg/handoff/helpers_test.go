@@ -72,6 +72,7 @@ func dracutFiles() []tfile {
 		file(m+"kernel/drivers/scsi/iscsi_tcp.ko.xz", "ko"),
 		file(m+"kernel/drivers/firmware/iscsi_ibft.ko.xz", "ko"),
 		file(m+"kernel/drivers/net/virtio_net.ko.xz", "ko"),
+		file(m+"kernel/net/8021q/8021q.ko.xz", "ko"),
 		file(m+"modules.builtin", "kernel/lib/crc32c.ko\n"),
 	}
 }

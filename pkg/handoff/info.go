@@ -34,6 +34,10 @@ type Info struct {
 type Target struct {
 	// Addr is the portal lunboot logged in to.
 	Addr netip.AddrPort
+	// Host is the host name the root-path gave for Addr's address, when
+	// it gave one: initrds that resolve names get the name (see
+	// dracutArgs), the others and the iBFT the address.
+	Host string
 	Name string
 	// LUN is the boot LUN as SAM bytes; the OS sees it as LUN.Linux().
 	LUN scsi.LUN

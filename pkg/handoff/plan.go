@@ -62,6 +62,7 @@ func (req *Request) Facts() Facts {
 	if req.Info != nil {
 		f.NICModule = req.Info.NIC.Driver
 		f.CHAP = req.Info.CHAP != nil
+		f.VLAN = req.Info.NIC.VLAN
 	}
 	return f
 }
@@ -119,6 +120,15 @@ func Prepare(req Request) (*Plan, error) {
 	}
 	if l := req.Info.Target.LUN; l.Linux() != 0 {
 		p.Notes = append(p.Notes, fmt.Sprintf("boot LUN %s (RFC 4173 hex) is LUN %d to Linux", l, l.Linux()))
+	}
+	if h := req.Info.Target.Host; h != "" {
+		a := req.Info.Target.Addr.Addr()
+		switch d.Capability.Dialect.Generator {
+		case GeneratorDracut:
+			p.Notes = append(p.Notes, fmt.Sprintf("target host %s: dracut gets the name (it resolves it through its lease's DNS servers), the iBFT the address %s", h, a))
+		default:
+			p.Notes = append(p.Notes, fmt.Sprintf("target host %s: the OS gets the address %s (initramfs-tools' iSCSI script has no resolver configured; the iBFT holds addresses only)", h, a))
+		}
 	}
 	if p.Cmdline, err = Cmdline(req.Entry, req.Info, d.Capability.Dialect, d.Mode); err != nil {
 		return p, err

@@ -180,6 +180,12 @@ func (c *Config) Down() error {
 			errs = append(errs, err)
 		}
 	}
+	if v := c.vlan; v != nil {
+		c.vlan = nil
+		if err := delVLAN(c.Link, v); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
 }
 

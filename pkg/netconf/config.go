@@ -48,6 +48,11 @@ type Link struct {
 	// device on a bus below PCI (virtio), of its nearest PCI ancestor;
 	// empty when the device is not on PCI.
 	PCI string
+	// VLAN is the 802.1Q VLAN id when the link is a VLAN interface lunboot
+	// created (Options.VLAN) on the link named Parent; Driver, Module and
+	// PCI are then the parent's, and MAC is the parent's too.
+	VLAN   uint16
+	Parent string
 }
 
 // PCIBDF returns the PCI address in the 16-bit encoding of the iBFT NIC
@@ -81,6 +86,9 @@ func (l Link) LogValue() slog.Value {
 	}
 	if l.PCI != "" {
 		attrs = append(attrs, slog.String("pci", l.PCI))
+	}
+	if l.VLAN != 0 {
+		attrs = append(attrs, slog.Int("vlan", int(l.VLAN)), slog.String("parent", l.Parent))
 	}
 	return slog.GroupValue(attrs...)
 }
@@ -181,6 +189,9 @@ type Config struct {
 	// it down again; applied is what Apply changed, for Down to undo.
 	raised  bool
 	applied *applied
+	// vlan is set when Link is a VLAN interface Configure created: Down
+	// removes it.
+	vlan *vlanState
 }
 
 // LogValue logs the configuration (without the raw options: log

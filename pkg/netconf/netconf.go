@@ -33,12 +33,48 @@ func Configure(ctx context.Context, o Options) (*Config, error) {
 	if o.Static != nil && o.Static.Device != "" && sel.Name == "" {
 		sel.Name = o.Static.Device
 	}
+	if o.VLAN != nil && o.Static != nil && o.Static.Device != "" && o.Static.Device == o.VLAN.Name {
+		sel.Name = o.Select.Name // the static device is the VLAN, not a candidate
+	}
 	links, err := FindLinks(o.SysfsRoot, sel)
 	if err != nil {
+		if o.VLAN != nil {
+			return nil, fmt.Errorf("netconf: VLAN %d parent: %w", o.VLAN.ID, err)
+		}
 		return nil, fmt.Errorf("netconf: %w", err)
 	}
 	find := time.Since(start)
 	log.Debug("netconf: candidate links", "links", links, "took", find)
+
+	var vlans []*vlanState
+	if o.VLAN != nil {
+		if links, vlans, err = addVLANs(links, *o.VLAN, log); err != nil {
+			return nil, fmt.Errorf("netconf: %w", err)
+		}
+		if o.Static != nil {
+			st := *o.Static
+			st.Device = "" // the VLAN interfaces are the candidates now
+			o.Static = &st
+		}
+	}
+	// dropVLANs removes the VLAN interfaces that did not win (all of them
+	// on failure).
+	// dropVLANs removes the VLAN interfaces of the links no kept Config
+	// uses; each kept Config removes its own on Down.
+	dropVLANs := func(keep ...*Config) {
+	next:
+		for i, l := range links[:len(vlans)] {
+			for _, k := range keep {
+				if k.Link.Index == l.Index {
+					k.vlan = vlans[i]
+					continue next
+				}
+			}
+			if err := delVLAN(l, vlans[i]); err != nil {
+				log.Warn("netconf: removing VLAN interface", "link", l.Name, "err", err)
+			}
+		}
+	}
 
 	var c *Config
 	if o.Static != nil {
@@ -47,8 +83,17 @@ func Configure(ctx context.Context, o Options) (*Config, error) {
 		c, err = Acquire(ctx, links, o)
 	}
 	if err != nil {
+		var e *Error
+		if errors.As(err, &e) && len(e.Leases) > 0 {
+			// The rescue shell may Apply one of these leases: their
+			// links stay, and Down removes them.
+			dropVLANs(e.Leases...)
+			return nil, err
+		}
+		dropVLANs()
 		return nil, err
 	}
+	dropVLANs(c)
 	c.Timings.Find = find
 	if c.Origin == OriginDHCP {
 		c.useCommandLine(o, log)

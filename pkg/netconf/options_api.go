@@ -63,6 +63,10 @@ type Options struct {
 	// Static, when set, replaces DHCP.
 	Static *Static
 
+	// VLAN, when set, puts the boot interface on an 802.1Q VLAN: DHCP or
+	// Static runs on a VLAN interface created on each candidate link.
+	VLAN *VLAN
+
 	// RootPath says whether DHCP must deliver a root-path.
 	RootPath RootPathPolicy
 	// AcceptRootPath decides whether a root-path from a lease is usable

@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"regexp"
 	"strings"
 	"time"
@@ -50,6 +52,39 @@ type Config struct {
 	RawConsole string
 	// OnConsole receives each console line as it arrives.
 	OnConsole func(string)
+
+	// Network is how the guest reaches the target: DHCP with option 17
+	// (the zero value), a tagged VLAN, a host name, or a static address
+	// without any DHCP server (see Network).
+	Network Network
+}
+
+// Network is the lab network a scenario boots over. The zero Network is
+// DHCP on an untagged port with the portal's address in option 17.
+type Network struct {
+	// VLAN, when not 0, boots over this tagged VLAN with dracut's
+	// vlan=eth0.<id>:eth0 ip=eth0.<id>:dhcp on lunboot's command line; the
+	// lab must have been made with lab.Options{VLAN: id}, so that DHCP and
+	// the target exist only on the VLAN.
+	VLAN uint16
+	// TargetHost, when set, names the portal in option 17 by this host
+	// name, which dnsmasq's DNS (on only then) resolves to the portal's
+	// address.
+	TargetHost string
+	// Static configures lunboot with ip=<addr>::<gw>:<mask>:<host>:eth0:none
+	// and netroot=, and starts no DHCP server at all.
+	Static bool
+}
+
+// StaticHostname is the host name the Static scenario gives on ip=.
+const StaticHostname = "lunboot-static"
+
+// StaticAddr is the guest's address in the Static scenario: .50 of the
+// lab's prefix.
+func StaticAddr(l *lab.Lab) netip.Prefix {
+	a := l.Prefix().Addr().As4()
+	a[3] = 50
+	return netip.PrefixFrom(netip.AddrFrom4(a), l.Prefix().Bits())
 }
 
 // Machine is a guest booting a distribution through lunboot.
@@ -60,7 +95,15 @@ type Machine struct {
 	System *distro.System
 	// Cmdline is lunboot's kernel command line.
 	Cmdline string
+	// Network is the lab network the machine boots over.
+	Network Network
+	// RootPath is what DHCP option 17 carries; "" without DHCP (Static).
+	RootPath string
+	lab      *lab.Lab
 }
+
+// Lab returns the lab the machine runs in.
+func (m *Machine) Lab() *lab.Lab { return m.lab }
 
 // Start exports cfg.System's disk from a new tgtd on l, starts DHCP with
 // option 17 naming it (nothing else: lunboot must find its way from the
@@ -82,15 +125,39 @@ func Start(ctx context.Context, l *lab.Lab, cfg Config) (*Machine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("exporting %s: %w", cfg.System.Disk, err)
 	}
-	if _, err := l.StartDHCP(ctx, lab.DHCPConfig{RootPath: exp.RootPath()}); err != nil {
-		return nil, err
+	nw := cfg.Network
+	if nw.VLAN != l.VLAN() {
+		return nil, fmt.Errorf("handoff: Network.VLAN %d on a lab whose taps carry VLAN %d (lab.Options.VLAN)", nw.VLAN, l.VLAN())
 	}
+	rootPath := exp.RootPath()
+	option17 := ""
+	args := cfg.Args
+	switch {
+	case nw.Static:
+		a := StaticAddr(l)
+		mask := net.IP(net.CIDRMask(a.Bits(), 32)).String()
+		args = strings.TrimSpace(fmt.Sprintf("ip=%s::%s:%s:%s:eth0:none netroot=%s %s", a.Addr(), l.ServerIP(), mask, StaticHostname, rootPath, args))
+	default:
+		dc := lab.DHCPConfig{RootPath: rootPath}
+		if nw.TargetHost != "" {
+			dc.RootPath = fmt.Sprintf("iscsi:%s::%d:1:%s", nw.TargetHost, exp.Portal.Port(), exp.IQN)
+			dc.DNS = map[string]netip.Addr{nw.TargetHost: exp.Portal.Addr()}
+		}
+		if _, err := l.StartDHCP(ctx, dc); err != nil {
+			return nil, err
+		}
+		option17 = dc.RootPath
+		if nw.VLAN != 0 {
+			args = strings.TrimSpace(fmt.Sprintf("vlan=eth0.%d:eth0 ip=eth0.%d:dhcp %s", nw.VLAN, nw.VLAN, args))
+		}
+	}
+	cfg.Args = args
 	vc := vmConfig(cfg, "")
 	vm, err := l.StartVM(ctx, vc)
 	if err != nil {
 		return nil, err
 	}
-	return &Machine{VM: vm, Target: tg, Export: exp, System: cfg.System, Cmdline: vc.Cmdline}, nil
+	return &Machine{VM: vm, Target: tg, Export: exp, System: cfg.System, Cmdline: vc.Cmdline, Network: nw, RootPath: option17, lab: l}, nil
 }
 
 // vmConfig is the guest of cfg; suffix is added to its name (for a second

@@ -65,16 +65,24 @@ func setup(t *testing.T) *env {
 // start boots sys through lunboot with args on its command line.
 func (e *env) start(t *testing.T, sys *distro.System, args string, chap *lab.CHAP, raw string) *handoff.Machine {
 	t.Helper()
-	l := labtest.Start(t, lab.Options{Name: "handoff-" + sys.Name})
+	return e.startOn(t, sys, args, chap, raw, handoff.Network{})
+}
+
+// startOn is start over the lab network nw (a VLAN, a host name, a
+// static address).
+func (e *env) startOn(t *testing.T, sys *distro.System, args string, chap *lab.CHAP, raw string, nw handoff.Network) *handoff.Machine {
+	t.Helper()
+	l := labtest.Start(t, lab.Options{Name: "handoff-" + sys.Name, VLAN: nw.VLAN})
 	m, err := handoff.Start(context.Background(), l, handoff.Config{
 		Kernel: e.kernel, Image: e.image, System: sys, Args: args, CHAP: chap,
 		RawConsole: raw, OnConsole: labtest.Console(t, strings.TrimPrefix(t.Name(), "Test")),
+		Network: nw,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	labtest.KillAtEnd(t, l, m.VM)
-	t.Logf("lunboot command line: %s; DHCP option 17 %q", m.Cmdline, m.Export.RootPath())
+	t.Logf("lunboot command line: %s; DHCP option 17 %q", m.Cmdline, m.RootPath)
 	return m
 }
 

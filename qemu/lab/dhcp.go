@@ -59,6 +59,12 @@ type DHCPConfig struct {
 	// (lunboot does; iPXE and the OS initrds' clients do not) gets its
 	// DHCPACK in answer to the DISCOVER.
 	NoRapidCommit bool
+	// DNS, when not empty, turns dnsmasq's DNS server on (it is off
+	// otherwise) on the bridge's address, answering these names with
+	// their addresses (A or AAAA records, --host-record); the leases then
+	// carry the bridge's address as their DNS server (option 6). Any other
+	// name under DNSDomain gets NXDOMAIN; nothing is forwarded anywhere.
+	DNS map[string]netip.Addr
 	// Args are extra raw dnsmasq arguments.
 	Args []string
 	// ConfFile, when set, is a dnsmasq configuration file read in place
@@ -71,6 +77,10 @@ type DHCPConfig struct {
 	// added as flags.
 	ConfFile string
 }
+
+// DNSDomain is the lab's DNS domain (RFC 2606 reserves .test for such
+// uses): names for DHCPConfig.DNS are best chosen under it.
+const DNSDomain = "lunboot.test"
 
 // SubOption is one encapsulated DHCP sub-option (inside option 43).
 type SubOption struct {
@@ -171,10 +181,14 @@ func (l *Lab) StartDHCP(ctx context.Context, cfg DHCPConfig) (*DHCP, error) {
 		args = append(args, "--conf-file="+abs, "--no-resolv", "--no-hosts")
 		l.cmds.printf("# dnsmasq configuration from %s", abs)
 	} else {
+		port := "--port=0" // DHCP only, no DNS
+		if len(cfg.DNS) > 0 {
+			port = "--port=53"
+		}
 		args = append(args,
 			"--conf-file=/dev/null", // nothing from the host's configuration
 			"--no-resolv", "--no-hosts",
-			"--port=0", // DHCP only, no DNS
+			port,
 			"--interface="+l.bridge, "--bind-interfaces",
 			fmt.Sprintf("--dhcp-range=%s,%s,255.255.255.0,%ds", netip.AddrFrom4(lo), netip.AddrFrom4(hi), int(lease.Seconds())),
 			"--dhcp-authoritative",
@@ -231,6 +245,18 @@ func (l *Lab) StartDHCP(ctx context.Context, cfg DHCPConfig) (*DHCP, error) {
 	}
 	for _, o := range cfg.Options {
 		args = append(args, optFlag+o)
+	}
+	if len(cfg.DNS) > 0 {
+		// Answered from here, never forwarded (there is no upstream), and
+		// an unknown name in the lab's domain is NXDOMAIN, not REFUSED.
+		args = append(args, "--local=/"+DNSDomain+"/", "--domain-needed")
+		for name, a := range cfg.DNS {
+			if strings.ContainsAny(name, ", /") || name == "" {
+				return nil, fmt.Errorf("lab: dhcp: DNS name %q", name)
+			}
+			args = append(args, "--host-record="+name+","+a.String())
+			l.cmds.printf("# DNS: %s is %s", name, a)
+		}
 	}
 	for _, h := range cfg.Hosts {
 		v := h.MAC.String() + "," + h.IP.String()

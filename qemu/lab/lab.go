@@ -32,6 +32,11 @@ type Options struct {
 	// Taps is the number of tap interfaces on the bridge, one per guest NIC
 	// (default 1).
 	Taps int
+	// VLAN, when not 0, makes every tap a trunk port that carries this
+	// 802.1Q VLAN only: the guest reaches the bridge (DHCP, targets) only
+	// with frames tagged with it, and gets the bridge's frames tagged;
+	// untagged frames and other VLANs reach nothing (see trunk.go).
+	VLAN uint16
 	// Logger receives progress messages (components started and stopped).
 	// nil discards them; commands.log in LogDir records everything anyway.
 	Logger *slog.Logger
@@ -81,6 +86,7 @@ type Lab struct {
 	dhcp      *DHCP
 	targets   []*Target
 	late      []*LateTarget
+	trunks    []*trunk
 	https     []*FileServer
 	clientSeq int
 	monSeq    int
@@ -185,6 +191,9 @@ func New(ctx context.Context, opts Options) (*Lab, error) {
 	}
 	l.cmds.printf("lab %s: namespace %s, bridge %s %s %s, logs %s", name, l.ns, l.bridge,
 		netip.PrefixFrom(l.server, 24), netip.PrefixFrom(l.server6, 64), l.logDir)
+	if opts.VLAN != 0 {
+		l.cmds.printf("lab %s: the taps are trunk ports carrying VLAN %d only", name, opts.VLAN)
+	}
 	if l.workDir, err = os.MkdirTemp("", fmt.Sprintf("%s%d-%d-*", workPrefix, pid, seq)); err != nil {
 		l.cmds.close()
 		return nil, fmt.Errorf("lab: work folder: %w", err)
@@ -237,7 +246,38 @@ func (l *Lab) setupNetwork(ctx context.Context) error {
 			return err
 		}
 	}
+	if v := l.opts.VLAN; v != 0 {
+		if v >= 4095 {
+			return fmt.Errorf("VLAN %d: give 1 to 4094", v)
+		}
+		for _, t := range l.taps {
+			tr, err := l.startTrunk(ctx, t.Name, v)
+			if err != nil {
+				return err
+			}
+			l.mu.Lock()
+			l.trunks = append(l.trunks, tr)
+			l.mu.Unlock()
+		}
+	}
 	return nil
+}
+
+// VLAN returns the VLAN the lab's taps carry (Options.VLAN), 0 for
+// untagged.
+func (l *Lab) VLAN() uint16 { return l.opts.VLAN }
+
+// TrunkDrops returns how many frames the guests sent untagged or on
+// another VLAN than the lab's, which the trunk ports dropped (0 without
+// Options.VLAN).
+func (l *Lab) TrunkDrops() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var n int64
+	for _, t := range l.trunks {
+		n += t.dropped.Load()
+	}
+	return n
 }
 
 // NetNS returns the name of the lab's network namespace (for
@@ -311,7 +351,7 @@ func (l *Lab) Close() error {
 		return l.closeErr
 	}
 	l.closed = true
-	vms, late, targets, dhcp, procs, https := l.vms, l.late, l.targets, l.dhcp, l.procs, l.https
+	vms, late, targets, dhcp, procs, https, trunks := l.vms, l.late, l.targets, l.dhcp, l.procs, l.https, l.trunks
 	l.mu.Unlock()
 
 	var errs []error
@@ -343,6 +383,12 @@ func (l *Lab) Close() error {
 		if err := p.stop(500 * time.Millisecond); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	for _, t := range trunks {
+		if d := t.dropped.Load(); d > 0 {
+			l.cmds.printf("# trunk port %s dropped %d frame(s) not on VLAN %d", t.guest, d, t.vid)
+		}
+		t.close()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

@@ -162,7 +162,7 @@ func (l *Lab) StartVM(ctx context.Context, cfg VMConfig) (*VM, error) {
 		if n.Model == "" {
 			n.Model = "virtio-net-pci"
 		}
-		qc.NICs = append(qc.NICs, qemuvm.NIC{Tap: l.taps[n.Tap].Name, MAC: n.MAC, Model: n.Model, Slot: NICPCIAddr + i})
+		qc.NICs = append(qc.NICs, qemuvm.NIC{Tap: l.taps[n.Tap].Name, MAC: n.MAC, Model: n.Model, Slot: NICPCIAddr + i, NoOffload: l.opts.VLAN != 0})
 	}
 	args, err := qc.Command()
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/lunboot/lunboot/qemu/distro"
 	"github.com/lunboot/lunboot/qemu/handoff"
+	"github.com/lunboot/lunboot/qemu/lab"
 )
 
 // Bounds for the Debian boot under TCG on a loaded two-core machine: they
@@ -18,13 +19,13 @@ const (
 	osTimeout   = 10 * time.Minute
 )
 
-// runDebian boots the Debian 12 disk (initramfs-tools + open-iscsi)
-// through lunboot with nothing but DHCP option 17, waits for the OS's proof
+// runDebian boots the Debian 12 disk (initramfs-tools + open-iscsi; with
+// -os dracut its dracut twin; with -os noiscsi its copy without iSCSI in the
+// initrd, which lunboot boots by carry-in) through lunboot with nothing but
+// DHCP option 17, or over scenario s's lab network, waits for the OS's proof
 // and its login prompt, and prints the summary.
-//
-// With carry, it boots the disk whose initrd has no iSCSI (noiscsi), which
-// lunboot boots by carry-in, and checks that proof instead.
-func runDebian(ctx context.Context, o options, kernel, image string, carry bool) error {
+func runDebian(ctx context.Context, o options, kernel, image string, s *scenario) error {
+	carry := o.osName == "noiscsi"
 	start := time.Now()
 	set, err := distro.Build(ctx, distro.Options{NoBuild: true})
 	if err != nil {
@@ -34,23 +35,39 @@ func runDebian(ctx context.Context, o options, kernel, image string, carry bool)
 		return err
 	}
 	sys := set.Debian
-	if carry {
+	switch o.osName {
+	case "noiscsi":
 		sys = set.NoISCSI
+	case "dracut":
+		sys = set.Dracut
 	}
 	fmt.Fprintf(o.stdout, "== disk %s: %s initrd, kernel %s, entry %s\n", sys.Disk, sys.Generator, sys.KernelRelease, sys.Entry)
-	l, err := newLab(ctx, o)
+	var nw handoff.Network
+	var adjust func(*lab.Options)
+	if s != nil {
+		fmt.Fprintf(o.stdout, "== scenario %s: %s\n", s.name, s.about)
+		nw, adjust = s.network, s.lab
+	}
+	l, err := newLab(ctx, o, adjust)
 	if err != nil {
 		return err
 	}
 	defer l.Close()
 	fail := func(err error) error { return fmt.Errorf("%w\nlogs in %s", err, l.LogDir()) }
-	m, err := handoff.Start(ctx, l, handoff.Config{Kernel: kernel, Image: image, System: sys, Args: o.appendArgs, OnConsole: o.console("guest")})
+	m, err := handoff.Start(ctx, l, handoff.Config{Kernel: kernel, Image: image, System: sys, Args: o.appendArgs, OnConsole: o.console("guest"), Network: nw})
 	if err != nil {
 		return fail(err)
 	}
 	defer m.Kill()
-	fmt.Fprintf(o.stdout, "== target %s on %s, LUN 1 = %s; DHCP option 17 %q and nothing else\n== powering on: lunboot, command line %q\n",
-		m.Export.IQN, m.Export.Portal, sys.Disk, m.Export.RootPath(), m.Cmdline)
+	how := fmt.Sprintf("DHCP option 17 %q and nothing else", m.RootPath)
+	switch {
+	case nw.Static:
+		how = "no DHCP server; the static address and netroot= on lunboot's command line"
+	case nw.TargetHost != "":
+		how = fmt.Sprintf("DHCP option 17 %q, its host name resolved by the lab's DNS", m.RootPath)
+	}
+	fmt.Fprintf(o.stdout, "== target %s on %s, LUN 1 = %s; %s\n== powering on: lunboot, command line %q\n",
+		m.Export.IQN, m.Export.Portal, sys.Disk, how, m.Cmdline)
 
 	if err := m.WaitJump(ctx, jumpTimeout); err != nil {
 		fmt.Fprintln(o.stdout)

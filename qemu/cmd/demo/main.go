@@ -5,7 +5,8 @@
 //
 // Usage:
 //
-//	demo [-out out] [-os debian|probe] [-append ARGS] [-quiet]
+//	demo [-out out] [-os debian|dracut|probe] [-append ARGS] [-quiet]
+//	demo -scenario vlan|dns|static [-os debian|dracut]
 //	demo -os probe [-fixture gpt-bls|mbr|grub-ext4] [-ipxe]
 //	demo -pxe [-fixture gpt-bls|mbr|grub-ext4]
 //
@@ -15,6 +16,16 @@
 // and its login prompt, stops the machine and prints a summary: lunboot's
 // stages and their times, the command line and iBFT the OS received, its
 // iSCSI session and root device.
+//
+// With -os dracut the disk is the same Debian system with a dracut initrd
+// (network-legacy).
+//
+// -scenario boots a Debian disk over one of the lab networks of issue 14:
+// vlan (the target and DHCP only on tagged VLAN 100; the dracut disk, since
+// an initramfs-tools initrd cannot configure a VLAN), dns (the portal named
+// by host name, resolved through the lease's DNS server) and static (no
+// DHCP server at all, a static ip= and netroot=). Combinations that cannot
+// work are refused by name.
 //
 // With -os probe the disk is a fixture carrying the probe OS (`make
 // fixtures`), which logs in again with what it was handed and reports; -ipxe
@@ -58,11 +69,11 @@ func main() {
 
 // options are the command's flags.
 type options struct {
-	out, osName, fixture, appendArgs string
-	image                            string
-	ipxe, pxe, quiet                 bool
-	runs                             int
-	stdout                           io.Writer
+	out, osName, fixture, appendArgs, scenario string
+	image                                      string
+	ipxe, pxe, quiet                           bool
+	runs                                       int
+	stdout                                     io.Writer
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -70,7 +81,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	o := options{stdout: stdout}
 	fs.StringVar(&o.out, "out", "out", "build output folder (image, fixtures, lab logs)")
-	fs.StringVar(&o.osName, "os", "debian", "what to boot: debian (the Debian 12 disk of `make distro`), noiscsi (its copy without iSCSI in the initrd, booted by carry-in) or probe (a fixture with the probe OS)")
+	fs.StringVar(&o.osName, "os", "debian", "what to boot: debian (the Debian 12 disk of `make distro`, initramfs-tools), dracut (the same with a dracut initrd), noiscsi (its copy without iSCSI in the initrd, booted by carry-in) or probe (a fixture with the probe OS)")
+	fs.StringVar(&o.scenario, "scenario", "", "boot a Debian disk over a lab network of issue 14: "+scenarioNames())
 	fs.StringVar(&o.fixture, "fixture", fixtures.GPTBLS, "with -os probe, the disk to boot: "+strings.Join([]string{fixtures.GPTBLS, fixtures.MBR, fixtures.GRUBExt4}, ", "))
 	fs.StringVar(&o.appendArgs, "append", "", "extra kernel arguments for the lunboot image")
 	fs.StringVar(&o.image, "image", "", "the lunboot image to boot (default <out>/lunboot.cpio.xz), for comparing builds of it")
@@ -90,30 +102,47 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("%w (run `make image`)", err)
 		}
 	}
+	osSet := false
+	fs.Visit(func(f *flag.Flag) { osSet = osSet || f.Name == "os" })
+	if o.scenario != "" {
+		if o.pxe || o.ipxe {
+			return fmt.Errorf("-scenario %s boots a Debian disk through lunboot's own network stage: it takes neither -pxe nor -ipxe", o.scenario)
+		}
+		s, osName, err := findScenario(o.scenario, o.osName, osSet)
+		if err != nil {
+			return err
+		}
+		o.osName = osName
+		return runDebian(ctx, o, kernel, image, s)
+	}
 	if o.pxe {
-		osSet := false
-		fs.Visit(func(f *flag.Flag) { osSet = osSet || f.Name == "os" })
 		if (osSet && o.osName != "probe") || o.ipxe {
 			return fmt.Errorf("-pxe boots the probe OS: it takes neither -os %s nor -ipxe", o.osName)
 		}
 		return runPXE(ctx, o, kernel, image)
 	}
 	switch o.osName {
-	case "debian", "noiscsi":
+	case "debian", "dracut", "noiscsi":
 		if o.ipxe {
 			return fmt.Errorf("-ipxe needs -os probe")
 		}
-		return runDebian(ctx, o, kernel, image, o.osName == "noiscsi")
+		return runDebian(ctx, o, kernel, image, nil)
 	case "probe":
 		return runProbe(ctx, o, kernel, image)
 	}
-	return fmt.Errorf("-os %q: want debian, noiscsi or probe", o.osName)
+	return fmt.Errorf("-os %q: want debian, dracut, noiscsi or probe", o.osName)
 }
 
 // newLab starts the demo's lab, logging into <out>/lab-logs/demo-<time>.
-func newLab(ctx context.Context, o options) (*lab.Lab, error) {
-	l, err := lab.New(ctx, lab.Options{Name: "demo",
-		LogDir: filepath.Join(o.out, "lab-logs", "demo-"+time.Now().Format("20060102-150405"))})
+func newLab(ctx context.Context, o options, adjust ...func(*lab.Options)) (*lab.Lab, error) {
+	lo := lab.Options{Name: "demo",
+		LogDir: filepath.Join(o.out, "lab-logs", "demo-"+time.Now().Format("20060102-150405"))}
+	for _, f := range adjust {
+		if f != nil {
+			f(&lo)
+		}
+	}
+	l, err := lab.New(ctx, lo)
 	if err != nil {
 		return nil, err
 	}
