@@ -20,7 +20,7 @@ func (b *boot) findOS(ctx context.Context) (string, error) {
 	b.found = f
 	if len(f.Entries) == 0 {
 		return "", permanent(withCheck(fmt.Errorf("%w on %s:\n%s", osfind.ErrNoEntries, b.nbd.Path(), f.Summary()),
-			"the LUN needs a boot partition with BLS entries (loader/entries/*.conf), a GRUB grub.cfg or a syslinux.cfg naming a Linux kernel"))
+			"the LUN needs a boot partition with BLS entries (loader/entries/*.conf), a unified kernel image in EFI/Linux/, a GRUB grub.cfg or a syslinux.cfg naming a Linux kernel"))
 	}
 	sel := b.cfg.Entry
 	if b.cfg.MenuTimeout > 0 && b.o.Menu != nil && sel == "" {

@@ -19,7 +19,8 @@ import (
 // Format names the boot-loader configuration an entry came from.
 type Format string
 
-// The formats osfind reads, in the order it reads them on each partition.
+// The formats osfind reads, in the order it reads them on each partition
+// (UKI, the Type #2 entries, after BLS: uki.go).
 const (
 	BLS      Format = "BLS"
 	GRUB     Format = "GRUB"
@@ -53,6 +54,9 @@ type Entry struct {
 	// ("EFI/debian/grub.cfg on /dev/nbd0p1"), "" when the entry's own
 	// partition holds its configuration.
 	Via string
+	// closer closes the file behind Kernel and Initrd when they are
+	// sections of one (a UKI).
+	closer io.Closer
 }
 
 func (e *Entry) String() string {
@@ -125,10 +129,10 @@ func (f *Found) Summary() string {
 		case p.Err != nil:
 			fmt.Fprintf(&b, "not mounted (%v)", p.Err)
 		case len(p.Found) == 0:
-			b.WriteString("no BLS, GRUB or syslinux configuration")
+			b.WriteString("no BLS entry, unified kernel image, GRUB or syslinux configuration")
 		default:
 			var parts []string
-			for _, fm := range []Format{BLS, GRUB, Syslinux} {
+			for _, fm := range []Format{BLS, UKI, GRUB, Syslinux} {
 				if n := p.Found[fm]; n > 0 {
 					parts = append(parts, fmt.Sprintf("%d %s", n, fm))
 				}

@@ -49,6 +49,11 @@ func scanDir(ctx context.Context, log *slog.Logger, dir, device string, devices 
 	} else {
 		log.Debug("no BLS entries", "partition", device, "err", err)
 	}
+	if es, skipped := scanUKIs(dir, device); len(es)+len(skipped) > 0 {
+		entries = append(entries, es...)
+		p.Skipped = append(p.Skipped, skipped...)
+		p.Found[UKI] += len(es)
+	}
 	if s, ok := findStub(dir); ok {
 		es, target, err := followStub(ctx, dir, device, s, resolve, devices, pool)
 		if err != nil {
@@ -193,6 +198,9 @@ func closeEntries(entries []*Entry) error {
 			if c, ok := r.(io.Closer); ok {
 				c.Close()
 			}
+		}
+		if e.closer != nil {
+			e.closer.Close()
 		}
 	}
 	return nil
