@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -247,8 +248,16 @@ func (b *builder) build(ctx context.Context) (*Set, error) {
 		spec sysSpec
 		key  string
 	}
+	for _, n := range b.opts.Only {
+		if !slices.ContainsFunc(specs, func(sp sysSpec) bool { return sp.name == n }) {
+			return nil, fmt.Errorf("distro: no system %q (have debian, dracut, noiscsi, debian-uefi)", n)
+		}
+	}
 	var stale []todo
 	for _, sp := range specs {
+		if len(b.opts.Only) > 0 && !slices.Contains(b.opts.Only, sp.name) {
+			continue
+		}
 		k := key(diskRecipe, sp.name, b.keys[sp.stageName()], proofSum, src, sp.layout)
 		m, err := readManifest(filepath.Join(b.dir, sp.name, ManifestFile))
 		if err == nil && !b.opts.Force && m.Key == k && m.intact() {

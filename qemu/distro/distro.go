@@ -117,6 +117,10 @@ type Options struct {
 	NoBuild bool
 	// Force rebuilds every stage and disk.
 	Force bool
+	// Only, when not empty, names the systems to build or check; the
+	// others stay nil in the Set (a quick rebuild of the one disk a change
+	// touched).
+	Only []string
 	// KeepRoots keeps the unpacked root trees after the disks are built
 	// (default true when nil): rebuilding a disk after a change to the
 	// configuration then takes a minute instead of several.
