@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/lunboot/lunboot/internal/qemuvm"
@@ -19,10 +20,18 @@ var lockedDown = regexp.MustCompile(`Kernel is locked down from command line; se
 // TestLockdownUEFI stands Secure Boot in with kernel lockdown, on UEFI
 // firmware (OVMF): lunboot's kernel gets lockdown=integrity, the OS's too
 // (through lunboot.append=). lunboot must notice its own lockdown, say so,
-// and hand off by the command line without being told (a locked-down OS
-// kernel ignores an iBFT from its initrd); the locked-down kexec must take
-// the signed Debian kernel the probe OS runs, and the OS must log in with
-// the target its command line names.
+// and choose the command-line hand-off without being told (a locked-down OS
+// kernel ignores an iBFT from its initrd): the OS command line it prepares
+// names the target, and no table is delivered.
+//
+// The OS kernel is Debian's, signed by Debian's key, which a kernel booted
+// without shim does not trust (its platform keyring holds the firmware's
+// db, empty in OVMF's plain variable store): the locked-down
+// kexec_file_load refuses it (EPERM, kernel/kexec_file.c
+// kimage_validate_signature), and lunboot must stop there saying the
+// signature was refused and what to do. That is the refusal of a kernel
+// the firmware kernel cannot verify, the case a stripped signature
+// (sbattach --remove) gives too.
 func TestLockdownUEFI(t *testing.T) {
 	testenv.RequireFile(t, qemuvm.OVMFCode, "make deps (Debian package ovmf)")
 	s := setup(t)
@@ -32,25 +41,30 @@ func TestLockdownUEFI(t *testing.T) {
 	labtest.DHCP(t, l, lab.DHCPConfig{RootPath: exp.RootPath()})
 
 	m := s.powerOnWith(t, l, qemuvm.UEFI, "lockdown=integrity lunboot.append=lockdown=integrity")
-	r, _ := m.probeResult()
-	evs := m.stages()
-	bootsOS(t, evs)
+	f, evs := m.failure()
 	sec := bootlog.Section(m.Console())
 	contains(t, "lunboot console", sec, "kernel lockdown: integrity (Secure Boot)")
-	contains(t, "handoff stage", summary(evs, "handoff"), "hand-off cmdline")
-	if n := len(lockedDown.FindAllString(m.Console(), -1)); n != 2 {
-		t.Errorf("the console shows %d kernels locked down from the command line, want 2 (lunboot's and the OS's)", n)
+	hand := summary(evs, "handoff")
+	contains(t, "handoff stage", hand, "hand-off cmdline")
+	if strings.Contains(hand, "iBFT") {
+		t.Errorf("handoff stage %q delivers an iBFT to a locked-down OS", hand)
 	}
-	checkProbe(t, r, disk, "bls-default")
-	initiator := lunbootInitiator(m.MAC())
-	checkLogin(t, r, "dracut", disk, initiator)
-	if got, _ := param(r.Cmdline, "netroot"); got != exp.RootPath() {
-		t.Errorf("OS netroot= %q, want %q: the target must come from the command line", got, exp.RootPath())
+	osCmdline := regexp.MustCompile(`(?m)^ +OS command line: (.*)$`).FindStringSubmatch(sec)
+	if osCmdline == nil {
+		t.Fatalf("lunboot printed no OS command line")
 	}
-	if got, _ := param(r.Cmdline, "lockdown"); got != "integrity" {
+	if got, _ := param(osCmdline[1], "netroot"); got != exp.RootPath() {
+		t.Errorf("OS netroot= %q, want %q: the target must go on the command line", got, exp.RootPath())
+	}
+	if got, _ := param(osCmdline[1], "lockdown"); got != "integrity" {
 		t.Errorf("OS lockdown= %q, want integrity (from lunboot.append=)", got)
 	}
-	if r.IBFT != nil {
-		t.Errorf("the OS has an iBFT (%+v); a locked-down hand-off delivers none", r.IBFT)
+	if n := len(lockedDown.FindAllString(m.Console(), -1)); n != 1 {
+		t.Errorf("the console shows %d kernels locked down from the command line, want lunboot's", n)
 	}
+	if f.Stage != "kexec-load" {
+		t.Fatalf("the boot failed in stage %s, want kexec-load (the signature refusal)", f.Stage)
+	}
+	contains(t, "failure", strings.Join(f.Error, " "), "the OS kernel's signature was refused")
+	contains(t, "check", f.Check, "locked down (integrity", "Boot a signed kernel")
 }

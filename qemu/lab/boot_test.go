@@ -260,8 +260,11 @@ func TestIPXESanboot(t *testing.T) {
 // with -kernel/-initrd, as QEMU hands a kernel to OVMF: the kernel must
 // start through its EFI stub (it reports the EFI system table OVMF gave
 // it) and lunboot must start. Nothing is served, so it stops there.
+// make test boots OVMF in qemu/e2e and qemu/handoff: this quick check of
+// the firmware alone is a make test-full case.
 func TestOVMFDirectBoot(t *testing.T) {
 	skipShort(t)
+	testenv.Full(t)
 	testenv.RequireFile(t, qemuvm.OVMFCode, "make deps (Debian package ovmf)")
 	kernel, initrd := labtest.Image(t)
 	testenv.GuestSlot(t)
