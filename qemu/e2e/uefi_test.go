@@ -68,3 +68,28 @@ func TestLockdownUEFI(t *testing.T) {
 	contains(t, "failure", strings.Join(f.Error, " "), "the OS kernel's signature was refused")
 	contains(t, "check", f.Check, "locked down (integrity", "Boot a signed kernel")
 }
+
+// TestBootUKI boots the disk whose only entry is a Type #2 unified kernel
+// image (EFI/Linux/lunboot-probe.efi on the ESP): osfind reads its .linux,
+// .initrd and .cmdline sections, and the probe OS comes up with that
+// command line and the hand-off. A make test-full case: the format reader
+// is covered by pkg/osfind's tests, the boot path by every other boot.
+func TestBootUKI(t *testing.T) {
+	testenv.Full(t)
+	s := setup(t)
+	disk, err := s.fx.Disk(fixtures.GPTUKI)
+	if err != nil {
+		testenv.Missing(t, "the gpt-uki fixture (make fixtures, with systemd-boot-efi installed): "+err.Error())
+	}
+	l := labtest.Start(t, lab.Options{Name: "e2e-uki"})
+	_, exp := export(t, l, disk, lab.ExportSpec{})
+	labtest.DHCP(t, l, lab.DHCPConfig{RootPath: exp.RootPath()})
+
+	m := s.powerOn(t, l, "")
+	r, _ := m.probeResult()
+	evs := m.stages()
+	bootsOS(t, evs)
+	contains(t, "os stage", summary(evs, "os"), `UKI entry "lunboot probe OS (UKI) (1)"`, "on /dev/nbd0p1")
+	checkProbe(t, r, disk, "uki")
+	checkTakeover(t, r, exp, disk, lunbootInitiator(m.MAC()))
+}
