@@ -128,10 +128,10 @@ func (s *suite) powerOnWith(t *testing.T, l *lab.Lab, fw qemuvm.Firmware, args s
 	vm := labtest.VM(t, l, lab.VMConfig{
 		Name:     "lunboot",
 		Firmware: fw,
-		Kernel:  s.kernel,
-		Initrd:  s.image,
-		Cmdline: strings.TrimSpace("console=ttyS0 console=ttyS1 " + baseCmdline + " " + args),
-		Args:    []string{"-serial", "file:" + raw},
+		Kernel:   s.kernel,
+		Initrd:   s.image,
+		Cmdline:  strings.TrimSpace("console=ttyS0 console=ttyS1 " + baseCmdline + " " + args),
+		Args:     []string{"-serial", "file:" + raw},
 	})
 	m := &machine{VM: vm, t: t, raw: raw}
 	labtest.Expect(t, vm, powerOnTimeout, regexp.MustCompile(regexp.QuoteMeta(bootlog.StartLine)))
