@@ -13,10 +13,11 @@ import (
 // TestUEFIDebianLayout boots, under UEFI firmware (OVMF), the Debian disk
 // laid out as Debian's UEFI installer leaves it: lunboot's kernel starts
 // through its EFI stub, osfind follows the ESP's GRUB stub to the root's
-// /boot/grub/grub.cfg, the hand-off is the default (both: the command line
-// and the iBFT in front of the initrd, which the OS kernel installs under
-// EFI as under BIOS), and the OS comes up after kexec with its EFI runtime
-// services (efivarfs readable) and logs in to the LUN again.
+// /boot/grub/grub.cfg, the hand-off is the iBFT alone (lunboot.handoff=ibft:
+// the table in front of the initrd, which the OS kernel installs under EFI
+// as under BIOS, and iscsistart -b logs in with it), and the OS comes up
+// after kexec with its EFI runtime services (efivarfs readable) and logs in
+// to the LUN again.
 func TestUEFIDebianLayout(t *testing.T) {
 	testenv.RequireFile(t, qemuvm.OVMFCode, "make deps (Debian package ovmf)")
 	e := setup(t)
@@ -24,10 +25,11 @@ func TestUEFIDebianLayout(t *testing.T) {
 	if sys == nil {
 		testenv.Missing(t, "the debian-uefi disk (make distro)")
 	}
-	m := e.startOn(t, qemuvm.UEFI, sys, poweroff, nil, "")
+	m := e.startOn(t, qemuvm.UEFI, sys, "lunboot.handoff=ibft "+poweroff, nil, "")
 	b := boot(t, m, &yes)
-	b.wantMode(t, "both")
+	b.wantMode(t, "ibft")
 	b.wantIBFT(t, nil)
+	b.wantConsole(t, iscsistartFirmware(m)...)
 	want := m.Want(&yes)
 	want.EFI = true
 	if err := b.os.Proof.Verify(want); err != nil {
