@@ -20,7 +20,7 @@ func (b *boot) findOS(ctx context.Context) (string, error) {
 	b.found = f
 	if len(f.Entries) == 0 {
 		return "", permanent(withCheck(fmt.Errorf("%w on %s:\n%s", osfind.ErrNoEntries, b.nbd.Path(), f.Summary()),
-			"the LUN needs a boot partition with BLS entries (loader/entries/*.conf), a GRUB grub.cfg or a syslinux.cfg naming a Linux kernel"))
+			"the LUN needs a boot partition with BLS entries (loader/entries/*.conf), a unified kernel image in EFI/Linux/, a GRUB grub.cfg or a syslinux.cfg naming a Linux kernel"))
 	}
 	sel := b.cfg.Entry
 	if b.cfg.MenuTimeout > 0 && b.o.Menu != nil && sel == "" {
@@ -31,7 +31,11 @@ func (b *boot) findOS(ctx context.Context) (string, error) {
 		return "", permanent(withCheck(err, "fix lunboot.entry= (a title, a unique part of one, an id, or a number from the list)"))
 	}
 	b.entry = e
-	return fmt.Sprintf("%s entry %q on %s (%s found)", e.Format, e.Label, e.Device, plural(len(f.Entries), "entry", "entries")), nil
+	via := ""
+	if e.Via != "" {
+		via = " via " + e.Via
+	}
+	return fmt.Sprintf("%s entry %q on %s%s (%s found)", e.Format, e.Label, e.Device, via, plural(len(f.Entries), "entry", "entries")), nil
 }
 
 // menu shows the entries and waits lunboot.menu_timeout= for a choice on

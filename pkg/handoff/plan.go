@@ -43,6 +43,8 @@ type Request struct {
 	SecureBoot bool
 	// Carry says whether carry-in can work (PlanCarry's verdict).
 	Carry CarryCheck
+	// Lockdown is lunboot's own kernel's lockdown level (ReadLockdown).
+	Lockdown string
 }
 
 // Facts returns the facts of the request's decision.
@@ -58,6 +60,8 @@ func (req *Request) Facts() Facts {
 		Kernel:        req.Kernel,
 		SecureBoot:    req.SecureBoot,
 		Carry:         req.Carry,
+		Lockdown:      req.Lockdown,
+		OSLockdown:    cmdlineLockdown(req.Entry),
 	}
 	if req.Info != nil {
 		f.NICModule = req.Info.NIC.Driver

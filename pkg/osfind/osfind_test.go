@@ -148,7 +148,7 @@ func TestChoose(t *testing.T) {
 		}
 	}
 	empty := &Found{Partitions: []Partition{{Device: "/dev/nbd0p1", Found: map[Format]int{}}}}
-	if _, err := empty.Choose(""); err == nil || !strings.Contains(err.Error(), "/dev/nbd0p1: no BLS, GRUB or syslinux") {
+	if _, err := empty.Choose(""); err == nil || !strings.Contains(err.Error(), "/dev/nbd0p1: no BLS entry, unified kernel image, GRUB or syslinux") {
 		t.Errorf("Choose on an empty disk = %v, want ErrNoEntries with the partition summary", err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lunboot/lunboot/internal/qemuvm"
 	"github.com/lunboot/lunboot/pkg/bootcfg"
 	"github.com/lunboot/lunboot/qemu/bootlog"
 	"github.com/lunboot/lunboot/qemu/distro"
@@ -57,6 +58,9 @@ type Config struct {
 	// (the zero value), a tagged VLAN, a host name, or a static address
 	// without any DHCP server (see Network).
 	Network Network
+	// Firmware is the guest's firmware (qemuvm.BIOS, the default, or
+	// qemuvm.UEFI: OVMF starts lunboot's kernel through its EFI stub).
+	Firmware qemuvm.Firmware
 }
 
 // Network is the lab network a scenario boots over. The zero Network is
@@ -167,7 +171,7 @@ func vmConfig(cfg Config, suffix string) lab.VMConfig {
 	if name == "" {
 		name = "lunboot"
 	}
-	vc := lab.VMConfig{Name: name + suffix, Memory: Memory, Kernel: cfg.Kernel, Initrd: cfg.Image, OnConsole: cfg.OnConsole}
+	vc := lab.VMConfig{Name: name + suffix, Memory: Memory, Firmware: cfg.Firmware, Kernel: cfg.Kernel, Initrd: cfg.Image, OnConsole: cfg.OnConsole}
 	consoles := "console=ttyS0"
 	if cfg.RawConsole != "" {
 		// The last console= is /dev/console; u-root's init writes the

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lunboot/lunboot/internal/qemuvm"
 	"github.com/lunboot/lunboot/internal/testenv"
 	pkghandoff "github.com/lunboot/lunboot/pkg/handoff"
 	"github.com/lunboot/lunboot/qemu/bootlog"
@@ -65,16 +66,16 @@ func setup(t *testing.T) *env {
 // start boots sys through lunboot with args on its command line.
 func (e *env) start(t *testing.T, sys *distro.System, args string, chap *lab.CHAP, raw string) *handoff.Machine {
 	t.Helper()
-	return e.startOn(t, sys, args, chap, raw, handoff.Network{})
+	return e.startOn(t, sys, args, chap, raw, handoff.Network{}, qemuvm.BIOS)
 }
 
 // startOn is start over the lab network nw (a VLAN, a host name, a
-// static address).
-func (e *env) startOn(t *testing.T, sys *distro.System, args string, chap *lab.CHAP, raw string, nw handoff.Network) *handoff.Machine {
+// static address) under firmware fw.
+func (e *env) startOn(t *testing.T, sys *distro.System, args string, chap *lab.CHAP, raw string, nw handoff.Network, fw qemuvm.Firmware) *handoff.Machine {
 	t.Helper()
 	l := labtest.Start(t, lab.Options{Name: "handoff-" + sys.Name, VLAN: nw.VLAN})
 	m, err := handoff.Start(context.Background(), l, handoff.Config{
-		Kernel: e.kernel, Image: e.image, System: sys, Args: args, CHAP: chap,
+		Kernel: e.kernel, Image: e.image, System: sys, Args: args, CHAP: chap, Firmware: fw,
 		RawConsole: raw, OnConsole: labtest.Console(t, strings.TrimPrefix(t.Name(), "Test")),
 		Network: nw,
 	})

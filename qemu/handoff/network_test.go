@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lunboot/lunboot/internal/qemuvm"
 	"github.com/lunboot/lunboot/internal/testenv"
 	pkghandoff "github.com/lunboot/lunboot/pkg/handoff"
 	"github.com/lunboot/lunboot/qemu/bootlog"
@@ -47,7 +48,7 @@ func (b *booted) osHas(name, mac string) (bool, []string) {
 func TestVLANDracut(t *testing.T) { vlanDracut(t, setup(t)) }
 
 func vlanDracut(t *testing.T, e *env) {
-	m := e.startOn(t, e.set.Dracut, poweroff, nil, "", handoff.Network{VLAN: 100})
+	m := e.startOn(t, e.set.Dracut, poweroff, nil, "", handoff.Network{VLAN: 100}, qemuvm.BIOS)
 	// Mode both: the OS kernel installs the table (boot checks), but
 	// dracut loads iscsi_ibft only in firmware mode, so /sys/firmware/ibft
 	// is absent; TestVLANDracutIBFT covers the table's VLAN.
@@ -80,7 +81,7 @@ func TestVLANDracutIBFT(t *testing.T) {
 }
 
 func vlanDracutIBFT(t *testing.T, e *env) {
-	m := e.startOn(t, e.set.Dracut, "lunboot.handoff=ibft "+poweroff, nil, "", handoff.Network{VLAN: 100})
+	m := e.startOn(t, e.set.Dracut, "lunboot.handoff=ibft "+poweroff, nil, "", handoff.Network{VLAN: 100}, qemuvm.BIOS)
 	b := boot(t, m, &yes)
 	b.wantMode(t, "ibft")
 	b.wantArgs(t, map[string]string{"rd.iscsi.firmware": "1", "vlan": pkghandoff.VLANParent + ".100:" + pkghandoff.VLANParent})
@@ -94,7 +95,7 @@ func vlanDracutIBFT(t *testing.T, e *env) {
 func TestVLANInitramfsToolsRefused(t *testing.T) {
 	testenv.Full(t)
 	e := setup(t)
-	m := e.startOn(t, e.set.Debian, "", nil, "", handoff.Network{VLAN: 100})
+	m := e.startOn(t, e.set.Debian, "", nil, "", handoff.Network{VLAN: 100}, qemuvm.BIOS)
 	err := m.WaitJump(t.Context(), jumpTimeout)
 	var bf *handoff.BootFailedError
 	if !errors.As(err, &bf) || bf.Stage != "handoff" || !strings.Contains(bf.Error(), "klibc's ipconfig has no VLANs") {
@@ -109,7 +110,7 @@ func TestHostNameDracut(t *testing.T) { hostNameDracut(t, setup(t)) }
 
 func hostNameDracut(t *testing.T, e *env) {
 	host := "target." + lab.DNSDomain
-	m := e.startOn(t, e.set.Dracut, poweroff, nil, "", handoff.Network{TargetHost: host})
+	m := e.startOn(t, e.set.Dracut, poweroff, nil, "", handoff.Network{TargetHost: host}, qemuvm.BIOS)
 	b := boot(t, m, nil)
 	if !regexp.MustCompile(`login: ` + regexp.QuoteMeta(host) + ` is ` + regexp.QuoteMeta(m.Export.Portal.Addr().String()) + ` \(DNS `).MatchString(bootlog.Section(m.Console())) {
 		t.Errorf("lunboot's console does not say it resolved %s to %s", host, m.Export.Portal.Addr())
@@ -127,7 +128,7 @@ func TestHostNameInitramfsTools(t *testing.T) {
 
 func hostNameInitramfsTools(t *testing.T, e *env) {
 	host := "target." + lab.DNSDomain
-	m := e.startOn(t, e.set.Debian, poweroff, nil, "", handoff.Network{TargetHost: host})
+	m := e.startOn(t, e.set.Debian, poweroff, nil, "", handoff.Network{TargetHost: host}, qemuvm.BIOS)
 	b := boot(t, m, nil)
 	b.wantArgs(t, map[string]string{"iscsi_target_ip": m.Export.Portal.Addr().String()})
 	if strings.Contains(b.os.Proof.Cmdline, host) {
@@ -141,7 +142,7 @@ func hostNameInitramfsTools(t *testing.T, e *env) {
 // address on its command line and in the iBFT.
 func TestStatic(t *testing.T) {
 	e := setup(t)
-	m := e.startOn(t, e.set.Debian, poweroff, nil, "", handoff.Network{Static: true})
+	m := e.startOn(t, e.set.Debian, poweroff, nil, "", handoff.Network{Static: true}, qemuvm.BIOS)
 	b := boot(t, m, nil)
 	a := handoff.StaticAddr(m.Lab())
 	if s := b.stageText(t, "network"); !strings.Contains(s, a.String()) || !strings.Contains(s, "static") {

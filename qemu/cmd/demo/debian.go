@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/lunboot/lunboot/internal/qemuvm"
 	"github.com/lunboot/lunboot/qemu/distro"
 	"github.com/lunboot/lunboot/qemu/handoff"
 	"github.com/lunboot/lunboot/qemu/lab"
@@ -41,6 +42,13 @@ func runDebian(ctx context.Context, o options, kernel, image string, s *scenario
 	case "dracut":
 		sys = set.Dracut
 	}
+	if o.firmware == qemuvm.UEFI {
+		// A UEFI machine's Debian: ESP with grub-install's stub.
+		if sys = set.DebianUEFI; sys == nil {
+			return errors.New("no debian-uefi disk: run `make distro`")
+		}
+	}
+	fmt.Fprintf(o.stdout, "== firmware %s\n", o.firmware)
 	fmt.Fprintf(o.stdout, "== disk %s: %s initrd, kernel %s, entry %s\n", sys.Disk, sys.Generator, sys.KernelRelease, sys.Entry)
 	var nw handoff.Network
 	var adjust func(*lab.Options)
@@ -54,7 +62,7 @@ func runDebian(ctx context.Context, o options, kernel, image string, s *scenario
 	}
 	defer l.Close()
 	fail := func(err error) error { return fmt.Errorf("%w\nlogs in %s", err, l.LogDir()) }
-	m, err := handoff.Start(ctx, l, handoff.Config{Kernel: kernel, Image: image, System: sys, Args: o.appendArgs, OnConsole: o.console("guest"), Network: nw})
+	m, err := handoff.Start(ctx, l, handoff.Config{Kernel: kernel, Image: image, System: sys, Args: o.appendArgs, Firmware: o.firmware, OnConsole: o.console("guest"), Network: nw})
 	if err != nil {
 		return fail(err)
 	}

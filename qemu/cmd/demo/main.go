@@ -5,10 +5,16 @@
 //
 // Usage:
 //
-//	demo [-out out] [-os debian|dracut|probe] [-append ARGS] [-quiet]
+//	demo [-out out] [-firmware bios|uefi] [-os debian|dracut|noiscsi|probe] [-append ARGS] [-quiet]
 //	demo -scenario vlan|dns|static [-os debian|dracut]
 //	demo -os probe [-fixture gpt-bls|mbr|grub-ext4] [-ipxe]
 //	demo -pxe [-fixture gpt-bls|mbr|grub-ext4]
+//
+// -firmware picks the machine's firmware: bios (SeaBIOS, the default) or
+// uefi (OVMF, Debian package ovmf), which starts lunboot's kernel through
+// its EFI stub. Under uefi, -os debian boots the Debian disk laid out as
+// Debian's UEFI installer leaves it (an ESP whose GRUB stub lunboot
+// follows); -ipxe and -pxe are BIOS only (SeaBIOS's iPXE ROM) and refused.
 //
 // With -os debian (the default) the disk is the lab's Debian 12 system
 // with initramfs-tools and open-iscsi (`make distro`, package qemu/distro).
@@ -48,6 +54,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -56,6 +63,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lunboot/lunboot/internal/qemuvm"
 	"github.com/lunboot/lunboot/qemu/fixtures"
 	"github.com/lunboot/lunboot/qemu/lab"
 )
@@ -73,6 +81,7 @@ type options struct {
 	image                                      string
 	ipxe, pxe, quiet                           bool
 	runs                                       int
+	firmware                                   qemuvm.Firmware
 	stdout                                     io.Writer
 }
 
@@ -90,11 +99,27 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&o.pxe, "pxe", false, "boot the probe OS through the documented PXE chain (docs/deploy.md): iPXE, lunboot.ipxe over TFTP, lunboot")
 	fs.BoolVar(&o.quiet, "quiet", false, "do not stream the guests' consoles")
 	fs.IntVar(&o.runs, "runs", 1, "with -os probe, boot this many times (each path) and give medians and ranges in the timeline")
+	firmware := fs.String("firmware", "bios", "the machine's firmware: bios (SeaBIOS) or uefi (OVMF)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	var err error
+	if o.firmware, err = qemuvm.ParseFirmware(*firmware); err != nil {
+		return fmt.Errorf("-firmware: %w", err)
+	}
+	if o.firmware == qemuvm.UEFI {
+		// The iPXE chains boot SeaBIOS's iPXE ROM (legacy sanboot of the
+		// MBR disk, the documented PXE recipe); under OVMF they are not
+		// what the docs describe, and untested.
+		switch {
+		case o.pxe:
+			return errors.New("-firmware uefi -pxe: the documented PXE chain is tested under BIOS only; use -firmware bios")
+		case o.ipxe:
+			return errors.New("-firmware uefi -ipxe: iPXE's sanboot of the MBR disk needs BIOS; use -firmware bios")
+		}
 	}
 	kernel, image := filepath.Join(o.out, "vmlinuz"), cmp.Or(o.image, filepath.Join(o.out, "lunboot.cpio.xz"))
 	for _, f := range []string{kernel, image} {
@@ -104,6 +129,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	osSet := false
 	fs.Visit(func(f *flag.Flag) { osSet = osSet || f.Name == "os" })
+	if o.firmware == qemuvm.UEFI && (o.scenario != "" || o.osName == "dracut" || o.osName == "noiscsi") {
+		// Under OVMF the demo boots the debian-uefi disk (or the probe OS);
+		// the scenarios and the other Debian disks are laid out for BIOS.
+		return fmt.Errorf("-firmware uefi boots -os debian (the debian-uefi disk) or -os probe, without -scenario; use -firmware bios for -os %s %s", o.osName, o.scenario)
+	}
 	if o.scenario != "" {
 		if o.pxe || o.ipxe {
 			return fmt.Errorf("-scenario %s boots a Debian disk through lunboot's own network stage: it takes neither -pxe nor -ipxe", o.scenario)

@@ -46,7 +46,7 @@ func runProbe(ctx context.Context, o options, kernel, image string) error {
 		if o.runs > 1 {
 			fmt.Fprintf(o.stdout, "\n== run %d of %d\n", r+1, o.runs)
 		}
-		lb, err := bootProbe(ctx, l, o.stdout, "lunboot", lab.VMConfig{Name: "lunboot", Kernel: kernel, Initrd: image,
+		lb, err := bootProbe(ctx, l, o.stdout, "lunboot", lab.VMConfig{Name: "lunboot", Firmware: o.firmware, Kernel: kernel, Initrd: image,
 			Cmdline: strings.TrimSpace("console=ttyS0 " + probeArgs + " " + o.appendArgs), OnConsole: o.console("lunboot")},
 			lunbootMarks(probeMarks...))
 		if err != nil {

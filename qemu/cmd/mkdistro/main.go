@@ -24,6 +24,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -50,6 +51,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	asJSON := fs.Bool("json", false, "print the set as JSON")
 	timeout := fs.Duration("timeout", 45*time.Minute, "give up after this long")
 	verbose := fs.Bool("v", false, "log each step and command")
+	only := fs.String("only", "", "comma-separated systems to build or check (default all: debian, dracut, noiscsi, debian-uefi)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -65,7 +67,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer cancel()
 	keep := !*dropRoots
 	start := time.Now()
-	set, err := distro.Build(ctx, distro.Options{Cache: *cache, Mirror: *mirror, Log: log, Force: *force, NoBuild: *check, KeepRoots: &keep})
+	set, err := distro.Build(ctx, distro.Options{Cache: *cache, Mirror: *mirror, Log: log, Force: *force, NoBuild: *check, KeepRoots: &keep, Only: splitList(*only)})
 	if errors.Is(err, distro.ErrStale) && *check {
 		fmt.Fprintln(stdout, err)
 		return errors.New("out of date")
@@ -86,6 +88,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "root stage %-8s built in %s\n", st.Name, st.Took.Round(time.Second))
 	}
 	for _, s := range set.Systems() {
+		if s == nil {
+			continue // left out by -only
+		}
 		state := "up to date"
 		if rebuilt[s.Name] {
 			state = "built in " + s.BuildTime.Round(time.Second).String()
@@ -100,4 +105,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "distro: %s %s from %s (Release %s) in %s, %s\n", set.Suite, "amd64", set.Mirror, cmp.Or(set.ReleaseDate, "date unknown"), set.Dir, time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }
