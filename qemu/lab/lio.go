@@ -44,10 +44,11 @@ type LIOOptions struct {
 	// Memory is the guest's RAM (default "1G"; its tmpfs, half of it,
 	// holds the written parts of blank LUNs).
 	Memory string
-	// Images are host disk images attached to the VM as virtio disks, in
-	// order (/dev/vda, /dev/vdb…), so that Export can serve them.
-	// Writes go to the image (make a private copy first, as Export does
-	// for tgtd, unless the image is scratch).
+	// Images are host disk images the VM can serve (Export's
+	// ExportSpec.Images): each is first copied sparsely into the lab's
+	// work folder, as tgtd's Export does, so guests may write and cached
+	// images stay pristine; the copies are attached as virtio disks
+	// (/dev/vda, /dev/vdb…).
 	Images []string
 	// Debug logs every configfs write on the VM's console.
 	Debug bool
@@ -61,13 +62,17 @@ type LIO struct {
 	vm     *VM
 	opts   LIOOptions
 	addr   netip.Addr
-	images map[string]string // host path → guest device
+	images map[string]lioDisk // host path → its copy in the VM
 
 	mu      sync.Mutex
 	exports []*Export
 	extra   []lio.Target // Apply's own targets
 	seq     int
 }
+
+// lioDisk is one of LIOOptions.Images: the private copy and its device in
+// the guest.
+type lioDisk struct{ copy, dev string }
 
 // lioReady is the agent's console line once it serves the control port.
 var lioReady = regexp.MustCompile(`lioagent: ready on \S+ \(([^)]*)\)`)
@@ -97,7 +102,7 @@ func (l *Lab) StartLIO(ctx context.Context, opts LIOOptions) (*LIO, error) {
 	}
 	a4 := l.prefix.Addr().As4()
 	a4[3] = opts.Host
-	t := &LIO{lab: l, opts: opts, addr: netip.AddrFrom4(a4), images: map[string]string{}}
+	t := &LIO{lab: l, opts: opts, addr: netip.AddrFrom4(a4), images: map[string]lioDisk{}}
 
 	dir := filepath.Join(l.workDir, "lio-image")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -124,11 +129,14 @@ func (l *Lab) StartLIO(ctx context.Context, opts LIOOptions) (*LIO, error) {
 		if _, err := os.Stat(abs); err != nil {
 			return nil, fmt.Errorf("lab: lio: %w", err)
 		}
-		// cache=unsafe: the guest's flushes need not reach the host's
-		// disk (the image is scratch); what the guest wrote is in the
-		// file once QEMU has it.
-		args = append(args, "-drive", "file="+strings.ReplaceAll(abs, ",", ",,")+",format=raw,if=virtio,cache=writeback")
-		t.images[abs] = "/dev/vd" + string(rune('a'+i))
+		dst := filepath.Join(l.workDir, fmt.Sprintf("lio-disk%d-%s", i, filepath.Base(abs)))
+		cstart := time.Now()
+		if err := copySparse(abs, dst); err != nil {
+			return nil, fmt.Errorf("lab: lio: private copy of %s: %w", abs, err)
+		}
+		l.cmds.printf("# copied %s -> %s (%s)", abs, dst, time.Since(cstart).Round(time.Millisecond))
+		args = append(args, "-drive", "file="+strings.ReplaceAll(dst, ",", ",,")+",format=raw,if=virtio,cache=writeback")
+		t.images[abs] = lioDisk{copy: dst, dev: "/dev/vd" + string(rune('a'+i))}
 	}
 	cmdline := fmt.Sprintf("console=ttyS0 panic=-1 quiet no_timer_check lio.addr=%s", netip.PrefixFrom(t.addr, l.prefix.Bits()))
 	if opts.Debug {
@@ -300,12 +308,12 @@ func (t *LIO) Export(spec ExportSpec) (*Export, error) {
 		if err != nil {
 			return nil, fmt.Errorf("lab: lio export %s: %w", img, err)
 		}
-		dev, ok := t.images[abs]
+		d, ok := t.images[abs]
 		if !ok {
 			return nil, fmt.Errorf("lab: lio export: %s is not one of the VM's disks (LIOOptions.Images names what it may serve)", abs)
 		}
-		g.LUNs = append(g.LUNs, lio.LUN{Number: i, File: dev, ReadOnly: spec.ReadOnly})
-		luns = append(luns, abs)
+		g.LUNs = append(g.LUNs, lio.LUN{Number: i, File: d.dev, ReadOnly: spec.ReadOnly})
+		luns = append(luns, d.copy)
 	}
 	for i, size := range spec.Sizes {
 		n := len(spec.Images) + i
