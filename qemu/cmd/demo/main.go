@@ -5,7 +5,7 @@
 //
 // Usage:
 //
-//	demo [-out out] [-os debian|probe] [-append ARGS] [-quiet]
+//	demo [-out out] [-os debian|probe] [-target tgtd|lio] [-append ARGS] [-quiet]
 //	demo -os probe [-fixture gpt-bls|mbr|grub-ext4] [-ipxe]
 //	demo -pxe [-fixture gpt-bls|mbr|grub-ext4]
 //
@@ -15,6 +15,12 @@
 // and its login prompt, stops the machine and prints a summary: lunboot's
 // stages and their times, the command line and iBFT the OS received, its
 // iSCSI session and root device.
+//
+// -target lio serves the Debian disk from LIO, the Linux kernel's target, in
+// the lab's target VM (a second QEMU guest), as a storage appliance would:
+// the disk at LUN 0 and an ACL admitting lunboot's default initiator name.
+// tgtd is the default; -target lio goes with -os debian only (the probe,
+// iPXE and PXE demos run on tgtd).
 //
 // With -os probe the disk is a fixture carrying the probe OS (`make
 // fixtures`), which logs in again with what it was handed and reports; -ipxe
@@ -57,7 +63,7 @@ func main() {
 
 // options are the command's flags.
 type options struct {
-	out, osName, fixture, appendArgs string
+	out, osName, fixture, appendArgs, target string
 	ipxe, pxe, quiet                 bool
 	stdout                           io.Writer
 }
@@ -70,6 +76,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.osName, "os", "debian", "what to boot: debian (the Debian 12 disk of `make distro`) or probe (a fixture with the probe OS)")
 	fs.StringVar(&o.fixture, "fixture", fixtures.GPTBLS, "with -os probe, the disk to boot: "+strings.Join([]string{fixtures.GPTBLS, fixtures.MBR, fixtures.GRUBExt4}, ", "))
 	fs.StringVar(&o.appendArgs, "append", "", "extra kernel arguments for the lunboot image")
+	fs.StringVar(&o.target, "target", "tgtd", "the iSCSI target serving the disk: tgtd (in the lab's namespace) or lio (the Linux kernel's target in a VM; -os debian only)")
 	fs.BoolVar(&o.ipxe, "ipxe", false, "with -os probe, also boot the MBR disk with iPXE sanboot and compare the times")
 	fs.BoolVar(&o.pxe, "pxe", false, "boot the probe OS through the documented PXE chain (docs/deploy.md): iPXE, lunboot.ipxe over TFTP, lunboot")
 	fs.BoolVar(&o.quiet, "quiet", false, "do not stream the guests' consoles")
@@ -78,6 +85,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	switch o.target {
+	case "tgtd":
+	case "lio":
+		if o.pxe || o.osName != "debian" || o.ipxe {
+			return fmt.Errorf("-target lio boots the Debian disk only: it does not go with -os %s, -pxe or -ipxe (those demos run on tgtd)", o.osName)
+		}
+	default:
+		return fmt.Errorf("-target %q: want tgtd or lio", o.target)
 	}
 	kernel, image := filepath.Join(o.out, "vmlinuz"), filepath.Join(o.out, "lunboot.cpio.xz")
 	for _, f := range []string{kernel, image} {
@@ -107,7 +123,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 // newLab starts the demo's lab, logging into <out>/lab-logs/demo-<time>.
 func newLab(ctx context.Context, o options) (*lab.Lab, error) {
-	l, err := lab.New(ctx, lab.Options{Name: "demo",
+	taps := 1
+	if o.target == "lio" {
+		taps = 2 // lunboot on tap 0, the LIO target VM on tap 1
+	}
+	l, err := lab.New(ctx, lab.Options{Name: "demo", Taps: taps,
 		LogDir: filepath.Join(o.out, "lab-logs", "demo-"+time.Now().Format("20060102-150405"))})
 	if err != nil {
 		return nil, err

@@ -1,0 +1,27 @@
+package main
+
+import (
+	"context"
+	"io"
+	"strings"
+	"testing"
+)
+
+// TestRefusedCombinations: what the demo cannot do is refused by name,
+// before anything starts.
+func TestRefusedCombinations(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-target", "lio", "-os", "probe"}, "-target lio boots the Debian disk only"},
+		{[]string{"-target", "lio", "-pxe"}, "-pxe"},
+		{[]string{"-target", "lio", "-os", "probe", "-ipxe"}, "-ipxe"},
+		{[]string{"-target", "scst"}, `-target "scst": want tgtd or lio`},
+	} {
+		err := run(context.Background(), append([]string{"-out", t.TempDir()}, tt.args...), io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("demo %v = %v, want an error containing %q", tt.args, err, tt.want)
+		}
+	}
+}
