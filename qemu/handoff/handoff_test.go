@@ -84,8 +84,15 @@ func (e *env) start(t *testing.T, sys *distro.System, args string, chap *lab.CHA
 		opts.Taps = 2 // lunboot on tap 0, the LIO target VM on tap 1
 	}
 	l := labtest.Start(t, opts)
+	iqn := ""
+	if e.lio {
+		// As a Synology names its targets: mixed case, which the OS's
+		// initiator must receive unchanged to log in (LIO compares names
+		// byte for byte; qemu/interop "mixed-case target name").
+		iqn = "iqn.2000-01.com.synology:DiskStation.Target-1." + sys.Name
+	}
 	m, err := handoff.Start(context.Background(), l, handoff.Config{
-		Kernel: e.kernel, Image: e.image, System: sys, Args: args, CHAP: chap, LIO: e.lio,
+		Kernel: e.kernel, Image: e.image, System: sys, Args: args, CHAP: chap, LIO: e.lio, IQN: iqn,
 		RawConsole: raw, OnConsole: labtest.Console(t, strings.TrimPrefix(t.Name(), "Test")),
 	})
 	if err != nil {
