@@ -261,7 +261,16 @@ var table = []tc{
 			if rp.LUN.Linux() != uint64(exp.LUNBase) {
 				t.Errorf("root-path %q names LUN %d, want %d", exp.RootPath(), rp.LUN.Linux(), exp.LUNBase)
 			}
-			d, err := scsi.OpenDisk(tctx(t, 30*time.Second), s, rp.LUN, scsi.DiskOptions{})
+			// The same disk by iSCSI URL (its LUN in decimal).
+			url := fmt.Sprintf("iscsi://%s/%s/%d", exp.Portal, exp.IQN, exp.LUNBase)
+			ru, err := rootpath.ParseURL(url)
+			if err != nil {
+				t.Fatalf("rootpath.ParseURL(%q) = %v", url, err)
+			}
+			if ru.LUN != rp.LUN || ru.Target != rp.Target {
+				t.Errorf("URL %q names %s LUN %d, root-path %q names %s LUN %d", url, ru.Target, ru.LUN.Linux(), exp.RootPath(), rp.Target, rp.LUN.Linux())
+			}
+			d, err := scsi.OpenDisk(tctx(t, 30*time.Second), s, ru.LUN, scsi.DiskOptions{})
 			if err != nil {
 				t.Fatalf("OpenDisk(root-path LUN) = %v", err)
 			}
