@@ -440,8 +440,18 @@ var table = []tc{
 	{name: "mixed-case target name", spec: lab.ExportSpec{IQN: "iqn.2000-01.com.synology:DiskStation.Target-1.4f3e2d1c", Sizes: []int64{16 * mib}},
 		run: func(t *testing.T, e *env, x lab.Exporter, exp *lab.Export) {
 			// As the admin typed it (and as open-iscsi sends it: it
-			// does not fold case).
-			s := basicIO(t, e, exp, e.config(exp))
+			// does not fold case), taken from the root-path as a boot
+			// takes it.
+			rp, err := rootpath.Parse(exp.RootPath())
+			if err != nil {
+				t.Fatalf("rootpath.Parse(%q) = %v", exp.RootPath(), err)
+			}
+			if rp.Target != exp.IQN {
+				t.Fatalf("the root-path's target name is %q, want %q as written", rp.Target, exp.IQN)
+			}
+			cfg0 := e.config(exp)
+			cfg0.TargetName = rp.Target
+			s := basicIO(t, e, exp, cfg0)
 			if got := s.Info().TargetName; got != exp.IQN {
 				t.Errorf("session target name %q, want %q", got, exp.IQN)
 			}
