@@ -9,12 +9,15 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/lunboot/lunboot/internal/lio"
 	"github.com/lunboot/lunboot/pkg/advice"
 	"github.com/lunboot/lunboot/pkg/bootcfg"
 	"github.com/lunboot/lunboot/pkg/iscsi"
@@ -399,6 +402,18 @@ var table = []tc{
 			}
 			logout(t, s)
 		}},
+	{name: "read-only through the ACL", spec: lab.ExportSpec{Sizes: []int64{16 * mib}, ReadOnly: true, Initiators: []string{defaultInitiator()}},
+		run: func(t *testing.T, e *env, x lab.Exporter, exp *lab.Export) {
+			// LIO: the mapped LUN's write_protect (not demo mode's
+			// demo_mode_write_protect); tgtd: readonly=1 as before.
+			s := login(t, e.config(exp))
+			ready(t, s, exp.LUNBase)
+			err := scsi.Write(tctx(t, 30*time.Second), s, lunOf(exp.LUNBase), 0, 512, make([]byte, 512), false)
+			if !errors.Is(err, scsi.ErrDataProtect) {
+				t.Errorf("WRITE to a read-only LUN = %v, want DATA PROTECT", err)
+			}
+			logout(t, s)
+		}},
 	{name: "ACL admits the default initiator name", spec: lab.ExportSpec{Sizes: []int64{16 * mib}, Initiators: []string{defaultInitiator()}},
 		run: func(t *testing.T, e *env, x lab.Exporter, exp *lab.Export) {
 			s := basicIO(t, e, exp, e.config(exp))
@@ -609,6 +624,52 @@ func TestInterop(t *testing.T) {
 			})
 		}
 	}
+	// Two TPGs of one target, each with its own portal: the login lands in
+	// the TPG of the portal dialled, and SendTargets lists both.
+	t.Run("lio/two TPGs and portals", func(t *testing.T) {
+		const iqn = "iqn.2026-11.org.lunboot.lab:two-tpgs"
+		if err := e.lio.Reset(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		p1 := e.lio.Portal()
+		p2 := netip.AddrPortFrom(p1.Addr(), p1.Port()+1)
+		tpg := func(tag int, portal netip.AddrPort) lio.TPG {
+			return lio.TPG{Tag: tag, Portals: []string{portal.String()},
+				Attrib: map[string]string{"authentication": "0", "generate_node_acls": "1", "cache_dynamic_acls": "1", "demo_mode_write_protect": "0"},
+				LUNs:   []lio.LUN{{Number: 0, File: fmt.Sprintf("/tmp/luns/tpg%d.img", tag), Size: 16 * mib}}}
+		}
+		if err := e.lio.Apply(context.Background(), lio.Target{IQN: iqn, TPGs: []lio.TPG{tpg(1, p1), tpg(2, p2)}}); err != nil {
+			t.Fatal(err)
+		}
+		for i, p := range []netip.AddrPort{p1, p2} {
+			exp := &lab.Export{IQN: iqn, Portal: p}
+			s := login(t, e.config(exp))
+			if got := s.Info().TPGT; got != uint16(i+1) {
+				t.Errorf("login at %s: TPGT %d, want %d", p, got, i+1)
+			}
+			ready(t, s, 0)
+			writeRead(t, s, 0, 0, randBytes(64<<10))
+			logout(t, s)
+		}
+		cfg := e.config(&lab.Export{Portal: p1})
+		targets, err := iscsi.Discover(tctx(t, time.Minute), cfg)
+		if err != nil {
+			t.Fatalf("Discover = %v", err)
+		}
+		var got []string
+		for _, tg := range targets {
+			for _, a := range tg.Addresses {
+				got = append(got, tg.Name+" "+a.String())
+			}
+		}
+		e.note("lio SendTargets with two TPGs: %v", got)
+		want := []string{iqn + " " + p1.String() + ",1", iqn + " " + p2.String() + ",2"}
+		for _, w := range want {
+			if !slices.Contains(got, w) {
+				t.Errorf("Discover = %v, want %q among them", got, w)
+			}
+		}
+	})
 	// The target vanishing mid-transfer: LIO's TPG disabled, then its
 	// guest's link down, each for 5 s in the middle of 256 MiB.
 	t.Run("lio/TPG disabled 5s mid-transfer", func(t *testing.T) {
