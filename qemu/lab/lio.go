@@ -296,9 +296,40 @@ func (t *LIO) Export(spec ExportSpec) (*Export, error) {
 	t.seq++
 	seq := t.seq
 	t.mu.Unlock()
+	target, luns, err := lioTarget(spec, t.Portal(), t.images, seq)
+	if err != nil {
+		return nil, err
+	}
+	e := &Export{IQN: spec.IQN, Portal: t.Portal(), LUNs: luns, LUNBase: 0, CHAP: spec.CHAP, spec: spec, lio: target}
+	t.mu.Lock()
+	t.exports = append(t.exports, e)
+	t.mu.Unlock()
+	if err := t.push(context.Background()); err != nil {
+		t.mu.Lock()
+		t.exports = t.exports[:len(t.exports)-1]
+		t.mu.Unlock()
+		return nil, err
+	}
+	t.lab.cmds.printf("# lio: exported %s (%d LUN(s) from 0, %s, initiators %v) at %s", e.IQN, len(e.LUNs), e.CHAP, spec.Initiators, e.RootPath())
+	return e, nil
+}
+
+// Exports returns what Export has set up since the last Reset or Apply.
+func (t *LIO) Exports() []*Export {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]*Export(nil), t.exports...)
+}
+
+// lioTarget is the LIO configuration of spec (defaults filled) on TPG 1 at
+// portal: images (the VM's disks, LIOOptions.Images) and blank LUNs
+// (files on the VM's tmpfs named after seq) from LUN 0 up; demo mode
+// without Initiators, one ACL each with them. It returns the LUNs' host
+// copies or "lio:<guest file>".
+func lioTarget(spec ExportSpec, portal netip.AddrPort, images map[string]lioDisk, seq int) (lio.Target, []string, error) {
 	g := lio.TPG{
 		Tag:     1,
-		Portals: []string{t.Portal().String()},
+		Portals: []string{portal.String()},
 		Attrib:  map[string]string{},
 		Params:  map[string]string{},
 	}
@@ -306,11 +337,11 @@ func (t *LIO) Export(spec ExportSpec) (*Export, error) {
 	for i, img := range spec.Images {
 		abs, err := filepath.Abs(img)
 		if err != nil {
-			return nil, fmt.Errorf("lab: lio export %s: %w", img, err)
+			return lio.Target{}, nil, fmt.Errorf("lab: lio export %s: %w", img, err)
 		}
-		d, ok := t.images[abs]
+		d, ok := images[abs]
 		if !ok {
-			return nil, fmt.Errorf("lab: lio export: %s is not one of the VM's disks (LIOOptions.Images names what it may serve)", abs)
+			return lio.Target{}, nil, fmt.Errorf("lab: lio export: %s is not one of the VM's disks (LIOOptions.Images names what it may serve)", abs)
 		}
 		g.LUNs = append(g.LUNs, lio.LUN{Number: i, File: d.dev, ReadOnly: spec.ReadOnly})
 		luns = append(luns, d.copy)
@@ -348,24 +379,5 @@ func (t *LIO) Export(spec ExportSpec) (*Export, error) {
 	for k, v := range spec.Params {
 		g.Params[k] = v
 	}
-	e := &Export{IQN: spec.IQN, Portal: t.Portal(), LUNs: luns, LUNBase: 0, CHAP: spec.CHAP, spec: spec,
-		lio: lio.Target{IQN: spec.IQN, TPGs: []lio.TPG{g}}}
-	t.mu.Lock()
-	t.exports = append(t.exports, e)
-	t.mu.Unlock()
-	if err := t.push(context.Background()); err != nil {
-		t.mu.Lock()
-		t.exports = t.exports[:len(t.exports)-1]
-		t.mu.Unlock()
-		return nil, err
-	}
-	t.lab.cmds.printf("# lio: exported %s (%d LUN(s) from 0, %s, initiators %v) at %s", e.IQN, len(e.LUNs), e.CHAP, spec.Initiators, e.RootPath())
-	return e, nil
-}
-
-// Exports returns what Export has set up since the last Reset or Apply.
-func (t *LIO) Exports() []*Export {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return append([]*Export(nil), t.exports...)
+	return lio.Target{IQN: spec.IQN, TPGs: []lio.TPG{g}}, luns, nil
 }
