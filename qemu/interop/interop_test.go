@@ -711,6 +711,12 @@ func TestInterop(t *testing.T) {
 		})
 		info := s.Info()
 		e.note("lio link down 5 s: %d reconnect(s), 256 MiB round trip in %s", info.Reconnects, time.Since(start).Round(time.Millisecond))
+		// The agent logs both edges on the VM's console: the link
+		// really went down, and came back, during the transfer.
+		con := e.lio.VM().Console()
+		if !strings.Contains(con, `msg="link down"`) || !strings.Contains(con, `msg="link up"`) {
+			t.Errorf("the target VM's console does not show its link going down and up")
+		}
 		logout(t, s)
 	})
 }
