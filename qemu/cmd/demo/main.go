@@ -64,8 +64,8 @@ func main() {
 // options are the command's flags.
 type options struct {
 	out, osName, fixture, appendArgs, target string
-	ipxe, pxe, quiet                 bool
-	stdout                           io.Writer
+	ipxe, pxe, quiet                         bool
+	stdout                                   io.Writer
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
