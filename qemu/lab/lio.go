@@ -52,6 +52,8 @@ type LIOOptions struct {
 	Images []string
 	// Debug logs every configfs write on the VM's console.
 	Debug bool
+	// OnConsole receives each line of the VM's console (the agent's log).
+	OnConsole func(line string)
 }
 
 // LIO is the Linux kernel's iSCSI target running in a QEMU guest on the
@@ -143,13 +145,14 @@ func (l *Lab) StartLIO(ctx context.Context, opts LIOOptions) (*LIO, error) {
 		cmdline += " lio.debug=1"
 	}
 	vm, err := l.StartVM(ctx, VMConfig{
-		Name:    "lio",
-		Memory:  opts.Memory,
-		Kernel:  kernel,
-		Initrd:  initrd,
-		Cmdline: cmdline,
-		NICs:    []NIC{{Tap: tap}},
-		Args:    args,
+		Name:      "lio",
+		Memory:    opts.Memory,
+		Kernel:    kernel,
+		Initrd:    initrd,
+		Cmdline:   cmdline,
+		NICs:      []NIC{{Tap: tap}},
+		Args:      args,
+		OnConsole: opts.OnConsole,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("lab: lio: %w", err)

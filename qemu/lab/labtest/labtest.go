@@ -175,6 +175,9 @@ func LIO(t testing.TB, l *lab.Lab, opts lab.LIOOptions) *lab.LIO {
 	testenv.GuestSlot(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
+	if opts.OnConsole == nil {
+		opts.OnConsole = Console(t, "lio")
+	}
 	start := time.Now()
 	tg, err := l.StartLIO(ctx, opts)
 	if err != nil {
