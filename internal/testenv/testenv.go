@@ -116,10 +116,45 @@ func Full(t testing.TB) {
 // of slots is $LUNBOOT_GUESTS, by default the number of CPUs.
 func GuestSlot(t testing.TB) {
 	t.Helper()
+	guestSlot(t)
+}
+
+// GuestSlots takes two guest slots for a test that runs two guests at once
+// (the LIO target VM and a client booting from it). Tests that take two
+// first queue on one more lock, so that two of them can never each hold
+// one slot while waiting for the other: the slots they wait for are held
+// by single-guest tests, which always finish.
+func GuestSlots(t testing.TB) {
+	t.Helper()
+	lock := filepath.Join(os.TempDir(), "lunboot-guest-slots", "pair")
+	if err := os.MkdirAll(filepath.Dir(lock), 0o777); err != nil {
+		t.Fatalf("guest slots: %v", err)
+	}
+	unlock, err := flock.Lock(t.Context(), lock, nil)
+	if err != nil {
+		t.Fatalf("waiting to take two QEMU guest slots: %v", err)
+	}
+	defer unlock() // once both are held the next pair-taker may queue
+	if n := slotCount(); n < 2 {
+		unlock()
+		t.Skipf("skipping: two guests at once, but LUNBOOT_GUESTS=%d", n)
+	}
+	guestSlot(t)
+	guestSlot(t)
+}
+
+// slotCount is the number of guest slots: $LUNBOOT_GUESTS, else the CPUs.
+func slotCount() int {
 	n := runtime.NumCPU()
 	if v, err := strconv.Atoi(os.Getenv("LUNBOOT_GUESTS")); err == nil && v >= 1 {
 		n = v
 	}
+	return n
+}
+
+func guestSlot(t testing.TB) {
+	t.Helper()
+	n := slotCount()
 	dir := filepath.Join(os.TempDir(), "lunboot-guest-slots")
 	paths := make([]string, n)
 	for i := range paths {

@@ -106,6 +106,20 @@ func Login(err error, cfg iscsi.Config, p Phrasing) string {
 		// leaves this initiator out: seen in the lab, qemu/e2e
 		// TestIPXEInitiatorName's control run.
 		return fmt.Sprintf("check the target name: `lunboot discover %s` lists the targets this portal serves; if the name is right, the target's ACL may leave out initiator %s (tgtd answers \"not found\" then)", cfg.Portal, cfg.InitiatorName)
+	case errors.As(err, &le) && le.Class == 2 && le.Detail == 0 && (cfg.HeaderDigest == iscsi.DigestNone || cfg.DataDigest == iscsi.DigestNone):
+		// LIO answers a None-only digest offer with 02/00 when its TPG
+		// requires CRC32C (param HeaderDigest=CRC32C; seen in the lab,
+		// qemu/interop), where tgtd logs in without digests.
+		fix := "enable CRC32C digests in lunboot"
+		if w.digest != nil {
+			fix = fmt.Sprintf("set %s=prefer and %s=prefer", w.digest("HeaderDigest"), w.digest("DataDigest"))
+		}
+		return fmt.Sprintf("the target refused the login (status 02/00, initiator error); a target that requires CRC32C digests answers so when offered none (LIO does): %s, or see the target's log", fix)
+	case errors.As(err, &le) && le.Class == 3 && le.Detail == 1:
+		// LIO answers 03/01 for a target name it does not serve
+		// (iscsi_target_nego.c, the name lookup failing), and compares
+		// names byte for byte: a name whose case differs is not found.
+		return fmt.Sprintf("the target is not accepting logins (status 03/01); LIO answers so for a target name it does not serve, compared with its case: check the name letter by letter (`lunboot discover %s` lists them), or see the target's log", cfg.Portal)
 	case errors.As(err, &le):
 		return fmt.Sprintf("the target refused the login (status %02x/%02x); see its log", le.Class, le.Detail)
 	case errors.As(err, &de):

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/lunboot/lunboot/pkg/iscsi/internal/wire"
@@ -324,9 +326,19 @@ func login(ctx context.Context, nc net.Conn, in *loginInput) (*loginResult, erro
 		offerAuth = "CHAP,None"
 	}
 	first = append(first, wire.KV{Key: "AuthMethod", Value: offerAuth})
+	// closedOnNone names the likely cause when the target hangs up on
+	// AuthMethod=None instead of answering: LIO does so when its TPG
+	// requires CHAP (authentication=1; seen in the lab, qemu/interop
+	// "CHAP no credentials"), where tgtd answers 02/01.
+	closedOnNone := func(err error) error {
+		if cfg.CHAP == nil && (errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)) {
+			return authErr(CHAPInitiatorSide, "the target closed the connection when we offered AuthMethod=None (%v): it probably requires CHAP", err)
+		}
+		return err
+	}
 	rsp, kvs, err := lc.exchange(wire.StageSecurity, wire.StageOperational, cfg.CHAP == nil, first)
 	if err != nil {
-		return fail(err)
+		return fail(closedOnNone(err))
 	}
 	auth, err := collect(kvs, true)
 	if err != nil {
@@ -363,7 +375,7 @@ func login(ctx context.Context, nc net.Conn, in *loginInput) (*loginResult, erro
 			}
 			rsp, kvs, err = lc.exchange(wire.StageSecurity, wire.StageOperational, true, neg.takeAnswers())
 			if err != nil {
-				return fail(err)
+				return fail(closedOnNone(err))
 			}
 			if auth, err = collect(kvs, true); err != nil {
 				return fail(err)

@@ -39,8 +39,9 @@
 //   - The target name is everything after the fourth separator (IQNs
 //     contain colons) and must be a valid iSCSI name (RFC 7143 §4.2.7):
 //     iqn.yyyy-mm.<reversed domain>[:<anything>], eui.<16 hex digits> or
-//     naa.<16 or 32 hex digits>, at most 223 bytes, ASCII only. Upper case is
-//     folded to lower case as RFC 3722 normalisation does, with a warning.
+//     naa.<16 or 32 hex digits>, at most 223 bytes, ASCII only. Its case is
+//     kept: RFC 3722 folds names to lower case, but LIO and tgtd compare the
+//     name as configured, byte for byte, and appliances use mixed case.
 //   - Credentials are never accepted from DHCP: RFC 4173 has no field for
 //     them, and a root-path is visible to anything on the segment.
 //   - Trailing NUL bytes and white space are removed before parsing: some

@@ -21,7 +21,8 @@ const MaxNameLen = 223
 // Names are at most 223 bytes of the characters a–z, 0–9, '-', '.' and ':'.
 // Upper-case ASCII is folded to lower case, which is what the RFC 3722
 // stringprep profile does to ASCII; callers that must report the change
-// compare the result with their input. Non-ASCII names (which RFC 3722
+// compare the result with their input. Target names are validated with it
+// but kept as written (RootPath.Target): targets compare them unfolded. Non-ASCII names (which RFC 3722
 // allows) are rejected: no boot ROM or target in use produces them, and
 // accepting them would need the full stringprep tables.
 func NormalizeName(name string) (string, error) {

@@ -35,7 +35,8 @@ type RootPath struct {
 	// LUN is the logical unit as SAM bytes; LUN.Linux() is the number the
 	// OS uses and LUN.String() the RFC 4173 hex form.
 	LUN sam.LUN
-	// Target is the iSCSI target name, normalised to lower case.
+	// Target is the iSCSI target name, validated and kept as written (its
+	// case included: targets compare names byte for byte).
 	Target string
 
 	// Username and Password are the one-way CHAP credentials the initiator
@@ -245,17 +246,20 @@ func (r *RootPath) setBracketed(s string) error {
 	return nil
 }
 
-// setTarget validates and stores the target name, with a warning when
-// normalisation changed it.
+// setTarget validates the target name and stores it as written. RFC 3722's
+// stringprep profile makes iSCSI names case-insensitive by folding them,
+// but the targets compare the name they were configured with byte for
+// byte: LIO refuses a name in another case with 03/01 and tgtd with 02/03
+// (seen in the lab, qemu/interop "mixed-case target name"), and open-iscsi
+// sends the name unchanged. Appliances print mixed-case names (Synology:
+// iqn.2000-01.com.synology:DiskStation.Target-1.<id>); the one spelling
+// every target accepts is the administrator's, so it is kept, and handed on
+// unchanged to the OS.
 func (r *RootPath) setTarget(s string) error {
-	n, err := NormalizeName(s)
-	if err != nil {
+	if _, err := NormalizeName(s); err != nil {
 		return err
 	}
-	if n != s {
-		r.Warnings = append(r.Warnings, fmt.Sprintf("target name %q folded to lower case %q (RFC 3722); if the target then reports \"not found\", configure it with the lower-case name", s, n))
-	}
-	r.Target = n
+	r.Target = s
 	return nil
 }
 

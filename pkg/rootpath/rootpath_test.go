@@ -122,8 +122,8 @@ func TestParseMatrix(t *testing.T) {
 		{row: 22, parseCase: parseCase{in: "iscsi:10.0.0.1:17:::iqn.x:t", errField: FieldProtocol, errHas: "TCP"}},
 		{row: 23, parseCase: parseCase{in: "ISCSI:10.0.0.1::::iqn.x:t", errField: FieldTarget},
 			fixed: &parseCase{errField: ok, warnings: 1, want: rp("10.0.0.1", 3260, lun(), good)}},
-		{row: 24, parseCase: parseCase{in: "iscsi:10.0.0.1::::IQN.2001-04.COM.EXAMPLE:DISK", errField: ok, warnings: 1,
-			want: rp("10.0.0.1", 3260, lun(), "iqn.2001-04.com.example:disk")}},
+		{row: 24, parseCase: parseCase{in: "iscsi:10.0.0.1::::IQN.2001-04.COM.EXAMPLE:DISK", errField: ok, warnings: 0,
+			want: rp("10.0.0.1", 3260, lun(), "IQN.2001-04.COM.EXAMPLE:DISK")}},
 	} {
 		checkParse(t, "Parse", Parse, tc.parseCase)
 		if tc.fixed != nil {
@@ -282,7 +282,9 @@ func TestParseFields(t *testing.T) {
 		{in: "iscsi:[2001:DB8::0:1]::::" + good, errField: ok, want: rp("2001:db8::1", 3260, lun(), good)},
 		{in: "iscsi:fe80::1::::" + good, errField: FieldServer, errHas: "iscsi:[fe80::1]"},
 		// Targets.
-		{in: "iscsi:10.0.0.1::::eui.02004567A425678D", errField: ok, warnings: 1, want: rp("10.0.0.1", 3260, lun(), "eui.02004567a425678d")},
+		// The target name's case is kept: targets compare it unfolded.
+		{in: "iscsi:10.0.0.1::::eui.02004567A425678D", errField: ok, want: rp("10.0.0.1", 3260, lun(), "eui.02004567A425678D")},
+		{in: "iscsi:10.0.0.1::::iqn.2000-01.com.synology:DiskStation.Target-1.4f3e2d1c", errField: ok, want: rp("10.0.0.1", 3260, lun(), "iqn.2000-01.com.synology:DiskStation.Target-1.4f3e2d1c")},
 		{in: "iscsi:10.0.0.1::::naa.52004567ba64678d", errField: ok, want: rp("10.0.0.1", 3260, lun(), "naa.52004567ba64678d")},
 		{in: "iscsi:10.0.0.1::::naa.52004567ba64678d52004567ba64678d", errField: ok,
 			want: rp("10.0.0.1", 3260, lun(), "naa.52004567ba64678d52004567ba64678d")},

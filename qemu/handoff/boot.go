@@ -34,8 +34,15 @@ type Config struct {
 	// Kernel and Image are lunboot's boot image (out/vmlinuz and
 	// out/lunboot.cpio.xz from `make image`).
 	Kernel, Image string
-	// System is the disk exported as LUN 1.
+	// System is the disk exported as LUN 1 (tgtd) or LUN 0 (LIO).
 	System *distro.System
+	// LIO boots from the lab's LIO target VM (lab.StartLIO) instead of
+	// tgtd, as from a storage appliance: the disk at LUN 0 and an ACL
+	// admitting only lunboot's default initiator name (derived from the
+	// MAC of tap 0), which the OS's initiator must log in with too. The
+	// lab needs two taps (lunboot on tap 0, LIO on the last) and the
+	// caller two guest slots (testenv.GuestSlots).
+	LIO bool
 	// Args are extra arguments on lunboot's kernel command line.
 	Args string
 	// CHAP, when set, makes the target require CHAP (mutual when
@@ -94,7 +101,10 @@ func StaticAddr(l *lab.Lab) netip.Prefix {
 // Machine is a guest booting a distribution through lunboot.
 type Machine struct {
 	*lab.VM
+	// Target is tgtd, nil when the disk is on LIO.
 	Target *lab.Target
+	// LIO is the LIO target VM (Config.LIO), else nil.
+	LIO    *lab.LIO
 	Export *lab.Export
 	System *distro.System
 	// Cmdline is lunboot's kernel command line.
@@ -117,15 +127,33 @@ func Start(ctx context.Context, l *lab.Lab, cfg Config) (*Machine, error) {
 	if cfg.System == nil {
 		return nil, errors.New("handoff: Config.System is required")
 	}
-	tg, err := l.StartTarget(ctx, lab.TargetOptions{})
-	if err != nil {
-		return nil, err
-	}
 	iqn := cfg.IQN
 	if iqn == "" {
 		iqn = "iqn.2026-11.org.lunboot.lab:" + cfg.System.Name
 	}
-	exp, err := tg.Export(lab.ExportSpec{IQN: iqn, Images: []string{cfg.System.Disk}, CHAP: cfg.CHAP})
+	var (
+		tg  *lab.Target
+		li  *lab.LIO
+		x   lab.Exporter
+		err error
+	)
+	spec := lab.ExportSpec{IQN: iqn, Images: []string{cfg.System.Disk}, CHAP: cfg.CHAP}
+	if cfg.LIO {
+		if len(l.Taps()) < 2 {
+			return nil, errors.New("handoff: booting from LIO needs a lab with two taps (lab.Options.Taps)")
+		}
+		if li, err = l.StartLIO(ctx, lab.LIOOptions{Images: []string{cfg.System.Disk}}); err != nil {
+			return nil, err
+		}
+		spec.Initiators = []string{bootcfg.DefaultInitiatorName(l.Taps()[0].MAC)}
+		x = li
+	} else {
+		if tg, err = l.StartTarget(ctx, lab.TargetOptions{}); err != nil {
+			return nil, err
+		}
+		x = tg
+	}
+	exp, err := x.Export(spec)
 	if err != nil {
 		return nil, fmt.Errorf("exporting %s: %w", cfg.System.Disk, err)
 	}
@@ -144,7 +172,7 @@ func Start(ctx context.Context, l *lab.Lab, cfg Config) (*Machine, error) {
 	default:
 		dc := lab.DHCPConfig{RootPath: rootPath}
 		if nw.TargetHost != "" {
-			dc.RootPath = fmt.Sprintf("iscsi:%s::%d:1:%s", nw.TargetHost, exp.Portal.Port(), exp.IQN)
+			dc.RootPath = fmt.Sprintf("iscsi:%s::%d:%d:%s", nw.TargetHost, exp.Portal.Port(), exp.LUN(0), exp.IQN)
 			dc.DNS = map[string]netip.Addr{nw.TargetHost: exp.Portal.Addr()}
 		}
 		if _, err := l.StartDHCP(ctx, dc); err != nil {
@@ -161,7 +189,7 @@ func Start(ctx context.Context, l *lab.Lab, cfg Config) (*Machine, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Machine{VM: vm, Target: tg, Export: exp, System: cfg.System, Cmdline: vc.Cmdline, Network: nw, RootPath: option17, lab: l}, nil
+	return &Machine{VM: vm, Target: tg, LIO: li, Export: exp, System: cfg.System, Cmdline: vc.Cmdline, Network: nw, RootPath: option17, lab: l}, nil
 }
 
 // vmConfig is the guest of cfg; suffix is added to its name (for a second
@@ -171,7 +199,7 @@ func vmConfig(cfg Config, suffix string) lab.VMConfig {
 	if name == "" {
 		name = "lunboot"
 	}
-	vc := lab.VMConfig{Name: name + suffix, Memory: Memory, Firmware: cfg.Firmware, Kernel: cfg.Kernel, Initrd: cfg.Image, OnConsole: cfg.OnConsole}
+	vc := lab.VMConfig{Name: name + suffix, Memory: Memory, Firmware: cfg.Firmware, Kernel: cfg.Kernel, Initrd: cfg.Image, OnConsole: cfg.OnConsole, NICs: []lab.NIC{{Tap: 0}}}
 	consoles := "console=ttyS0"
 	if cfg.RawConsole != "" {
 		// The last console= is /dev/console; u-root's init writes the
@@ -198,7 +226,7 @@ func (m *Machine) PowerOnAgain(ctx context.Context, l *lab.Lab, cfg Config, suff
 	if err != nil {
 		return nil, err
 	}
-	return &Machine{VM: vm, Target: m.Target, Export: m.Export, System: m.System, Cmdline: vc.Cmdline}, nil
+	return &Machine{VM: vm, Target: m.Target, LIO: m.LIO, Export: m.Export, System: m.System, Cmdline: vc.Cmdline, Network: m.Network, RootPath: m.RootPath, lab: m.lab}, nil
 }
 
 // Initiator is the initiator name lunboot uses without option 203 or a
@@ -208,7 +236,7 @@ func (m *Machine) Initiator() string {
 	return bootcfg.DefaultIQNPrefix + hex.EncodeToString(m.MAC())
 }
 
-// Want is what the OS must prove: its root on LUN 1 of the exported
+// Want is what the OS must prove: its root on the disk's LUN of the exported
 // target through the lab's portal, logged in with lunboot's initiator name,
 // from the disk's root file system. ibft requires (true) or forbids (false)
 // a table; nil skips that check.
@@ -217,7 +245,7 @@ func (m *Machine) Want(ibft *bool) osproof.Expect {
 		Target:    m.Export.IQN,
 		Initiator: m.Initiator(),
 		Portal:    m.Export.Portal,
-		LUN:       1,
+		LUN:       m.Export.LUNBase,
 		RootUUID:  m.System.RootUUID,
 		IBFT:      ibft,
 	}

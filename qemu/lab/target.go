@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/lunboot/lunboot/internal/lio"
 	"github.com/lunboot/lunboot/internal/netns"
 	"github.com/lunboot/lunboot/internal/tgt"
 )
@@ -91,24 +92,75 @@ type ExportSpec struct {
 	// HeaderDigest, ImmediateData, InitialR2T…).
 	Params map[string]string
 	// LUNParams are tgtadm logical-unit parameters applied to every LUN
-	// ("thin_provisioning=1").
+	// ("thin_provisioning=1"); tgtd only.
 	LUNParams string
+	// Sizes adds blank sparse LUNs of these sizes (bytes) after Images:
+	// files in the lab's work folder for tgtd, on the target VM's tmpfs
+	// for LIO.
+	Sizes []int64
+	// Initiators, when set, admits only these initiator names (tgtd: its
+	// ACL by initiator name instead of ALL; LIO: one ACL each, with CHAP
+	// if set, instead of demo mode).
+	Initiators []string
+	// Attrib are LIO TPG attributes (authentication, generate_node_acls,
+	// demo_mode_write_protect, cache_dynamic_acls…) over what Export
+	// chose; LIO only.
+	Attrib map[string]string
 }
+
+// withDefaults fills the default target name.
+func (spec ExportSpec) withDefaults() ExportSpec {
+	if spec.IQN == "" {
+		base := "blank"
+		if len(spec.Images) > 0 {
+			base = strings.TrimSuffix(filepath.Base(spec.Images[0]), filepath.Ext(spec.Images[0]))
+		}
+		spec.IQN = "iqn.2026-11.org.lunboot.lab:" + strings.ToLower(sanitizeName(base))
+	}
+	if spec.Shared {
+		spec.ReadOnly = true
+	}
+	return spec
+}
+
+// Exporter is what the lab's targets (tgtd: *Target; LIO: *LIO) offer the
+// tests, so that one table of cases runs against both.
+type Exporter interface {
+	// Export serves spec and says how to reach it.
+	Export(spec ExportSpec) (*Export, error)
+	// Portal is the target's default portal.
+	Portal() netip.AddrPort
+	// Kind names the target: "tgtd" or "lio".
+	Kind() string
+}
+
+var (
+	_ Exporter = (*Target)(nil)
+	_ Exporter = (*LIO)(nil)
+)
 
 // Export is an exported target.
 type Export struct {
 	TID    int
 	IQN    string
 	Portal netip.AddrPort
-	// LUNs are the exported images in LUN order (LUN i+1 is LUNs[i]).
+	// LUNs are the exported images and blank LUNs in LUN order (LUN
+	// LUNBase+i is LUNs[i]; a blank LUN on LIO is "lio:<file in the VM>").
 	LUNs []string
-	CHAP *CHAP
-	spec ExportSpec
+	// LUNBase is the first LUN's number: 1 on tgtd (its LUN 0 is the
+	// controller), 0 on LIO (the disk is LUN 0, as appliances have it).
+	LUNBase int
+	CHAP    *CHAP
+	spec    ExportSpec
+	lio     lio.Target
 }
 
+// LUN returns the number of the export's i-th LUN.
+func (e *Export) LUN(i int) int { return e.LUNBase + i }
+
 // RootPath returns the RFC 4173 root-path of the export's first LUN,
-// "iscsi:<server>::<port>:1:<iqn>" (the LUN field is hexadecimal).
-func (e *Export) RootPath() string { return e.RootPathLUN(1) }
+// "iscsi:<server>::<port>:<lun>:<iqn>" (the LUN field is hexadecimal).
+func (e *Export) RootPath() string { return e.RootPathLUN(e.LUNBase) }
 
 // RootPathLUN returns the root-path of LUN n.
 func (e *Export) RootPathLUN(n int) string {
@@ -170,6 +222,9 @@ func (t *Target) Portal() netip.AddrPort {
 	return netip.AddrPortFrom(t.opts.Addr, uint16(t.opts.Port))
 }
 
+// Kind names the target ("tgtd").
+func (t *Target) Kind() string { return "tgtd" }
+
 // LogFile returns tgtd's log.
 func (t *Target) LogFile() string { return t.logFile }
 
@@ -183,16 +238,13 @@ func (t *Target) Exports() []*Export {
 // Export creates a target with spec's images as LUNs 1…n, its CHAP
 // accounts and parameters, and returns how to reach it.
 func (t *Target) Export(spec ExportSpec) (*Export, error) {
-	if len(spec.Images) == 0 {
-		return nil, errors.New("lab: export: no images")
+	if len(spec.Images) == 0 && len(spec.Sizes) == 0 {
+		return nil, errors.New("lab: export: no images and no blank LUNs")
 	}
-	if spec.IQN == "" {
-		base := strings.TrimSuffix(filepath.Base(spec.Images[0]), filepath.Ext(spec.Images[0]))
-		spec.IQN = "iqn.2026-11.org.lunboot.lab:" + strings.ToLower(sanitizeName(base))
+	if len(spec.Attrib) > 0 {
+		return nil, errors.New("lab: export: Attrib holds LIO TPG attributes, tgtd has none")
 	}
-	if spec.Shared {
-		spec.ReadOnly = true
-	}
+	spec = spec.withDefaults()
 	if c := spec.CHAP; c != nil {
 		t.lab.AddSecret(c.Secret)
 		t.lab.AddSecret(c.TargetSecret)
@@ -217,11 +269,19 @@ func (t *Target) Export(spec ExportSpec) (*Export, error) {
 		}
 		luns = append(luns, abs)
 	}
+	for i, size := range spec.Sizes {
+		n := len(spec.Images) + i + 1
+		dst := filepath.Join(t.lab.workDir, fmt.Sprintf("%s-lun%d-blank.img", sanitizeName(spec.IQN[strings.LastIndex(spec.IQN, ":")+1:]), n))
+		if err := createSparse(dst, size); err != nil {
+			return nil, fmt.Errorf("lab: export: blank LUN %d: %w", n, err)
+		}
+		luns = append(luns, dst)
+	}
 	t.mu.Lock()
 	tid := t.nextTID
 	t.nextTID++
 	t.mu.Unlock()
-	e := &Export{TID: tid, IQN: spec.IQN, Portal: t.Portal(), LUNs: luns, CHAP: spec.CHAP, spec: spec}
+	e := &Export{TID: tid, IQN: spec.IQN, Portal: t.Portal(), LUNs: luns, LUNBase: 1, CHAP: spec.CHAP, spec: spec}
 	if err := t.apply(e); err != nil {
 		return nil, err
 	}
@@ -240,6 +300,18 @@ func (t *Target) apply(e *Export) error {
 	}
 	if err := s.AddTarget(e.TID, e.IQN); err != nil {
 		return wrap(err)
+	}
+	if len(e.spec.Initiators) > 0 {
+		// AddTarget bound ALL; the ACL names the initiators instead.
+		tid := fmt.Sprint(e.TID)
+		if err := s.Admin("--op", "unbind", "--mode", "target", "--tid", tid, "-I", "ALL"); err != nil {
+			return wrap(err)
+		}
+		for _, name := range e.spec.Initiators {
+			if err := s.Admin("--op", "bind", "--mode", "target", "--tid", tid, "-Q", name); err != nil {
+				return wrap(err)
+			}
+		}
 	}
 	for i, p := range e.LUNs {
 		if err := s.AddLUN(e.TID, i+1, p); err != nil {
@@ -403,6 +475,19 @@ func (lt *LateTarget) Wait(ctx context.Context) (*Target, error) {
 func (lt *LateTarget) wait() *Target {
 	<-lt.done
 	return lt.t
+}
+
+// createSparse makes a file of size bytes that holds no data yet.
+func createSparse(path string, size int64) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := f.Truncate(size); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // copySparse copies src to dst keeping holes (SEEK_DATA/SEEK_HOLE), so a

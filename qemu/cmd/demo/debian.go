@@ -62,7 +62,11 @@ func runDebian(ctx context.Context, o options, kernel, image string, s *scenario
 	}
 	defer l.Close()
 	fail := func(err error) error { return fmt.Errorf("%w\nlogs in %s", err, l.LogDir()) }
-	m, err := handoff.Start(ctx, l, handoff.Config{Kernel: kernel, Image: image, System: sys, Args: o.appendArgs, Firmware: o.firmware, OnConsole: o.console("guest"), Network: nw})
+	lio := o.target == "lio"
+	if lio {
+		fmt.Fprintf(o.stdout, "== starting the LIO target VM (a second guest; about a minute under TCG)\n")
+	}
+	m, err := handoff.Start(ctx, l, handoff.Config{Kernel: kernel, Image: image, System: sys, Args: o.appendArgs, Firmware: o.firmware, OnConsole: o.console("guest"), Network: nw, LIO: lio})
 	if err != nil {
 		return fail(err)
 	}
@@ -74,8 +78,8 @@ func runDebian(ctx context.Context, o options, kernel, image string, s *scenario
 	case nw.TargetHost != "":
 		how = fmt.Sprintf("DHCP option 17 %q, its host name resolved by the lab's DNS", m.RootPath)
 	}
-	fmt.Fprintf(o.stdout, "== target %s on %s, LUN 1 = %s; %s\n== powering on: lunboot, command line %q\n",
-		m.Export.IQN, m.Export.Portal, sys.Disk, how, m.Cmdline)
+	fmt.Fprintf(o.stdout, "== target %s (%s) on %s, LUN %d = %s; %s\n== powering on: lunboot, command line %q\n",
+		m.Export.IQN, o.target, m.Export.Portal, m.Export.LUNBase, sys.Disk, how, m.Cmdline)
 
 	if err := m.WaitJump(ctx, jumpTimeout); err != nil {
 		fmt.Fprintln(o.stdout)
@@ -107,7 +111,7 @@ func runDebian(ctx context.Context, o options, kernel, image string, s *scenario
 	if err := res.Proof.Verify(m.Want(nil)); err != nil {
 		return fail(fmt.Errorf("the OS booted, but its root is not what lunboot handed over: %w", err))
 	}
-	fmt.Fprintf(o.stdout, "\n== done in %s: Debian booted through lunboot from %s LUN 1 and logged in again on its own\n",
-		round(time.Since(start)), m.Export.IQN)
+	fmt.Fprintf(o.stdout, "\n== done in %s: Debian booted through lunboot from %s (%s) LUN %d and logged in again on its own\n",
+		round(time.Since(start)), m.Export.IQN, o.target, res.Proof.Root.LUN)
 	return nil
 }

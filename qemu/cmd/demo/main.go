@@ -5,7 +5,7 @@
 //
 // Usage:
 //
-//	demo [-out out] [-firmware bios|uefi] [-os debian|dracut|noiscsi|probe] [-append ARGS] [-quiet]
+//	demo [-out out] [-firmware bios|uefi] [-os debian|dracut|noiscsi|probe] [-target tgtd|lio] [-append ARGS] [-quiet]
 //	demo -scenario vlan|dns|static [-os debian|dracut]
 //	demo -os probe [-fixture gpt-bls|mbr|grub-ext4] [-ipxe]
 //	demo -pxe [-fixture gpt-bls|mbr|grub-ext4]
@@ -32,6 +32,12 @@
 // by host name, resolved through the lease's DNS server) and static (no
 // DHCP server at all, a static ip= and netroot=). Combinations that cannot
 // work are refused by name.
+//
+// -target lio serves the Debian disk from LIO, the Linux kernel's target, in
+// the lab's target VM (a second QEMU guest), as a storage appliance would:
+// the disk at LUN 0 and an ACL admitting lunboot's default initiator name.
+// tgtd is the default; -target lio goes with -os debian only (the probe,
+// iPXE and PXE demos run on tgtd).
 //
 // With -os probe the disk is a fixture carrying the probe OS (`make
 // fixtures`), which logs in again with what it was handed and reports; -ipxe
@@ -78,7 +84,7 @@ func main() {
 // options are the command's flags.
 type options struct {
 	out, osName, fixture, appendArgs, scenario string
-	image                                      string
+	image, target                              string
 	ipxe, pxe, quiet                           bool
 	runs                                       int
 	firmware                                   qemuvm.Firmware
@@ -95,6 +101,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.fixture, "fixture", fixtures.GPTBLS, "with -os probe, the disk to boot: "+strings.Join([]string{fixtures.GPTBLS, fixtures.MBR, fixtures.GRUBExt4}, ", "))
 	fs.StringVar(&o.appendArgs, "append", "", "extra kernel arguments for the lunboot image")
 	fs.StringVar(&o.image, "image", "", "the lunboot image to boot (default <out>/lunboot.cpio.xz), for comparing builds of it")
+	fs.StringVar(&o.target, "target", "tgtd", "the iSCSI target serving the disk: tgtd (in the lab's namespace) or lio (the Linux kernel's target in a VM; -os debian only)")
 	fs.BoolVar(&o.ipxe, "ipxe", false, "with -os probe, also boot the MBR disk with iPXE sanboot and compare the times")
 	fs.BoolVar(&o.pxe, "pxe", false, "boot the probe OS through the documented PXE chain (docs/deploy.md): iPXE, lunboot.ipxe over TFTP, lunboot")
 	fs.BoolVar(&o.quiet, "quiet", false, "do not stream the guests' consoles")
@@ -120,6 +127,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		case o.ipxe:
 			return errors.New("-firmware uefi -ipxe: iPXE's sanboot of the MBR disk needs BIOS; use -firmware bios")
 		}
+	}
+	switch o.target {
+	case "tgtd":
+	case "lio":
+		if o.pxe || o.osName != "debian" || o.ipxe || o.scenario != "" || o.firmware != qemuvm.BIOS {
+			return fmt.Errorf("-target lio boots the Debian disk under BIOS only: it does not go with -os %s, -scenario, -firmware uefi, -pxe or -ipxe (those demos run on tgtd)", o.osName)
+		}
+	default:
+		return fmt.Errorf("-target %q: want tgtd or lio", o.target)
 	}
 	kernel, image := filepath.Join(o.out, "vmlinuz"), cmp.Or(o.image, filepath.Join(o.out, "lunboot.cpio.xz"))
 	for _, f := range []string{kernel, image} {
@@ -167,6 +183,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 func newLab(ctx context.Context, o options, adjust ...func(*lab.Options)) (*lab.Lab, error) {
 	lo := lab.Options{Name: "demo",
 		LogDir: filepath.Join(o.out, "lab-logs", "demo-"+time.Now().Format("20060102-150405"))}
+	if o.target == "lio" {
+		lo.Taps = 2 // lunboot on tap 0, the LIO target VM on tap 1
+	}
 	for _, f := range adjust {
 		if f != nil {
 			f(&lo)

@@ -7,8 +7,8 @@ import (
 	"testing"
 )
 
-// TestRefusedCombinations: the combinations that make no sense are refused
-// by name before anything starts.
+// TestRefusedCombinations: what the demo cannot do is refused by name,
+// before anything starts.
 func TestRefusedCombinations(t *testing.T) {
 	for _, tt := range []struct {
 		args []string
@@ -17,10 +17,15 @@ func TestRefusedCombinations(t *testing.T) {
 		{[]string{"-firmware", "uefi", "-pxe"}, "-firmware uefi -pxe"},
 		{[]string{"-firmware", "uefi", "-os", "probe", "-ipxe"}, "-firmware uefi -ipxe"},
 		{[]string{"-firmware", "coreboot"}, `unknown firmware "coreboot"`},
+		{[]string{"-target", "lio", "-os", "probe"}, "-target lio boots the Debian disk under BIOS only"},
+		{[]string{"-target", "lio", "-pxe"}, "-pxe"},
+		{[]string{"-target", "lio", "-os", "probe", "-ipxe"}, "-ipxe"},
+		{[]string{"-target", "lio", "-firmware", "uefi"}, "-firmware uefi"},
+		{[]string{"-target", "scst"}, `-target "scst": want tgtd or lio`},
 	} {
-		err := run(context.Background(), tt.args, io.Discard, io.Discard)
+		err := run(context.Background(), append([]string{"-out", t.TempDir()}, tt.args...), io.Discard, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
-			t.Errorf("run(%q) = %v, want an error naming %q", tt.args, err, tt.want)
+			t.Errorf("demo %v = %v, want an error containing %q", tt.args, err, tt.want)
 		}
 	}
 }

@@ -166,6 +166,28 @@ func Target(t testing.TB, l *lab.Lab) *lab.Target {
 	return tg
 }
 
+// LIO starts the lab's LIO target VM, after taking a machine-wide guest
+// slot for it (held until the test ends; a boot test's client takes a
+// second one). It needs the Debian kernel (make deps) and the go command.
+func LIO(t testing.TB, l *lab.Lab, opts lab.LIOOptions) *lab.LIO {
+	t.Helper()
+	testenv.RequireFile(t, filepath.Join(testenv.KernelDir(), "boot"), "make deps")
+	testenv.GuestSlot(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	if opts.OnConsole == nil {
+		opts.OnConsole = Console(t, "lio")
+	}
+	start := time.Now()
+	tg, err := l.StartLIO(ctx, opts)
+	if err != nil {
+		t.Fatalf("StartLIO: %v", err)
+	}
+	t.Logf("LIO target VM up at %s in %s", tg.Portal(), time.Since(start).Round(time.Millisecond))
+	KillAtEnd(t, l, tg.VM())
+	return tg
+}
+
 // DHCP starts dnsmasq on the lab.
 func DHCP(t testing.TB, l *lab.Lab, cfg lab.DHCPConfig) *lab.DHCP {
 	t.Helper()
