@@ -50,7 +50,7 @@ func Configure(ctx context.Context, o Options) (*Config, error) {
 		return nil, err
 	}
 	c.Timings.Find = find
-	if c.Origin == OriginDHCP {
+	if c.Origin != OriginStatic {
 		c.useCommandLine(o, log)
 	}
 	if err := c.Apply(o); err != nil {
