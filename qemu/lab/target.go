@@ -101,9 +101,14 @@ type Export struct {
 // "iscsi:<server>::<port>:1:<iqn>" (the LUN field is hexadecimal).
 func (e *Export) RootPath() string { return e.RootPathLUN(1) }
 
-// RootPathLUN returns the root-path of LUN n.
+// RootPathLUN returns the root-path of LUN n; an IPv6 portal is written in
+// brackets (RFC 4173 leaves it open; dracut, EDK2 and lunboot read it so).
 func (e *Export) RootPathLUN(n int) string {
-	return fmt.Sprintf("iscsi:%s::%d:%x:%s", e.Portal.Addr(), e.Portal.Port(), n, e.IQN)
+	host := e.Portal.Addr().String()
+	if e.Portal.Addr().Is6() {
+		host = "[" + host + "]"
+	}
+	return fmt.Sprintf("iscsi:%s::%d:%x:%s", host, e.Portal.Port(), n, e.IQN)
 }
 
 // StartTarget starts tgtd inside the namespace on the server address.
@@ -132,7 +137,7 @@ func (l *Lab) StartTarget(ctx context.Context, opts TargetOptions) (*Target, err
 }
 
 func (t *Target) start(ctx context.Context) error {
-	portal := netip.AddrPortFrom(t.lab.server, uint16(t.opts.Port)).String()
+	portal := netip.AddrPortFrom(t.lab.ServerAddr(), uint16(t.opts.Port)).String()
 	t.lab.cmds.printf("& tgtd on %s in %s (via internal/tgt), log %s", portal, t.lab.ns, t.logFile)
 	s, err := tgt.Start(ctx, tgt.Options{Portal: portal, NetNS: t.lab.ns, LogFile: t.logFile, Debug: t.opts.Debug})
 	if err != nil {
@@ -149,7 +154,7 @@ func (t *Target) start(ctx context.Context) error {
 
 // Portal returns the address initiators connect to.
 func (t *Target) Portal() netip.AddrPort {
-	return netip.AddrPortFrom(t.lab.server, uint16(t.opts.Port))
+	return netip.AddrPortFrom(t.lab.ServerAddr(), uint16(t.opts.Port))
 }
 
 // LogFile returns tgtd's log.
