@@ -64,7 +64,8 @@ type Machine struct {
 
 // Start exports cfg.System's disk from a new tgtd on l, starts DHCP with
 // option 17 naming it (nothing else: lunboot must find its way from the
-// root-path alone) and powers on a guest with lunboot's image. The caller
+// root-path alone; in an IPv6-only lab, DHCPv6 with option 59) and powers
+// on a guest with lunboot's image. The caller
 // closes the lab, which stops everything.
 func Start(ctx context.Context, l *lab.Lab, cfg Config) (*Machine, error) {
 	if cfg.System == nil {
@@ -82,7 +83,14 @@ func Start(ctx context.Context, l *lab.Lab, cfg Config) (*Machine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("exporting %s: %w", cfg.System.Disk, err)
 	}
-	if _, err := l.StartDHCP(ctx, lab.DHCPConfig{RootPath: exp.RootPath()}); err != nil {
+	dc := lab.DHCPConfig{RootPath: exp.RootPath()}
+	if l.IPv6Only() {
+		// No DHCPv4 at all: DHCPv6 gives the address and the root-path
+		// as the boot file URL (option 59), router advertisements the
+		// prefix and the default router.
+		dc = lab.DHCPConfig{DHCPv6: true, BootFileURL: exp.RootPath()}
+	}
+	if _, err := l.StartDHCP(ctx, dc); err != nil {
 		return nil, err
 	}
 	name := cfg.Name

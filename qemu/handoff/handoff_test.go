@@ -3,6 +3,7 @@ package handoff_test
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -65,7 +66,14 @@ func setup(t *testing.T) *env {
 // start boots sys through lunboot with args on its command line.
 func (e *env) start(t *testing.T, sys *distro.System, args string, chap *lab.CHAP, raw string) *handoff.Machine {
 	t.Helper()
-	l := labtest.Start(t, lab.Options{Name: "handoff-" + sys.Name})
+	return e.startIn(t, lab.Options{}, sys, args, chap, raw)
+}
+
+// startIn is start in a lab made with opts.
+func (e *env) startIn(t *testing.T, opts lab.Options, sys *distro.System, args string, chap *lab.CHAP, raw string) *handoff.Machine {
+	t.Helper()
+	opts.Name = "handoff-" + sys.Name
+	l := labtest.Start(t, opts)
 	m, err := handoff.Start(context.Background(), l, handoff.Config{
 		Kernel: e.kernel, Image: e.image, System: sys, Args: args, CHAP: chap,
 		RawConsole: raw, OnConsole: labtest.Console(t, strings.TrimPrefix(t.Name(), "Test")),
@@ -473,5 +481,54 @@ func rescue(t *testing.T, m *handoff.Machine) {
 		if m.Exited() || time.Now().After(deadline) {
 			t.Fatalf("the rescue shell never answered: %v", err)
 		}
+	}
+}
+
+// TestDracutIPv6 boots the dracut disk in an IPv6-only lab: no IPv4
+// address on the bridge, dnsmasq answering DHCPv6 with the root-path as
+// the boot file URL (option 59) and sending router advertisements, tgtd
+// on the ULA address. lunboot configures its NIC by DHCPv6 (ip=dhcp6),
+// logs in over IPv6 and hands dracut ip=dhcp6 with a bracketed netroot=,
+// plus an iBFT whose NIC carries the IPv6 address, the advertised prefix
+// length, origin 3 (DHCP) and the global flag. The OS's session must be on
+// the IPv6 portal.
+func TestDracutIPv6(t *testing.T) {
+	e := setup(t)
+	m := e.startIn(t, lab.Options{IPv6Only: true}, e.set.Dracut, "ip=dhcp6 "+poweroff, nil, "")
+	if !m.Export.Portal.Addr().Is6() {
+		t.Fatalf("portal %v is not IPv6", m.Export.Portal)
+	}
+	b := boot(t, m, nil)
+	t.Logf("the OS's command line: %s", b.os.Proof.Cmdline)
+	if s, ok := bootlog.Find(b.stages, "network"); !ok || !strings.Contains(s.Text, "DHCPv6") || !strings.Contains(s.Text, "option 59") {
+		t.Errorf("lunboot's network line %q does not say DHCPv6 and option 59", s.Line)
+	}
+	host := "[" + m.Export.Portal.Addr().String() + "]"
+	b.wantArgs(t, map[string]string{
+		"netroot":            fmt.Sprintf("iscsi:%s::%d:1:%s", host, m.Export.Portal.Port(), m.Export.IQN),
+		"rd.iscsi.initiator": m.Initiator(),
+		"ip":                 "dhcp6", "BOOTIF": bootif(m), "rd.neednet": "1",
+	})
+	if tab := b.os.Proof.IBFT; tab != nil {
+		keys := []string{"ethernet0/ip-addr", "ethernet0/prefix-len", "ethernet0/origin", "ethernet0/flags", "ethernet0/gateway", "target0/ip-addr"}
+		var rec []string
+		for _, k := range keys {
+			rec = append(rec, k+"="+tab[k])
+		}
+		t.Logf("the OS's iBFT: %s", strings.Join(rec, " "))
+		p6 := netip.PrefixFrom(m.Export.Portal.Addr(), 64).Masked() // the lab's ULA /64
+		ip, err := netip.ParseAddr(tab["ethernet0/ip-addr"])
+		if err != nil || !ip.Is6() || !p6.Contains(ip) {
+			t.Errorf("iBFT ethernet0/ip-addr = %q, want an address in %v", tab["ethernet0/ip-addr"], p6)
+		}
+		if tab["ethernet0/prefix-len"] != "64" || tab["ethernet0/origin"] != "3" || tab["ethernet0/flags"] != "7" {
+			t.Errorf("iBFT ethernet0 prefix-len, origin, flags = %q, %q, %q; want 64, 3 (DHCP), 7 (valid, boot, global)",
+				tab["ethernet0/prefix-len"], tab["ethernet0/origin"], tab["ethernet0/flags"])
+		}
+		if tp, err := netip.ParseAddr(tab["target0/ip-addr"]); err != nil || tp != m.Export.Portal.Addr() {
+			t.Errorf("iBFT target0/ip-addr = %q, want %v", tab["target0/ip-addr"], m.Export.Portal.Addr())
+		}
+	} else if b.mode != "cmdline" {
+		t.Errorf("hand-off mode %q but the OS has no /sys/firmware/ibft", b.mode)
 	}
 }
