@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/lunboot/lunboot/qemu/distro"
@@ -31,6 +32,13 @@ func runDebian(ctx context.Context, o options, kernel, image string) error {
 		return err
 	}
 	sys := set.Debian
+	if o.osName == "dracut" {
+		sys = set.Dracut
+	}
+	args := o.appendArgs
+	if o.sc != nil {
+		args = strings.TrimSpace(o.sc.args + " " + args)
+	}
 	fmt.Fprintf(o.stdout, "== disk %s: %s initrd, kernel %s, entry %s\n", sys.Disk, sys.Generator, sys.KernelRelease, sys.Entry)
 	l, err := newLab(ctx, o)
 	if err != nil {
@@ -38,13 +46,17 @@ func runDebian(ctx context.Context, o options, kernel, image string) error {
 	}
 	defer l.Close()
 	fail := func(err error) error { return fmt.Errorf("%w\nlogs in %s", err, l.LogDir()) }
-	m, err := handoff.Start(ctx, l, handoff.Config{Kernel: kernel, Image: image, System: sys, Args: o.appendArgs, OnConsole: o.console("guest")})
+	m, err := handoff.Start(ctx, l, handoff.Config{Kernel: kernel, Image: image, System: sys, Args: args, OnConsole: o.console("guest")})
 	if err != nil {
 		return fail(err)
 	}
 	defer m.Kill()
-	fmt.Fprintf(o.stdout, "== target %s on %s, LUN 1 = %s; DHCP option 17 %q and nothing else\n== powering on: lunboot, command line %q\n",
-		m.Export.IQN, m.Export.Portal, sys.Disk, m.Export.RootPath(), m.Cmdline)
+	dhcp := "DHCP option 17"
+	if l.IPv6Only() {
+		dhcp = "DHCPv6 option 59"
+	}
+	fmt.Fprintf(o.stdout, "== target %s on %s, LUN 1 = %s; %s %q and nothing else\n== powering on: lunboot, command line %q\n",
+		m.Export.IQN, m.Export.Portal, sys.Disk, dhcp, m.Export.RootPath(), m.Cmdline)
 
 	if err := m.WaitJump(ctx, jumpTimeout); err != nil {
 		fmt.Fprintln(o.stdout)
@@ -62,7 +74,7 @@ func runDebian(ctx context.Context, o options, kernel, image string) error {
 	if err := res.Proof.Verify(m.Want(nil)); err != nil {
 		return fail(fmt.Errorf("the OS booted, but its root is not what lunboot handed over: %w", err))
 	}
-	fmt.Fprintf(o.stdout, "\n== done in %s: Debian booted through lunboot from %s LUN 1 and logged in again on its own\n",
-		round(time.Since(start)), m.Export.IQN)
+	fmt.Fprintf(o.stdout, "\n== done in %s: Debian (%s initrd) booted through lunboot from %s LUN 1 at %s and logged in again on its own\n",
+		round(time.Since(start)), sys.Generator, m.Export.IQN, m.Export.Portal)
 	return nil
 }

@@ -5,7 +5,8 @@
 //
 // Usage:
 //
-//	demo [-out out] [-os debian|probe] [-append ARGS] [-quiet]
+//	demo [-out out] [-os debian|dracut|probe] [-append ARGS] [-quiet]
+//	demo -scenario ipv6 -os dracut
 //	demo -os probe [-fixture gpt-bls|mbr|grub-ext4] [-ipxe]
 //	demo -pxe [-fixture gpt-bls|mbr|grub-ext4]
 //
@@ -15,6 +16,14 @@
 // and its login prompt, stops the machine and prints a summary: lunboot's
 // stages and their times, the command line and iBFT the OS received, its
 // iSCSI session and root device.
+//
+// With -os dracut the disk is the same system with a dracut-built initrd.
+//
+// -scenario picks one of the network set-ups of issue 14 (table
+// scenarios in scenario.go): ipv6 is an IPv6-only lab (DHCPv6 with the
+// root-path as option 59, router advertisements, the portal on the ULA
+// address) and needs -os dracut. Combinations that cannot work are refused
+// with the reason.
 //
 // With -os probe the disk is a fixture carrying the probe OS (`make
 // fixtures`), which logs in again with what it was handed and reports; -ipxe
@@ -58,8 +67,11 @@ func main() {
 // options are the command's flags.
 type options struct {
 	out, osName, fixture, appendArgs string
+	scenario                         string
 	ipxe, pxe, quiet                 bool
-	stdout                           io.Writer
+	// sc is the chosen -scenario, nil for the plain lab.
+	sc     *scenario
+	stdout io.Writer
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -67,7 +79,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	o := options{stdout: stdout}
 	fs.StringVar(&o.out, "out", "out", "build output folder (image, fixtures, lab logs)")
-	fs.StringVar(&o.osName, "os", "debian", "what to boot: debian (the Debian 12 disk of `make distro`) or probe (a fixture with the probe OS)")
+	fs.StringVar(&o.osName, "os", "debian", "what to boot: debian (the Debian 12 disk of `make distro`), dracut (the same with a dracut initrd) or probe (a fixture with the probe OS)")
+	fs.StringVar(&o.scenario, "scenario", "", "the lab's network set-up: "+scenarioNames()+" (default: DHCPv4, one portal)")
 	fs.StringVar(&o.fixture, "fixture", fixtures.GPTBLS, "with -os probe, the disk to boot: "+strings.Join([]string{fixtures.GPTBLS, fixtures.MBR, fixtures.GRUBExt4}, ", "))
 	fs.StringVar(&o.appendArgs, "append", "", "extra kernel arguments for the lunboot image")
 	fs.BoolVar(&o.ipxe, "ipxe", false, "with -os probe, also boot the MBR disk with iPXE sanboot and compare the times")
@@ -79,6 +92,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
+	sc, err := pickScenario(o)
+	if err != nil {
+		return err
+	}
+	o.sc = sc
 	kernel, image := filepath.Join(o.out, "vmlinuz"), filepath.Join(o.out, "lunboot.cpio.xz")
 	for _, f := range []string{kernel, image} {
 		if _, err := os.Stat(f); err != nil {
@@ -94,7 +112,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runPXE(ctx, o, kernel, image)
 	}
 	switch o.osName {
-	case "debian":
+	case "debian", "dracut":
 		if o.ipxe {
 			return fmt.Errorf("-ipxe needs -os probe")
 		}
@@ -102,17 +120,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "probe":
 		return runProbe(ctx, o, kernel, image)
 	}
-	return fmt.Errorf("-os %q: want debian or probe", o.osName)
+	return fmt.Errorf("-os %q: want debian, dracut or probe", o.osName)
 }
 
 // newLab starts the demo's lab, logging into <out>/lab-logs/demo-<time>.
 func newLab(ctx context.Context, o options) (*lab.Lab, error) {
-	l, err := lab.New(ctx, lab.Options{Name: "demo",
-		LogDir: filepath.Join(o.out, "lab-logs", "demo-"+time.Now().Format("20060102-150405"))})
+	lo := lab.Options{Name: "demo",
+		LogDir: filepath.Join(o.out, "lab-logs", "demo-"+time.Now().Format("20060102-150405"))}
+	if o.sc != nil {
+		o.sc.lab(&lo)
+		fmt.Fprintf(o.stdout, "== scenario %s: %s\n", o.scenario, o.sc.about)
+	}
+	l, err := lab.New(ctx, lo)
 	if err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(o.stdout, "== lab %s: server %s, logs in %s\n", l.NetNS(), l.ServerIP(), l.LogDir())
+	fmt.Fprintf(o.stdout, "== lab %s: server %s, logs in %s\n", l.NetNS(), l.ServerAddr(), l.LogDir())
 	return l, nil
 }
 
