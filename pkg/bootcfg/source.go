@@ -165,10 +165,10 @@ type Firmware struct {
 	// from router advertisements, which lunboot autoconfigures again.
 	DHCP         bool
 	RouterAdvert bool
-	Address  netip.Prefix
-	Gateway  netip.Addr
-	DNS      []netip.Addr
-	Hostname string
+	Address      netip.Prefix
+	Gateway      netip.Addr
+	DNS          []netip.Addr
+	Hostname     string
 	// VLAN is the NIC's 802.1Q VLAN ID; lunboot does not configure VLANs
 	// yet and warns when it is set.
 	VLAN uint16
