@@ -268,3 +268,42 @@ func TestConfigFromReplyOption59(t *testing.T) {
 		})
 	}
 }
+
+// FuzzConfigFromReply decodes arbitrary DHCPv6 messages as Replies: no
+// panic; a Config has an IPv6 /128 address or none, and a root-path only
+// when the check accepts it.
+func FuzzConfigFromReply(f *testing.F) {
+	req := &dhcpv6.Message{MessageType: dhcpv6.MessageTypeRequest}
+	req.AddOption(dhcpv6.OptClientID(duidB))
+	req.AddOption(&dhcpv6.OptIANA{})
+	for _, mods := range [][]dhcpv6.Modifier{
+		{withBootFileURL(rootPath6)},
+		{withBootFileURL(rootPath6 + "\x00\xff"), dhcpv6.WithDNS(net.ParseIP("fd00::53"))},
+		{dhcpv6.WithDomainSearchList("lab.test", "example.org")},
+	} {
+		m, err := dhcpv6.NewReplyFromMessage(req, mods...)
+		if err != nil {
+			f.Fatal(err)
+		}
+		ia := &dhcpv6.OptIANA{}
+		ia.Options.Add(&dhcpv6.OptIAAddress{IPv6Addr: net.ParseIP("fd00:77::50"), ValidLifetime: time.Hour})
+		m.AddOption(ia)
+		f.Add(m.ToBytes())
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := dhcpv6.MessageFromBytes(b)
+		if err != nil {
+			return
+		}
+		c, err := configFromReply(Link{Name: "eth0"}, m, AcceptISCSI)
+		if err != nil {
+			return
+		}
+		if c.Address.IsValid() && (!c.Address.Addr().Is6() || c.Address.Bits() != 128) {
+			t.Errorf("Address = %v, want an IPv6 /128", c.Address)
+		}
+		if c.RootPath.Source != SourceNone && AcceptISCSI(c.RootPath.Value) != nil {
+			t.Errorf("RootPath %q passed without the check", c.RootPath.Value)
+		}
+	})
+}
