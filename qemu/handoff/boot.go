@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -223,4 +224,44 @@ func (m *Machine) WaitJump(ctx context.Context, d time.Duration) error {
 		return err
 	}
 	return &BootFailedError{f}
+}
+
+// Verify is Proof.Verify, except that for an IPv6 portal the root's
+// /dev/disk/by-path link is also accepted with the address in the kernel's
+// uncompressed form: udev's path_id copies the iSCSI connection's
+// persistent_address, which libiscsi prints with %pI6 (all eight groups),
+// while osproof.ByPathName writes the compressed form. The check lives
+// here, on the host, so that the proof program in the guests' disks (an
+// input of the shared disk cache's keys) stays the same.
+func Verify(p *osproof.Proof, want osproof.Expect) error {
+	a := want.Portal.Addr()
+	if !want.Portal.IsValid() || !a.Is6() || a.Is4In6() || want.LUN < 0 || want.Target == "" {
+		return p.Verify(want)
+	}
+	rest := want
+	rest.LUN = -1 // Verify then skips the LUN and by-path checks, done below
+	var errs []string
+	if err := p.Verify(rest); err != nil {
+		errs = append(errs, err.Error())
+	}
+	if p.Root.LUN != want.LUN {
+		errs = append(errs, fmt.Sprintf("root disk LUN = %d, want %d", p.Root.LUN, want.LUN))
+	}
+	names := []string{
+		osproof.ByPathName(want.Portal, want.Target, want.LUN),
+		"ip-" + a.StringExpanded() + ":" + strconv.Itoa(int(want.Portal.Port())) + "-iscsi-" + want.Target + "-lun-" + strconv.Itoa(want.LUN),
+	}
+	found := false
+	for _, l := range append(append([]string(nil), p.Root.ByPath...), p.Root.DiskByPath...) {
+		for _, n := range names {
+			found = found || l == n || strings.HasPrefix(l, n+"-part")
+		}
+	}
+	if !found {
+		errs = append(errs, fmt.Sprintf("no /dev/disk/by-path link %s… for the root (have %v, disk %v)", names[1], p.Root.ByPath, p.Root.DiskByPath))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%s", strings.Join(errs, "; "))
+	}
+	return nil
 }

@@ -138,7 +138,7 @@ func boot(t *testing.T, m *handoff.Machine, ibft *bool) *booted {
 	handoff.WriteSummary(&sum, b.stages, res)
 	t.Logf("%s, lunboot.handoff mode %q:\n%s", m.System.Name, b.mode, sum.String())
 	p := res.Proof
-	if err := p.Verify(m.Want(ibft)); err != nil {
+	if err := handoff.Verify(p, m.Want(ibft)); err != nil {
 		t.Errorf("%s booted, but: %v", m.System.Name, err)
 	}
 	if len(p.Errors) > 0 {
@@ -532,3 +532,4 @@ func TestDracutIPv6(t *testing.T) {
 		t.Errorf("hand-off mode %q but the OS has no /sys/firmware/ibft", b.mode)
 	}
 }
+

@@ -71,7 +71,7 @@ func runDebian(ctx context.Context, o options, kernel, image string) error {
 	if err != nil {
 		return fail(fmt.Errorf("the OS did not report in: %w", err))
 	}
-	if err := res.Proof.Verify(m.Want(nil)); err != nil {
+	if err := handoff.Verify(res.Proof, m.Want(nil)); err != nil {
 		return fail(fmt.Errorf("the OS booted, but its root is not what lunboot handed over: %w", err))
 	}
 	fmt.Fprintf(o.stdout, "\n== done in %s: Debian (%s initrd) booted through lunboot from %s LUN 1 at %s and logged in again on its own\n",

@@ -318,23 +318,7 @@ type Expect struct {
 // ByPathName is udev's by-path name for LUN lun of target at portal
 // (path_id's handle_scsi_iscsi): "ip-<addr>:<port>-iscsi-<target>-lun-<lun>".
 func ByPathName(portal netip.AddrPort, target string, lun int) string {
-	return byPathName(kernelAddr(portal.Addr()), portal.Port(), target, lun)
-}
-
-func byPathName(addr string, port uint16, target string, lun int) string {
-	return "ip-" + addr + ":" + strconv.Itoa(int(port)) + "-iscsi-" + target + "-lun-" + strconv.Itoa(lun)
-}
-
-// kernelAddr writes an address as the kernel's iscsi_connection
-// persistent_address shows it, which udev's path_id copies: IPv4 dotted,
-// IPv6 with all eight groups in four digits (libiscsi.c formats it with
-// %pI6, not the compressed %pI6c).
-func kernelAddr(a netip.Addr) string {
-	a = a.Unmap()
-	if a.Is6() {
-		return a.StringExpanded()
-	}
-	return a.String()
+	return "ip-" + portal.Addr().String() + ":" + strconv.Itoa(int(portal.Port())) + "-iscsi-" + target + "-lun-" + strconv.Itoa(lun)
 }
 
 // Verify checks the proof against what was handed over: the root is on an
@@ -372,15 +356,10 @@ func (p *Proof) Verify(want Expect) error {
 		}
 		if want.Portal.IsValid() && want.Target != "" && want.LUN >= 0 {
 			name := ByPathName(want.Portal, want.Target, want.LUN)
-			// The compressed IPv6 form too, should a kernel or udev
-			// write it so.
-			alt := byPathName(want.Portal.Addr().Unmap().String(), want.Portal.Port(), want.Target, want.LUN)
 			found := false
 			for _, l := range append(append([]string(nil), p.Root.ByPath...), p.Root.DiskByPath...) {
-				for _, n := range []string{name, alt} {
-					if l == n || strings.HasPrefix(l, n+"-part") {
-						found = true
-					}
+				if l == name || strings.HasPrefix(l, name+"-part") {
+					found = true
 				}
 			}
 			if !found {
