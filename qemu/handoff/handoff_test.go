@@ -532,4 +532,3 @@ func TestDracutIPv6(t *testing.T) {
 		t.Errorf("hand-off mode %q but the OS has no /sys/firmware/ibft", b.mode)
 	}
 }
-
