@@ -98,10 +98,18 @@ func dora6(ctx context.Context, l Link, o *Options, log *slog.Logger) (*Config, 
 	// Routes come from router advertisements only (DHCPv6 has no router
 	// option): give a late one a moment, since without its on-link prefix
 	// a DHCPv6 address (a /128) reaches no portal.
+	// The wait is up to 10 s for the prefix (routers advertise
+	// unsolicited only every few minutes, and a loaded machine answers
+	// the solicitation late), 3 s once a default router is known, through
+	// which a portal is reachable anyway.
 	wait := 3 * time.Second
 	if c.Origin == OriginDHCPv6 {
-		deadline := time.Now().Add(wait)
-		for onLinkBits(l, c.Address.Addr()) == 128 && !defaultRouter6(l).IsValid() && time.Now().Before(deadline) && ctx.Err() == nil {
+		start := time.Now()
+		for onLinkBits(l, c.Address.Addr()) == 128 && ctx.Err() == nil {
+			waited := time.Since(start)
+			if waited > 10*time.Second || waited > wait && defaultRouter6(l).IsValid() {
+				break
+			}
 			time.Sleep(addrPoll)
 		}
 		c.Address = netip.PrefixFrom(c.Address.Addr(), onLinkBits(l, c.Address.Addr()))
