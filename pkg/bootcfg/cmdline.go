@@ -195,8 +195,8 @@ var ignoredKeys = map[string]string{
 	"rd.net.timeout.iflink":   "lunboot waits for carrier only: use lunboot.carrier_timeout= (rd.net.timeout.carrier=)",
 	"rd.net.timeout.ifup":     "use lunboot.dhcp_timeout= (rd.net.timeout.dhcp=)",
 	"rd.net.timeout.route":    "lunboot does not wait for routes",
-	"rd.net.timeout.ipv6dad":  "lunboot configures IPv4 only",
-	"rd.net.timeout.ipv6auto": "lunboot configures IPv4 only",
+	"rd.net.timeout.ipv6dad":  "lunboot waits for duplicate address detection within lunboot.dhcp_timeout=",
+	"rd.net.timeout.ipv6auto": "lunboot waits for router advertisements within lunboot.dhcp_timeout=",
 	"rd.net.dhcp.retry":       "use lunboot.retries=",
 }
 
@@ -209,6 +209,8 @@ type cmdParser struct {
 	tName, tIP, tPort Setting[string]
 	// dhcpKey is the option that asked for the root-path from DHCP.
 	dhcpKey string
+	// dhcp6Root: the root-path is to come from DHCPv6 (netroot=dhcp6).
+	dhcp6Root bool
 }
 
 // ParseCmdline reads the options lunboot understands from a kernel command
@@ -327,6 +329,16 @@ func (p *cmdParser) finish() error {
 		if p.src.IPMode.Value == IPStatic {
 			errs = append(errs, &CmdlineError{Key: p.dhcpKey, Err: fmt.Errorf("asks for the root-path from DHCP, but %s configures a static address", p.src.IPMode.Origin.Detail)})
 		}
+		if p.dhcp6Root {
+			switch {
+			case !p.src.IPMode.IsSet():
+				p.src.IPMode = Set(IPDHCP6, Origin{Cmdline, p.dhcpKey + "=dhcp6"})
+			case p.src.IPMode.Value == IPDHCP:
+				errs = append(errs, &CmdlineError{Key: p.dhcpKey, Err: fmt.Errorf("asks for the root-path from DHCPv6 (option 59), but %s configures IPv4 by DHCP; use ip=dhcp6 or ip=auto6, or netroot=dhcp", p.src.IPMode.Origin.Detail)})
+			}
+		} else if p.src.IPMode.Value.IPv6() && p.dhcpKey != "" {
+			errs = append(errs, &CmdlineError{Key: p.dhcpKey, Err: fmt.Errorf("asks for the root-path from DHCPv4 (option 17), but %s configures IPv6; use %s=dhcp6 (option 59)", p.src.IPMode.Origin.Detail, p.dhcpKey)})
+		}
 	}
 	// CHAP.
 	if p.user.IsSet() || p.pass.IsSet() || p.ruser.IsSet() || p.rpass.IsSet() {
@@ -406,7 +418,12 @@ func (p *cmdParser) netroot(key, v string, hasVal bool) error {
 		// or the iBFT with rd.iscsi.firmware); that is lunboot's default.
 		return nil
 	case l == "dhcp6":
-		return errors.New("the root-path from DHCPv6 is not supported; use dhcp")
+		// dracut: the root-path from DHCPv6, and DHCPv6 on the NIC when
+		// no ip= says otherwise (35network-legacy/ifup.sh). lunboot
+		// reads it from option 59, the boot file URL (RFC 5970).
+		p.dhcpKey = key
+		p.dhcp6Root = true
+		return nil
 	case l == "iscsi:ibft" || l == "iscsi:ibft:":
 		return errors.New("\"iscsi:ibft\" is not a target (dracut would look up a host named ibft); use rd.iscsi.firmware=1")
 	case !strings.HasPrefix(l, "iscsi:"):

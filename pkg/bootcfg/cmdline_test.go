@@ -298,7 +298,8 @@ func TestParseCmdlineErrors(t *testing.T) {
 		{"lunboot.target=10.0.0.1", []string{"lunboot.target", `scheme "10.0.0.1"`}},
 		{"netroot=nfs:10.0.0.1:/srv", []string{"netroot", `"nfs" root is not iSCSI`}},
 		{"netroot=iscsi:ibft", []string{"netroot", "rd.iscsi.firmware=1"}},
-		{"netroot=dhcp6", []string{"netroot", "DHCPv6"}},
+		{"netroot=dhcp6 ip=dhcp", []string{"netroot", "DHCPv6", "configures IPv4"}},
+		{"netroot=dhcp ip=dhcp6", []string{"netroot", "option 17", "netroot=dhcp6"}},
 		{"netroot", []string{"netroot", "needs a value"}},
 		{"netroot=iscsi:192.0.2.1:::12345:iqn.x:t", []string{`kernel cmdline netroot: root-path "iscsi:192.0.2.1:::12345:iqn.x:t": LUN "12345": group "12345" has more than 4 hex digits`}},
 		{"netroot=iscsi:u:" + secret + "@192.0.2.1:::zz:" + tgt, []string{"netroot", "u:***@", `LUN "zz"`}},
@@ -330,7 +331,8 @@ func TestParseCmdlineErrors(t *testing.T) {
 		{"BOOTIF=01-52-54-00-12-34-56 lunboot.iface=52:54:00:ab:cd:ef", []string{"lunboot.iface", "conflicts with BOOTIF"}},
 		{"ip=off", []string{`ip="off"`, "needs the network"}},
 		{"ip=none", []string{"ip", "needs the network"}},
-		{"ip=dhcp6", []string{"ip", "IPv6 autoconfiguration"}},
+		{"ip=either6", []string{"ip", "auto6", "dhcp6"}},
+		{"ip=eth0:link6", []string{"ip", "link-local"}},
 		{"ip=bootp", []string{"ip", "only does DHCP"}},
 		{"ip=eth0", []string{"ip", "not an autoconf method"}},
 		{"ip=", []string{"ip", "empty"}},
@@ -446,6 +448,34 @@ func TestOptionsDocumented(t *testing.T) {
 		base := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(k, ".name"), ".ip"), ".port"), ".group")
 		if !strings.Contains(string(doc), base) {
 			t.Errorf("ignored option %s is not in docs/configuration.md", k)
+		}
+	}
+}
+
+// TestParseCmdlineIPv6 covers the dracut IPv6 forms lunboot follows:
+// ip=dhcp6 and ip=auto6 (also with a device), and netroot=dhcp6, which
+// alone means DHCPv6 on the NIC (dracut's ifup.sh does the same).
+func TestParseCmdlineIPv6(t *testing.T) {
+	for _, tc := range []struct {
+		cmdline string
+		mode    IPMode
+		iface   string
+	}{
+		{"ip=dhcp6", IPDHCP6, ""},
+		{"ip=auto6", IPAuto6, ""},
+		{"ip=eth0:dhcp6", IPDHCP6, "eth0"},
+		{"ip=:::::eth0:auto6", IPAuto6, "eth0"},
+		{"netroot=dhcp6", IPDHCP6, ""},
+		{"netroot=dhcp6 ip=auto6", IPAuto6, ""},
+		{"ip=dhcp6 netroot=iscsi:[fd00::1]::::iqn.2024-01.test:d", IPDHCP6, ""},
+	} {
+		s, err := ParseCmdline(tc.cmdline)
+		if err != nil {
+			t.Errorf("ParseCmdline(%q) = %v", tc.cmdline, err)
+			continue
+		}
+		if s.IPMode.Value != tc.mode || s.InterfaceName.Value != tc.iface {
+			t.Errorf("ParseCmdline(%q): mode, interface = %v, %q; want %v, %q", tc.cmdline, s.IPMode.Value, s.InterfaceName.Value, tc.mode, tc.iface)
 		}
 	}
 }

@@ -201,7 +201,7 @@ func Resolve(cmdline, network, firmware Source) Config {
 	var msrc *Source
 	c.IP.Mode, msrc = pickSrc(&c, FieldIPMode, order, IPDHCP, "", func(s *Source) Setting[IPMode] { return s.IPMode })
 	asrc := msrc
-	if c.IP.Mode == IPDHCP {
+	if c.IP.Mode.Dynamic() {
 		asrc = &network // the lease's address, whoever asked for DHCP
 	}
 	if asrc != nil {
@@ -210,7 +210,7 @@ func Resolve(cmdline, network, firmware Source) Config {
 		c.IP.Gateway = pick(&c, FieldGateway, one, netip.Addr{}, "", func(s *Source) Setting[netip.Addr] { return s.Gateway })
 	}
 	c.IP.DNS = pick(&c, FieldDNS, order, nil, "", func(s *Source) Setting[[]netip.Addr] { return s.DNS })
-	if d := network.DNS; c.IP.Mode == IPDHCP && cmdline.DNS.IsSet() && d.IsSet() && d.Err == nil {
+	if d := network.DNS; c.IP.Mode.Dynamic() && cmdline.DNS.IsSet() && d.IsSet() && d.Err == nil {
 		// With DHCP the lease's name servers come after those of the
 		// command line, as dracut writes them (its dhclient-script adds
 		// the lease's to the nameserver= ones; rd.peerdns=0 would drop
@@ -263,7 +263,11 @@ func Resolve(cmdline, network, firmware Source) Config {
 	c.looked = []string{"the kernel command line (netroot=iscsi:…, root=iscsi:…, lunboot.target=, iscsi_target_name= with iscsi_target_ip=)"}
 	switch {
 	case network.Kind == DHCP:
-		c.looked = append(c.looked, "the DHCP lease (option 17, option 43 sub-option 201)")
+		if c.IP.Mode.IPv6() {
+			c.looked = append(c.looked, "the DHCPv6 reply (option 59, the boot file URL)")
+		} else {
+			c.looked = append(c.looked, "the DHCP lease (option 17, option 43 sub-option 201)")
+		}
 	case c.IP.Mode == IPStatic:
 		c.looked = append(c.looked, "not DHCP: the address is static ("+c.origins[FieldIPMode].String()+")")
 	default:

@@ -75,12 +75,18 @@ func (s *ipSpec) autoconf(w string, static bool) error {
 			return errors.New("turns networking off, but lunboot needs the network to reach the target; use ip=dhcp or a static " + ipForms)
 		}
 		s.mode = IPStatic
-	case "dhcp6", "auto6", "either6", "link6":
-		return fmt.Errorf("%q: IPv6 autoconfiguration is not supported; use ip=dhcp or a static address", w)
+	case "dhcp6":
+		s.mode = IPDHCP6
+	case "auto6":
+		s.mode = IPAuto6
+	case "either6":
+		return fmt.Errorf("%q: choose auto6 (router advertisements) or dhcp6 (DHCPv6): lunboot does not fall back from one to the other", w)
+	case "link6":
+		return fmt.Errorf("%q: a link-local address alone reaches no portal off the link's own scope; use auto6 or dhcp6", w)
 	case "bootp", "rarp", "both":
 		return fmt.Errorf("%q: lunboot only does DHCP; use ip=dhcp", w)
 	default:
-		return fmt.Errorf("%q is not an autoconf method (dhcp, on, any, off, none, ibft); the forms are %s", w, ipForms)
+		return fmt.Errorf("%q is not an autoconf method (dhcp, dhcp6, auto6, on, any, off, none, ibft); the forms are %s", w, ipForms)
 	}
 	return nil
 }

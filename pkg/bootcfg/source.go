@@ -80,8 +80,12 @@ type Network struct {
 	Interface string
 	MAC       net.HardwareAddr
 
-	// Lease is true when the fields below come from a DHCPv4 lease.
-	Lease    bool
+	// Lease is true when the fields below come from a DHCPv4 lease, or
+	// from DHCPv6 and router advertisements when Mode says so.
+	Lease bool
+	// Mode is how the lease was obtained: IPDHCP (the zero value means
+	// it too), IPDHCP6 or IPAuto6.
+	Mode     IPMode
 	Address  netip.Prefix // yiaddr with the option 1 subnet mask
 	Router   netip.Addr   // option 3, first router
 	DNS      []netip.Addr // option 6
@@ -116,7 +120,11 @@ func (n Network) Source() Source {
 		return s
 	}
 	s.Kind = DHCP
-	s.IPMode = Set(IPDHCP, Origin{DHCP, "lease"})
+	mode := n.Mode
+	if mode == 0 {
+		mode = IPDHCP
+	}
+	s.IPMode = Set(mode, Origin{DHCP, "lease"})
 	if n.Address.IsValid() {
 		s.Address = Set(n.Address, Origin{DHCP, "lease address, option 1"})
 	}
@@ -155,12 +163,15 @@ type Firmware struct {
 	MAC net.HardwareAddr
 	// DHCP is true when the firmware configured the NIC by DHCP (the NIC's
 	// origin field is 3, or it records a DHCP server); lunboot then runs
-	// DHCP too rather than reuse the firmware's lease.
-	DHCP     bool
-	Address  netip.Prefix
-	Gateway  netip.Addr
-	DNS      []netip.Addr
-	Hostname string
+	// DHCP too rather than reuse the firmware's lease: DHCPv6 when the
+	// NIC's address is IPv6. RouterAdvert is origin 4: an IPv6 address
+	// from router advertisements, which lunboot autoconfigures again.
+	DHCP         bool
+	RouterAdvert bool
+	Address      netip.Prefix
+	Gateway      netip.Addr
+	DNS          []netip.Addr
+	Hostname     string
 	// VLAN is the NIC's 802.1Q VLAN ID (iBFT 1.03 §3.4.6, "VLAN"); 0 for
 	// untagged.
 	VLAN uint16
@@ -198,7 +209,12 @@ func (f Firmware) Source() Source {
 	if len(f.MAC) > 0 {
 		s.InterfaceMAC = Set(f.MAC, nic)
 	}
+	v6 := f.Address.IsValid() && f.Address.Addr().Is6() && !f.Address.Addr().Is4In6()
 	switch {
+	case f.RouterAdvert && v6:
+		s.IPMode = Set(IPAuto6, nic)
+	case f.DHCP && v6:
+		s.IPMode = Set(IPDHCP6, nic)
 	case f.DHCP:
 		s.IPMode = Set(IPDHCP, nic)
 	case f.Address.IsValid():

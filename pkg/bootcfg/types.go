@@ -79,25 +79,39 @@ func (s Setting[T]) IsSet() bool { return s.Origin.Kind != 0 }
 // Set returns a present Setting.
 func Set[T any](v T, o Origin) Setting[T] { return Setting[T]{Value: v, Origin: o} }
 
-// IPMode is how the boot interface gets its IPv4 address.
+// IPMode is how the boot interface gets its address.
 type IPMode uint8
 
 // IP modes.
 const (
 	IPDHCP   IPMode = iota + 1 // DHCPv4
 	IPStatic                   // a static address from ip= or the iBFT
+	IPDHCP6                    // stateful DHCPv6 (ip=dhcp6); the root-path from option 59
+	IPAuto6                    // SLAAC from router advertisements plus stateless DHCPv6 (ip=auto6)
 )
 
-// String returns the mode as ip= writes it: "dhcp" or "static".
+// String returns the mode as ip= writes it: "dhcp", "static", "dhcp6" or
+// "auto6".
 func (m IPMode) String() string {
 	switch m {
 	case IPDHCP:
 		return "dhcp"
 	case IPStatic:
 		return "static"
+	case IPDHCP6:
+		return "dhcp6"
+	case IPAuto6:
+		return "auto6"
 	}
 	return "unset"
 }
+
+// Dynamic reports whether the address comes from the network (DHCPv4,
+// DHCPv6 or router advertisements) rather than from configuration.
+func (m IPMode) Dynamic() bool { return m == IPDHCP || m == IPDHCP6 || m == IPAuto6 }
+
+// IPv6 reports whether the mode configures the NIC over IPv6.
+func (m IPMode) IPv6() bool { return m == IPDHCP6 || m == IPAuto6 }
 
 // Digest is the policy for one iSCSI digest (HeaderDigest or DataDigest,
 // RFC 7143 §13.1).
@@ -183,7 +197,7 @@ func (i Interface) String() string {
 	return "any"
 }
 
-// IP is the boot interface's IPv4 configuration.
+// IP is the boot interface's IP configuration.
 type IP struct {
 	Mode IPMode
 	// Address is the interface address with its prefix length: from ip=

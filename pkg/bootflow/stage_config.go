@@ -69,6 +69,7 @@ func firmwareSource(t *ibft.Table) (bootcfg.Firmware, bool) {
 			n := t.NICs[tg.NICIndex]
 			fw.MAC = n.MAC
 			fw.DHCP = n.Origin == ibft.OriginDHCP || n.DHCPServer.IsValid() && !n.DHCPServer.IsUnspecified()
+			fw.RouterAdvert = n.Origin == ibft.OriginRouterAdv
 			fw.Address, fw.Gateway, fw.Hostname, fw.VLAN = n.IP, n.Gateway, n.Hostname, n.VLAN
 			for _, d := range n.DNS {
 				if d.IsValid() && !d.IsUnspecified() {

@@ -179,8 +179,18 @@ func (b *boot) handoffInfo() (*handoff.Info, error) {
 	if info.NIC.Driver == "" {
 		info.NIC.Driver = n.Link.Driver
 	}
-	if n.Origin == netconf.OriginDHCP {
+	switch n.Origin {
+	case netconf.OriginDHCP:
 		info.NIC.Origin, info.NIC.DHCPServer = ibft.OriginDHCP, n.Server
+	case netconf.OriginDHCPv6:
+		// iBFT origin is the Windows NL_PREFIX_ORIGIN of the address:
+		// Dhcp (3) for DHCPv6, RouterAdvertisement (4) for SLAAC; EDK2
+		// writes neither right for IPv6 (edk2 issue 9572). The DHCPv6
+		// server has no address to record (it answers from its
+		// link-local address and is named by its DUID).
+		info.NIC.Origin = ibft.OriginDHCP
+	case netconf.OriginSLAAC:
+		info.NIC.Origin = ibft.OriginRouterAdv
 	}
 	if bdf, ok := n.Link.PCIBDF(); ok {
 		info.NIC.PCI = &handoff.PCIAddr{Bus: uint8(bdf >> 8), Device: uint8(bdf>>3) & 0x1f, Function: uint8(bdf) & 7}

@@ -50,6 +50,12 @@ func (b *boot) network(ctx context.Context) (string, error) {
 	if b.cfg.Origin(bootcfg.FieldDNS).Kind == bootcfg.Cmdline {
 		o.DNS = b.cfg.IP.DNS
 	}
+	switch b.cfg.IP.Mode {
+	case bootcfg.IPDHCP6:
+		o.IPv6 = netconf.IPv6DHCP
+	case bootcfg.IPAuto6:
+		o.IPv6 = netconf.IPv6Auto
+	}
 	if b.cfg.IP.Mode == bootcfg.IPStatic {
 		o.Static = &netconf.Static{
 			Device:   b.cfg.Interface.Name,
@@ -72,6 +78,13 @@ func (b *boot) network(ctx context.Context) (string, error) {
 	// bound runs out.
 	if o.Static != nil {
 		b.o.Console.Info("network: static address %s; waiting up to %s for carrier", o.Static.Address, cmp.Or(o.CarrierTimeout, netconf.DefaultCarrierTimeout))
+	} else if o.IPv6 != netconf.IPv4Only {
+		how := "DHCPv6"
+		if o.IPv6 == netconf.IPv6Auto {
+			how = "router advertisements (SLAAC) and DHCPv6"
+		}
+		b.o.Console.Info("network: IPv6 by %s, waiting up to %s (carrier up to %s of it)", how,
+			cmp.Or(o.DHCPTimeout, netconf.DefaultDHCPTimeout), cmp.Or(o.CarrierTimeout, netconf.DefaultCarrierTimeout))
 	} else {
 		b.o.Console.Info("network: DHCP, waiting up to %s for a lease (carrier up to %s of it)",
 			cmp.Or(o.DHCPTimeout, netconf.DefaultDHCPTimeout), cmp.Or(o.CarrierTimeout, netconf.DefaultCarrierTimeout))
@@ -103,9 +116,14 @@ func (b *boot) network(ctx context.Context) (string, error) {
 	if c.Gateway.IsValid() {
 		fmt.Fprintf(&s, " via %s", c.Gateway)
 	}
-	if c.Origin == netconf.OriginDHCP {
+	switch c.Origin {
+	case netconf.OriginDHCP:
 		fmt.Fprintf(&s, ", DHCP from %s in %s", c.Server, c.Timings.DHCP.Round(10e6))
-	} else {
+	case netconf.OriginDHCPv6:
+		fmt.Fprintf(&s, ", DHCPv6 in %s", c.Timings.DHCP.Round(10e6))
+	case netconf.OriginSLAAC:
+		fmt.Fprintf(&s, ", SLAAC in %s", c.Timings.DHCP.Round(10e6))
+	default:
 		s.WriteString(", static")
 	}
 	if c.RootPath.Value != "" {
@@ -119,6 +137,12 @@ func networkAdvice(err error, o netconf.Options) error {
 	switch {
 	case errors.Is(err, netconf.ErrNoLinks):
 		return permanent(withCheck(err, "no usable network interface: is the NIC driver in the image (lunboot modules) and does BOOTIF=/lunboot.iface= name an existing NIC?"))
+	case errors.Is(err, netconf.ErrNoRootPath) && o.IPv6 != netconf.IPv4Only:
+		return withCheck(err, "the DHCPv6 server gave no iSCSI root-path: send it as the boot file URL, option 59 (dnsmasq: dhcp-option=option6:bootfile-url,iscsi:[<server>]::::<target>; docs/dhcp), or put netroot=iscsi:[<server>]::::<target> on the kernel command line")
+	case errors.Is(err, netconf.ErrNoRouterAdvert):
+		return withCheck(err, "no router advertised an autonomous prefix on this link within %s: check the router's (radvd, dnsmasq enable-ra) configuration, or use ip=dhcp6", o.DHCPTimeout)
+	case errors.Is(err, netconf.ErrNoIPv6):
+		return permanent(withCheck(err, "this kernel has no IPv6: boot lunboot's image kernel, or use ip=dhcp"))
 	case errors.Is(err, netconf.ErrNoRootPath):
 		return withCheck(err, "the DHCP server gave an address but no iSCSI root-path: give lunboot's vendor class (option 60 \"lunboot\") option 17 (dnsmasq: dhcp-vendorclass=set:lunboot,lunboot and dhcp-option=tag:lunboot,17,\"iscsi:<server>::::<target>\"; docs/deploy.md, not to iPXE, which would try the SAN itself) or put netroot=iscsi:… on the kernel command line")
 	case errors.Is(err, netconf.ErrNoCarrier) && !errors.Is(err, netconf.ErrNoOffer):

@@ -15,7 +15,13 @@ func (b *boot) target(ctx context.Context) (string, error) {
 	n := bootcfg.Network{
 		Interface: b.net.Link.Name,
 		MAC:       b.net.Link.MAC,
-		Lease:     b.net.Origin == netconf.OriginDHCP,
+		Lease:     b.net.Origin != netconf.OriginStatic,
+	}
+	switch b.net.Origin {
+	case netconf.OriginDHCPv6:
+		n.Mode = bootcfg.IPDHCP6
+	case netconf.OriginSLAAC:
+		n.Mode = bootcfg.IPAuto6
 	}
 	if n.Lease {
 		n.Address, n.Router, n.DNS, n.Hostname = b.net.Address, b.net.Gateway, b.net.DNS, b.net.LeaseHostname

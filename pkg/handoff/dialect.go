@@ -150,6 +150,14 @@ func keySet(keys ...string) map[string]bool {
 	return m
 }
 
+// ErrInitramfsToolsIPv6 says why an initramfs-tools initrd cannot log in
+// over IPv6, in either hand-off form: its network comes from klibc's
+// ipconfig, which speaks DHCPv4/BOOTP and IPv4 static addresses only, and
+// its firmware mode from iscsistart -N, which configures only IPv4 from the
+// iBFT (open-iscsi usr/iscsistart.c, utils/fwparam_ibft: the NIC is set up
+// through SIOCSIFADDR with AF_INET).
+var ErrInitramfsToolsIPv6 = errors.New("the OS initrd is initramfs-tools, which cannot boot over IPv6: klibc ipconfig configures IPv4 only and iscsistart -N (iBFT network setup) is IPv4-only; rebuild the OS initrd with dracut (dracut --add \"iscsi network-legacy\"), or boot over IPv4")
+
 // ErrDialect is wrapped by Cmdline errors: the parameters cannot be said in
 // the initrd's dialect (unknown generator, a value the initrd scripts would
 // mangle, a VLAN the command line cannot name).
@@ -209,6 +217,9 @@ func Cmdline(entry string, info *Info, d Dialect, mode Mode) (string, error) {
 		return "", fmt.Errorf("%w: %s", ErrDialect, errVLANInitramfsTools)
 	}
 
+	if d.Generator == GeneratorInitramfsTools && info.IPv6() {
+		return "", fmt.Errorf("%w: %w", ErrDialect, ErrInitramfsToolsIPv6)
+	}
 	var add []string
 	var err error
 	if d.Generator == GeneratorDracut {
@@ -492,11 +503,17 @@ func netArgs(info *Info, g Generator) ([]string, error) {
 			return nil, fmt.Errorf("%w: hostname %q contains ':'", ErrDialect, host)
 		}
 	}
+	if a.Is6() && !a.Is4In6() && g != GeneratorDracut {
+		return nil, fmt.Errorf("%w: %w", ErrDialect, ErrInitramfsToolsIPv6)
+	}
+	if n.Origin == ibft.OriginRouterAdv && a.Is6() && !a.Is4In6() {
+		// dracut's auto6 (35network-legacy ifup.sh do_ipv6auto) waits
+		// for an autoconfigured address and a default route from a
+		// router advertisement, as lunboot got its own.
+		return []string{"ip=auto6", bootif}, nil
+	}
 	if n.Origin == ibft.OriginDHCP {
 		if a.Is6() && !a.Is4In6() {
-			if g != GeneratorDracut {
-				return nil, fmt.Errorf("%w: initramfs-tools' ip= has no DHCPv6 form", ErrDialect)
-			}
 			if dev != "" {
 				return withNIC("ip=" + dev + ":dhcp6"), nil
 			}
@@ -541,6 +558,11 @@ func netArgs(info *Info, g Generator) ([]string, error) {
 	for i, d := range n.DNS {
 		if i == 2 {
 			break
+		}
+		if d.Is6() && !d.Is4In6() {
+			// dracut splits ip= on ':' outside brackets.
+			f = append(f, "["+d.String()+"]")
+			continue
 		}
 		f = append(f, d.String())
 	}

@@ -93,6 +93,15 @@ func (p PCIAddr) String() string {
 // ErrInfo is wrapped by Info.Validate errors.
 var ErrInfo = errors.New("handoff: incomplete session information")
 
+// IPv6 reports whether the boot NIC was configured over IPv6 (DHCPv6,
+// SLAAC or a static IPv6 address), which the OS initrd must then do too.
+// An IPv6 portal alone does not count: an initrd that configures IPv4 may
+// still reach it through the kernel's own autoconfiguration.
+func (in *Info) IPv6() bool {
+	a := in.NIC.Addr.Addr()
+	return a.IsValid() && a.Is6() && !a.Is4In6()
+}
+
 // Validate checks that the hand-off has what every dialect needs.
 func (in *Info) Validate() error {
 	var missing []string
@@ -144,6 +153,11 @@ func (in *Info) Table() (*ibft.Table, error) {
 		MAC:        in.NIC.MAC,
 		Hostname:   in.NIC.Hostname,
 	}
+	// iBFT 1.03 NIC flags bit 2: the address is global rather than
+	// link-local. The prefix length is the address's own (Linux shows it
+	// as prefix-len; dracut's ibft_to_cmdline writes ip=[addr/prefix]).
+	// EDK2 sets this bit and the origin wrongly for IPv6 (edk2 issue
+	// 9572); dracut turns origin 3 into ip=dhcp6 for an IPv6 address.
 	if a := in.NIC.Addr.Addr(); a.IsValid() && !a.IsLinkLocalUnicast() {
 		nic.Flags |= ibft.FlagGlobal
 	}

@@ -2,6 +2,7 @@ package netconf
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -40,8 +41,9 @@ func (c *Config) Apply(o Options) error {
 	if c.applied != nil {
 		return fmt.Errorf("%s: configuration already applied", c.Link.Name)
 	}
-	if !c.Address.IsValid() || !c.Address.Addr().Is4() {
-		return fmt.Errorf("%s: no IPv4 address to apply (%v)", c.Link.Name, c.Address)
+	v6 := c.Origin == OriginDHCPv6 || c.Origin == OriginSLAAC
+	if !c.Address.IsValid() || c.Address.Addr().Is4() == v6 {
+		return fmt.Errorf("%s: no IPv%s address to apply (%v)", c.Link.Name, map[bool]string{false: "4", true: "6"}[v6], c.Address)
 	}
 	a := &applied{}
 	c.applied = a
@@ -63,6 +65,13 @@ func (c *Config) Apply(o Options) error {
 			return fmt.Errorf("%s: set MTU %d: %w", c.Link.Name, c.MTU, err)
 		}
 		a.oldMTU = old
+	}
+
+	if v6 {
+		if err := c.apply6(); err != nil {
+			return err
+		}
+		return c.applyResolv(o)
 	}
 
 	addr := &netlink.Addr{IPNet: ipNet(c.Address)}
@@ -99,6 +108,13 @@ func (c *Config) Apply(o Options) error {
 		a.routes = append(a.routes, nr)
 	}
 
+	return c.applyResolv(o)
+}
+
+// applyResolv writes resolv.conf (o.ResolvConf) when there is something to
+// write.
+func (c *Config) applyResolv(o Options) error {
+	a := c.applied
 	if path := o.resolvConf(); path != "-" && (len(c.DNS) > 0 || c.Domain != "") {
 		old, err := os.ReadFile(path)
 		switch {
@@ -116,6 +132,47 @@ func (c *Config) Apply(o Options) error {
 	o.logger().Debug("netconf: applied", "config", c)
 	return nil
 }
+
+// apply6 puts an IPv6 configuration on the link. An autoconfigured address
+// is the kernel's already (it came from a router advertisement, and so do
+// the routes). A DHCPv6 address is added as a /128, as ISC dhclient and
+// systemd-networkd add it: the on-link prefix and the default route are
+// the router advertisements' (RFC 8415 §21.6), and a prefix route of our
+// own would outlive the advertised one. It is then given the time duplicate
+// address detection takes (RFC 4862 §5.4; a tentative address cannot be a
+// connection's source), boundedly.
+func (c *Config) apply6() error {
+	if c.Origin == OriginSLAAC {
+		return nil
+	}
+	nl, err := netlink.LinkByIndex(c.Link.Index)
+	if err != nil {
+		return fmt.Errorf("%s: find link: %w", c.Link.Name, err)
+	}
+	host := netip.PrefixFrom(c.Address.Addr(), 128)
+	addr := &netlink.Addr{IPNet: ipNet(host)}
+	if err := netlink.AddrReplace(nl, addr); err != nil {
+		return fmt.Errorf("%s: add address %s: %w", c.Link.Name, host, err)
+	}
+	c.applied.addr = addr
+	ctx, cancel := context.WithTimeout(context.Background(), dadTimeout)
+	defer cancel()
+	_, err = waitAddr6(ctx, c.Link, "DHCPv6 address", func(a netlink.Addr) bool {
+		p, ok := prefixOf(a)
+		return ok && p.Addr() == host.Addr()
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("%s: address %s still tentative after %v (duplicate address detection)", c.Link.Name, host.Addr(), dadTimeout)
+		}
+		return err
+	}
+	return nil
+}
+
+// dadTimeout bounds the wait for duplicate address detection: the kernel's
+// default is one probe and one second (dad_transmits, retrans_time_ms).
+const dadTimeout = 5 * time.Second
 
 // resolvConf renders the resolver configuration (resolv.conf(5)).
 func (c *Config) resolvConf() []byte {

@@ -17,15 +17,21 @@ type Origin uint8
 const (
 	OriginDHCP   Origin = iota + 1 // a DHCPv4 lease
 	OriginStatic                   // an ip= static configuration
+	OriginDHCPv6                   // a DHCPv6 lease (IA_NA, RFC 8415)
+	OriginSLAAC                    // an address autoconfigured from router advertisements (RFC 4862)
 )
 
-// String returns "dhcp" or "static".
+// String returns "dhcp", "static", "dhcp6" or "slaac".
 func (o Origin) String() string {
 	switch o {
 	case OriginDHCP:
 		return "dhcp"
 	case OriginStatic:
 		return "static"
+	case OriginDHCPv6:
+		return "dhcp6"
+	case OriginSLAAC:
+		return "slaac"
 	}
 	return "Origin(" + strconv.Itoa(int(o)) + ")"
 }
@@ -135,7 +141,7 @@ func (r LinkReport) String() string {
 		", dhcp " + r.DHCP.Round(time.Millisecond).String() + ")"
 }
 
-// Config is an IPv4 configuration for one link and what the boot needs from
+// Config is an IPv4 or IPv6 configuration for one link and what the boot needs from
 // it. A Config from [Acquire] or [StaticConfig] describes; [Config.Apply]
 // puts it on the link and [Config.Down] takes it off again.
 type Config struct {
@@ -168,6 +174,9 @@ type Config struct {
 	// for a static configuration.
 	Server    netip.Addr
 	LeaseTime time.Duration
+	// ServerID is the DHCPv6 server's DUID (RFC 8415 §11), for the log;
+	// DHCPv6 leaves Server invalid.
+	ServerID string
 
 	// RootPath is the root-path the lease carried and that passed the
 	// caller's check, unparsed; InitiatorIQN the initiator name.
@@ -233,6 +242,9 @@ func (c *Config) LogValue() slog.Value {
 	}
 	if c.Server.IsValid() {
 		attrs = append(attrs, slog.String("server", c.Server.String()))
+	}
+	if c.ServerID != "" {
+		attrs = append(attrs, slog.String("server_duid", c.ServerID))
 	}
 	if c.LeaseTime != 0 {
 		lt := c.LeaseTime.String()

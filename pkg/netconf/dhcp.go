@@ -124,10 +124,17 @@ func Acquire(ctx context.Context, links []Link, o Options) (*Config, error) {
 			log.Debug("dhcp: link won", "link", r.report.Link.Name, "address", r.cfg.Address.String(), "root_path", r.cfg.RootPath.String())
 		default:
 			why := "no option 17 or 43.201"
+			if o.IPv6 != IPv4Only {
+				why = "no DHCPv6 option 59"
+			}
 			if len(r.cfg.Warnings) > 0 {
 				why = strings.Join(r.cfg.Warnings, "; ")
 			}
-			r.report.Err = fmt.Errorf("%s: lease %s from %s: %w (%s)", r.report.Link.Name, r.cfg.Address, r.cfg.Server, ErrNoRootPath, why)
+			from := r.cfg.Server.String()
+			if r.cfg.ServerID != "" {
+				from = r.cfg.ServerID
+			}
+			r.report.Err = fmt.Errorf("%s: lease %s from %s: %w (%s)", r.report.Link.Name, r.cfg.Address, from, ErrNoRootPath, why)
 			r.cfg.Timings.Carrier = r.report.Carrier
 			r.cfg.Timings.DHCP = r.report.DHCP
 			fallback = append(fallback, r.cfg)
@@ -227,7 +234,11 @@ func runLink(ctx context.Context, l Link, o *Options, log *slog.Logger) linkResu
 	}
 	log.Debug("dhcp: carrier", "link", l.Name, "after", r.report.Carrier)
 	start := time.Now()
-	cfg, err := dora(ctx, l, o, log)
+	do := dora
+	if o.IPv6 != IPv4Only {
+		do = dora6
+	}
+	cfg, err := do(ctx, l, o, log)
 	r.report.DHCP = time.Since(start)
 	if err != nil {
 		r.report.Err = err

@@ -95,7 +95,7 @@ func Configure(ctx context.Context, o Options) (*Config, error) {
 	}
 	dropVLANs(c)
 	c.Timings.Find = find
-	if c.Origin == OriginDHCP {
+	if c.Origin != OriginStatic {
 		c.useCommandLine(o, log)
 	}
 	if err := c.Apply(o); err != nil {

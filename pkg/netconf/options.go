@@ -90,6 +90,7 @@ const (
 	SourceOption43Sub201               // DHCP option 43, vendor sub-option 201
 	SourceOption203                    // DHCP option 203, initiator IQN (iPXE)
 	SourceOption43Sub203               // DHCP option 43, vendor sub-option 203
+	SourceOption59                     // DHCPv6 option 59, boot file URL (RFC 5970 §3.1)
 )
 
 // String returns the source as the boot log prints it, e.g. "DHCP option 17".
@@ -105,16 +106,21 @@ func (s Source) String() string {
 		return "DHCP option 203"
 	case SourceOption43Sub203:
 		return "DHCP option 43.203"
+	case SourceOption59:
+		return "DHCPv6 option 59"
 	}
 	return "Source(" + strconv.Itoa(int(s)) + ")"
 }
 
 // Option returns the option alone, "option 17", "option 43.201", "option
-// 203" or "option 43.203" (the form pkg/bootcfg.Network takes), or "" for
-// SourceNone.
+// 203", "option 43.203" or "option 59 (DHCPv6)" (the form
+// pkg/bootcfg.Network takes, which prefixes "DHCP"), or "" for SourceNone.
 func (s Source) Option() string {
-	if s == SourceNone || s > SourceOption43Sub203 {
+	if s == SourceNone || s > SourceOption59 {
 		return ""
+	}
+	if s == SourceOption59 {
+		return "option 59 (DHCPv6)"
 	}
 	return strings.TrimPrefix(s.String(), "DHCP ")
 }

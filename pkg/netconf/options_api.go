@@ -62,6 +62,10 @@ type Options struct {
 
 	// Static, when set, replaces DHCP.
 	Static *Static
+	// IPv6, when not IPv4Only, configures the link over IPv6 instead of
+	// DHCPv4: stateful DHCPv6 (ip=dhcp6) or SLAAC plus stateless DHCPv6
+	// (ip=auto6). The root-path then comes from DHCPv6 option 59.
+	IPv6 IPv6Mode
 
 	// VLAN, when set, puts the boot interface on an 802.1Q VLAN: DHCP or
 	// Static runs on a VLAN interface created on each candidate link.

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -85,6 +86,10 @@ type Network struct {
 	// Static configures lunboot with ip=<addr>::<gw>:<mask>:<host>:eth0:none
 	// and netroot=, and starts no DHCP server at all.
 	Static bool
+	// IPv6Only boots in a lab without IPv4 (lab.Options.IPv6Only): DHCPv6
+	// with the root-path as option 59, router advertisements, the portal
+	// on the lab's ULA address.
+	IPv6Only bool
 }
 
 // StaticHostname is the host name the Static scenario gives on ip=.
@@ -111,7 +116,8 @@ type Machine struct {
 	Cmdline string
 	// Network is the lab network the machine boots over.
 	Network Network
-	// RootPath is what DHCP option 17 carries; "" without DHCP (Static).
+	// RootPath is what DHCP option 17 carries (DHCPv6 option 59 in an
+	// IPv6-only lab); "" without DHCP (Static).
 	RootPath string
 	lab      *lab.Lab
 }
@@ -121,7 +127,8 @@ func (m *Machine) Lab() *lab.Lab { return m.lab }
 
 // Start exports cfg.System's disk from a new tgtd on l, starts DHCP with
 // option 17 naming it (nothing else: lunboot must find its way from the
-// root-path alone) and powers on a guest with lunboot's image. The caller
+// root-path alone; in an IPv6-only lab, DHCPv6 with option 59) and powers
+// on a guest with lunboot's image. The caller
 // closes the lab, which stops everything.
 func Start(ctx context.Context, l *lab.Lab, cfg Config) (*Machine, error) {
 	if cfg.System == nil {
@@ -161,6 +168,9 @@ func Start(ctx context.Context, l *lab.Lab, cfg Config) (*Machine, error) {
 	if nw.VLAN != l.VLAN() {
 		return nil, fmt.Errorf("handoff: Network.VLAN %d on a lab whose taps carry VLAN %d (lab.Options.VLAN)", nw.VLAN, l.VLAN())
 	}
+	if nw.IPv6Only != l.IPv6Only() {
+		return nil, fmt.Errorf("handoff: Network.IPv6Only %v in a lab whose IPv6Only is %v", nw.IPv6Only, l.IPv6Only())
+	}
 	rootPath := exp.RootPath()
 	option17 := ""
 	args := cfg.Args
@@ -169,6 +179,15 @@ func Start(ctx context.Context, l *lab.Lab, cfg Config) (*Machine, error) {
 		a := StaticAddr(l)
 		mask := net.IP(net.CIDRMask(a.Bits(), 32)).String()
 		args = strings.TrimSpace(fmt.Sprintf("ip=%s::%s:%s:%s:eth0:none netroot=%s %s", a.Addr(), l.ServerIP(), mask, StaticHostname, rootPath, args))
+	case l.IPv6Only():
+		// No DHCPv4 at all: DHCPv6 gives the address and the root-path
+		// as the boot file URL (option 59), router advertisements the
+		// prefix and the default router.
+		dc := lab.DHCPConfig{DHCPv6: true, BootFileURL: rootPath}
+		if _, err := l.StartDHCP(ctx, dc); err != nil {
+			return nil, err
+		}
+		option17 = rootPath
 	default:
 		dc := lab.DHCPConfig{RootPath: rootPath}
 		if nw.TargetHost != "" {
@@ -339,4 +358,44 @@ func (m *Machine) WaitJump(ctx context.Context, d time.Duration) error {
 		return err
 	}
 	return &BootFailedError{f}
+}
+
+// Verify is Proof.Verify, except that for an IPv6 portal the root's
+// /dev/disk/by-path link is also accepted with the address in the kernel's
+// uncompressed form: udev's path_id copies the iSCSI connection's
+// persistent_address, which libiscsi prints with %pI6 (all eight groups),
+// while osproof.ByPathName writes the compressed form. The check lives
+// here, on the host, so that the proof program in the guests' disks (an
+// input of the shared disk cache's keys) stays the same.
+func Verify(p *osproof.Proof, want osproof.Expect) error {
+	a := want.Portal.Addr()
+	if !want.Portal.IsValid() || !a.Is6() || a.Is4In6() || want.LUN < 0 || want.Target == "" {
+		return p.Verify(want)
+	}
+	rest := want
+	rest.LUN = -1 // Verify then skips the LUN and by-path checks, done below
+	var errs []string
+	if err := p.Verify(rest); err != nil {
+		errs = append(errs, err.Error())
+	}
+	if p.Root.LUN != want.LUN {
+		errs = append(errs, fmt.Sprintf("root disk LUN = %d, want %d", p.Root.LUN, want.LUN))
+	}
+	names := []string{
+		osproof.ByPathName(want.Portal, want.Target, want.LUN),
+		"ip-" + a.StringExpanded() + ":" + strconv.Itoa(int(want.Portal.Port())) + "-iscsi-" + want.Target + "-lun-" + strconv.Itoa(want.LUN),
+	}
+	found := false
+	for _, l := range append(append([]string(nil), p.Root.ByPath...), p.Root.DiskByPath...) {
+		for _, n := range names {
+			found = found || l == n || strings.HasPrefix(l, n+"-part")
+		}
+	}
+	if !found {
+		errs = append(errs, fmt.Sprintf("no /dev/disk/by-path link %s… for the root (have %v, disk %v)", names[1], p.Root.ByPath, p.Root.DiskByPath))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%s", strings.Join(errs, "; "))
+	}
+	return nil
 }

@@ -65,6 +65,18 @@ type DHCPConfig struct {
 	// carry the bridge's address as their DNS server (option 6). Any other
 	// name under DNSDomain gets NXDOMAIN; nothing is forwarded anywhere.
 	DNS map[string]netip.Addr
+	// DHCPv6 makes dnsmasq a stateful DHCPv6 server (RFC 8415) on the
+	// lab's ULA prefix, addresses ::100 to ::1ff, with router
+	// advertisements carrying the prefix for on-link use and the managed
+	// flag. SLAAC also sets the prefix's autonomous flag (dnsmasq's
+	// "slaac"); SLAAC without DHCPv6 is autoconfiguration plus stateless
+	// DHCPv6 ("ra-stateless": Information-requests are answered).
+	// NoRouterAdvert does not apply to either.
+	DHCPv6, SLAAC bool
+	// BootFileURL is DHCPv6 option 59 (RFC 5970 §3.1), where EDK2 and
+	// lunboot read an iSCSI root-path over DHCPv6; empty sends none.
+	// dnsmasq sends it only to clients that request it.
+	BootFileURL string
 	// Args are extra raw dnsmasq arguments.
 	Args []string
 	// ConfFile, when set, is a dnsmasq configuration file read in place
@@ -190,9 +202,11 @@ func (l *Lab) StartDHCP(ctx context.Context, cfg DHCPConfig) (*DHCP, error) {
 			"--no-resolv", "--no-hosts",
 			port,
 			"--interface="+l.bridge, "--bind-interfaces",
-			fmt.Sprintf("--dhcp-range=%s,%s,255.255.255.0,%ds", netip.AddrFrom4(lo), netip.AddrFrom4(hi), int(lease.Seconds())),
 			"--dhcp-authoritative",
 		)
+		if !l.opts.IPv6Only {
+			args = append(args, fmt.Sprintf("--dhcp-range=%s,%s,255.255.255.0,%ds", netip.AddrFrom4(lo), netip.AddrFrom4(hi), int(lease.Seconds())))
+		}
 	}
 	args = append(args,
 		"--dhcp-leasefile="+d.leaseFile,
@@ -207,8 +221,27 @@ func (l *Lab) StartDHCP(ctx context.Context, cfg DHCPConfig) (*DHCP, error) {
 	if !cfg.NoRapidCommit {
 		args = append(args, "--dhcp-rapid-commit")
 	}
-	if !cfg.NoRouterAdvert {
+	switch {
+	case cfg.DHCPv6:
+		p6 := l.prefix6.Addr().As16()
+		lo6, hi6 := p6, p6
+		lo6[14], lo6[15] = 1, 0x00
+		hi6[14], hi6[15] = 1, 0xff
+		mode := ""
+		if cfg.SLAAC {
+			mode = "slaac,"
+		}
+		args = append(args, "--enable-ra", fmt.Sprintf("--dhcp-range=%s,%s,%s64,%ds", netip.AddrFrom16(lo6), netip.AddrFrom16(hi6), mode, int(lease.Seconds())))
+	case cfg.SLAAC:
+		args = append(args, "--enable-ra", "--dhcp-range=::,constructor:"+l.bridge+",ra-stateless")
+	case !cfg.NoRouterAdvert:
 		args = append(args, "--enable-ra", "--dhcp-range=::,constructor:"+l.bridge+",ra-only")
+	}
+	if cfg.BootFileURL != "" {
+		if strings.Contains(cfg.BootFileURL, ",") {
+			return nil, fmt.Errorf("lab: dhcp: boot file URL %q contains a comma, which dnsmasq would split", cfg.BootFileURL)
+		}
+		args = append(args, "--dhcp-option=option6:bootfile-url,"+cfg.BootFileURL)
 	}
 	optFlag := "--dhcp-option="
 	if cfg.Force {
@@ -284,7 +317,7 @@ func (l *Lab) StartDHCP(ctx context.Context, cfg DHCPConfig) (*DHCP, error) {
 		d.Stop()
 		return nil, err
 	}
-	l.log.Info("dnsmasq up", "root-path", cfg.RootPath, "log", d.logFile)
+	l.log.Info("dnsmasq up", "root-path", cfg.RootPath, "bootfile-url", cfg.BootFileURL, "log", d.logFile)
 	return d, nil
 }
 
@@ -294,7 +327,8 @@ func (d *DHCP) waitReady(ctx context.Context) error {
 	defer cancel()
 	for {
 		if b, err := os.ReadFile(d.logFile); err == nil && int64(len(b)) >= d.logOffset &&
-			strings.Contains(string(b[d.logOffset:]), "DHCP, sockets bound exclusively to interface") {
+			strings.Contains(string(b[d.logOffset:]), "sockets bound exclusively to interface") {
+			// "DHCP, sockets bound…", or "DHCPv6, …" in an IPv6-only lab.
 			return nil
 		}
 		if d.proc.Exited() {

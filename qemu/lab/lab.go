@@ -46,6 +46,10 @@ type Options struct {
 	// running cleanups, which would leave namespaces and daemons behind.
 	// Programs that handle signals themselves and call Close set this.
 	NoSignalHandler bool
+	// IPv6Only leaves the bridge without an IPv4 address: the lab's
+	// server address is its IPv6 ULA one (ServerAddr), where tgtd
+	// listens, and dnsmasq serves DHCPv6 and router advertisements only.
+	IPv6Only bool
 }
 
 // Tap is one tap interface of the lab's bridge and the MAC address the
@@ -189,8 +193,12 @@ func New(ctx context.Context, opts Options) (*Lab, error) {
 	if l.cmds, err = openCmdLog(l.cmdsPath); err != nil {
 		return nil, fmt.Errorf("lab: %w", err)
 	}
+	v4 := netip.PrefixFrom(l.server, 24).String()
+	if opts.IPv6Only {
+		v4 = "(no IPv4)"
+	}
 	l.cmds.printf("lab %s: namespace %s, bridge %s %s %s, logs %s", name, l.ns, l.bridge,
-		netip.PrefixFrom(l.server, 24), netip.PrefixFrom(l.server6, 64), l.logDir)
+		v4, netip.PrefixFrom(l.server6, 64), l.logDir)
 	if opts.VLAN != 0 {
 		l.cmds.printf("lab %s: the taps are trunk ports carrying VLAN %d only", name, opts.VLAN)
 	}
@@ -238,6 +246,9 @@ func (l *Lab) setupNetwork(ctx context.Context) error {
 		return err
 	}
 	br := netns.Bridge{Name: l.bridge, Addrs: []netip.Prefix{netip.PrefixFrom(l.server, 24), netip.PrefixFrom(l.server6, 64)}}
+	if l.opts.IPv6Only {
+		br.Addrs = br.Addrs[1:]
+	}
 	if err := h.AddBridge(ctx, l.ns, br); err != nil {
 		return err
 	}
@@ -289,6 +300,21 @@ func (l *Lab) Bridge() string { return l.bridge }
 
 // ServerIP returns the bridge's IPv4 address, where dnsmasq and tgtd listen.
 func (l *Lab) ServerIP() netip.Addr { return l.server }
+
+// ServerAddr returns the address the lab's servers (tgtd, HTTP) listen
+// on: ServerIP, or ServerIP6 in an IPv6-only lab.
+func (l *Lab) ServerAddr() netip.Addr {
+	if l.opts.IPv6Only {
+		return l.server6
+	}
+	return l.server
+}
+
+// IPv6Only reports whether the lab has no IPv4 (Options.IPv6Only).
+func (l *Lab) IPv6Only() bool { return l.opts.IPv6Only }
+
+// Prefix6 returns the lab's IPv6 ULA subnet.
+func (l *Lab) Prefix6() netip.Prefix { return l.prefix6 }
 
 // Prefix returns the lab's IPv4 subnet.
 func (l *Lab) Prefix() netip.Prefix { return l.prefix }

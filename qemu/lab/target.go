@@ -162,9 +162,14 @@ func (e *Export) LUN(i int) int { return e.LUNBase + i }
 // "iscsi:<server>::<port>:<lun>:<iqn>" (the LUN field is hexadecimal).
 func (e *Export) RootPath() string { return e.RootPathLUN(e.LUNBase) }
 
-// RootPathLUN returns the root-path of LUN n.
+// RootPathLUN returns the root-path of LUN n; an IPv6 portal is written in
+// brackets (RFC 4173 leaves it open; dracut, EDK2 and lunboot read it so).
 func (e *Export) RootPathLUN(n int) string {
-	return fmt.Sprintf("iscsi:%s::%d:%x:%s", e.Portal.Addr(), e.Portal.Port(), n, e.IQN)
+	host := e.Portal.Addr().String()
+	if e.Portal.Addr().Is6() {
+		host = "[" + host + "]"
+	}
+	return fmt.Sprintf("iscsi:%s::%d:%x:%s", host, e.Portal.Port(), n, e.IQN)
 }
 
 // StartTarget starts tgtd inside the namespace on the server address.
@@ -177,8 +182,8 @@ func (l *Lab) StartTarget(ctx context.Context, opts TargetOptions) (*Target, err
 	}
 	logFile := l.LogPath("tgtd.log")
 	if !opts.Addr.IsValid() {
-		opts.Addr = l.server
-	} else if opts.Addr != l.server {
+		opts.Addr = l.ServerAddr()
+	} else if opts.Addr != l.ServerAddr() {
 		if !l.hasAddr(opts.Addr) {
 			return nil, fmt.Errorf("lab: target on %s: not an address of the lab's bridge (AddServerAddr adds one)", opts.Addr)
 		}

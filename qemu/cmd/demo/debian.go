@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/lunboot/lunboot/internal/qemuvm"
@@ -56,6 +57,10 @@ func runDebian(ctx context.Context, o options, kernel, image string, s *scenario
 		fmt.Fprintf(o.stdout, "== scenario %s: %s\n", s.name, s.about)
 		nw, adjust = s.network, s.lab
 	}
+	args := o.appendArgs
+	if s != nil {
+		args = strings.TrimSpace(s.args + " " + args)
+	}
 	l, err := newLab(ctx, o, adjust)
 	if err != nil {
 		return err
@@ -66,13 +71,15 @@ func runDebian(ctx context.Context, o options, kernel, image string, s *scenario
 	if lio {
 		fmt.Fprintf(o.stdout, "== starting the LIO target VM (a second guest; about a minute under TCG)\n")
 	}
-	m, err := handoff.Start(ctx, l, handoff.Config{Kernel: kernel, Image: image, System: sys, Args: o.appendArgs, Firmware: o.firmware, OnConsole: o.console("guest"), Network: nw, LIO: lio})
+	m, err := handoff.Start(ctx, l, handoff.Config{Kernel: kernel, Image: image, System: sys, Args: args, Firmware: o.firmware, OnConsole: o.console("guest"), Network: nw, LIO: lio})
 	if err != nil {
 		return fail(err)
 	}
 	defer m.Kill()
 	how := fmt.Sprintf("DHCP option 17 %q and nothing else", m.RootPath)
 	switch {
+	case nw.IPv6Only:
+		how = fmt.Sprintf("DHCPv6 option 59 %q and nothing else", m.RootPath)
 	case nw.Static:
 		how = "no DHCP server; the static address and netroot= on lunboot's command line"
 	case nw.TargetHost != "":
@@ -108,7 +115,7 @@ func runDebian(ctx context.Context, o options, kernel, image string, s *scenario
 			round(time.Since(start)), m.Export.IQN, res.Proof.Root.Source)
 		return nil
 	}
-	if err := res.Proof.Verify(m.Want(nil)); err != nil {
+	if err := handoff.Verify(res.Proof, m.Want(nil)); err != nil {
 		return fail(fmt.Errorf("the OS booted, but its root is not what lunboot handed over: %w", err))
 	}
 	fmt.Fprintf(o.stdout, "\n== done in %s: Debian booted through lunboot from %s (%s) LUN %d and logged in again on its own\n",

@@ -195,7 +195,7 @@ func newLab(ctx context.Context, o options, adjust ...func(*lab.Options)) (*lab.
 	if err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(o.stdout, "== lab %s: server %s, logs in %s\n", l.NetNS(), l.ServerIP(), l.LogDir())
+	fmt.Fprintf(o.stdout, "== lab %s: server %s, logs in %s\n", l.NetNS(), l.ServerAddr(), l.LogDir())
 	return l, nil
 }
 

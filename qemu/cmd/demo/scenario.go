@@ -25,6 +25,8 @@ type scenario struct {
 	network handoff.Network
 	// lab adjusts the lab's options (a VLAN trunk, more taps).
 	lab func(*lab.Options)
+	// args go on lunboot's command line before -append's.
+	args string
 }
 
 // probeRefused is why no scenario boots the probe OS: they prove the
@@ -53,6 +55,15 @@ var scenarios = []scenario{
 		oses:    []string{"debian", "dracut"},
 		refused: map[string]string{"probe": probeRefused},
 		network: handoff.Network{Static: true},
+	},
+	{
+		name:    "ipv6",
+		about:   "an IPv6-only lab: no IPv4 on the bridge, DHCPv6 (root-path as option 59) and router advertisements from dnsmasq, tgtd on the ULA address; lunboot boots with ip=dhcp6",
+		oses:    []string{"dracut"},
+		refused: map[string]string{"debian": "an initramfs-tools initrd cannot log in over IPv6 (klibc's ipconfig and iscsistart -N are IPv4-only): lunboot would refuse the hand-off", "probe": probeRefused},
+		network: handoff.Network{IPv6Only: true},
+		lab:     func(o *lab.Options) { o.IPv6Only = true },
+		args:    "ip=dhcp6",
 	},
 }
 

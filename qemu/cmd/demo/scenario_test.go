@@ -21,7 +21,9 @@ func TestFindScenario(t *testing.T) {
 		{"static", "debian", true, "debian", ""},
 		{"static", "probe", true, "", "cannot work"},
 		{"static", "fedora", true, "", `-os "fedora": want debian or dracut`},
-		{"bogus", "debian", false, "", `-scenario "bogus": want one of vlan, dns, static`},
+		{"ipv6", "debian", false, "dracut", ""},
+		{"ipv6", "debian", true, "", "-scenario ipv6 -os debian cannot work: an initramfs-tools initrd cannot log in over IPv6"},
+		{"bogus", "debian", false, "", `-scenario "bogus": want one of vlan, dns, static, ipv6`},
 	} {
 		s, os, err := findScenario(tc.name, tc.os, tc.osSet)
 		if tc.wantErr != "" {
