@@ -140,3 +140,38 @@ func (s *Session) verifyPath(c *conn, idx int, from TargetAddress, cause error) 
 	c.fail(p.refused)
 	return false
 }
+
+// AddFailover adds portals to the session's failover list (those a
+// SendTargets discovery reported after the login, say); portals already
+// known are skipped, but a known portal's unknown group tag is filled in.
+func (s *Session) AddFailover(addrs ...TargetAddress) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, a := range addrs {
+		if a.Host == "" || a.Port == 0 {
+			continue
+		}
+		if i := s.pathIndex(a.Portal()); i >= 0 {
+			if s.paths[i].addr.TPGT == 0 {
+				s.paths[i].addr.TPGT = a.TPGT
+			}
+			continue
+		}
+		s.paths = append(s.paths, &path{addr: a})
+	}
+}
+
+// Paths returns the session's portals, the one in use first, with their
+// portal group tags where known, leaving out refused ones: what a
+// hand-off to the OS lists.
+func (s *Session) Paths() []TargetAddress {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := []TargetAddress{s.paths[s.cur].addr}
+	for i, p := range s.paths {
+		if i != s.cur && p.refused == nil {
+			out = append(out, p.addr)
+		}
+	}
+	return out
+}

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"time"
 
@@ -86,9 +87,16 @@ func (s *Session) connFailed(c *conn, cause error) {
 	}
 	failures := s.failures
 	n := len(requeue)
+	if !planned {
+		s.lastErr = cause
+	}
 	s.mu.Unlock()
 
-	if planned {
+	multi := len(s.paths) > 1
+	if planned || multi {
+		// With other portals to go to, a lost connection is the
+		// beginning of a failover: OnPath reports how it ended, and a
+		// caller printing one warning for it should not see two.
 		s.log.Info("iscsi: reconnecting", "portal", c.portal, "reason", cause, "reissue", n)
 	} else {
 		s.log.Warn("iscsi: connection lost; recovering (ERL 0)", "portal", c.portal, "err", cause, "reissue", n)
@@ -182,7 +190,7 @@ func (s *Session) recoverLoop(delay time.Duration) {
 				ev := PathEvent{Kind: PathMoved, From: from, Cause: cause, Reissued: n,
 					To:        TargetAddress{Host: s.paths[idx].addr.Host, Port: s.paths[idx].addr.Port, TPGT: res.tpgt},
 					SameGroup: from.TPGT != 0 && res.tpgt == prevTPGT}
-				s.log.Warn("iscsi: continuing through another portal", "from", from.String(), "to", ev.To.String(),
+				s.log.Info("iscsi: continuing through another portal", "from", from.String(), "to", ev.To.String(),
 					"same_portal_group", ev.SameGroup, "tsih", to.TSIH, "reissued", n, "cause", cause)
 				if s.cfg.OnPath != nil {
 					s.cfg.OnPath(ev)
@@ -208,7 +216,11 @@ func (s *Session) recoverLoop(delay time.Duration) {
 		} else {
 			delay = 0
 		}
-		s.log.Warn("iscsi: reconnect failed", "attempt", attempt, "portal", cmp.Or(via, s.portalInUse()), "err", err, "retry_in", delay)
+		lvl := slog.LevelWarn
+		if delay == 0 {
+			lvl = slog.LevelInfo // another portal is tried at once
+		}
+		s.log.Log(s.ctx, lvl, "iscsi: reconnect failed", "attempt", attempt, "portal", cmp.Or(via, s.portalInUse()), "err", err, "retry_in", delay)
 	}
 }
 

@@ -192,9 +192,12 @@ type Command struct {
 // Stats are counters for assertions.
 type Stats struct {
 	Logins, FailedLogins, Logouts, Reinstatements, Redirects int
-	Commands, DataOutPDUs, DataInPDUs, R2Ts                  int
-	ImmediateBytes, UnsolicitedBytes, SolicitedBytes         int
-	PingsSent, PingsAnswered, InitiatorPings                 int
+	// DiscoveryLogouts counts logouts of discovery sessions (Logouts
+	// counts normal sessions').
+	DiscoveryLogouts                                 int
+	Commands, DataOutPDUs, DataInPDUs, R2Ts          int
+	ImmediateBytes, UnsolicitedBytes, SolicitedBytes int
+	PingsSent, PingsAnswered, InitiatorPings         int
 	// MaxInFlight is the most commands outstanding at once.
 	MaxInFlight int
 	// LoginRequestPDUs counts Login Requests with the C bit set (text the
