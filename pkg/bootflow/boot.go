@@ -194,7 +194,9 @@ type boot struct {
 
 	session *iscsi.Session
 	disk    *scsi.Disk
-	nbd     BlockDevice
+	// stopWatch ends the boot NIC's carrier watch (linkwatch.go).
+	stopWatch func()
+	nbd       BlockDevice
 
 	found *osfind.Found
 	entry *osfind.Entry
