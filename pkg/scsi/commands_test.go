@@ -299,6 +299,8 @@ func TestIdentitySame(t *testing.T) {
 		{Identity{[]Designator{naa(1, 2)}}, Identity{[]Designator{naa(1, 3)}}, false},
 		{Identity{[]Designator{naa(1, 2)}}, Identity{[]Designator{{CodeSet: 1, Type: DesigEUI64, Value: []byte{1, 2}}}}, false},
 		{Identity{}, Identity{}, false},
+		// tgtd: the same NAA values, another scsi_id (T10 designator).
+		{Identity{[]Designator{naa(1, 2), t10}}, Identity{[]Designator{naa(1, 2), {CodeSet: 2, Type: DesigT10VendorID, Value: []byte("IET     disk2")}}}, false},
 	}
 	for _, tt := range tests {
 		if got := tt.a.Same(tt.b); got != tt.want {

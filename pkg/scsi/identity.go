@@ -51,17 +51,39 @@ func (id Identity) String() string {
 }
 
 // Same reports whether id and other name one logical unit: they share a
-// designator of the same type and code set with the same value. Sharing
-// one is enough (a target may add designators in a later firmware);
-// sharing none means two different logical units, whatever their names
+// designator (same type, code set and value), and no kind of designator
+// present on both sides disagrees. The second rule matters: tgtd derives
+// its NAA designators from the target and LUN numbers and only the T10
+// vendor designator from the configured scsi_id, so two different disks
+// exported the same way share NAA values and differ in the T10 one.
+// Sharing none means two different logical units, whatever their names
 // and sizes.
 func (id Identity) Same(other Identity) bool {
+	shared := false
+	type kind struct {
+		t    DesignatorType
+		code byte
+	}
+	agree := map[kind]bool{}
 	for _, a := range id.Designators {
+		k := kind{a.Type, a.CodeSet}
 		for _, b := range other.Designators {
-			if a.Type == b.Type && a.CodeSet == b.CodeSet && slices.Equal(a.Value, b.Value) {
-				return true
+			if b.Type != a.Type || b.CodeSet != a.CodeSet {
+				continue
+			}
+			if _, seen := agree[k]; !seen {
+				agree[k] = false
+			}
+			if slices.Equal(a.Value, b.Value) {
+				shared = true
+				agree[k] = true
 			}
 		}
 	}
-	return false
+	for _, ok := range agree {
+		if !ok {
+			return false
+		}
+	}
+	return shared
 }
