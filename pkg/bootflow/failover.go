@@ -63,7 +63,7 @@ func (b *boot) onPath(ev iscsi.PathEvent) {
 	case iscsi.PathMoved:
 		how := "a new session through another portal group, same logical unit"
 		if ev.SameGroup {
-			how = "same portal group: session reinstated"
+			how = fmt.Sprintf("portal group %d again: session recovery by reinstatement, same logical unit", ev.To.TPGT)
 		}
 		b.o.Console.Info("warning: path %s failed (%v); continuing through %s (%s, %d command(s) re-issued) at +%s",
 			ev.From, ev.Cause, ev.To, how, ev.Reissued, at)
