@@ -8,6 +8,7 @@
 //	demo [-out out] [-os debian|probe] [-append ARGS] [-quiet]
 //	demo -os probe [-fixture gpt-bls|mbr|grub-ext4] [-ipxe]
 //	demo -pxe [-fixture gpt-bls|mbr|grub-ext4]
+//	demo -scenario multipath [-os probe] [-fixture …]
 //
 // With -os debian (the default) the disk is the lab's Debian 12 system
 // with initramfs-tools and open-iscsi (`make distro`, package qemu/distro).
@@ -25,6 +26,12 @@
 // from a dnsmasq configured with docs/dhcp/dnsmasq.conf, the script loads
 // lunboot, and only lunboot gets the root-path. Run it from the
 // repository's top folder.
+//
+// With -scenario the demo sets up one of the SAN networks of issue 14 and
+// boots it to the OS's proof: multipath (two tgtd on two addresses of the
+// target host serving one disk; the first is killed at lunboot's nbd stage
+// line and the boot goes on through the second). A scenario boots the
+// -os values it supports and refuses the others by name.
 //
 // It needs root (network namespaces), the Debian packages `make deps`
 // installs and the image `make image` builds (out/vmlinuz,
@@ -58,6 +65,7 @@ func main() {
 // options are the command's flags.
 type options struct {
 	out, osName, fixture, appendArgs string
+	scenario                         string
 	ipxe, pxe, quiet                 bool
 	stdout                           io.Writer
 }
@@ -73,6 +81,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&o.ipxe, "ipxe", false, "with -os probe, also boot the MBR disk with iPXE sanboot and compare the times")
 	fs.BoolVar(&o.pxe, "pxe", false, "boot the probe OS through the documented PXE chain (docs/deploy.md): iPXE, lunboot.ipxe over TFTP, lunboot")
 	fs.BoolVar(&o.quiet, "quiet", false, "do not stream the guests' consoles")
+	fs.StringVar(&o.scenario, "scenario", "", "a SAN network scenario of issue 14 to boot to the OS's proof: "+scenarioNames())
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -85,9 +94,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("%w (run `make image`)", err)
 		}
 	}
+	osSet := false
+	fs.Visit(func(f *flag.Flag) { osSet = osSet || f.Name == "os" })
+	if o.scenario != "" {
+		return runScenario(ctx, o.scenario, o, osSet, kernel, image)
+	}
 	if o.pxe {
-		osSet := false
-		fs.Visit(func(f *flag.Flag) { osSet = osSet || f.Name == "os" })
 		if (osSet && o.osName != "probe") || o.ipxe {
 			return fmt.Errorf("-pxe boots the probe OS: it takes neither -os %s nor -ipxe", o.osName)
 		}
