@@ -166,7 +166,7 @@ var ignoredKeys = map[string]string{
 	"rd.iscsi.login_retry_max": "use lunboot.retries=",
 	"rd.iscsi.waitnet":         "lunboot waits for the boot interface only",
 	"rd.iscsi.testroute":       "lunboot checks the route to the portal itself",
-	"rd.iscsi.mp":              "lunboot boots over one path; the OS can add more",
+	"rd.iscsi.mp":              "lunboot fails over between the portals of several netroot= and lunboot.portal=; lunboot.multipath=1 hands them all to the OS",
 	"rd.iscsi.transport":       "lunboot is a software initiator; offload HBAs boot themselves",
 	"rd.iscsi.target.name":     "dracut no longer reads it either; use netroot=iscsi:…",
 	"rd.iscsi.target.ip":       "dracut no longer reads it either; use netroot=iscsi:…",

@@ -178,8 +178,8 @@ func (in *Info) Table() (*ibft.Table, error) {
 		}
 		// The second slot: the same target and LUN through another
 		// portal, valid but not the boot target (flag bit 1), as a
-		// dual-path HBA ROM writes it; iscsistart -b and dracut log in
-		// to every valid target.
+		// dual-path HBA ROM writes it; open-iscsi's firmware mode
+		// reads every target structure of the table.
 		t2 := tgt
 		t2.Flags = ibft.FlagValid
 		t2.Addr = p.Addr
