@@ -58,17 +58,17 @@ func (l *luIdentity) verify(lun scsi.LUN) func(context.Context, scsi.Executor) e
 // onPath prints the console's one line for a failover: which portal
 // failed, which one the boot continues through, and how.
 func (b *boot) onPath(ev iscsi.PathEvent) {
-	at := time.Since(b.start).Round(10 * time.Millisecond)
+	at := time.Since(b.start).Seconds()
 	switch ev.Kind {
 	case iscsi.PathMoved:
 		how := "a new session through another portal group, same logical unit"
 		if ev.SameGroup {
 			how = fmt.Sprintf("portal group %d again: session recovery by reinstatement, same logical unit", ev.To.TPGT)
 		}
-		b.o.Console.Info("warning: path %s failed (%v); continuing through %s (%s, %d command(s) re-issued) at +%s",
+		b.o.Console.Info("warning: path %s failed (%v); continuing through %s (%s, %d command(s) re-issued) at +%.2fs",
 			ev.From, ev.Cause, ev.To, how, ev.Reissued, at)
 	case iscsi.PathRefused:
-		b.o.Console.Info("warning: not failing over to %s: %v (at +%s)", ev.To, ev.Err, at)
+		b.o.Console.Info("warning: not failing over to %s: %v (at +%.2fs)", ev.To, ev.Err, at)
 	}
 }
 
