@@ -17,10 +17,11 @@ var osIOError = regexp.MustCompile(`(?i)I/O error|EXT4-fs error|Remounting files
 
 // TestOSLinkFault takes the boot NIC's link down for 5 s (QEMU set_link)
 // after the hand-off, while Debian runs from the LUN through its own
-// open-iscsi session, then shuts the OS down cleanly (ACPI power button),
-// which writes its journal and unmounts the root through the recovered
-// session. The OS kernel must log no I/O error. Slow (a whole Debian boot
-// and shutdown): make test-full.
+// open-iscsi session (journald and ext4's commits write to it), and
+// watches the OS console for 30 s after: open-iscsi may report the
+// connection error and recover, but the OS kernel must log no I/O error.
+// Slow (a whole Debian boot): make test-full. It does not force writes
+// during the outage; the OS's own background writes are what it sees.
 func TestOSLinkFault(t *testing.T) {
 	testenv.Full(t)
 	e := setup(t)
@@ -33,21 +34,13 @@ func TestOSLinkFault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Give open-iscsi's NOP-Out timeout and recovery time to run, then
-	// power down: systemd flushes the journal and unmounts root.
+	// open-iscsi's NOP-Out timeout (5 s) and its recovery run in here.
 	time.Sleep(30 * time.Second)
-	mon := m.Console()[before:]
-	if err := m.PowerDown(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := m.ExpectWithin(ctx, 3*time.Minute, regexp.MustCompile(`reboot: Power down`)); err != nil {
-		t.Errorf("the OS did not power down cleanly after the link fault: %v", err)
-	}
 	after := m.Console()[before:]
 	if loc := osIOError.FindStringIndex(after); loc != nil {
 		line := after[max(0, loc[0]-200):min(len(after), loc[1]+200)]
 		t.Errorf("the OS kernel logged an I/O error after the link fault:\n%s", line)
 	}
 	t.Logf("%s: link down at +%s, up at +%s (QEMU time); the OS's console in the 30 s after:\n%s",
-		b.m.System.Name, f.Down.Round(time.Millisecond), f.Up.Round(time.Millisecond), strings.TrimSpace(mon))
+		b.m.System.Name, f.Down.Round(time.Millisecond), f.Up.Round(time.Millisecond), strings.TrimSpace(after))
 }

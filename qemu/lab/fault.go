@@ -237,19 +237,3 @@ func (t *Target) SetLink(ctx context.Context, up bool) error {
 	l.cmds.printf("# fault: target %s link %s", t.Portal(), upDown(up))
 	return nil
 }
-
-// PowerDown presses the guest's ACPI power button (QEMU system_powerdown):
-// an orderly shutdown, for tests that want the OS to flush and unmount.
-func (v *VM) PowerDown(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, faultTimeout)
-	defer cancel()
-	m, err := v.monitor(ctx)
-	if err != nil {
-		return err
-	}
-	if _, err := m.Command(ctx, "system_powerdown"); err != nil {
-		return fmt.Errorf("lab: vm %s: %w", v.cfg.Name, err)
-	}
-	v.lab.cmds.printf("# vm %s: ACPI power button at +%s", v.cfg.Name, v.Elapsed().Round(time.Millisecond))
-	return nil
-}
