@@ -59,6 +59,7 @@ func runBoot(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	fmt.Fprintln(stdout, startLine(version.Get()))
 	err = bootflow.Boot(ctx, bootflow.Options{
+		Started:     con.start,
 		Console:     con,
 		Logger:      log,
 		Cmdline:     *cmdline,

@@ -90,6 +90,8 @@ var lunbootKeys = map[string]handler{
 		return setOnce(p, &p.src.Handoff, m, k, eq)
 	}},
 	"lunboot.force":         {fn: boolOpt(func(s *Source) *Setting[bool] { return &s.Force })},
+	"lunboot.multipath":     {fn: boolOpt(func(s *Source) *Setting[bool] { return &s.Multipath })},
+	"lunboot.portal":        {fn: (*cmdParser).portals},
 	"lunboot.header_digest": {fn: enumOpt(func(s *Source) *Setting[Digest] { return &s.HeaderDigest }, digestValues)},
 	"lunboot.data_digest":   {fn: enumOpt(func(s *Source) *Setting[Digest] { return &s.DataDigest }, digestValues)},
 	"lunboot.loglevel": {fn: enumOpt(func(s *Source) *Setting[slog.Level] { return &s.LogLevel },
@@ -173,7 +175,7 @@ var ignoredKeys = map[string]string{
 	"rd.iscsi.login_retry_max": "use lunboot.retries=",
 	"rd.iscsi.waitnet":         "lunboot waits for the boot interface only",
 	"rd.iscsi.testroute":       "lunboot checks the route to the portal itself",
-	"rd.iscsi.mp":              "lunboot boots over one path; the OS can add more",
+	"rd.iscsi.mp":              "lunboot fails over between the portals of several netroot= and lunboot.portal=; lunboot.multipath=1 hands them all to the OS",
 	"rd.iscsi.transport":       "lunboot is a software initiator; offload HBAs boot themselves",
 	"rd.iscsi.target.name":     "dracut no longer reads it either; use netroot=iscsi:…",
 	"rd.iscsi.target.ip":       "dracut no longer reads it either; use netroot=iscsi:…",
@@ -383,6 +385,11 @@ func (p *cmdParser) setTarget(key string, r rootpath.RootPath) error {
 			return err
 		}
 	}
+	if t := p.src.Target.Value; key == "netroot" && p.src.Target.Origin.Detail == "netroot" && p.src.Target.IsSet() && !t.Equal(r) && t.Target == r.Target && t.LUN == r.LUN && t.Portal() != r.Portal() {
+		// dracut accepts several netroot= (one node record each); for
+		// lunboot they are several paths to one logical unit.
+		return p.addPortals(key, []string{r.Portal()})
+	}
 	if p.src.Target.IsSet() && !p.src.Target.Value.Equal(r) {
 		return fmt.Errorf("names target %s, but %s named %s; lunboot boots from one target", r, p.src.Target.Origin.Detail, p.src.Target.Value)
 	}
@@ -403,6 +410,76 @@ func (p *cmdParser) setTarget(key string, r rootpath.RootPath) error {
 		}
 	}
 	return nil
+}
+
+// portals reads lunboot.portal=<host>[:<port>][,<host>[:<port>]…]: more
+// portals of the target, for failover. IPv6 literals go in brackets.
+func (p *cmdParser) portals(key, v string, hasVal bool) error {
+	if !hasVal || v == "" {
+		return errors.New("needs a value: a comma-separated list of <address>[:<port>]")
+	}
+	var list []string
+	for i, f := range strings.Split(v, ",") {
+		pt, err := parsePortal(strings.TrimSpace(f))
+		if err != nil {
+			return fmt.Errorf("portal %d %q: %w", i+1, f, err)
+		}
+		list = append(list, pt)
+	}
+	return p.addPortals(key, list)
+}
+
+// addPortals appends portals, without duplicates.
+func (p *cmdParser) addPortals(key string, list []string) error {
+	cur := p.src.Portals.Value
+	for _, pt := range list {
+		if !slices.Contains(cur, pt) {
+			cur = append(cur, pt)
+		}
+	}
+	origin := Origin{Cmdline, key}
+	if p.src.Portals.IsSet() {
+		origin = p.src.Portals.Origin
+	}
+	p.src.Portals = Set(cur, origin)
+	return nil
+}
+
+// parsePortal checks one <address>[:<port>] and returns it as host:port
+// (port 3260 when left out).
+func parsePortal(s string) (string, error) {
+	host, port := s, "3260"
+	if strings.HasPrefix(s, "[") {
+		end := strings.IndexByte(s, ']')
+		if end < 0 {
+			return "", errors.New("unbalanced '['")
+		}
+		host = s[1:end]
+		if a, err := netip.ParseAddr(host); err != nil || !a.Is6() {
+			return "", fmt.Errorf("%q in brackets is not an IPv6 address", host)
+		}
+		if rest := s[end+1:]; rest != "" {
+			if rest[0] != ':' {
+				return "", fmt.Errorf("unexpected %q after ']'", rest)
+			}
+			port = rest[1:]
+		}
+	} else {
+		if strings.Count(s, ":") > 1 {
+			return "", errors.New("write an IPv6 address in brackets: [addr]:port")
+		}
+		if h, pt, ok := strings.Cut(s, ":"); ok {
+			host, port = h, pt
+		}
+		if host == "" || strings.ContainsAny(host, " /[]@") {
+			return "", fmt.Errorf("%q is not a host name or address", host)
+		}
+	}
+	n, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || n == 0 || !isDigitsOnly(port) {
+		return "", fmt.Errorf("port %q is not a number from 1 to 65535", port)
+	}
+	return net.JoinHostPort(host, port), nil
 }
 
 func (p *cmdParser) netroot(key, v string, hasVal bool) error {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -477,5 +478,43 @@ func TestParseCmdlineIPv6(t *testing.T) {
 		if s.IPMode.Value != tc.mode || s.InterfaceName.Value != tc.iface {
 			t.Errorf("ParseCmdline(%q): mode, interface = %v, %q; want %v, %q", tc.cmdline, s.IPMode.Value, s.InterfaceName.Value, tc.mode, tc.iface)
 		}
+	}
+}
+
+func TestCmdlinePortals(t *testing.T) {
+	tests := []struct {
+		line string
+		want []string
+	}{
+		{"netroot=iscsi:10.0.0.1::::iqn.2026-11.org.x:d netroot=iscsi:10.0.0.2::3261::iqn.2026-11.org.x:d", []string{"10.0.0.2:3261"}},
+		{"netroot=iscsi:10.0.0.1::::iqn.2026-11.org.x:d netroot=iscsi:10.0.0.1::::iqn.2026-11.org.x:d", nil},
+		{"netroot=iscsi:10.0.0.1::::iqn.2026-11.org.x:d lunboot.portal=10.0.0.2,[fd00::2]:3262,san.example", []string{"10.0.0.2:3260", "[fd00::2]:3262", "san.example:3260"}},
+	}
+	for _, tt := range tests {
+		src, err := ParseCmdline(tt.line)
+		if err != nil {
+			t.Errorf("ParseCmdline(%q) = %v", tt.line, err)
+			continue
+		}
+		if got := src.Portals.Value; !slices.Equal(got, tt.want) {
+			t.Errorf("ParseCmdline(%q).Portals = %q, want %q", tt.line, got, tt.want)
+		}
+	}
+	for _, bad := range []struct{ line, want string }{
+		{"lunboot.portal=fd00::2", "brackets"},
+		{"lunboot.portal=10.0.0.2:0", "port"},
+		{"lunboot.portal=10.0.0.2,", "portal 2"},
+		{"lunboot.portal", "needs a value"},
+		{"netroot=iscsi:10.0.0.1::::iqn.2026-11.org.x:d netroot=iscsi:10.0.0.2::::iqn.2026-11.org.x:other", "one target"},
+	} {
+		_, err := ParseCmdline(bad.line)
+		if err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("ParseCmdline(%q) = %v, want an error mentioning %q", bad.line, err, bad.want)
+		}
+	}
+	src, _ := ParseCmdline("netroot=iscsi:10.0.0.1::::iqn.2026-11.org.x:d lunboot.portal=10.0.0.1,10.0.0.3 lunboot.multipath=1")
+	c := Resolve(src, Source{}, Source{})
+	if !slices.Equal(c.Portals, []string{"10.0.0.3:3260"}) || !c.Multipath {
+		t.Errorf("Resolve: Portals %q Multipath %v, want [10.0.0.3:3260] (the primary left out) and true", c.Portals, c.Multipath)
 	}
 }

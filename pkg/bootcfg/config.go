@@ -44,6 +44,8 @@ const (
 	FieldMenuTimeout    Field = "menu timeout"
 	FieldHandoff        Field = "handoff"
 	FieldForce          Field = "force"
+	FieldPortals        Field = "portals"
+	FieldMultipath      Field = "multipath"
 	FieldHeaderDigest   Field = "header digest"
 	FieldDataDigest     Field = "data digest"
 	FieldLogLevel       Field = "log level"
@@ -107,6 +109,15 @@ type Config struct {
 	// Force kexecs even when the OS initrd looks unable to log in to the
 	// target itself. Default false.
 	Force bool
+	// Portals are further portals (host:port) of the target, where the
+	// session continues when the one in use fails (several netroot=,
+	// lunboot.portal=). Default none; the portals SendTargets reports
+	// are added at login.
+	Portals []string
+	// Multipath hands every path to the OS (lunboot.multipath=1): two
+	// iBFT target slots and one netroot= per portal. Default: only when
+	// the OS initrd carries dm-multipath.
+	Multipath bool
 	// HeaderDigest and DataDigest are the digest policies for the login.
 	// Default none.
 	HeaderDigest, DataDigest Digest
@@ -253,6 +264,12 @@ func Resolve(cmdline, network, firmware Source) Config {
 	c.MenuTimeout = pick(&c, FieldMenuTimeout, cmd, 0, "", func(s *Source) Setting[time.Duration] { return s.MenuTimeout })
 	c.Handoff = pick(&c, FieldHandoff, cmd, handoff.ModeAuto, "", func(s *Source) Setting[handoff.Mode] { return s.Handoff })
 	c.Force = pick(&c, FieldForce, cmd, false, "", func(s *Source) Setting[bool] { return s.Force })
+	c.Multipath = pick(&c, FieldMultipath, cmd, false, "", func(s *Source) Setting[bool] { return s.Multipath })
+	for _, p := range pick(&c, FieldPortals, cmd, nil, "none", func(s *Source) Setting[[]string] { return s.Portals }) {
+		if p != c.Target.Portal() && !slices.Contains(c.Portals, p) {
+			c.Portals = append(c.Portals, p)
+		}
+	}
 	c.HeaderDigest = pick(&c, FieldHeaderDigest, cmd, DigestNone, "", func(s *Source) Setting[Digest] { return s.HeaderDigest })
 	c.DataDigest = pick(&c, FieldDataDigest, cmd, DigestNone, "", func(s *Source) Setting[Digest] { return s.DataDigest })
 	c.LogLevel = pick(&c, FieldLogLevel, cmd, slog.LevelInfo, "", func(s *Source) Setting[slog.Level] { return s.LogLevel })

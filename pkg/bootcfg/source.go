@@ -66,6 +66,11 @@ type Source struct {
 	// ISCSIParams are open-iscsi node parameters (rd.iscsi.param=), in
 	// command-line order, for the OS's initiator.
 	ISCSIParams Setting[[]string]
+	// Portals are further portals of the target (several netroot=
+	// naming the same target and LUN, lunboot.portal=), host:port.
+	Portals Setting[[]string]
+	// Multipath is lunboot.multipath=: hand every path to the OS.
+	Multipath Setting[bool]
 
 	// Warnings are things the source contained that lunboot accepted but
 	// ignored or changed; the boot log shows them.

@@ -47,6 +47,10 @@ import (
 type Options struct {
 	// Console receives the stage lines. Required.
 	Console Console
+	// Started is the clock of the console's time stamps (the command's
+	// start); times in console lines (a link fault, a failover) count
+	// from it. Zero means when Boot is called.
+	Started time.Time
 	// Logger receives details (debug level and up, as the command
 	// filters); nil discards.
 	Logger *slog.Logger
@@ -94,7 +98,10 @@ func Boot(ctx context.Context, o Options) (err error) {
 	if o.Console == nil {
 		return errors.New("bootflow: Options.Console is required")
 	}
-	b := &boot{o: o, m: o.Machine.withDefaults(), log: o.Logger, start: time.Now()}
+	b := &boot{o: o, m: o.Machine.withDefaults(), log: o.Logger, start: o.Started}
+	if b.start.IsZero() {
+		b.start = time.Now()
+	}
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)
 	}
@@ -198,7 +205,9 @@ type boot struct {
 
 	session *iscsi.Session
 	disk    *scsi.Disk
-	nbd     BlockDevice
+	// stopWatch ends the boot NIC's carrier watch (linkwatch.go).
+	stopWatch func()
+	nbd       BlockDevice
 
 	found *osfind.Found
 	entry *osfind.Entry

@@ -39,6 +39,10 @@ type Machine struct {
 	// Kexec jumps into the staged kernel and returns only on failure
 	// (stage 12): kexec.Reboot.
 	Kexec func() error
+	// WatchLink reports the boot NIC's carrier changes until ctx ends:
+	// netconf.WatchCarrier; with a replaced Network (a test) nil watches
+	// nothing.
+	WatchLink func(ctx context.Context, l netconf.Link, onChange func(up bool)) error
 }
 
 // BlockDevice is the LUN attached as a kernel block device (*nbd.Device).
@@ -55,6 +59,9 @@ type BlockDevice interface {
 func (m Machine) withDefaults() Machine {
 	if m.Network == nil {
 		m.Network = netconf.Configure
+		if m.WatchLink == nil {
+			m.WatchLink = netconf.WatchCarrier
+		}
 	}
 	if m.Resolve == nil {
 		dial := m.Dial

@@ -35,6 +35,9 @@ func (b *boot) handoff(ctx context.Context) (string, error) {
 		Info:  info,
 		Mode:  b.cfg.Handoff,
 		Force: b.cfg.Force,
+		// Several paths go to the OS only when its initrd has
+		// dm-multipath or lunboot.multipath=1 asks (handoff.Prepare).
+		Multipath: b.cfg.Multipath,
 	}
 	if k, err := os.Open(b.kernel); err == nil {
 		req.KernelVersion, err = handoff.KernelRelease(k)
@@ -157,6 +160,13 @@ func (b *boot) handoffInfo() (*handoff.Info, error) {
 		InitiatorName: b.cfg.Initiator,
 		Target:        handoff.Target{Addr: ap, Name: si.TargetName, LUN: b.cfg.Target.LUN, TPGT: si.TPGT},
 		ISCSIParams:   b.cfg.ISCSIParams,
+	}
+	// The other paths, after the one in use (the iBFT and dracut take
+	// addresses, not names: a named portal stays out).
+	for _, p := range b.session.Paths()[1:] {
+		if a, err := netip.ParseAddr(p.Host); err == nil && p.Portal() != si.Portal {
+			info.MorePaths = append(info.MorePaths, handoff.Target{Addr: netip.AddrPortFrom(a, p.Port), Name: si.TargetName, LUN: b.cfg.Target.LUN, TPGT: p.TPGT})
+		}
 	}
 	if si.CHAP != iscsi.CHAPNone {
 		info.CHAP = &iscsi.CHAP{Username: b.cfg.CHAP.Username, Secret: b.cfg.CHAP.Secret}

@@ -76,6 +76,16 @@ func (b *boot) login(ctx context.Context) (string, error) {
 	if c := b.cfg.CHAP; c.Enabled() {
 		ic.CHAP = &c
 	}
+	for _, p := range b.cfg.Portals {
+		a, err := iscsi.ParseTargetAddress(p)
+		if err != nil {
+			return "", permanent(fmt.Errorf("failover portal %q: %w", p, err))
+		}
+		ic.Failover = append(ic.Failover, a)
+	}
+	lu := &luIdentity{}
+	ic.VerifyPath = lu.verify(t.LUN)
+	ic.OnPath = b.onPath
 	b.o.Console.Info("login: connecting to %s, up to %s", ic.Portal, cmp.Or(ic.LoginTimeout, iscsi.DefaultLoginTimeout))
 	s, err := iscsi.Login(ctx, ic)
 	if err != nil {
@@ -98,6 +108,12 @@ func (b *boot) login(ctx context.Context) (string, error) {
 		return "", permanent(withCheck(fmt.Errorf("opening LUN %s: %w", t.LUN, err), "%s", advice.OpenDisk(err, advice.Cmdline)))
 	}
 	b.disk = disk
+	// The logical unit's identity, which a failover portal must show
+	// too, and the portals the target itself reports.
+	if err := lu.remember(ctx, s, t.LUN); err != nil {
+		b.log.Warn("failover disabled: the logical unit cannot be identified", "err", err)
+	}
+	b.discoverPortals(ctx, ic, s)
 	inq := disk.Inquiry()
 	auth := "no CHAP"
 	if info.CHAP != iscsi.CHAPNone {

@@ -15,6 +15,7 @@ import (
 // static ip= address), and the winner configured.
 func (b *boot) network(ctx context.Context) (string, error) {
 	if b.net != nil { // a retry after a later failure in this stage
+		b.stopLinkWatch()
 		b.net.Down()
 		b.net = nil
 	}
@@ -99,6 +100,7 @@ func (b *boot) network(ctx context.Context) (string, error) {
 		return "", networkAdvice(err, o)
 	}
 	b.net = c
+	b.watchLink(c.Link)
 	for _, w := range c.Warnings {
 		b.o.Console.Info("warning: %s", w)
 	}

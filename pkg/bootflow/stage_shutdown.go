@@ -48,6 +48,7 @@ func (b *boot) teardown(ctx context.Context, beforeJump bool) (done []string) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	b.stopLinkWatch()
 	if b.found != nil {
 		if err := b.found.Close(); err != nil {
 			warn("%v", err)

@@ -331,6 +331,15 @@ func dracutArgs(info *Info, net NetBackend, firmware bool) ([]string, error) {
 			return nil, err
 		}
 		a = append(a, fmt.Sprintf("netroot=iscsi:%s::%d:%d:%s", hs, port(info), info.Target.LUN.Linux(), info.Target.Name))
+		// dracut takes several netroot= (one node record each, logged in
+		// one after the other); the path in use comes first.
+		for _, p := range info.MorePaths {
+			h := p.Addr.Addr().String()
+			if p.Addr.Addr().Is6() {
+				h = "[" + h + "]"
+			}
+			a = append(a, fmt.Sprintf("netroot=iscsi:%s::%d:%d:%s", h, p.Addr.Port(), info.Target.LUN.Linux(), info.Target.Name))
+		}
 	}
 	if err := checkValue("initiator name", info.InitiatorName, false); err != nil {
 		return nil, err

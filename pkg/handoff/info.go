@@ -28,6 +28,12 @@ type Info struct {
 	// them as rd.iscsi.param=; initramfs-tools has no way to take them
 	// (Prepare notes that they are not passed).
 	ISCSIParams []string
+	// MorePaths are further portals to the same target and LUN (Addr and
+	// TPGT; Name and LUN as Target's), the path in use being Target.
+	// Prepare hands them on only to an initrd with dm-multipath, or when
+	// Request.Multipath asks: two paths into an initrd without multipath
+	// give the OS two disks with one file system UUID.
+	MorePaths []Target
 }
 
 // Target is the iSCSI target and LUN that were booted from.
@@ -183,10 +189,24 @@ func (in *Info) Table() (*ibft.Table, error) {
 			tgt.ReverseCHAPName, tgt.ReverseCHAPSecret = c.TargetUsername, c.TargetSecret
 		}
 	}
+	targets := []ibft.Target{tgt}
+	for _, p := range in.MorePaths {
+		if len(targets) == ibft.MaxTargets {
+			break
+		}
+		// The second slot: the same target and LUN through another
+		// portal, valid but not the boot target (flag bit 1), as a
+		// dual-path HBA ROM writes it; open-iscsi's firmware mode
+		// reads every target structure of the table.
+		t2 := tgt
+		t2.Flags = ibft.FlagValid
+		t2.Addr = p.Addr
+		targets = append(targets, t2)
+	}
 	return &ibft.Table{
 		Signature: ibft.SignatureACPI,
 		Initiator: ibft.Initiator{Flags: ibft.FlagValid | ibft.FlagBoot, Name: in.InitiatorName},
 		NICs:      []ibft.NIC{nic},
-		Targets:   []ibft.Target{tgt},
+		Targets:   targets,
 	}, nil
 }

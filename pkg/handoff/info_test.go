@@ -153,3 +153,53 @@ func TestPrepareOverrides(t *testing.T) {
 		t.Errorf("Prepare(no initrd, dracut) = %+v, %v", p, err)
 	}
 }
+
+// TestPrepareMorePaths: the other paths reach the OS only with
+// dm-multipath in its initrd or lunboot.multipath=1, then as one
+// netroot= per path (the one in use first) and the iBFT's second target.
+func TestPrepareMorePaths(t *testing.T) {
+	plain := inspectBytes(t, cpioOf(dracutFiles()...))
+	mp := inspectBytes(t, cpioOf(append(dracutFiles(),
+		exe("usr/sbin/multipathd"), file("usr/lib/modules/"+testKver+"/kernel/drivers/md/dm-multipath.ko", "m"))...))
+	if plain.HasMultipath() || !mp.HasMultipath() {
+		t.Fatalf("HasMultipath: plain %v, with multipath-tools %v; want false, true", plain.HasMultipath(), mp.HasMultipath())
+	}
+	info := func() *Info {
+		in := labInfo()
+		in.MorePaths = []Target{{Addr: netip.MustParseAddrPort("10.0.2.3:3260"), TPGT: 2}}
+		return in
+	}
+	for _, tt := range []struct {
+		name    string
+		initrd  *Initrd
+		ask     bool
+		netroot int
+		targets int
+	}{
+		{"no multipath in the initrd", plain, false, 1, 1},
+		{"lunboot.multipath=1", plain, true, 2, 2},
+		{"dm-multipath in the initrd", mp, false, 2, 2},
+	} {
+		p, err := Prepare(Request{Entry: "root=UUID=1", Info: info(), Initrd: tt.initrd, Mode: ModeBoth, Multipath: tt.ask, KernelVersion: testKver, Force: true})
+		if err != nil {
+			t.Errorf("%s: Prepare() = %v", tt.name, err)
+			continue
+		}
+		if n := strings.Count(p.Cmdline, "netroot="); n != tt.netroot || !strings.Contains(p.Cmdline, "netroot=iscsi:10.0.2.2::3260:1:") {
+			t.Errorf("%s: cmdline %q has %d netroot=, want %d, the path in use first", tt.name, p.Cmdline, n, tt.netroot)
+		}
+		if tt.netroot == 2 && strings.Index(p.Cmdline, "10.0.2.2") > strings.Index(p.Cmdline, "10.0.2.3") {
+			t.Errorf("%s: the path in use is not first: %q", tt.name, p.Cmdline)
+		}
+		var tbl ibft.Table
+		if err := tbl.UnmarshalBinary(p.Table); err != nil {
+			t.Fatalf("%s: table: %v", tt.name, err)
+		}
+		if len(tbl.Targets) != tt.targets || tbl.Targets[0].Addr.String() != "10.0.2.2:3260" || tbl.Targets[0].Flags&ibft.FlagBoot == 0 {
+			t.Errorf("%s: iBFT targets %+v, want %d, the boot target first", tt.name, tbl.Targets, tt.targets)
+		}
+		if tt.targets == 2 && (tbl.Targets[1].Addr.String() != "10.0.2.3:3260" || tbl.Targets[1].Flags&ibft.FlagBoot != 0) {
+			t.Errorf("%s: second iBFT target %+v, want 10.0.2.3:3260 without the boot flag", tt.name, tbl.Targets[1])
+		}
+	}
+}

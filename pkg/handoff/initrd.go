@@ -520,6 +520,24 @@ func (in *Initrd) findFile(paths ...string) (string, bool) {
 	return "", false
 }
 
+// HasMultipath reports whether the initrd can assemble dm-multipath
+// devices: the multipath tools (dracut's multipath module, Debian's
+// multipath-tools-boot hook) with the dm-multipath module.
+func (in *Initrd) HasMultipath() bool {
+	_, tools := in.findProgram("multipathd")
+	if !tools {
+		_, tools = in.findProgram("multipath")
+	}
+	_, mod := in.hasSuffix("/dm-multipath.ko")
+	if !mod {
+		_, mod = in.hasSuffix("/dm-multipath.ko.xz")
+	}
+	if !mod {
+		_, mod = in.hasSuffix("/dm-multipath.ko.zst")
+	}
+	return tools && mod
+}
+
 // programDirs are the directories initrds keep executables in, in the
 // order findProgram searches them.
 var programDirs = []string{"usr/sbin", "sbin", "usr/bin", "bin", "usr/lib/klibc/bin", "usr/libexec", "usr/lib/systemd"}

@@ -24,6 +24,9 @@ type Request struct {
 	// for initrds that speak a dialect without looking like its generator
 	// (custom or test initrds). The check then runs for that generator.
 	Dialect Dialect
+	// Multipath is lunboot.multipath=1: hand Info.MorePaths to the OS
+	// even when its initrd shows no dm-multipath.
+	Multipath bool
 	// Force is lunboot.force=1: missing items become notes instead of a
 	// refusal, for users who know better than the check (an initrd that
 	// logs in by other means), and an initrd that cannot be checked is
@@ -121,6 +124,26 @@ func Prepare(req Request) (*Plan, error) {
 		// for an iSCSI root of its own: the carried hook logs in.
 		p.Cmdline, err = CarryCmdline(req.Entry, d.Capability.Dialect)
 		return p, err
+	}
+	if n := len(req.Info.MorePaths); n > 0 {
+		mp := req.Initrd != nil && req.Initrd.HasMultipath()
+		switch {
+		case mp || req.Multipath:
+			why := "its initrd carries dm-multipath"
+			if !mp {
+				why = "lunboot.multipath=1"
+			}
+			p.Notes = append(p.Notes, fmt.Sprintf("%d more path(s) handed to the OS (%s): the path in use first", n, why))
+		default:
+			// Two paths into an initrd without multipath: two sd
+			// disks with one file system UUID, and dracut never tries
+			// a second netroot= after a failed discovery (dracut
+			// issue 1798). The path in use is the one that works.
+			info := *req.Info
+			info.MorePaths = nil
+			req.Info = &info
+			p.Notes = append(p.Notes, fmt.Sprintf("only the path in use goes to the OS: its initrd has no dm-multipath (lunboot.multipath=1 hands all %d paths)", n+1))
+		}
 	}
 	if l := req.Info.Target.LUN; l.Linux() != 0 {
 		p.Notes = append(p.Notes, fmt.Sprintf("boot LUN %s (RFC 4173 hex) is LUN %d to Linux", l, l.Linux()))

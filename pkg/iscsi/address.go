@@ -104,3 +104,9 @@ func parseTargetAddress(s string) (TargetAddress, error) {
 func portalString(host string, port uint16) string {
 	return net.JoinHostPort(host, strconv.Itoa(int(port)))
 }
+
+// ParseTargetAddress parses domainname[:port][,portal-group-tag] (RFC 7143
+// §13.8): a portal as SendTargets and redirections give it, or as a user
+// writes it (host:port, [v6]:port). The port defaults to 3260, the tag to
+// 0 (not known).
+func ParseTargetAddress(s string) (TargetAddress, error) { return parseTargetAddress(s) }

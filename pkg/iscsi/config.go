@@ -10,9 +10,11 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/lunboot/lunboot/pkg/iscsi/internal/wire"
+	"github.com/lunboot/lunboot/pkg/scsi"
 )
 
 // Config says where and how to log in.
@@ -54,6 +56,26 @@ type Config struct {
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Logger receives protocol events; nil discards them.
 	Logger *slog.Logger
+
+	// Failover lists further portals of the same target: where the
+	// session continues when its connection fails and Portal does not
+	// take it back (RFC 7143 §6.3.5, §7.1.5: a new login with the same
+	// ISID, TSIH 0). A TPGT of 0 means the portal group is not known
+	// yet (it is learned at login). Portals of the session's own portal
+	// group are tried first: there the login reinstates the session and
+	// the target drops the failed connection's tasks; through another
+	// group it is a new session (another I_T nexus) of the same target.
+	Failover []TargetAddress
+	// VerifyPath, when set, runs after the session moved to a portal it
+	// was not using, before any queued command goes out there: it gets
+	// an Executor that works on the new connection alone and returns an
+	// error if the logical unit it finds is not the one the session was
+	// using (lunboot compares VPD page 0x83). A refused portal is not
+	// used again by this session.
+	VerifyPath func(ctx context.Context, ex scsi.Executor) error
+	// OnPath, when set, is called (from the recovery goroutine) when the
+	// session moved to another portal or refused one. It must not block.
+	OnPath func(PathEvent)
 
 	// loginChunk, when non-zero, caps the text we put in one login PDU
 	// (tests use it to force C-bit continuation).
@@ -394,6 +416,11 @@ func (c Config) normalize(discovery bool) (Config, Params, error) {
 	}
 	if _, _, err := splitPortal(c.Portal); err != nil {
 		return c, Params{}, err
+	}
+	for i, a := range c.Failover {
+		if a.Host == "" || a.Port == 0 || strings.ContainsAny(a.Host, " /,[]") {
+			return c, Params{}, fmt.Errorf("iscsi: failover portal %d %q: want a host and a port", i+1, a.String())
+		}
 	}
 	if c.LoginTimeout <= 0 {
 		c.LoginTimeout = DefaultLoginTimeout

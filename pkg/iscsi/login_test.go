@@ -472,8 +472,8 @@ func TestDiscover(t *testing.T) {
 			if diff := cmp.Diff(want, got); diff != "" {
 				t.Errorf("Discover (-want +got):\n%s", diff)
 			}
-			if st := tg.Stats(); st.Logouts != 1 {
-				t.Errorf("discovery logouts = %d, want 1", st.Logouts)
+			if st := tg.Stats(); st.DiscoveryLogouts != 1 {
+				t.Errorf("discovery logouts = %d, want 1", st.DiscoveryLogouts)
 			}
 			noViolations(t, tg)
 		})

@@ -1,8 +1,10 @@
 package iscsi
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"time"
 
@@ -85,9 +87,16 @@ func (s *Session) connFailed(c *conn, cause error) {
 	}
 	failures := s.failures
 	n := len(requeue)
+	if !planned {
+		s.lastErr = cause
+	}
 	s.mu.Unlock()
 
-	if planned {
+	multi := len(s.paths) > 1
+	if planned || multi {
+		// With other portals to go to, a lost connection is the
+		// beginning of a failover: OnPath reports how it ended, and a
+		// caller printing one warning for it should not see two.
 		s.log.Info("iscsi: reconnecting", "portal", c.portal, "reason", cause, "reissue", n)
 	} else {
 		s.log.Warn("iscsi: connection lost; recovering (ERL 0)", "portal", c.portal, "err", cause, "reissue", n)
@@ -99,7 +108,16 @@ func (s *Session) connFailed(c *conn, cause error) {
 }
 
 // recoverLoop logs in again until it succeeds or the session is closed.
+// The first attempt goes back to the portal in use; when it fails and
+// Config.Failover lists other portals, the next attempts go through them
+// at once (Session.nextPath), and only a whole round of failures backs
+// off. A login through another portal than the one in use runs
+// Config.VerifyPath before the queued commands are re-issued there.
 func (s *Session) recoverLoop(delay time.Duration) {
+	s.mu.Lock()
+	from := s.paths[s.good].addr
+	cause := s.lastErr
+	s.mu.Unlock()
 	for attempt := 1; ; attempt++ {
 		if delay > 0 {
 			t := time.NewTimer(delay)
@@ -113,7 +131,16 @@ func (s *Session) recoverLoop(delay time.Duration) {
 		if s.ctx.Err() != nil {
 			return
 		}
-		nc, res, portal, err := s.connect(s.ctx)
+		s.mu.Lock()
+		idx, _ := s.nextPath(attempt)
+		moved := idx != s.cur
+		via := ""
+		if moved {
+			via = s.paths[idx].addr.Portal()
+		}
+		before := s.portal
+		s.mu.Unlock()
+		nc, res, portal, err := s.connectVia(s.ctx, via)
 		s.mu.Lock()
 		if err == nil {
 			if s.closed {
@@ -122,22 +149,84 @@ func (s *Session) recoverLoop(delay time.Duration) {
 				return
 			}
 			s.info.Reconnects++
+			prevTPGT := s.info.TPGT
+			s.cur = idx
+			if moved {
+				if s.pathIndex(portal) == idx {
+					s.paths[idx].addr.TPGT = res.tpgt
+				}
+				if s.portal == before {
+					// Later reconnects go here, unless a permanent
+					// redirection just named another address.
+					s.portal = via
+				}
+			}
 			s.install(nc, res, portal)
+			verify := moved && s.cfg.VerifyPath != nil
+			s.probing = verify
 			n := len(s.queue)
 			c := s.cn
 			s.pump()
 			s.mu.Unlock()
 			c.flush()
+			if verify {
+				if !s.verifyPath(c, idx, from, cause) {
+					return
+				}
+				s.mu.Lock()
+				if s.cn != c {
+					s.mu.Unlock()
+					return
+				}
+				s.pump()
+				s.mu.Unlock()
+				c.flush()
+			}
+			if moved {
+				s.mu.Lock()
+				s.good = idx
+				s.mu.Unlock()
+				to := s.Info()
+				ev := PathEvent{Kind: PathMoved, From: from, Cause: cause, Reissued: n,
+					To:        TargetAddress{Host: s.paths[idx].addr.Host, Port: s.paths[idx].addr.Port, TPGT: res.tpgt},
+					SameGroup: from.TPGT != 0 && res.tpgt == prevTPGT}
+				s.log.Info("iscsi: continuing through another portal", "from", from.String(), "to", ev.To.String(),
+					"same_portal_group", ev.SameGroup, "tsih", to.TSIH, "reissued", n, "cause", cause)
+				if s.cfg.OnPath != nil {
+					s.cfg.OnPath(ev)
+				}
+				return
+			}
+			s.mu.Lock()
+			s.good = idx
+			s.mu.Unlock()
 			s.log.Info("iscsi: session reinstated", "portal", portal, "attempt", attempt, "tsih", res.tsih, "reissued", n)
 			return
 		}
 		s.lastErr = err
 		closed := s.closed
+		_, round := s.nextPath(attempt + 1)
+		single := len(s.paths) == 1
 		s.mu.Unlock()
 		if closed || errors.Is(err, ErrSessionClosed) {
 			return
 		}
-		delay = max(backoff(attempt), time.Second)
-		s.log.Warn("iscsi: reconnect failed", "attempt", attempt, "err", err, "retry_in", delay)
+		if single || round {
+			delay = max(backoff(attempt), time.Second)
+		} else {
+			delay = 0
+		}
+		lvl := slog.LevelWarn
+		if delay == 0 {
+			lvl = slog.LevelInfo // another portal is tried at once
+		}
+		s.log.Log(s.ctx, lvl, "iscsi: reconnect failed", "attempt", attempt, "portal", cmp.Or(via, s.portalInUse()), "err", err, "retry_in", delay)
 	}
+}
+
+// portalInUse returns the portal reconnects go to. It takes s.mu.
+func (s *Session) portalInUse() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.portal
 }

@@ -43,6 +43,10 @@ type Session struct {
 	exclude  []CHAPAlgorithm
 	changed  chan struct{} // closed and replaced when a task finishes, if waiters > 0
 	waiters  int
+	paths    []*path // Config.Portal, then Config.Failover
+	cur      int     // index in paths of the portal in use (or last used)
+	good     int     // index of the last portal whose logical unit was the right one
+	probing  bool    // VerifyPath runs: only its commands go out
 
 	taskPool sync.Pool
 }
@@ -69,6 +73,7 @@ type task struct {
 	// armed — nothing else refers to the task, so Execute may reuse it.
 	recycle  bool
 	hadTimer bool
+	probe    bool // a VerifyPath command: sent while the queue is held
 
 	// Guarded by Session.mu.
 	state     taskState
@@ -109,6 +114,7 @@ func Login(ctx context.Context, cfg Config) (*Session, error) {
 	}
 	s.taskPool.New = newTask
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.initPaths()
 	nc, res, portal, err := s.connect(ctx)
 	if err != nil {
 		s.cancel()
@@ -116,6 +122,7 @@ func Login(ctx context.Context, cfg Config) (*Session, error) {
 	}
 	s.mu.Lock()
 	s.install(nc, res, portal)
+	s.notePath(portal, res.tpgt)
 	s.mu.Unlock()
 	s.log.Info("iscsi: logged in", "target", cfg.TargetName, "portal", portal, "isid", cfg.ISID.String(),
 		"tsih", res.tsih, "chap", res.chap.String(), "header_digest", res.hd, "data_digest", res.dd)
@@ -132,9 +139,19 @@ func (s *Session) loginInput() *loginInput {
 	}
 }
 
-// connect performs one login (with redirections) for this session.
+// connect performs one login (with redirections) for this session on the
+// portal in use.
 func (s *Session) connect(ctx context.Context) (net.Conn, *loginResult, string, error) {
+	return s.connectVia(ctx, "")
+}
+
+// connectVia is connect through another portal (host:port) when via is
+// not empty.
+func (s *Session) connectVia(ctx context.Context, via string) (net.Conn, *loginResult, string, error) {
 	in := s.loginInput()
+	if via != "" {
+		in.portal = via
+	}
 	nc, res, portal, permanent, err := loginWithFallback(ctx, in, func(alg CHAPAlgorithm) {
 		s.mu.Lock()
 		s.exclude = append(s.exclude, alg)
@@ -148,6 +165,8 @@ func (s *Session) connect(ctx context.Context) (net.Conn, *loginResult, string, 
 		}
 	}
 	if err == nil && permanent {
+		// RFC 7143 §11.13.5 (status 01/02): the target moved for good;
+		// later logins go to the new address.
 		s.portal = portal
 	}
 	s.mu.Unlock()
@@ -176,6 +195,15 @@ func loginWithFallback(ctx context.Context, in *loginInput, exclude func(CHAPAlg
 		nc, res, portal, permanent, err = dialLogin(ctx, in)
 	}
 	return nc, res, portal, permanent, err
+}
+
+// notePath records the portal group of the path in use, learned at
+// login, unless a redirection led elsewhere. s.mu is held.
+func (s *Session) notePath(portal string, tpgt uint16) {
+	if i := s.pathIndex(portal); i >= 0 {
+		s.cur, s.good = i, i
+		s.paths[i].addr.TPGT = tpgt
+	}
 }
 
 // install makes a freshly logged-in connection current. s.mu is held.
@@ -225,10 +253,17 @@ func checkCommand(cmd *scsi.Command) error {
 // error and guarantees that cmd's buffers are no longer used; the command
 // may still complete at the target.
 func (s *Session) Execute(ctx context.Context, cmd *scsi.Command) (*scsi.Result, error) {
+	return s.execute(ctx, cmd, false)
+}
+
+// execute is Execute; probe marks a VerifyPath command, which may go out
+// while the session holds its queue for the check.
+func (s *Session) execute(ctx context.Context, cmd *scsi.Command, probe bool) (*scsi.Result, error) {
 	if err := checkCommand(cmd); err != nil {
 		return nil, err
 	}
 	t := s.taskPool.Get().(*task)
+	t.probe = probe
 	t.cmd, t.dataIn, t.out = cmd, cmd.DataIn, cmd.DataOut
 	t.read, t.write = len(cmd.DataIn) > 0, len(cmd.DataOut) > 0
 	t.edtl = uint32(len(cmd.DataIn) + len(cmd.DataOut))
@@ -304,6 +339,9 @@ func (s *Session) pump() bool {
 	if c == nil || c.draining {
 		return false
 	}
+	if s.probing {
+		return s.pumpProbes(c)
+	}
 	sent := false
 	i := 0
 	for ; i < len(s.queue) && wire.SerialLessEq(s.cmdSN, s.maxCmdSN); i++ {
@@ -326,6 +364,33 @@ func (s *Session) pump() bool {
 	n := copy(s.queue, s.queue[i:])
 	clear(s.queue[n:])
 	s.queue = s.queue[:n]
+	return sent
+}
+
+// pumpProbes is pump while VerifyPath runs: only its commands go out,
+// the rest keep their place in the queue. s.mu is held.
+func (s *Session) pumpProbes(c *conn) bool {
+	sent := false
+	for i := 0; i < len(s.queue) && wire.SerialLessEq(s.cmdSN, s.maxCmdSN); {
+		t := s.queue[i]
+		if !t.probe {
+			i++
+			continue
+		}
+		s.queue = slices.Delete(s.queue, i, i+1)
+		if t.timer != nil {
+			t.timer.Stop()
+			t.timer = nil
+		}
+		t.itt = s.allocITT()
+		t.cmdSN = s.cmdSN
+		s.cmdSN++
+		t.state, t.cn = taskSent, c
+		t.dataSN, t.inOff, t.inBytes, t.r2tSN = 0, 0, 0, 0
+		s.tasks[t.itt] = t
+		c.sendCommand(t)
+		sent = true
+	}
 	return sent
 }
 
@@ -371,6 +436,13 @@ func (s *Session) armTimer(t *task) {
 		err := fmt.Errorf("%w: command 0x%02x waited %v for %s", ErrRecoveryTimeout, t.cmd.CDB[0], limit, why)
 		if s.lastErr != nil && s.cn == nil {
 			err = fmt.Errorf("%w (last error: %w)", err, s.lastErr)
+		}
+		for _, p := range s.paths {
+			if p.refused != nil && s.cn == nil {
+				// The reason the other paths were not taken matters
+				// more than the dead portal's last refusal to connect.
+				err = fmt.Errorf("%w; %w", err, p.refused)
+			}
 		}
 		s.finish(t, nil, err)
 	})

@@ -225,3 +225,49 @@ func waitCarrier(ctx context.Context, l Link, timeout time.Duration) (time.Durat
 		}
 	}
 }
+
+// WatchCarrier reports the carrier changes of link l until ctx ends:
+// onChange(false) when it is lost, onChange(true) when it is back (a
+// cable pulled and put back, a switch port flapping, a hypervisor's
+// set_link). It listens for RTM_NEWLINK notifications and re-reads the
+// state every carrierPoll in case one was lost. It returns when ctx ends,
+// or at once with an error if the link cannot be read.
+func WatchCarrier(ctx context.Context, l Link, onChange func(up bool)) error {
+	nl, err := netlink.LinkByIndex(l.Index)
+	if err != nil {
+		return fmt.Errorf("%s: read link state: %w", l.Name, err)
+	}
+	up := hasCarrier(nl.Attrs())
+	updates := make(chan netlink.LinkUpdate, 16)
+	done := make(chan struct{})
+	if err := netlink.LinkSubscribeWithOptions(updates, done, netlink.LinkSubscribeOptions{ErrorCallback: func(error) {}}); err != nil {
+		updates = nil
+	} else {
+		defer func() {
+			close(done)
+			for range updates {
+			}
+		}()
+	}
+	tick := time.NewTicker(carrierPoll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case _, ok := <-updates:
+			if !ok {
+				updates = nil
+			}
+		case <-tick.C:
+		}
+		nl, err := netlink.LinkByIndex(l.Index)
+		if err != nil {
+			continue // a transient netlink error; the next tick retries
+		}
+		if now := hasCarrier(nl.Attrs()); now != up {
+			up = now
+			onChange(up)
+		}
+	}
+}

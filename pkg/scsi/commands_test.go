@@ -286,3 +286,25 @@ func TestSynchronizeCacheAndUnmap(t *testing.T) {
 		t.Errorf("Unmap of 4096 ranges = nil, want an error")
 	}
 }
+
+func TestIdentitySame(t *testing.T) {
+	naa := func(v ...byte) Designator { return Designator{CodeSet: 1, Type: DesigNAA, Value: v} }
+	t10 := Designator{CodeSet: 2, Type: DesigT10VendorID, Value: []byte("IET     disk1")}
+	tests := []struct {
+		a, b Identity
+		want bool
+	}{
+		{Identity{[]Designator{naa(1, 2)}}, Identity{[]Designator{naa(1, 2)}}, true},
+		{Identity{[]Designator{naa(1, 2), t10}}, Identity{[]Designator{t10}}, true},
+		{Identity{[]Designator{naa(1, 2)}}, Identity{[]Designator{naa(1, 3)}}, false},
+		{Identity{[]Designator{naa(1, 2)}}, Identity{[]Designator{{CodeSet: 1, Type: DesigEUI64, Value: []byte{1, 2}}}}, false},
+		{Identity{}, Identity{}, false},
+		// tgtd: the same NAA values, another scsi_id (T10 designator).
+		{Identity{[]Designator{naa(1, 2), t10}}, Identity{[]Designator{naa(1, 2), {CodeSet: 2, Type: DesigT10VendorID, Value: []byte("IET     disk2")}}}, false},
+	}
+	for _, tt := range tests {
+		if got := tt.a.Same(tt.b); got != tt.want {
+			t.Errorf("(%s).Same(%s) = %v, want %v", tt.a, tt.b, got, tt.want)
+		}
+	}
+}

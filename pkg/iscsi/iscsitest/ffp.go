@@ -502,7 +502,11 @@ func (c *Conn) onLogout(h *wire.BHS) {
 	l, _ := wire.DecodeLogoutRequest(h)
 	c.r.DiscardData(h)
 	t.mu.Lock()
-	t.stats.Logouts++
+	if c.discovery {
+		t.stats.DiscoveryLogouts++
+	} else {
+		t.stats.Logouts++
+	}
 	if c.sess != nil && t.sessions[c.sess.key] == c.sess {
 		delete(t.sessions, c.sess.key)
 	}

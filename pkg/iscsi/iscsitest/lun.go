@@ -17,6 +17,10 @@ type LUNOptions struct {
 	// ReadOnly makes writes fail with DATA PROTECT and sets the WP bit in
 	// MODE SENSE.
 	ReadOnly bool
+	// NAA is the 8-byte NAA designator VPD page 0x83 reports; default
+	// 60014050 0000 <ID>, the same for every target (so two targets
+	// sharing storage look like one logical unit, Options.LUNsFrom).
+	NAA []byte
 }
 
 // LUN is a memory-backed logical unit. Tests read and write its contents
@@ -25,6 +29,7 @@ type LUN struct {
 	id       int
 	bs       int
 	readOnly bool
+	naa      []byte
 	mu       sync.RWMutex
 	data     []byte
 }
@@ -37,7 +42,11 @@ func newLUN(o LUNOptions) *LUN {
 		o.Size = 16 << 20
 	}
 	o.Size -= o.Size % int64(o.BlockSize)
-	return &LUN{id: o.ID, bs: o.BlockSize, readOnly: o.ReadOnly, data: make([]byte, o.Size)}
+	naa := o.NAA
+	if len(naa) != 8 {
+		naa = []byte{0x60, 0x01, 0x40, 0x50, 0x00, 0x00, byte(o.ID >> 8), byte(o.ID)}
+	}
+	return &LUN{id: o.ID, bs: o.BlockSize, readOnly: o.ReadOnly, naa: naa, data: make([]byte, o.Size)}
 }
 
 // ID returns the LUN number.
@@ -277,7 +286,7 @@ func inquiry(l *LUN, cdb []byte) scsiResult {
 		page = append([]byte{0, 0x80, 0, byte(len(sn))}, sn...)
 	case 0x83:
 		// One NAA IEEE Registered designator (type 3), binary.
-		d := []byte{0x01, 0x03, 0x00, 0x08, 0x60, 0x01, 0x40, 0x50, 0x00, 0x00, byte(l.id >> 8), byte(l.id)}
+		d := append([]byte{0x01, 0x03, 0x00, 0x08}, l.naa...)
 		page = append([]byte{0, 0x83, 0, byte(len(d))}, d...)
 	case 0xb0:
 		page = make([]byte, 64)

@@ -21,6 +21,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"slices"
 	"sync"
@@ -90,6 +91,10 @@ type Options struct {
 	NOPInterval time.Duration
 	// DiscoveryExtra is listed by SendTargets after this target.
 	DiscoveryExtra []DiscoveryTarget
+	// LUNsFrom serves that target's logical units (their storage and
+	// identity) instead of LUNs: a second target controller, or a
+	// portal group of its own, in front of the same disks.
+	LUNsFrom *Target
 
 	// Hooks inject faults.
 	Hooks Hooks
@@ -187,9 +192,12 @@ type Command struct {
 // Stats are counters for assertions.
 type Stats struct {
 	Logins, FailedLogins, Logouts, Reinstatements, Redirects int
-	Commands, DataOutPDUs, DataInPDUs, R2Ts                  int
-	ImmediateBytes, UnsolicitedBytes, SolicitedBytes         int
-	PingsSent, PingsAnswered, InitiatorPings                 int
+	// DiscoveryLogouts counts logouts of discovery sessions (Logouts
+	// counts normal sessions').
+	DiscoveryLogouts                                 int
+	Commands, DataOutPDUs, DataInPDUs, R2Ts          int
+	ImmediateBytes, UnsolicitedBytes, SolicitedBytes int
+	PingsSent, PingsAnswered, InitiatorPings         int
 	// MaxInFlight is the most commands outstanding at once.
 	MaxInFlight int
 	// LoginRequestPDUs counts Login Requests with the C bit set (text the
@@ -208,7 +216,7 @@ type Target struct {
 	luns map[int]*LUN
 
 	mu        sync.Mutex
-	ln        net.Listener
+	lns       []net.Listener
 	addr      string
 	conns     map[*Conn]struct{}
 	sessions  map[string]*session
@@ -260,8 +268,12 @@ func NewTarget(opts Options) *Target {
 	}
 	t := &Target{opts: opts, log: log, luns: map[int]*LUN{}, conns: map[*Conn]struct{}{},
 		sessions: map[string]*session{}, nextTSIH: 0x100, reflected: map[string][]byte{}}
-	for _, lo := range opts.LUNs {
-		t.luns[lo.ID] = newLUN(lo)
+	if opts.LUNsFrom != nil {
+		maps.Copy(t.luns, opts.LUNsFrom.luns)
+	} else {
+		for _, lo := range opts.LUNs {
+			t.luns[lo.ID] = newLUN(lo)
+		}
 	}
 	return t
 }
@@ -288,28 +300,70 @@ func (t *Target) Listen() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	t.mu.Lock()
-	t.addr = ln.Addr().String()
-	t.mu.Unlock()
+	if err := t.register(ln); err != nil {
+		return "", err
+	}
 	t.wg.Add(1)
 	go func() {
 		defer t.wg.Done()
-		t.Serve(ln)
+		t.accept(ln)
 	}()
 	return ln.Addr().String(), nil
 }
 
+// ClosePortal stops listening on addr (as Listen returned it) and drops
+// every connection made through it, as when one portal of a target
+// fails; the target's other portals keep serving.
+func (t *Target) ClosePortal(addr string) error {
+	t.mu.Lock()
+	var ln net.Listener
+	for _, l := range t.lns {
+		if l.Addr().String() == addr {
+			ln = l
+		}
+	}
+	var cs []*Conn
+	for c := range t.conns {
+		if c.nc.LocalAddr().String() == addr {
+			cs = append(cs, c)
+		}
+	}
+	t.mu.Unlock()
+	if ln == nil {
+		return fmt.Errorf("iscsitest: no portal %s", addr)
+	}
+	ln.Close()
+	for _, c := range cs {
+		c.Close()
+	}
+	return nil
+}
+
 // Serve accepts connections on l until Close.
 func (t *Target) Serve(l net.Listener) error {
+	if err := t.register(l); err != nil {
+		return err
+	}
+	return t.accept(l)
+}
+
+// register adds a listener (a portal) of the target; the first one's
+// address is Addr.
+func (t *Target) register(l net.Listener) error {
 	t.mu.Lock()
+	defer t.mu.Unlock()
 	if t.closed {
-		t.mu.Unlock()
 		l.Close()
 		return net.ErrClosed
 	}
-	t.ln = l
-	t.addr = l.Addr().String()
-	t.mu.Unlock()
+	t.lns = append(t.lns, l)
+	if t.addr == "" {
+		t.addr = l.Addr().String()
+	}
+	return nil
+}
+
+func (t *Target) accept(l net.Listener) error {
 	for {
 		nc, err := l.Accept()
 		if err != nil {
@@ -366,13 +420,13 @@ func (t *Target) Addr() string {
 func (t *Target) Close() error {
 	t.mu.Lock()
 	t.closed = true
-	ln := t.ln
+	lns := t.lns
 	var cs []*Conn
 	for c := range t.conns {
 		cs = append(cs, c)
 	}
 	t.mu.Unlock()
-	if ln != nil {
+	for _, ln := range lns {
 		ln.Close()
 	}
 	for _, c := range cs {

@@ -9,6 +9,7 @@
 //	demo -scenario vlan|dns|static [-os debian|dracut]
 //	demo -os probe [-fixture gpt-bls|mbr|grub-ext4] [-ipxe]
 //	demo -pxe [-fixture gpt-bls|mbr|grub-ext4]
+//	demo -scenario multipath [-os probe] [-fixture …]
 //
 // -firmware picks the machine's firmware: bios (SeaBIOS, the default) or
 // uefi (OVMF, Debian package ovmf), which starts lunboot's kernel through
@@ -48,6 +49,12 @@
 // from a dnsmasq configured with docs/dhcp/dnsmasq.conf, the script loads
 // lunboot, and only lunboot gets the root-path. Run it from the
 // repository's top folder.
+//
+// With -scenario the demo sets up one of the SAN networks of issue 14 and
+// boots it to the OS's proof: multipath (two tgtd on two addresses of the
+// target host serving one disk; the first is killed at lunboot's nbd stage
+// line and the boot goes on through the second). A scenario boots the
+// -os values it supports and refuses the others by name.
 //
 // It needs root (network namespaces), the Debian packages `make deps`
 // installs and the image `make image` builds (out/vmlinuz,
@@ -159,6 +166,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		o.osName = osName
+		if s.run != nil {
+			return s.run(ctx, o, kernel, image)
+		}
 		return runDebian(ctx, o, kernel, image, s)
 	}
 	if o.pxe {

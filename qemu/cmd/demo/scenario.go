@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -27,6 +28,9 @@ type scenario struct {
 	lab func(*lab.Options)
 	// args go on lunboot's command line before -append's.
 	args string
+	// run boots a scenario that is more than a Debian boot over a
+	// handoff.Network (multipath.go); nil means runDebian.
+	run func(ctx context.Context, o options, kernel, image string) error
 }
 
 // probeRefused is why no scenario boots the probe OS: they prove the
