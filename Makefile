@@ -9,7 +9,7 @@ export LUNBOOT_CACHE := $(abspath $(CACHE))
 # Debian's GOAMD64 baseline: the image must run on any x86-64 (and under TCG).
 IMAGE_ENV := GOAMD64=v1 CGO_ENABLED=0
 
-.PHONY: all deps build image fixtures distro test test-full unit demo bench fuzz vet clean
+.PHONY: all deps build image linuxboot fixtures distro test test-full unit demo bench fuzz vet clean
 
 all: build
 
@@ -27,6 +27,13 @@ build:
 image: deps
 	$(IMAGE_ENV) $(GO) run ./initramfs/mkimage -out $(OUT) -kernel $(CACHE)/kernel/current
 
+## linuxboot: out/linuxboot.bzImage, a kernel with the drivers built in and
+## lunboot's image inside, the payload for LinuxBoot or coreboot. Built
+## from Debian's linux-source-6.1; cached by its inputs in $(CACHE)/linuxboot
+## (cold: about 10 minutes on 2 CPUs; then a relink with each new image).
+linuxboot: image
+	$(GO) run ./initramfs/mklinuxboot -out $(OUT) -cache $(CACHE)
+
 ## fixtures: the lab's disk images in out/fixtures (cached by content).
 fixtures: deps
 	$(GO) run ./qemu/cmd/mkfixtures -out $(OUT)/fixtures
@@ -37,13 +44,13 @@ distro: deps
 	$(GO) run ./qemu/cmd/mkdistro
 
 ## test: every suite — unit, fuzz seeds, tgtd interop, QEMU end to end.
-test: deps image fixtures distro
+test: deps image linuxboot fixtures distro
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 85m ./...
 
 ## test-full: make test plus the slow end-to-end variants (testenv.Full):
 ## each capability keeps one case in make test, its other variants run here.
-test-full: deps image fixtures distro
+test-full: deps image linuxboot fixtures distro
 	$(GO) vet ./...
 	LUNBOOT_FULL=1 $(GO) test -count=1 -timeout 150m ./...
 
@@ -52,7 +59,7 @@ unit:
 	$(GO) test -count=1 -short ./...
 
 ## demo: boot a disk over iSCSI in QEMU and show it working.
-demo: deps image fixtures distro
+demo: deps image linuxboot fixtures distro
 	$(GO) run ./qemu/cmd/demo -out $(OUT)
 
 ## bench: lunboot vs libiscsi (iscsi-perf reads, scripts/writeperf writes) against tgtd; writes docs/benchmarks.md.
