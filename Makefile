@@ -9,7 +9,7 @@ export LUNBOOT_CACHE := $(abspath $(CACHE))
 # Debian's GOAMD64 baseline: the image must run on any x86-64 (and under TCG).
 IMAGE_ENV := GOAMD64=v1 CGO_ENABLED=0
 
-.PHONY: all deps build image linuxboot fixtures distro test test-full unit demo bench fuzz vet clean
+.PHONY: all deps build image efi linuxboot fixtures distro test test-full unit demo bench fuzz vet clean
 
 all: build
 
@@ -26,6 +26,12 @@ build:
 ## image: out/lunboot.cpio.xz and out/vmlinuz, the boot image.
 image: deps
 	$(IMAGE_ENV) $(GO) run ./initramfs/mkimage -out $(OUT) -kernel $(CACHE)/kernel/current
+
+## efi: out/lunboot.efi, one EFI executable (a Unified Kernel Image): the
+## kernel, lunboot's image and a default command line, for an ESP, a USB
+## stick or UEFI HTTP boot.
+efi: image
+	$(GO) run ./initramfs/mkefi -out $(OUT)
 
 ## linuxboot: out/linuxboot.bzImage, a kernel with the drivers built in and
 ## lunboot's image inside, the payload for LinuxBoot or coreboot. Built
@@ -44,13 +50,13 @@ distro: deps
 	$(GO) run ./qemu/cmd/mkdistro
 
 ## test: every suite — unit, fuzz seeds, tgtd interop, QEMU end to end.
-test: deps image linuxboot fixtures distro
+test: deps image efi linuxboot fixtures distro
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 85m ./...
 
 ## test-full: make test plus the slow end-to-end variants (testenv.Full):
 ## each capability keeps one case in make test, its other variants run here.
-test-full: deps image linuxboot fixtures distro
+test-full: deps image efi linuxboot fixtures distro
 	$(GO) vet ./...
 	LUNBOOT_FULL=1 $(GO) test -count=1 -timeout 150m ./...
 
@@ -59,7 +65,7 @@ unit:
 	$(GO) test -count=1 -short ./...
 
 ## demo: boot a disk over iSCSI in QEMU and show it working.
-demo: deps image linuxboot fixtures distro
+demo: deps image efi linuxboot fixtures distro
 	$(GO) run ./qemu/cmd/demo -out $(OUT)
 
 ## bench: lunboot vs libiscsi (iscsi-perf reads, scripts/writeperf writes) against tgtd; writes docs/benchmarks.md.
