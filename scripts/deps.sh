@@ -13,6 +13,8 @@ mkdir -p "$cache"
 pkgs=(
   build-essential git make xz-utils cpio zstd lz4 gzip kmod iproute2 procps
   qemu-system-x86 qemu-utils ipxe-qemu           # the VMs, TCG only here
+  ovmf                                           # UEFI firmware for the VMs (OVMF)
+  sbsigntool                                     # sbattach: unsigned-kernel copies for the lockdown tests
   tgt                                            # tgtd + tgtadm, the iSCSI target
   dnsmasq-base                                   # the lab's DHCP server
   libiscsi-bin libiscsi-dev                      # iscsi-perf, iscsi-ls; the C library for the write benchmark

@@ -16,7 +16,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"os"
 	"strings"
 
 	"github.com/lunboot/lunboot/internal/proc"
@@ -50,14 +52,69 @@ const (
 	// and an iPXE ROM's, reach the serial console (-machine graphics=off
 	// turns on SeaBIOS's serial console).
 	BIOS Firmware = iota
+	// UEFI is OVMF, EDK II's firmware for QEMU (Debian package ovmf),
+	// in two pflash drives: its code read-only, and a private writable
+	// copy of its variable store (Config.UEFIVars, made with
+	// NewUEFIVars) so guests never share or change the template. With
+	// -kernel, OVMF starts the kernel through its EFI stub (QEMU hands
+	// kernel, initrd and command line over in fw_cfg), so the kernel runs
+	// as a UEFI application and keeps the runtime services. OVMF writes
+	// its console to the first serial port when there is no display.
+	UEFI
 )
+
+// OVMF's files in Debian's ovmf package (12, bookworm). The 4 MiB build
+// is the one Debian's QEMU firmware descriptors
+// (/usr/share/qemu/firmware/60-edk2-x86_64.json) name for non-Secure-Boot
+// guests on the pc machine; its variable store has room for more than a
+// few boot entries.
+const (
+	OVMFCode = "/usr/share/OVMF/OVMF_CODE_4M.fd"
+	OVMFVars = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+)
+
+// ParseFirmware reads a firmware name as String writes it, in any case
+// ("bios", "uefi").
+func ParseFirmware(s string) (Firmware, error) {
+	switch strings.ToLower(s) {
+	case "bios":
+		return BIOS, nil
+	case "uefi":
+		return UEFI, nil
+	}
+	return 0, fmt.Errorf("unknown firmware %q (want bios or uefi)", s)
+}
 
 func (f Firmware) String() string {
 	switch f {
 	case BIOS:
 		return "BIOS"
+	case UEFI:
+		return "UEFI"
 	}
 	return fmt.Sprintf("Firmware(%d)", int(f))
+}
+
+// NewUEFIVars copies OVMF's variable store template (OVMFVars) to path,
+// for one guest's Config.UEFIVars: OVMF writes its boot entries there.
+func NewUEFIVars(path string) error {
+	src, err := os.Open(OVMFVars)
+	if err != nil {
+		return fmt.Errorf("qemu: OVMF variable store (Debian package ovmf): %w", err)
+	}
+	defer src.Close()
+	dst, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return fmt.Errorf("qemu: copy of the OVMF variable store: %w", err)
+	}
+	if _, err := io.Copy(dst, src); err != nil {
+		dst.Close()
+		return fmt.Errorf("qemu: copy %s to %s: %w", OVMFVars, path, err)
+	}
+	if err := dst.Close(); err != nil {
+		return fmt.Errorf("qemu: copy %s to %s: %w", OVMFVars, path, err)
+	}
+	return nil
 }
 
 // Config describes a guest.
@@ -77,6 +134,9 @@ type Config struct {
 	CPU string
 	// Firmware is the machine's firmware (BIOS, the zero value).
 	Firmware Firmware
+	// UEFIVars is the guest's own writable copy of OVMF's variable store
+	// (NewUEFIVars); required with UEFI, unused with BIOS.
+	UEFIVars string
 
 	// Kernel, Initrd and Cmdline boot a kernel directly (-kernel,
 	// -initrd, -append). When Cmdline names no console=, console=ttyS0 is
@@ -84,8 +144,13 @@ type Config struct {
 	Kernel, Initrd, Cmdline string
 	// NetBoot boots the first NIC's option ROM instead (-boot n, and
 	// bootindex=1 on that NIC): SeaBIOS runs QEMU's default iPXE ROM for
-	// the NIC model. Exactly one of Kernel and NetBoot is set.
+	// the NIC model (OVMF its EFI build, in the same ROM file).
 	NetBoot bool
+	// DiskBoot lets the firmware boot from the drives (-boot c): SeaBIOS
+	// the first disk's boot sector, OVMF its boot entries and then the
+	// removable-media path \EFI\BOOT\BOOTX64.EFI of each disk's ESP.
+	// Exactly one of Kernel, NetBoot and DiskBoot is set.
+	DiskBoot bool
 
 	// NICs are the guest's network interfaces.
 	NICs []NIC
@@ -137,8 +202,17 @@ func optValue(s string) string { return strings.ReplaceAll(s, ",", ",,") }
 
 // Command returns the whole command line, Wrap included.
 func (c Config) Command() ([]string, error) {
-	if c.NetBoot == (c.Kernel != "") {
-		return nil, errors.New("qemu: set exactly one of Kernel (direct boot) and NetBoot")
+	n := 0
+	for _, b := range []bool{c.Kernel != "", c.NetBoot, c.DiskBoot} {
+		if b {
+			n++
+		}
+	}
+	if n != 1 {
+		return nil, errors.New("qemu: set exactly one of Kernel (direct boot), NetBoot and DiskBoot")
+	}
+	if c.DiskBoot && len(c.Drives) == 0 {
+		return nil, errors.New("qemu: DiskBoot needs a drive")
 	}
 	if c.Initrd != "" && c.Kernel == "" {
 		return nil, errors.New("qemu: Initrd without Kernel")
@@ -146,7 +220,13 @@ func (c Config) Command() ([]string, error) {
 	if c.NetBoot && len(c.NICs) == 0 {
 		return nil, errors.New("qemu: NetBoot needs a NIC")
 	}
-	if c.Firmware != BIOS {
+	switch c.Firmware {
+	case BIOS:
+	case UEFI:
+		if c.UEFIVars == "" {
+			return nil, errors.New("qemu: UEFI needs UEFIVars, the guest's copy of OVMF's variable store (NewUEFIVars)")
+		}
+	default:
 		return nil, fmt.Errorf("qemu: firmware %v is not supported", c.Firmware)
 	}
 	bin := c.Binary
@@ -186,6 +266,11 @@ func (c Config) Command() ([]string, error) {
 		"-monitor", monitor,
 		"-no-reboot",
 	)
+	if c.Firmware == UEFI {
+		args = append(args,
+			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+optValue(OVMFCode),
+			"-drive", "if=pflash,format=raw,unit=1,file="+optValue(c.UEFIVars))
+	}
 	for i, n := range c.NICs {
 		model, slot := n.Model, n.Slot
 		if model == "" {
@@ -227,9 +312,12 @@ func (c Config) Command() ([]string, error) {
 		}
 		args = append(args, "-drive", opt)
 	}
-	if c.NetBoot {
+	switch {
+	case c.NetBoot:
 		args = append(args, "-boot", "n")
-	} else {
+	case c.DiskBoot:
+		args = append(args, "-boot", "c")
+	default:
 		cmdline := c.Cmdline
 		if !strings.Contains(" "+cmdline, " console=") {
 			cmdline = strings.TrimSpace("console=ttyS0 " + cmdline)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/lunboot/lunboot/internal/proc"
+	"github.com/lunboot/lunboot/internal/testenv"
 )
 
 func TestCommand(t *testing.T) {
@@ -59,6 +60,23 @@ func TestCommand(t *testing.T) {
 				"-drive", "file=/e.qcow2,format=qcow2,if=ide,readonly=on,snapshot=on",
 				"-boot", "n"}),
 		},
+		{
+			name: "UEFI, direct boot",
+			cfg:  Config{Firmware: UEFI, UEFIVars: "/w/vars,1.fd", Kernel: "/k"},
+			want: slices.Concat([]string{"qemu-system-x86_64"}, base, []string{
+				"-drive", "if=pflash,format=raw,unit=0,readonly=on,file=" + OVMFCode,
+				"-drive", "if=pflash,format=raw,unit=1,file=/w/vars,,1.fd",
+				"-kernel", "/k", "-append", "console=ttyS0"}),
+		},
+		{
+			name: "UEFI, disk boot",
+			cfg:  Config{Firmware: UEFI, UEFIVars: "/v", DiskBoot: true, Drives: []Drive{{File: "/esp.img"}}},
+			want: slices.Concat([]string{"qemu-system-x86_64"}, base, []string{
+				"-drive", "if=pflash,format=raw,unit=0,readonly=on,file=" + OVMFCode,
+				"-drive", "if=pflash,format=raw,unit=1,file=/v",
+				"-drive", "file=/esp.img,format=raw,if=virtio",
+				"-boot", "c"}),
+		},
 	}
 	for _, tt := range tests {
 		got, err := tt.cfg.Command()
@@ -79,11 +97,44 @@ func TestCommandErrors(t *testing.T) {
 		{NetBoot: true},
 		{NetBoot: true, Initrd: "/i", NICs: []NIC{{}}},
 		{Kernel: "/k", Firmware: Firmware(7)},
+		{Kernel: "/k", Firmware: UEFI},
+		{DiskBoot: true},
+		{DiskBoot: true, Kernel: "/k", Drives: []Drive{{File: "/d"}}},
 		{Kernel: "/k", Drives: []Drive{{}}},
 	} {
 		if got, err := c.Command(); err == nil {
 			t.Errorf("%+v: Command() = %q, want an error", c, got)
 		}
+	}
+}
+
+func TestParseFirmware(t *testing.T) {
+	for _, f := range []Firmware{BIOS, UEFI} {
+		got, err := ParseFirmware(strings.ToLower(f.String()))
+		if err != nil || got != f {
+			t.Errorf("ParseFirmware(%q) = %v, %v; want %v", strings.ToLower(f.String()), got, err, f)
+		}
+	}
+	if _, err := ParseFirmware("coreboot"); err == nil || !strings.Contains(err.Error(), "coreboot") {
+		t.Errorf("ParseFirmware(coreboot) = %v, want an error naming it", err)
+	}
+}
+
+func TestNewUEFIVars(t *testing.T) {
+	want, err := os.ReadFile(OVMFVars)
+	if err != nil {
+		testenv.Missing(t, "OVMF (Debian package ovmf): "+err.Error())
+	}
+	path := filepath.Join(t.TempDir(), "vars.fd")
+	if err := NewUEFIVars(path); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(path)
+	if err != nil || string(got) != string(want) {
+		t.Errorf("copy of %s: %d bytes, %v; want the template's %d", OVMFVars, len(got), err, len(want))
+	}
+	if err := NewUEFIVars(filepath.Join(t.TempDir(), "no", "such", "dir")); err == nil {
+		t.Error("NewUEFIVars into a missing folder succeeded")
 	}
 }
 

@@ -31,7 +31,11 @@ func (b *boot) findOS(ctx context.Context) (string, error) {
 		return "", permanent(withCheck(err, "fix lunboot.entry= (a title, a unique part of one, an id, or a number from the list)"))
 	}
 	b.entry = e
-	return fmt.Sprintf("%s entry %q on %s (%s found)", e.Format, e.Label, e.Device, plural(len(f.Entries), "entry", "entries")), nil
+	via := ""
+	if e.Via != "" {
+		via = " via " + e.Via
+	}
+	return fmt.Sprintf("%s entry %q on %s%s (%s found)", e.Format, e.Label, e.Device, via, plural(len(f.Entries), "entry", "entries")), nil
 }
 
 // menu shows the entries and waits lunboot.menu_timeout= for a choice on

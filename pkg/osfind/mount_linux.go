@@ -72,6 +72,7 @@ func Scan(ctx context.Context, log *slog.Logger, disk string) (*Found, error) {
 		f.Entries = append(f.Entries, entries...)
 		f.closers = append(f.closers, func() error { return closeEntries(entries) })
 	}
+	dedupeFollowed(f)
 	return f, nil
 }
 

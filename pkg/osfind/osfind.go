@@ -49,13 +49,21 @@ type Entry struct {
 	Initrd io.ReaderAt
 	// Image is u-root's view of the entry, for loading with kexec.
 	Image *boot.LinuxImage
+	// Via names the GRUB stub on the ESP that led to the entry
+	// ("EFI/debian/grub.cfg on /dev/nbd0p1"), "" when the entry's own
+	// partition holds its configuration.
+	Via string
 }
 
 func (e *Entry) String() string {
-	if e.ID != "" {
-		return fmt.Sprintf("%q (%s id %s on %s)", e.Label, e.Format, e.ID, e.Device)
+	via := ""
+	if e.Via != "" {
+		via = ", via " + e.Via
 	}
-	return fmt.Sprintf("%q (%s on %s)", e.Label, e.Format, e.Device)
+	if e.ID != "" {
+		return fmt.Sprintf("%q (%s id %s on %s%s)", e.Label, e.Format, e.ID, e.Device, via)
+	}
+	return fmt.Sprintf("%q (%s on %s%s)", e.Label, e.Format, e.Device, via)
 }
 
 // LogValue implements slog.LogValuer.
@@ -83,6 +91,9 @@ type Partition struct {
 	// Skipped lists entries that were found but cannot be booted (a
 	// multiboot entry, a missing kernel file) with the reason.
 	Skipped []string
+	// Followed lists the partitions a GRUB stub on this one (an ESP)
+	// led to.
+	Followed []string
 }
 
 // Found is the result of a scan: entries in boot order (each format's
@@ -123,6 +134,9 @@ func (f *Found) Summary() string {
 				}
 			}
 			b.WriteString(strings.Join(parts, ", "))
+		}
+		for _, d := range p.Followed {
+			fmt.Fprintf(&b, "; GRUB stub followed to %s", d)
 		}
 		for _, s := range p.Skipped {
 			fmt.Fprintf(&b, "; skipped %s", s)
@@ -192,4 +206,37 @@ type slogPrintf struct{ l *slog.Logger }
 
 func (s slogPrintf) Printf(format string, v ...any) {
 	s.l.Debug(strings.TrimSpace(fmt.Sprintf(format, v...)))
+}
+
+// dedupeFollowed drops the GRUB entries a partition gave on its own when a
+// stub on the ESP already led to that partition: the same menu, read
+// twice. The stub's copies stay, in the ESP's place in boot order, which
+// is where the firmware's GRUB finds them.
+func dedupeFollowed(f *Found) {
+	followed := map[string]bool{}
+	for _, p := range f.Partitions {
+		for _, d := range p.Followed {
+			followed[d] = true
+		}
+	}
+	if len(followed) == 0 {
+		return
+	}
+	kept := f.Entries[:0]
+	for _, e := range f.Entries {
+		if e.Format == GRUB && e.Via == "" && followed[e.Device] {
+			for i := range f.Partitions {
+				if p := &f.Partitions[i]; p.Device == e.Device {
+					p.Found[GRUB]--
+					if p.Found[GRUB] == 0 {
+						delete(p.Found, GRUB)
+						p.Skipped = append(p.Skipped, "its GRUB menu (read through the ESP's stub)")
+					}
+				}
+			}
+			continue
+		}
+		kept = append(kept, e)
+	}
+	f.Entries = kept
 }

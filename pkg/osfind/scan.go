@@ -20,49 +20,27 @@ import (
 
 // ScanDir reads the boot entries of one mounted file system at dir, which
 // is partition device. devices and pool let GRUB's `search --fs-uuid` reach
-// other partitions of the same disk; both may be nil.
+// other partitions of the same disk, and a GRUB stub on an ESP (stub.go)
+// the file system it names; both may be nil.
 func ScanDir(ctx context.Context, log *slog.Logger, dir, device string, devices block.BlockDevices, pool *mount.Pool) ([]*Entry, Partition) {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
 	if pool == nil {
 		pool = &mount.Pool{}
+	}
+	return scanDir(ctx, log, dir, device, devices, pool, poolResolver(devices, pool))
+}
+
+func scanDir(ctx context.Context, log *slog.Logger, dir, device string, devices block.BlockDevices, pool *mount.Pool, resolve resolveFunc) ([]*Entry, Partition) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
 	p := Partition{Device: device, Mounted: dir, Found: map[Format]int{}}
 	var entries []*Entry
 	bids, gids := blsIDs(dir), grubIDs(dir)
 	add := func(f Format, imgs []boot.OSImage) {
-		for _, img := range imgs {
-			li, ok := img.(*boot.LinuxImage)
-			if !ok {
-				p.Skipped = append(p.Skipped, f.label(img.Label())+" (not a Linux kernel entry)")
-				continue
-			}
-			if li.Kernel == nil {
-				p.Skipped = append(p.Skipped, f.label(li.Name)+" (kernel file missing)")
-				continue
-			}
-			label := li.Name
-			if label == "" {
-				label = li.Label()
-			}
-			var id string
-			switch f {
-			case BLS:
-				id = bids[li.Name]
-			case GRUB:
-				// grub.cfg's menuentry --id, or, for the BLS
-				// entries GRUB's blscfg reads, the file's id.
-				if id = gids[li.Name]; id == "" {
-					id = bids[li.Name]
-				}
-			}
-			entries = append(entries, &Entry{
-				Label: label, ID: id, Format: f, Device: device, Root: dir,
-				Cmdline: li.Cmdline, Kernel: li.Kernel, Initrd: li.Initrd, Image: li,
-			})
-			p.Found[f]++
-		}
+		es, skipped := toEntries(f, imgs, device, dir, gids, bids)
+		entries = append(entries, es...)
+		p.Skipped = append(p.Skipped, skipped...)
+		p.Found[f] += len(es)
 	}
 
 	ulog := slogPrintf{log.With("partition", device)}
@@ -71,7 +49,17 @@ func ScanDir(ctx context.Context, log *slog.Logger, dir, device string, devices 
 	} else {
 		log.Debug("no BLS entries", "partition", device, "err", err)
 	}
-	if imgs, err := grub.ParseLocalConfig(ctx, dir, devices, pool); err == nil {
+	if s, ok := findStub(dir); ok {
+		es, target, err := followStub(ctx, dir, device, s, resolve, devices, pool)
+		if err != nil {
+			p.Skipped = append(p.Skipped, err.Error())
+		} else {
+			log.Debug("followed GRUB stub", "partition", device, "stub", s.File, "uuid", s.UUID, "to", target, "config", s.Config)
+			p.Followed = append(p.Followed, target)
+		}
+		entries = append(entries, es...)
+		p.Found[GRUB] += len(es)
+	} else if imgs, err := grub.ParseLocalConfig(ctx, dir, devices, pool); err == nil {
 		add(GRUB, imgs)
 	} else {
 		log.Debug("no GRUB config", "partition", device, "err", err)
@@ -82,6 +70,45 @@ func ScanDir(ctx context.Context, log *slog.Logger, dir, device string, devices 
 		log.Debug("no syslinux config", "partition", device, "err", err)
 	}
 	return entries, p
+}
+
+// toEntries turns u-root's images of format f, read from the file system
+// at dir on device, into entries, with the ids of gids and bids; what
+// cannot be booted is listed with the reason.
+func toEntries(f Format, imgs []boot.OSImage, device, dir string, gids, bids map[string]string) ([]*Entry, []string) {
+	var entries []*Entry
+	var skipped []string
+	for _, img := range imgs {
+		li, ok := img.(*boot.LinuxImage)
+		if !ok {
+			skipped = append(skipped, f.label(img.Label())+" (not a Linux kernel entry)")
+			continue
+		}
+		if li.Kernel == nil {
+			skipped = append(skipped, f.label(li.Name)+" (kernel file missing)")
+			continue
+		}
+		label := li.Name
+		if label == "" {
+			label = li.Label()
+		}
+		var id string
+		switch f {
+		case BLS:
+			id = bids[li.Name]
+		case GRUB:
+			// grub.cfg's menuentry --id, or, for the BLS
+			// entries GRUB's blscfg reads, the file's id.
+			if id = gids[li.Name]; id == "" {
+				id = bids[li.Name]
+			}
+		}
+		entries = append(entries, &Entry{
+			Label: label, ID: id, Format: f, Device: device, Root: dir,
+			Cmdline: li.Cmdline, Kernel: li.Kernel, Initrd: li.Initrd, Image: li,
+		})
+	}
+	return entries, skipped
 }
 
 func (f Format) label(name string) string { return string(f) + " entry " + quote(name) }

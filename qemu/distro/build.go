@@ -213,12 +213,25 @@ type sysSpec struct {
 	name      string
 	generator string
 	iscsi     bool
+	// stage is the root stage the disk is made from (name when empty).
+	stage  string
+	layout string
+}
+
+func (sp sysSpec) stageName() string {
+	if sp.stage != "" {
+		return sp.stage
+	}
+	return sp.name
 }
 
 var specs = []sysSpec{
-	{NameDebian, "initramfs-tools", true},
-	{NameDracut, "dracut", true},
-	{NameNoISCSI, "initramfs-tools", false},
+	{NameDebian, "initramfs-tools", true, "", LayoutBLS},
+	{NameDracut, "dracut", true, "", LayoutBLS},
+	{NameNoISCSI, "initramfs-tools", false, "", LayoutBLS},
+	// The Debian root again, as the UEFI installer lays it out: no
+	// second debootstrap, one more disk assembly (about a minute).
+	{NameDebianUEFI, "initramfs-tools", true, NameDebian, LayoutUEFI},
 }
 
 func (b *builder) build(ctx context.Context) (*Set, error) {
@@ -236,7 +249,7 @@ func (b *builder) build(ctx context.Context) (*Set, error) {
 	}
 	var stale []todo
 	for _, sp := range specs {
-		k := key(diskRecipe, sp.name, b.keys[sp.name], proofSum, src)
+		k := key(diskRecipe, sp.name, b.keys[sp.stageName()], proofSum, src, sp.layout)
 		m, err := readManifest(filepath.Join(b.dir, sp.name, ManifestFile))
 		if err == nil && !b.opts.Force && m.Key == k && m.intact() {
 			b.log.Info("up to date", "system", sp.name, "disk", m.Disk, "key", k[:12])
@@ -273,7 +286,7 @@ func (b *builder) build(ctx context.Context) (*Set, error) {
 	}
 	for _, t := range stale {
 		start := time.Now()
-		st, err := b.ensureStage(ctx, t.spec.name)
+		st, err := b.ensureStage(ctx, t.spec.stageName())
 		if err != nil {
 			return nil, err
 		}
@@ -326,6 +339,8 @@ func (b *builder) setSystem(s *System) {
 		b.set.Dracut = s
 	case NameNoISCSI:
 		b.set.NoISCSI = s
+	case NameDebianUEFI:
+		b.set.DebianUEFI = s
 	}
 }
 
@@ -544,11 +559,28 @@ func (b *builder) buildDisk(ctx context.Context, sp sysSpec, st *stage, proofBin
 		}
 	}
 	id := idsFor(sp.name)
-	cfg := sysConfig{Name: sp.name, KernelRelease: st.KernelRelease, IDs: id, ProofBinary: proofBin}
+	cfg := sysConfig{Name: sp.name, KernelRelease: st.KernelRelease, IDs: id, ProofBinary: proofBin, Layout: sp.layout}
 	if err := writeFiles(root, rootFiles(cfg)); err != nil {
 		return nil, fmt.Errorf("configure root: %w", err)
 	}
-	if err := writeFiles(boot, bootFiles(cfg)); err != nil {
+	esp := filepath.Join(work, "esp")
+	if sp.layout == LayoutUEFI {
+		// /boot is a folder of the root: the kernel and initrd move
+		// in (hard links), beside grub/grub.cfg.
+		if err := os.Remove(filepath.Join(root, "boot")); err != nil {
+			return nil, fmt.Errorf("configure root: %w", err)
+		}
+		if err := os.Rename(boot, filepath.Join(root, "boot")); err != nil {
+			return nil, fmt.Errorf("configure root: %w", err)
+		}
+		boot = filepath.Join(root, "boot")
+		if err := writeFiles(root, uefiRootFiles(cfg)); err != nil {
+			return nil, fmt.Errorf("configure root: %w", err)
+		}
+		if err := writeFiles(esp, espFiles(cfg)); err != nil {
+			return nil, fmt.Errorf("configure ESP: %w", err)
+		}
+	} else if err := writeFiles(boot, bootFiles(cfg)); err != nil {
 		return nil, fmt.Errorf("configure boot: %w", err)
 	}
 	used, err := treeSize(root)
@@ -560,9 +592,16 @@ func (b *builder) buildDisk(ctx context.Context, sp sysSpec, st *stage, proofBin
 		return nil, err
 	}
 	l := newLayout(used)
-	b.log.Info("assembling disk", "system", sp.name, "root_tree_MiB", used>>20, "disk_MiB", l.Total>>20)
+	if sp.layout == LayoutUEFI {
+		l = newUEFILayout(used)
+	}
+	b.log.Info("assembling disk", "system", sp.name, "layout", sp.layout, "root_tree_MiB", used>>20, "disk_MiB", l.Total>>20)
 	img := filepath.Join(work, "disk.img")
-	if err := b.r.assemble(ctx, img, boot, root, l, id); err != nil {
+	if sp.layout == LayoutUEFI {
+		if err := b.r.assembleUEFI(ctx, img, esp, root, l, id); err != nil {
+			return nil, err
+		}
+	} else if err := b.r.assemble(ctx, img, boot, root, l, id); err != nil {
 		return nil, err
 	}
 	sys := &System{
@@ -575,6 +614,7 @@ func (b *builder) buildDisk(ctx context.Context, sp sysSpec, st *stage, proofBin
 		BootUUID:      id.Boot,
 		Cmdline:       entryCmdline(id.Root),
 		Entry:         "/loader/entries/" + blsEntryID(st.KernelRelease) + ".conf",
+		Layout:        sp.layout,
 		Generator:     sp.generator,
 		ISCSI:         sp.iscsi,
 		Size:          l.Total,
@@ -601,6 +641,9 @@ func (b *builder) buildDisk(ctx context.Context, sp sysSpec, st *stage, proofBin
 	}
 	if err := os.Rename(img, sys.Disk); err != nil {
 		return nil, err
+	}
+	if sp.layout == LayoutUEFI {
+		sys.Entry, sys.BootUUID = "/"+espStubPath, id.ESP
 	}
 	if sys.Allocated, err = allocated(sys.Disk); err != nil {
 		return nil, err

@@ -177,3 +177,54 @@ func TestWriteFilesLeavesStage(t *testing.T) {
 		t.Errorf("proof service link = %q, %v", l, err)
 	}
 }
+
+// TestUEFILayoutFiles checks LayoutUEFI's configuration: the ESP holds
+// only grub-install's stub, naming the root's UUID and /boot/grub, and the
+// root's /boot/grub/grub.cfg gives osfind one GRUB entry with the kernel,
+// the initrd, the distribution's command line and grub-mkconfig's id.
+func TestUEFILayoutFiles(t *testing.T) {
+	cfg := testConfig(t, NameDebianUEFI)
+	cfg.Layout = LayoutUEFI
+	esp := t.TempDir()
+	if err := writeFiles(esp, espFiles(cfg)); err != nil {
+		t.Fatal(err)
+	}
+	stubText, err := os.ReadFile(filepath.Join(esp, espStubPath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "search.fs_uuid " + cfg.IDs.Root + " root hd0,gpt2 \nset prefix=($root)'/boot/grub'\nconfigfile $prefix/grub.cfg\n"
+	if string(stubText) != want {
+		t.Errorf("ESP stub = %q, want %q", stubText, want)
+	}
+	if entries, _ := osfind.ScanDir(context.Background(), nil, esp, "/dev/nbd0p1", nil, nil); len(entries) != 0 {
+		t.Errorf("the ESP alone gives entries %v; the stub's target is on another partition", entries)
+	}
+
+	root := t.TempDir()
+	for _, f := range []string{"vmlinuz-" + testRelease, "initrd.img-" + testRelease} {
+		if err := os.MkdirAll(filepath.Join(root, "boot"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, "boot", f), []byte(f), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := writeFiles(root, uefiRootFiles(cfg)); err != nil {
+		t.Fatal(err)
+	}
+	entries, part := osfind.ScanDir(context.Background(), nil, root, "/dev/nbd0p2", nil, nil)
+	if len(entries) != 1 {
+		t.Fatalf("osfind.ScanDir(root) = %d entries (%+v), want 1", len(entries), part)
+	}
+	e := entries[0]
+	if e.Format != osfind.GRUB || e.ID != grubMenuID(cfg.IDs.Root) || e.Cmdline != entryCmdline(cfg.IDs.Root) || e.Initrd == nil {
+		t.Errorf("entry = %s, cmdline %q, initrd %v; want GRUB id %s, cmdline %q, an initrd", e, e.Cmdline, e.Initrd != nil, grubMenuID(cfg.IDs.Root), entryCmdline(cfg.IDs.Root))
+	}
+	if fstab := rootFiles(cfg)[0]; !strings.Contains(fstab.Data, "UUID="+cfg.IDs.ESP+"\t/boot/efi\tvfat") {
+		t.Errorf("UEFI fstab = %q, want the ESP on /boot/efi", fstab.Data)
+	}
+	if !regexp.MustCompile(`^[0-9A-F]{4}-[0-9A-F]{4}$`).MatchString(cfg.IDs.ESP) {
+		t.Errorf("ESP volume ID = %q, want XXXX-XXXX in hex", cfg.IDs.ESP)
+	}
+}

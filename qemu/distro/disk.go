@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 )
 
@@ -98,6 +99,74 @@ func (r *runner) assemble(ctx context.Context, path, bootDir, rootDir string, l 
 		if _, err := r.run(ctx, cmdSpec{argv: argv}); err != nil {
 			return fmt.Errorf("make the %s file system: %w", p.label, err)
 		}
+	}
+	return nil
+}
+
+// espSize is the ESP of LayoutUEFI. Debian's installer makes it 512 MiB;
+// 64 MiB of FAT32 (its smallest sensible size with 512-byte sectors) holds
+// the stub and keeps the image small.
+const espSize = 64 * mib
+
+// newUEFILayout puts the ESP first and the root after it; Boot* are the
+// ESP's place.
+func newUEFILayout(rootUsed int64) layout {
+	l := layout{BootStart: firstLBA * sectorSize, BootSize: espSize}
+	l.RootStart = l.BootStart + l.BootSize
+	l.RootSize = rootSize(rootUsed)
+	l.Total = l.RootStart + l.RootSize + gptTail
+	return l
+}
+
+// sfdiskScriptUEFI is LayoutUEFI's GPT: the ESP, then the root as partman
+// types it (generic Linux file system).
+func sfdiskScriptUEFI(l layout, id ids) string {
+	return fmt.Sprintf("label: gpt\nlabel-id: %s\nunit: sectors\nfirst-lba: %d\n\n"+
+		"start=%d, size=%d, type=%s, uuid=%s\n"+
+		"start=%d, size=%d, type=%s, uuid=%s\n",
+		id.Disk, firstLBA,
+		l.BootStart/sectorSize, l.BootSize/sectorSize, gptESP, id.ESPPart,
+		l.RootStart/sectorSize, l.RootSize/sectorSize, gptLinuxFS, id.RootPart)
+}
+
+// assembleUEFI writes LayoutUEFI's image: sfdisk lays out the table, the
+// ESP is made as a FAT32 file with mkfs.vfat and filled with mtools' mcopy
+// (no mount), then copied into its place, and mkfs.ext4 -d writes the root
+// as in assemble.
+func (r *runner) assembleUEFI(ctx context.Context, path, espDir, rootDir string, l layout, id ids) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := f.Truncate(l.Total); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if _, err := r.run(ctx, cmdSpec{argv: []string{"sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", path}, stdin: sfdiskScriptUEFI(l, id)}); err != nil {
+		return fmt.Errorf("partition %s: %w", path, err)
+	}
+	esp := path + ".esp"
+	defer os.Remove(esp)
+	vol := strings.ReplaceAll(id.ESP, "-", "")
+	if _, err := r.run(ctx, cmdSpec{argv: []string{"mkfs.vfat", "-F", "32", "-n", "EFI", "-i", vol, "-C", esp,
+		strconv.FormatInt(l.BootSize/1024, 10)}}); err != nil {
+		return fmt.Errorf("make the ESP: %w", err)
+	}
+	if _, err := r.run(ctx, cmdSpec{argv: []string{"mcopy", "-s", "-i", esp, filepath.Join(espDir, "EFI"), "::/"}}); err != nil {
+		return fmt.Errorf("fill the ESP: %w", err)
+	}
+	if _, err := r.run(ctx, cmdSpec{argv: []string{"dd", "if=" + esp, "of=" + path, "bs=1M", "conv=notrunc,sparse", "status=none",
+		"seek=" + strconv.FormatInt(l.BootStart, 10), "oflag=seek_bytes"}}); err != nil {
+		return fmt.Errorf("place the ESP: %w", err)
+	}
+	argv := []string{"mkfs.ext4", "-q", "-F", "-b", "4096", "-L", "root", "-U", id.Root,
+		"-d", rootDir, "-E", "offset=" + strconv.FormatInt(l.RootStart, 10) + ",nodiscard",
+		path, strconv.FormatInt(l.RootSize/1024, 10) + "k"}
+	if _, err := r.run(ctx, cmdSpec{argv: argv}); err != nil {
+		return fmt.Errorf("make the root file system: %w", err)
 	}
 	return nil
 }

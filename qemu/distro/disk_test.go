@@ -210,3 +210,59 @@ func TestAssemble(t *testing.T) {
 		t.Errorf("root partition /boot = %q, want an empty mount point", ls)
 	}
 }
+
+// TestAssembleUEFI builds a LayoutUEFI disk from small trees and reads it
+// back: the table (ESP first), the ESP's FAT volume ID and stub (mtype),
+// the root's UUID and grub.cfg.
+func TestAssembleUEFI(t *testing.T) {
+	testenv.RequireBinaries(t, "sfdisk", "mkfs.ext4", "mkfs.vfat", "mcopy", "mtype", "blkid", "debugfs")
+	dir := t.TempDir()
+	esp, root := filepath.Join(dir, "esp"), filepath.Join(dir, "root")
+	cfg := testConfig(t, NameDebianUEFI)
+	cfg.Layout = LayoutUEFI
+	if err := writeFiles(esp, espFiles(cfg)); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeFiles(root, append(rootFiles(cfg), uefiRootFiles(cfg)...)); err != nil {
+		t.Fatal(err)
+	}
+	l := newUEFILayout(0)
+	l.RootSize = 64 * mib
+	l.Total = l.RootStart + l.RootSize + gptTail
+	id := cfg.IDs
+	img := filepath.Join(dir, "disk.img")
+	r := &runner{log: slog.New(slog.DiscardHandler)}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := r.assembleUEFI(ctx, img, esp, root, l, id); err != nil {
+		t.Fatalf("assembleUEFI: %v", err)
+	}
+	out, err := exec.Command("sfdisk", "--json", img).Output()
+	if err != nil {
+		t.Fatalf("sfdisk --json: %v", err)
+	}
+	var dump sfdiskDump
+	if err := json.Unmarshal(out, &dump); err != nil {
+		t.Fatalf("sfdisk --json output: %v", err)
+	}
+	pt := dump.PartitionTable
+	if len(pt.Partitions) != 2 || !strings.EqualFold(pt.Partitions[0].Type, gptESP) || !strings.EqualFold(pt.Partitions[1].Type, gptLinuxFS) ||
+		pt.Partitions[0].Start*sectorSize != l.BootStart || pt.Partitions[1].Start*sectorSize != l.RootStart {
+		t.Fatalf("partition table = %+v, want the ESP at %d then a Linux file system at %d", pt, l.BootStart, l.RootStart)
+	}
+	espPart := extract(t, img, l.BootStart, l.BootSize)
+	if b := blkid(t, espPart); b["TYPE"] != "vfat" || b["UUID"] != id.ESP {
+		t.Errorf("blkid(ESP) = %v, want vfat with UUID %s", b, id.ESP)
+	}
+	stubText, err := exec.Command("mtype", "-i", espPart, "::/"+espStubPath).Output()
+	if err != nil || !strings.Contains(string(stubText), "search.fs_uuid "+id.Root+" root") {
+		t.Errorf("mtype %s = %q, %v; want the stub searching %s", espStubPath, stubText, err, id.Root)
+	}
+	rootPart := extract(t, img, l.RootStart, l.RootSize)
+	if b := blkid(t, rootPart); b["TYPE"] != "ext4" || b["UUID"] != id.Root {
+		t.Errorf("blkid(root) = %v, want ext4 %s", b, id.Root)
+	}
+	if cfgText := debugfs(t, rootPart, "cat /boot/grub/grub.cfg"); !strings.Contains(cfgText, "linux\t/boot/vmlinuz-"+testRelease+" "+entryCmdline(id.Root)) {
+		t.Errorf("/boot/grub/grub.cfg in the image = %q, want the linux line", cfgText)
+	}
+}

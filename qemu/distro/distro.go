@@ -66,6 +66,25 @@ const (
 	NameDebian  = "debian"
 	NameDracut  = "dracut"
 	NameNoISCSI = "noiscsi"
+	// NameDebianUEFI is the Debian root laid out as Debian's UEFI
+	// installer leaves a disk (LayoutUEFI).
+	NameDebianUEFI = "debian-uefi"
+)
+
+// Disk layouts.
+const (
+	// LayoutBLS: a GPT disk with an ext4 boot partition holding a Boot
+	// Loader Specification entry (XBOOTLDR) and an ext4 root.
+	LayoutBLS = "bls"
+	// LayoutUEFI: as Debian 12's installer leaves a disk with "guided, use
+	// entire disk" on a UEFI machine: partition 1 the EFI system
+	// partition (FAT32) whose EFI/debian/grub.cfg is only grub-install's
+	// stub (search.fs_uuid of the root, configfile
+	// /boot/grub/grub.cfg there), partition 2 the ext4 root with /boot in
+	// it and /boot/grub/grub.cfg as grub-mkconfig writes it (one
+	// menuentry with --id gnulinux-simple-<root UUID>). No GRUB binary
+	// is installed: lunboot reads the configuration, it does not run it.
+	LayoutUEFI = "uefi"
 )
 
 // Suite is the Debian release the systems are built from.
@@ -108,8 +127,11 @@ type Options struct {
 type System struct {
 	Name string `json:"name"`
 	// Disk is the GPT image: partition 1 boot (ext4), partition 2 root
-	// (ext4).
+	// (ext4); with LayoutUEFI partition 1 is the ESP (FAT32) and the root
+	// holds /boot.
 	Disk string `json:"disk"`
+	// Layout is LayoutBLS or LayoutUEFI.
+	Layout string `json:"layout,omitempty"`
 	// Kernel and Initrd are copies of the files on the boot partition, for
 	// booting the system directly.
 	Kernel string `json:"kernel"`
@@ -120,7 +142,8 @@ type System struct {
 	BootUUID      string `json:"boot_uuid"`
 	// Cmdline is the boot entry's command line.
 	Cmdline string `json:"cmdline"`
-	// Entry is the BLS entry's path on the boot partition.
+	// Entry is the BLS entry's path on the boot partition; with
+	// LayoutUEFI the GRUB stub's path on the ESP.
 	Entry string `json:"entry"`
 	// Generator is the initrd's generator: "initramfs-tools" or "dracut".
 	Generator string `json:"generator"`
@@ -147,6 +170,7 @@ type Set struct {
 	// ReleaseDate the suite's Release date apt had ("" if unknown).
 	Mirror, Suite, ReleaseDate string
 	Debian, Dracut, NoISCSI    *System
+	DebianUEFI                 *System
 	// Rebuilt lists the systems this call built; empty when all were up
 	// to date.
 	Rebuilt []string
@@ -160,8 +184,10 @@ type StageTime struct {
 	Took time.Duration
 }
 
-// Systems returns the three systems in a fixed order.
-func (s *Set) Systems() []*System { return []*System{s.Debian, s.Dracut, s.NoISCSI} }
+// Systems returns the systems in a fixed order.
+func (s *Set) Systems() []*System {
+	return []*System{s.Debian, s.Dracut, s.NoISCSI, s.DebianUEFI}
+}
 
 // System returns the system called name, or nil.
 func (s *Set) System(name string) *System {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lunboot/lunboot/internal/qemuvm"
 	"github.com/lunboot/lunboot/pkg/bootcfg"
 	"github.com/lunboot/lunboot/qemu/bootlog"
 	"github.com/lunboot/lunboot/qemu/distro"
@@ -50,6 +51,9 @@ type Config struct {
 	RawConsole string
 	// OnConsole receives each console line as it arrives.
 	OnConsole func(string)
+	// Firmware is the guest's firmware (qemuvm.BIOS, the default, or
+	// qemuvm.UEFI: OVMF starts lunboot's kernel through its EFI stub).
+	Firmware qemuvm.Firmware
 }
 
 // Machine is a guest booting a distribution through lunboot.
@@ -89,7 +93,7 @@ func Start(ctx context.Context, l *lab.Lab, cfg Config) (*Machine, error) {
 	if name == "" {
 		name = "lunboot"
 	}
-	vc := lab.VMConfig{Name: name, Memory: Memory, Kernel: cfg.Kernel, Initrd: cfg.Image, OnConsole: cfg.OnConsole}
+	vc := lab.VMConfig{Name: name, Memory: Memory, Firmware: cfg.Firmware, Kernel: cfg.Kernel, Initrd: cfg.Image, OnConsole: cfg.OnConsole}
 	consoles := "console=ttyS0"
 	if cfg.RawConsole != "" {
 		// The last console= is /dev/console; u-root's init writes the

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lunboot/lunboot/internal/qemuvm"
 	"github.com/lunboot/lunboot/internal/testenv"
 	pkghandoff "github.com/lunboot/lunboot/pkg/handoff"
 	"github.com/lunboot/lunboot/qemu/bootlog"
@@ -65,9 +66,15 @@ func setup(t *testing.T) *env {
 // start boots sys through lunboot with args on its command line.
 func (e *env) start(t *testing.T, sys *distro.System, args string, chap *lab.CHAP, raw string) *handoff.Machine {
 	t.Helper()
+	return e.startOn(t, qemuvm.BIOS, sys, args, chap, raw)
+}
+
+// startOn is start with the machine's firmware named.
+func (e *env) startOn(t *testing.T, fw qemuvm.Firmware, sys *distro.System, args string, chap *lab.CHAP, raw string) *handoff.Machine {
+	t.Helper()
 	l := labtest.Start(t, lab.Options{Name: "handoff-" + sys.Name})
 	m, err := handoff.Start(context.Background(), l, handoff.Config{
-		Kernel: e.kernel, Image: e.image, System: sys, Args: args, CHAP: chap,
+		Kernel: e.kernel, Image: e.image, System: sys, Args: args, CHAP: chap, Firmware: fw,
 		RawConsole: raw, OnConsole: labtest.Console(t, strings.TrimPrefix(t.Name(), "Test")),
 	})
 	if err != nil {

@@ -11,9 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lunboot/lunboot/internal/qemuvm"
 	"github.com/lunboot/lunboot/internal/testenv"
 	"github.com/lunboot/lunboot/pkg/ibft"
 	"github.com/lunboot/lunboot/pkg/sam"
+	"github.com/lunboot/lunboot/qemu/bootlog"
 	"github.com/lunboot/lunboot/qemu/fixtures"
 	"github.com/lunboot/lunboot/qemu/lab"
 	"github.com/lunboot/lunboot/qemu/lab/labtest"
@@ -252,4 +254,22 @@ func TestIPXESanboot(t *testing.T) {
 	if ip := net.ParseIP(strings.Split(r.Net.Address, "/")[0]); ip == nil || !l.Prefix().Contains(netip.MustParseAddr(ip.String())) {
 		t.Errorf("probe address %q not in the lab's %s", r.Net.Address, l.Prefix())
 	}
+}
+
+// TestOVMFDirectBoot starts lunboot's image under UEFI firmware (OVMF)
+// with -kernel/-initrd, as QEMU hands a kernel to OVMF: the kernel must
+// start through its EFI stub (it reports the EFI system table OVMF gave
+// it) and lunboot must start. Nothing is served, so it stops there.
+func TestOVMFDirectBoot(t *testing.T) {
+	skipShort(t)
+	testenv.RequireFile(t, qemuvm.OVMFCode, "make deps (Debian package ovmf)")
+	kernel, initrd := labtest.Image(t)
+	testenv.GuestSlot(t)
+	l := labtest.Start(t, lab.Options{Name: "ovmf-direct"})
+	vm := labtest.VM(t, l, lab.VMConfig{Name: "ovmf", Firmware: qemuvm.UEFI, Kernel: kernel, Initrd: initrd,
+		Cmdline: "console=ttyS0 panic=-1"})
+	efi := labtest.Expect(t, vm, bootTimeout, regexp.MustCompile(`efi: EFI v\d+\.\d+ by (EDK II|.*)`))
+	start := labtest.Expect(t, vm, bootTimeout, regexp.MustCompile(regexp.QuoteMeta(bootlog.StartLine)))
+	t.Logf("under OVMF: kernel saw %q at +%s, lunboot started at +%s", efi.Groups[0], efi.At.Round(time.Second), start.At.Round(time.Second))
+	vm.Kill()
 }

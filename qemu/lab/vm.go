@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -34,6 +35,10 @@ type VMConfig struct {
 	// uninitialised for minutes under TCG, and everything that reads
 	// crypto/rand blocks).
 	CPU string
+	// Firmware is qemuvm.BIOS (SeaBIOS, the default) or qemuvm.UEFI
+	// (OVMF; each guest gets its own copy of OVMF's variable store in the
+	// lab's work folder).
+	Firmware qemuvm.Firmware
 
 	// Kernel, Initrd and Cmdline boot a kernel directly (-kernel,
 	// -initrd, -append). When Cmdline names no console=, console=ttyS0 is
@@ -48,6 +53,13 @@ type VMConfig struct {
 	// in one image). Naming a ROM with romfile= leaves SeaBIOS with no
 	// network boot entry on this QEMU (7.2), so the lab offers no override.
 	NetBoot bool
+	// DiskBoot lets the firmware boot from Drives (-boot c): under UEFI,
+	// OVMF starts \EFI\BOOT\BOOTX64.EFI from a disk's ESP. Exactly one
+	// of Kernel, NetBoot and DiskBoot is set.
+	DiskBoot bool
+	// Drives are the guest's local disks (none by default: lunboot's
+	// disks come over iSCSI).
+	Drives []qemuvm.Drive
 
 	// NICs are the guest's network interfaces; default one virtio-net NIC
 	// on tap 0 with that tap's MAC.
@@ -110,8 +122,8 @@ func (l *Lab) StartVM(ctx context.Context, cfg VMConfig) (*VM, error) {
 	if cfg.CPU == "" {
 		cfg.CPU = qemuvm.DefaultCPU
 	}
-	if cfg.NetBoot == (cfg.Kernel != "") {
-		return nil, errors.New("lab: vm: set exactly one of Kernel (direct boot) and NetBoot")
+	if n := btoi(cfg.Kernel != "") + btoi(cfg.NetBoot) + btoi(cfg.DiskBoot); n != 1 {
+		return nil, errors.New("lab: vm: set exactly one of Kernel (direct boot), NetBoot and DiskBoot")
 	}
 	for _, f := range []string{cfg.Kernel, cfg.Initrd} {
 		if f == "" {
@@ -135,6 +147,9 @@ func (l *Lab) StartVM(ctx context.Context, cfg VMConfig) (*VM, error) {
 		Initrd:     cfg.Initrd,
 		Cmdline:    cfg.Cmdline,
 		NetBoot:    cfg.NetBoot,
+		DiskBoot:   cfg.DiskBoot,
+		Drives:     cfg.Drives,
+		Firmware:   cfg.Firmware,
 		ACPITables: cfg.ACPITables,
 		Args:       cfg.Args,
 	}
@@ -154,6 +169,12 @@ func (l *Lab) StartVM(ctx context.Context, cfg VMConfig) (*VM, error) {
 			n.Model = "virtio-net-pci"
 		}
 		qc.NICs = append(qc.NICs, qemuvm.NIC{Tap: l.taps[n.Tap].Name, MAC: n.MAC, Model: n.Model, Slot: NICPCIAddr + i})
+	}
+	if cfg.Firmware == qemuvm.UEFI {
+		qc.UEFIVars = filepath.Join(l.workDir, "ovmf-vars-"+cfg.Name+".fd")
+		if err := qemuvm.NewUEFIVars(qc.UEFIVars); err != nil {
+			return nil, fmt.Errorf("lab: vm %s: %w", cfg.Name, err)
+		}
 	}
 	args, err := qc.Command()
 	if err != nil {
@@ -198,6 +219,13 @@ func (l *Lab) StartVM(ctx context.Context, cfg VMConfig) (*VM, error) {
 	}
 	l.log.Info("qemu up", "vm", cfg.Name, "console", v.conLog)
 	return v, nil
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // tapUser returns the running VM with a NIC on tap i, if any.

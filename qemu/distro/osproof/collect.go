@@ -51,6 +51,7 @@ func Collect(ctx context.Context, env Env) *Proof {
 	c.sessions()
 	c.root()
 	c.ibft()
+	c.efi()
 	c.systemd(ctx)
 	c.net()
 	return c.p
@@ -326,6 +327,42 @@ func (c *collector) ibft() {
 		c.fail("read /sys/firmware/ibft: %v", err)
 	}
 	c.p.IBFT = t
+}
+
+// efi records the EFI firmware the kernel sees and reads one variable
+// through the runtime services (efivarfs, which systemd mounts). The
+// variables tried first are those every UEFI boot sets (UEFI 2.10 §3.3,
+// globally defined variables); any other will do.
+func (c *collector) efi() {
+	base := c.path("/sys/firmware/efi")
+	if _, err := os.Stat(base); err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			c.fail("stat /sys/firmware/efi: %v", err)
+		}
+		return
+	}
+	e := &EFI{PlatformSize: c.attr("/sys/firmware/efi/fw_platform_size", false)}
+	c.p.EFI = e
+	names, err := listDir(filepath.Join(base, "efivars"))
+	if err != nil {
+		c.fail("list /sys/firmware/efi/efivars: %v", err)
+		return
+	}
+	e.Vars = len(names)
+	const global = "-8be4df61-93ca-11d2-aa0d-00e098032b8c"
+	try := []string{"BootCurrent" + global, "BootOrder" + global, "Timeout" + global}
+	try = append(try, names...)
+	var lastErr error
+	for _, n := range try {
+		b, err := os.ReadFile(filepath.Join(base, "efivars", n))
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		e.VarRead = fmt.Sprintf("%s: %d bytes", n, len(b))
+		return
+	}
+	c.fail("read an EFI variable: %v", lastErr)
 }
 
 // systemd waits for the boot to finish (is-system-running --wait returns

@@ -82,6 +82,9 @@ type Proof struct {
 	// IBFT holds every attribute under /sys/firmware/ibft; nil when the
 	// kernel exposes no iBFT (encoded as the string "absent").
 	IBFT IBFT `json:"ibft"`
+	// EFI is what the kernel shows of the UEFI firmware; nil when the OS
+	// did not boot with EFI (no /sys/firmware/efi).
+	EFI *EFI `json:"efi,omitempty"`
 	// Systemd is the service manager's view of the boot.
 	Systemd Systemd `json:"systemd"`
 	// Net lists the network interfaces and their addresses.
@@ -159,6 +162,23 @@ type Systemd struct {
 	MultiUser string `json:"multi_user"`
 	// Failed lists the failed units.
 	Failed []string `json:"failed,omitempty"`
+}
+
+// EFI is the OS kernel's view of the UEFI firmware: /sys/firmware/efi
+// exists when the kernel booted with EFI, and efivarfs
+// (/sys/firmware/efi/efivars) is readable only when the runtime services
+// work — after a kexec, only when the previous kernel handed over its
+// runtime mapping (arch/x86/kernel/kexec-bzimage64.c, setup_efi_state).
+type EFI struct {
+	// PlatformSize is /sys/firmware/efi/fw_platform_size: the firmware's
+	// word size in bits ("64").
+	PlatformSize string `json:"fw_platform_size,omitempty"`
+	// Vars is how many variables efivarfs lists.
+	Vars int `json:"efivars"`
+	// VarRead names a variable read through the runtime services, with
+	// its size ("BootCurrent-8be4df61-…: 6 bytes"); empty when none could
+	// be read (Errors says why).
+	VarRead string `json:"efivar_read,omitempty"`
 }
 
 // Interface is a network interface and its addresses.
@@ -313,6 +333,9 @@ type Expect struct {
 	IBFT *bool
 	// States are the acceptable systemd states (default "running").
 	States []string
+	// EFI requires the EFI runtime services: /sys/firmware/efi present
+	// and an EFI variable read through efivarfs.
+	EFI bool
 }
 
 // ByPathName is udev's by-path name for LUN lun of target at portal
@@ -377,6 +400,14 @@ func (p *Proof) Verify(want Expect) error {
 			bad("no iBFT under /sys/firmware/ibft")
 		} else {
 			bad("unexpected iBFT under /sys/firmware/ibft (%d attributes)", len(p.IBFT))
+		}
+	}
+	if want.EFI {
+		switch {
+		case p.EFI == nil:
+			bad("no /sys/firmware/efi: the OS kernel did not start with EFI")
+		case p.EFI.VarRead == "":
+			bad("/sys/firmware/efi present (%d efivars listed) but no EFI variable readable: the runtime services do not work", p.EFI.Vars)
 		}
 	}
 	if p.Systemd.MultiUser != "active" {

@@ -383,3 +383,56 @@ func FuzzParse(f *testing.F) {
 		_ = p.Verify(Expect{LUN: -1})
 	})
 }
+
+func TestCollectEFI(t *testing.T) {
+	root := fakeTree(t, false)
+	vars := filepath.Join(root, "sys/firmware/efi/efivars")
+	if err := os.MkdirAll(vars, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for n, v := range map[string]string{
+		"BootCurrent-8be4df61-93ca-11d2-aa0d-00e098032b8c": "\x06\x00\x00\x00\x01\x00",
+		"Lang-8be4df61-93ca-11d2-aa0d-00e098032b8c":        "\x06\x00\x00\x00eng",
+	} {
+		if err := os.WriteFile(filepath.Join(vars, n), []byte(v), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(root, "sys/firmware/efi/fw_platform_size"), []byte("64\n"), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	p := Collect(context.Background(), Env{Root: root})
+	want := &EFI{PlatformSize: "64", Vars: 2, VarRead: "BootCurrent-8be4df61-93ca-11d2-aa0d-00e098032b8c: 6 bytes"}
+	if diff := cmp.Diff(want, p.EFI); diff != "" {
+		t.Errorf("Collect EFI mismatch (-want +got):\n%s", diff)
+	}
+	line, err := p.Line()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := Parse(line)
+	if err != nil || !cmp.Equal(back.EFI, want) {
+		t.Errorf("Parse(Line()) EFI = %+v, %v; want %+v", back.EFI, err, want)
+	}
+
+	// Without EFI: nil, and no error.
+	p = Collect(context.Background(), Env{Root: fakeTree(t, false)})
+	if p.EFI != nil {
+		t.Errorf("Collect without /sys/firmware/efi: EFI = %+v, want nil", p.EFI)
+	}
+}
+
+func TestVerifyEFI(t *testing.T) {
+	p := Collect(context.Background(), Env{Root: fakeTree(t, false), Systemctl: fakeSystemctl("running")})
+	if err := p.Verify(Expect{LUN: -1, EFI: true}); err == nil || !strings.Contains(err.Error(), "/sys/firmware/efi") {
+		t.Errorf("Verify(EFI) without EFI = %v, want an error naming /sys/firmware/efi", err)
+	}
+	p.EFI = &EFI{Vars: 3}
+	if err := p.Verify(Expect{LUN: -1, EFI: true}); err == nil || !strings.Contains(err.Error(), "runtime services") {
+		t.Errorf("Verify(EFI) with unreadable variables = %v, want an error about the runtime services", err)
+	}
+	p.EFI.VarRead = "BootCurrent: 6 bytes"
+	if err := p.Verify(Expect{LUN: -1, EFI: true}); err != nil && strings.Contains(err.Error(), "EFI") {
+		t.Errorf("Verify(EFI) with EFI = %v, want no EFI complaint", err)
+	}
+}
