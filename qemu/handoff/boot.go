@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/lunboot/lunboot/qemu/bootlog"
 	"github.com/lunboot/lunboot/qemu/distro"
 	"github.com/lunboot/lunboot/qemu/distro/osproof"
+	"github.com/lunboot/lunboot/qemu/fixtures"
 	"github.com/lunboot/lunboot/qemu/lab"
 )
 
@@ -30,8 +32,17 @@ const loginExpr = `^lunboot-[\w-]+ login: `
 // Config describes one boot of a lab distribution through lunboot.
 type Config struct {
 	// Kernel and Image are lunboot's boot image (out/vmlinuz and
-	// out/lunboot.cpio.xz from `make image`).
+	// out/lunboot.cpio.xz from `make image`). Image is empty for a kernel
+	// with lunboot inside (out/linuxboot.bzImage from `make linuxboot`),
+	// entered with no initrd as a LinuxBoot or coreboot payload is.
 	Kernel, Image string
+	// EFI, instead of Kernel and Image, is an EFI executable with lunboot
+	// inside (out/lunboot.efi from `make efi`): the guest gets a local
+	// disk whose ESP holds it as \EFI\BOOT\BOOTX64.EFI, the path UEFI
+	// firmware boots without a boot option, and boots from it. It carries
+	// its own command line: Args and RawConsole must be empty. Needs
+	// Firmware qemuvm.UEFI.
+	EFI string
 	// System is the disk exported as LUN 1.
 	System *distro.System
 	// Args are extra arguments on lunboot's kernel command line.
@@ -74,6 +85,16 @@ func Start(ctx context.Context, l *lab.Lab, cfg Config) (*Machine, error) {
 	if cfg.System == nil {
 		return nil, errors.New("handoff: Config.System is required")
 	}
+	if cfg.EFI != "" {
+		switch {
+		case cfg.Firmware != qemuvm.UEFI:
+			return nil, fmt.Errorf("handoff: an EFI executable (%s) needs UEFI firmware, not %v", cfg.EFI, cfg.Firmware)
+		case cfg.Kernel != "" || cfg.Image != "":
+			return nil, errors.New("handoff: set either EFI or Kernel and Image")
+		case cfg.Args != "" || cfg.RawConsole != "":
+			return nil, errors.New("handoff: an EFI executable carries its own command line: no Args or RawConsole")
+		}
+	}
 	tg, err := l.StartTarget(ctx, lab.TargetOptions{})
 	if err != nil {
 		return nil, err
@@ -102,6 +123,14 @@ func Start(ctx context.Context, l *lab.Lab, cfg Config) (*Machine, error) {
 		vc.Args = []string{"-serial", "file:" + cfg.RawConsole}
 	}
 	vc.Cmdline = strings.TrimSpace(consoles + " " + cfg.Args)
+	if cfg.EFI != "" {
+		esp := filepath.Join(l.WorkDir(), "esp-"+name+".img")
+		if err := fixtures.ESP(ctx, esp, map[string]string{`/EFI/BOOT/BOOTX64.EFI`: cfg.EFI}); err != nil {
+			return nil, err
+		}
+		vc.Kernel, vc.Cmdline, vc.DiskBoot = "", "", true
+		vc.Drives = []qemuvm.Drive{{File: esp, Snapshot: true}}
+	}
 	vm, err := l.StartVM(ctx, vc)
 	if err != nil {
 		return nil, err
