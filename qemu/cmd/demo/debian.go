@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/lunboot/lunboot/internal/qemuvm"
 	"github.com/lunboot/lunboot/qemu/distro"
 	"github.com/lunboot/lunboot/qemu/handoff"
 )
@@ -22,6 +23,12 @@ const (
 // through lunboot with nothing but DHCP option 17, waits for the OS's proof
 // and its login prompt, and prints the summary.
 func runDebian(ctx context.Context, o options, kernel, image string) error {
+	return bootDebian(ctx, o, handoff.Config{Kernel: kernel, Image: image, Args: o.appendArgs})
+}
+
+// bootDebian boots the Debian disk (the UEFI-layout one under UEFI) with
+// cfg's firmware and lunboot deliverable.
+func bootDebian(ctx context.Context, o options, cfg handoff.Config) error {
 	start := time.Now()
 	set, err := distro.Build(ctx, distro.Options{NoBuild: true})
 	if err != nil {
@@ -31,6 +38,14 @@ func runDebian(ctx context.Context, o options, kernel, image string) error {
 		return err
 	}
 	sys := set.Debian
+	if cfg.Firmware == qemuvm.UEFI {
+		if set.DebianUEFI == nil {
+			return errors.New("the debian-uefi disk is missing: run `make distro`")
+		}
+		sys = set.DebianUEFI
+	}
+	cfg.System = sys
+	cfg.OnConsole = o.console("guest")
 	fmt.Fprintf(o.stdout, "== disk %s: %s initrd, kernel %s, entry %s\n", sys.Disk, sys.Generator, sys.KernelRelease, sys.Entry)
 	l, err := newLab(ctx, o)
 	if err != nil {
@@ -38,13 +53,20 @@ func runDebian(ctx context.Context, o options, kernel, image string) error {
 	}
 	defer l.Close()
 	fail := func(err error) error { return fmt.Errorf("%w\nlogs in %s", err, l.LogDir()) }
-	m, err := handoff.Start(ctx, l, handoff.Config{Kernel: kernel, Image: image, System: sys, Args: o.appendArgs, OnConsole: o.console("guest")})
+	m, err := handoff.Start(ctx, l, cfg)
 	if err != nil {
 		return fail(err)
 	}
 	defer m.Kill()
-	fmt.Fprintf(o.stdout, "== target %s on %s, LUN 1 = %s; DHCP option 17 %q and nothing else\n== powering on: lunboot, command line %q\n",
-		m.Export.IQN, m.Export.Portal, sys.Disk, m.Export.RootPath(), m.Cmdline)
+	how := fmt.Sprintf("command line %q", m.Cmdline)
+	switch {
+	case cfg.EFI != "":
+		how = cfg.EFI + " as \\EFI\\BOOT\\BOOTX64.EFI on a local ESP, its built-in command line"
+	case cfg.Image == "":
+		how = cfg.Kernel + " alone (no initrd), " + how
+	}
+	fmt.Fprintf(o.stdout, "== target %s on %s, LUN 1 = %s; DHCP option 17 %q and nothing else\n== powering on (%v): lunboot, %s\n",
+		m.Export.IQN, m.Export.Portal, sys.Disk, m.Export.RootPath(), cfg.Firmware, how)
 
 	if err := m.WaitJump(ctx, jumpTimeout); err != nil {
 		fmt.Fprintln(o.stdout)

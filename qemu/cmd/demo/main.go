@@ -6,6 +6,7 @@
 // Usage:
 //
 //	demo [-out out] [-os debian|probe] [-append ARGS] [-quiet]
+//	demo [-firmware bios|uefi] [-image kernel|efi|linuxboot]
 //	demo -os probe [-fixture gpt-bls|mbr|grub-ext4] [-ipxe]
 //	demo -pxe [-fixture gpt-bls|mbr|grub-ext4]
 //
@@ -15,6 +16,15 @@
 // and its login prompt, stops the machine and prints a summary: lunboot's
 // stages and their times, the command line and iBFT the OS received, its
 // iSCSI session and root device.
+//
+// -firmware picks the guest's firmware: bios (SeaBIOS, the default) or
+// uefi (OVMF). -image picks which of lunboot's deliverables boots: kernel
+// (the default: out/vmlinuz and out/lunboot.cpio.xz with -kernel/-initrd),
+// efi (out/lunboot.efi from `make efi`, on a FAT disk's ESP as
+// \EFI\BOOT\BOOTX64.EFI; UEFI only) or linuxboot (out/linuxboot.bzImage
+// from `make linuxboot`, alone, as a LinuxBoot or coreboot payload is
+// entered). They apply to -os debian; under uefi the disk is the Debian
+// system laid out as Debian's UEFI installer leaves it.
 //
 // With -os probe the disk is a fixture carrying the probe OS (`make
 // fixtures`), which logs in again with what it was handed and reports; -ipxe
@@ -44,6 +54,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lunboot/lunboot/internal/qemuvm"
 	"github.com/lunboot/lunboot/qemu/fixtures"
 	"github.com/lunboot/lunboot/qemu/lab"
 )
@@ -58,6 +69,7 @@ func main() {
 // options are the command's flags.
 type options struct {
 	out, osName, fixture, appendArgs string
+	firmware, image                  string
 	ipxe, pxe, quiet                 bool
 	stdout                           io.Writer
 }
@@ -73,11 +85,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&o.ipxe, "ipxe", false, "with -os probe, also boot the MBR disk with iPXE sanboot and compare the times")
 	fs.BoolVar(&o.pxe, "pxe", false, "boot the probe OS through the documented PXE chain (docs/deploy.md): iPXE, lunboot.ipxe over TFTP, lunboot")
 	fs.BoolVar(&o.quiet, "quiet", false, "do not stream the guests' consoles")
+	fs.StringVar(&o.firmware, "firmware", "bios", "the guest's firmware: bios (SeaBIOS) or uefi (OVMF)")
+	fs.StringVar(&o.image, "image", imageKernel, "what boots: kernel (out/vmlinuz + out/lunboot.cpio.xz), efi (out/lunboot.efi from an ESP; uefi only) or linuxboot (out/linuxboot.bzImage alone)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	fw, err := qemuvm.ParseFirmware(o.firmware)
+	if err != nil {
+		return fmt.Errorf("-firmware: %w", err)
+	}
+	if err := checkCombination(o, fw); err != nil {
+		return err
+	}
+	if o.image != imageKernel || fw != qemuvm.BIOS {
+		return runDeliverable(ctx, o, fw)
 	}
 	kernel, image := filepath.Join(o.out, "vmlinuz"), filepath.Join(o.out, "lunboot.cpio.xz")
 	for _, f := range []string{kernel, image} {
