@@ -121,7 +121,24 @@ func build(ctx context.Context, c config, stdout io.Writer) error {
 	logPath := filepath.Join(tree, "build.log")
 	b := &kbuild{ctx: ctx, dir: src, jobs: c.jobs}
 	cold := false
-	if _, err := os.Stat(filepath.Join(tree, ".built")); err != nil {
+	_, errBuilt := os.Stat(filepath.Join(tree, ".built"))
+	_, errConfigured := os.Stat(filepath.Join(tree, ".configured"))
+	switch {
+	case errBuilt != nil && errConfigured == nil:
+		// A cold build that was interrupted (^C, a timeout) after its
+		// configuration: make picks up where it stopped.
+		cold = true
+		fmt.Fprintf(stdout, "resuming the interrupted kernel build in %s (log %s)\n", tree, logPath)
+		lf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return err
+		}
+		defer lf.Close()
+		b.log = lf
+		if err := copyFile(c.initramfs, embedded); err != nil {
+			return err
+		}
+	case errBuilt != nil:
 		cold = true
 		fmt.Fprintf(stdout, "building the kernel from %s with %s (cold: once per machine and fragment; log %s)\n", c.source, c.fragment, logPath)
 		if err := os.RemoveAll(tree); err != nil {
@@ -145,7 +162,10 @@ func build(ctx context.Context, c config, stdout io.Writer) error {
 		if err := configure(b, c.fragment, embedded, want); err != nil {
 			return b.fail(err, logPath)
 		}
-	} else {
+		if err := os.WriteFile(filepath.Join(tree, ".configured"), []byte(recipe+"\n"), 0o644); err != nil {
+			return err
+		}
+	default:
 		fmt.Fprintf(stdout, "relinking the cached kernel %s with the new initramfs %s\n", tree, c.initramfs)
 		lf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 		if err != nil {
