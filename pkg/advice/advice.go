@@ -186,3 +186,31 @@ func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
 }
+
+// LockdownCHAP is what to do when the OS kernel will ignore an iBFT
+// because the machine runs locked down (Secure Boot, or lockdown= on a
+// command line) and the session uses CHAP: the only hand-off left, the
+// command line, would show the secrets to every user in /proc/cmdline.
+func LockdownCHAP() string {
+	return "a locked-down (Secure Boot) OS kernel ignores an iBFT from its initrd, and the command line would show the CHAP secrets to every user in /proc/cmdline: " +
+		"give the OS a real firmware iBFT (boot lunboot from an iPXE or UEFI iSCSI firmware that leaves one), or drop CHAP on this target, " +
+		"or accept the exposure with lunboot.handoff=cmdline (then make the secrets per-machine and rotate them)"
+}
+
+// KexecRefused is what to do when the firmware kernel refused to load the
+// OS kernel (kexec_file_load). lockdown is the firmware kernel's lockdown
+// level ("" or "none" when it is not locked down).
+func KexecRefused(err error, lockdown string) string {
+	locked := lockdown != "" && lockdown != "none"
+	switch {
+	case locked && (errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EKEYREJECTED) || errors.Is(err, syscall.EBADMSG) || errors.Is(err, syscall.ENODATA) || errors.Is(err, syscall.ENOKEY)):
+		return "the OS kernel's signature was refused: lunboot's kernel runs locked down (" + lockdown + ", Secure Boot), so kexec loads only kernels signed by a key it trusts. " +
+			"Boot a signed kernel (your distribution's signed linux-image package, or sign it with sbsign and enroll the key in the firmware's db or MOK), " +
+			"or turn Secure Boot off for this machine"
+	case errors.Is(err, syscall.ENOSYS):
+		return "the firmware kernel lacks kexec_file_load (CONFIG_KEXEC_FILE)"
+	case errors.Is(err, syscall.EKEYREJECTED), errors.Is(err, syscall.ENOKEY):
+		return "the OS kernel's signature was refused (the firmware kernel enforces kexec signatures): boot a kernel signed by a key it trusts"
+	}
+	return "the firmware kernel needs CONFIG_KEXEC_FILE; under Secure Boot lockdown the OS kernel must be signed"
+}

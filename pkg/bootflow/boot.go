@@ -201,6 +201,7 @@ type boot struct {
 
 	kernel, initrd string // copies in TempDir
 	osCmdline      string // the final command line (may hold secrets)
+	lockdown       string // lunboot's own kernel's lockdown level ("" unknown)
 }
 
 // overallTimeout names lunboot.timeout= when it, rather than the stage's

@@ -116,6 +116,7 @@ type lab struct {
 	events   []string
 	failures map[string]error // the Machine call that fails, and how
 	netFails int              // network attempts that fail before one succeeds
+	sysfs    string           // the Sysfs option; a new empty folder when ""
 	device   *fakeDevice
 	loaded   struct {
 		kernel, initrd []byte
@@ -224,10 +225,14 @@ func (l *lab) machine() Machine {
 func (l *lab) boot(extra string, noExec bool) (*recorder, string, error) {
 	con := &recorder{}
 	tmp := l.t.TempDir()
+	sysfs := l.sysfs
+	if sysfs == "" {
+		sysfs = l.t.TempDir()
+	}
 	err := Boot(context.Background(), Options{
 		Console:     con,
 		Cmdline:     strings.TrimSpace("netroot=iscsi:10.0.2.2::3260:0:" + testTarget + " " + extra),
-		Sysfs:       l.t.TempDir(),
+		Sysfs:       sysfs,
 		TempDir:     tmp,
 		NoExec:      noExec,
 		SkipModules: true,

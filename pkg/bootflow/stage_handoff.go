@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/lunboot/lunboot/pkg/advice"
 	"github.com/lunboot/lunboot/pkg/bootcfg"
 	"github.com/lunboot/lunboot/pkg/handoff"
 	"github.com/lunboot/lunboot/pkg/ibft"
@@ -51,6 +52,17 @@ func (b *boot) handoff(ctx context.Context) (string, error) {
 	if sb, err := handoff.SecureBoot(b.o.Sysfs); err == nil {
 		req.SecureBoot = sb
 	}
+	// A locked-down firmware kernel stands for Secure Boot: kexec takes
+	// only signed kernels, and the OS will lock down too and ignore an
+	// iBFT from its initrd, so the hand-off goes by the command line.
+	if lvl, err := handoff.ReadLockdown(b.o.Sysfs); err != nil {
+		b.log.Warn("kernel lockdown unknown", "err", err)
+	} else {
+		b.lockdown, req.Lockdown = lvl, lvl
+		if handoff.LockedDown(lvl) {
+			b.o.Console.Info("  kernel lockdown: %s (Secure Boot): the OS kernel must be signed, and the hand-off goes by the command line", lvl)
+		}
+	}
 	var osInitrd *os.File
 	var size int64
 	if b.initrd != "" {
@@ -79,6 +91,9 @@ func (b *boot) handoff(ctx context.Context) (string, error) {
 			b.o.Console.Info("%s", plan.Capability.Report())
 		}
 		var re *handoff.RefusedError
+		if errors.Is(err, handoff.ErrLockdownSecrets) {
+			return "", permanent(withCheck(err, "%s", advice.LockdownCHAP()))
+		}
 		if errors.As(err, &re) {
 			return "", permanent(withCheck(err, "%s", re.Fix))
 		}

@@ -2,9 +2,28 @@ package bootflow
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"syscall"
+
+	"github.com/lunboot/lunboot/pkg/advice"
+	"github.com/lunboot/lunboot/pkg/handoff"
 )
+
+// isSignatureRefusal reports whether kexec_file_load's error is the
+// kernel refusing the image's signature: kimage_validate_signature
+// (kernel/kexec_file.c) returns EPERM under lockdown when verification
+// failed, or the verifier's own error (EKEYREJECTED, ENOKEY, EBADMSG,
+// ENODATA for an image with no signature) when signatures are enforced.
+func isSignatureRefusal(err error) bool {
+	for _, e := range []error{syscall.EPERM, syscall.EKEYREJECTED, syscall.ENOKEY, syscall.EBADMSG, syscall.ENODATA} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
 
 // kexecLoad is stage 10 (kexec-load): kexec_file_load(2) of the copies.
 // The kernel verifies and stages them now, so that a failure still leaves
@@ -23,8 +42,12 @@ func (b *boot) kexecLoad(ctx context.Context) (string, error) {
 		defer ird.Close()
 	}
 	if err := b.m.KexecLoad(k, ird, b.osCmdline); err != nil {
-		return "", withCheck(fmt.Errorf("kexec_file_load: %w", err),
-			"the firmware kernel needs CONFIG_KEXEC_FILE; under Secure Boot lockdown the OS kernel must be signed")
+		err = fmt.Errorf("kexec_file_load: %w", err)
+		if handoff.LockedDown(b.lockdown) && isSignatureRefusal(err) {
+			// Retrying loads the same unsigned kernel again.
+			return "", permanent(withCheck(fmt.Errorf("the OS kernel's signature was refused: %w", err), "%s", advice.KexecRefused(err, b.lockdown)))
+		}
+		return "", withCheck(err, "%s", advice.KexecRefused(err, b.lockdown))
 	}
 	return fmt.Sprintf("%s loaded", b.entry.Label), nil
 }

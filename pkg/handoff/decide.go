@@ -3,6 +3,8 @@ package handoff
 import (
 	"errors"
 	"fmt"
+
+	"github.com/lunboot/lunboot/pkg/advice"
 )
 
 // Facts are everything the hand-off decision depends on. Decide reads
@@ -35,6 +37,15 @@ type Facts struct {
 	Kernel KernelSupport
 	// SecureBoot is the machine's Secure Boot state.
 	SecureBoot bool
+	// Lockdown is lunboot's own kernel's lockdown level (ReadLockdown):
+	// a locked-down firmware kernel means Secure Boot (or lockdown= on
+	// its command line, which stands in for it), and the OS kernel booted
+	// on that machine locks down too and ignores tables from its initrd.
+	// "" is unknown, taken as not locked down.
+	Lockdown string
+	// OSLockdown is lockdown= on the OS command line (the entry's plus
+	// lunboot.append=): that kernel ignores tables from its initrd.
+	OSLockdown string
 }
 
 // Decision is Decide's answer.
@@ -87,7 +98,12 @@ const (
 //     mode): refuse, unless Force; then note each overridden item.
 //  5. The mode (resolveMode): an explicit lunboot.handoff= is kept or
 //     refused when it cannot work; auto picks both without CHAP and ibft
-//     with CHAP when the OS takes the table, cmdline when it does not.
+//     with CHAP when the OS takes the table, cmdline when it does not —
+//     except with CHAP when the OS ignores the table because it runs
+//     locked down (Secure Boot, lunboot's own lockdown, or lockdown= on
+//     the OS command line): that is refused (ErrLockdownSecrets) rather
+//     than putting the secrets in /proc/cmdline, unless cmdline is asked
+//     for.
 //
 // The Decision is returned with an error too when the initrd check ran, so
 // that the caller can print its report; the error is a *RefusedError.
@@ -140,6 +156,20 @@ func Decide(f Facts) (*Decision, error) {
 
 	// Rule 5.
 	ok, why := f.Kernel.TableAccepted(f.SecureBoot)
+	locked := !ok && f.SecureBoot && f.Kernel.LockdownInSecureBoot == Yes || !ok && f.Kernel.ForcedLockdown == Yes
+	switch {
+	case !ok:
+	case LockedDown(f.Lockdown):
+		ok, why, locked = false, fmt.Sprintf("lunboot's own kernel runs locked down (%s, as under Secure Boot), so the OS kernel will too, and it ignores tables from its initrd", f.Lockdown), true
+	case LockedDown(f.OSLockdown):
+		ok, why, locked = false, fmt.Sprintf("the OS command line has lockdown=%s, and a locked-down kernel ignores tables from its initrd", f.OSLockdown), true
+	}
+	if LockedDown(f.Lockdown) {
+		d.Notes = append(d.Notes, fmt.Sprintf("kernel lockdown: lunboot's kernel runs locked down (%s); the OS kernel must be signed, and it will ignore an iBFT from its initrd", f.Lockdown))
+	}
+	if locked && f.CHAP && f.Requested == ModeAuto {
+		return d, &RefusedError{Err: fmt.Errorf("%w (%s)", ErrLockdownSecrets, why), Fix: advice.LockdownCHAP()}
+	}
 	mode, reason, notes, err := resolveMode(f.Requested, f.CHAP, d.Capability, ok, why)
 	if err != nil {
 		return d, &RefusedError{Err: err, Fix: fixNotReady}

@@ -2,6 +2,8 @@ package handoff
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -59,7 +61,24 @@ func TestDecide(t *testing.T) {
 		{name: "auto, CHAP", facts: Facts{Initrd: deb, CHAP: true}, mode: ModeIBFT, reason: "CHAP secrets stay in the iBFT", note: "not on the command line"},
 		{name: "auto, no iscsi_ibft", facts: Facts{Initrd: debNoIBFT}, mode: ModeCmdline, note: "lacks the iscsi_ibft module"},
 		{name: "auto, CHAP, Secure Boot lockdown", facts: Facts{Initrd: deb, CHAP: true, Kernel: lockdown, SecureBoot: true},
-			mode: ModeCmdline, reason: "cannot take an iBFT", note: "/proc/cmdline"},
+			err: ErrLockdownSecrets, fix: "lunboot.handoff=cmdline"},
+		{name: "auto, Secure Boot lockdown", facts: Facts{Initrd: deb, Kernel: lockdown, SecureBoot: true},
+			mode: ModeCmdline, reason: "cannot take an iBFT", note: "Secure Boot is on"},
+		// lunboot's own lockdown, or lockdown= for the OS.
+		{name: "auto, own lockdown", facts: Facts{Initrd: deb, Lockdown: LockdownIntegrity},
+			mode: ModeCmdline, reason: "cannot take an iBFT", note: "lunboot's own kernel runs locked down (integrity"},
+		{name: "auto, own lockdown none", facts: Facts{Initrd: deb, Lockdown: LockdownNone}, mode: ModeBoth},
+		{name: "auto, OS lockdown=", facts: Facts{Initrd: deb, OSLockdown: LockdownConfidentiality},
+			mode: ModeCmdline, note: "lockdown=confidentiality"},
+		{name: "auto, CHAP, own lockdown", facts: Facts{Initrd: deb, CHAP: true, Lockdown: LockdownIntegrity},
+			err: ErrLockdownSecrets, fix: "lunboot.handoff=cmdline"},
+		{name: "auto, CHAP, OS lockdown=", facts: Facts{Initrd: deb, CHAP: true, OSLockdown: LockdownIntegrity},
+			err: ErrLockdownSecrets, fix: "/proc/cmdline"},
+		{name: "cmdline, CHAP, own lockdown", facts: Facts{Initrd: deb, CHAP: true, Lockdown: LockdownIntegrity, Requested: ModeCmdline},
+			mode: ModeCmdline, reason: "lunboot.handoff=cmdline", note: "/proc/cmdline"},
+		{name: "ibft, own lockdown", facts: Facts{Initrd: deb, Lockdown: LockdownIntegrity, Requested: ModeIBFT}, fix: "rebuild"},
+		{name: "auto, CHAP, no iscsi_ibft (not lockdown)", facts: Facts{Initrd: debNoIBFT, CHAP: true},
+			mode: ModeCmdline, note: "/proc/cmdline"},
 		{name: "auto, CHAP, lockdown config without Secure Boot", facts: Facts{Initrd: deb, CHAP: true, Kernel: lockdown},
 			mode: ModeIBFT},
 		{name: "cmdline, CHAP", facts: Facts{Initrd: deb, CHAP: true, Requested: ModeCmdline}, mode: ModeCmdline, reason: "lunboot.handoff=cmdline", note: "/proc/cmdline"},
@@ -101,5 +120,41 @@ func TestDecide(t *testing.T) {
 				t.Errorf("Decide() notes = %q, want one containing %q", notes, tt.note)
 			}
 		})
+	}
+}
+
+func TestParseLockdown(t *testing.T) {
+	for in, want := range map[string]string{
+		"[none] integrity confidentiality\n": LockdownNone,
+		"none [integrity] confidentiality\n": LockdownIntegrity,
+		"none integrity [confidentiality]":   LockdownConfidentiality,
+	} {
+		if got, err := ParseLockdown(in); err != nil || got != want {
+			t.Errorf("ParseLockdown(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	if got, err := ParseLockdown("none integrity"); err == nil {
+		t.Errorf("ParseLockdown without brackets = %q, want an error", got)
+	}
+	dir := t.TempDir()
+	if got, err := ReadLockdown(dir); err != nil || got != "" {
+		t.Errorf("ReadLockdown(no securityfs) = %q, %v; want \"\", nil", got, err)
+	}
+	writeFile(t, filepath.Join(dir, "kernel/security/lockdown"), "none [integrity] confidentiality\n")
+	if got, err := ReadLockdown(dir); err != nil || got != LockdownIntegrity {
+		t.Errorf("ReadLockdown = %q, %v; want integrity", got, err)
+	}
+	if got := cmdlineLockdown("root=UUID=1 lockdown=integrity quiet"); got != LockdownIntegrity {
+		t.Errorf("cmdlineLockdown = %q, want integrity", got)
+	}
+}
+
+func writeFile(t *testing.T, path, data string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }

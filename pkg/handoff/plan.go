@@ -41,6 +41,8 @@ type Request struct {
 	Kernel KernelSupport
 	// SecureBoot is the machine's Secure Boot state (SecureBoot()).
 	SecureBoot bool
+	// Lockdown is lunboot's own kernel's lockdown level (ReadLockdown).
+	Lockdown string
 }
 
 // Facts returns the facts of the request's decision.
@@ -55,6 +57,8 @@ func (req *Request) Facts() Facts {
 		ExtraBuiltin:  req.ExtraBuiltin,
 		Kernel:        req.Kernel,
 		SecureBoot:    req.SecureBoot,
+		Lockdown:      req.Lockdown,
+		OSLockdown:    cmdlineLockdown(req.Entry),
 	}
 	if req.Info != nil {
 		f.NICModule = req.Info.NIC.Driver

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lunboot/lunboot/internal/qemuvm"
 	"github.com/lunboot/lunboot/internal/testenv"
 	"github.com/lunboot/lunboot/qemu/bootlog"
 	"github.com/lunboot/lunboot/qemu/fixtures"
@@ -117,9 +118,16 @@ type machine struct {
 // first: the shell reads what is typed there.)
 func (s *suite) powerOn(t *testing.T, l *lab.Lab, args string) *machine {
 	t.Helper()
+	return s.powerOnWith(t, l, qemuvm.BIOS, args)
+}
+
+// powerOnWith is powerOn on the named firmware.
+func (s *suite) powerOnWith(t *testing.T, l *lab.Lab, fw qemuvm.Firmware, args string) *machine {
+	t.Helper()
 	raw := filepath.Join(t.TempDir(), "ttyS1.log")
 	vm := labtest.VM(t, l, lab.VMConfig{
-		Name:    "lunboot",
+		Name:     "lunboot",
+		Firmware: fw,
 		Kernel:  s.kernel,
 		Initrd:  s.image,
 		Cmdline: strings.TrimSpace("console=ttyS0 console=ttyS1 " + baseCmdline + " " + args),

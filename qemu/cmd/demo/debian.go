@@ -27,7 +27,7 @@ func runDebian(ctx context.Context, o options, kernel, image string) error {
 }
 
 // bootDebian boots the Debian disk (the UEFI-layout one under UEFI) with
-// cfg's firmware and lunboot deliverable.
+// o's firmware and cfg's lunboot deliverable.
 func bootDebian(ctx context.Context, o options, cfg handoff.Config) error {
 	start := time.Now()
 	set, err := distro.Build(ctx, distro.Options{NoBuild: true})
@@ -38,14 +38,16 @@ func bootDebian(ctx context.Context, o options, cfg handoff.Config) error {
 		return err
 	}
 	sys := set.Debian
-	if cfg.Firmware == qemuvm.UEFI {
-		if set.DebianUEFI == nil {
-			return errors.New("the debian-uefi disk is missing: run `make distro`")
+	if o.firmware == qemuvm.UEFI {
+		// A UEFI machine's Debian: ESP with grub-install's stub.
+		if sys = set.DebianUEFI; sys == nil {
+			return errors.New("no debian-uefi disk: run `make distro`")
 		}
-		sys = set.DebianUEFI
 	}
 	cfg.System = sys
+	cfg.Firmware = o.firmware
 	cfg.OnConsole = o.console("guest")
+	fmt.Fprintf(o.stdout, "== firmware %s\n", o.firmware)
 	fmt.Fprintf(o.stdout, "== disk %s: %s initrd, kernel %s, entry %s\n", sys.Disk, sys.Generator, sys.KernelRelease, sys.Entry)
 	l, err := newLab(ctx, o)
 	if err != nil {

@@ -17,13 +17,16 @@ const (
 	imageLinuxBoot = "linuxboot"
 )
 
-// checkCombination refuses, by name, the -firmware and -image choices
-// that make no sense, before anything starts.
-func checkCombination(o options, fw qemuvm.Firmware) error {
+// checkCombination refuses, by name, the -image choices that make no
+// sense with the other flags, before anything starts. (-image kernel is
+// the classic pair, which every other flag combines with.)
+func checkCombination(o options) error {
 	switch o.image {
-	case imageKernel, imageLinuxBoot:
+	case imageKernel:
+		return nil
+	case imageLinuxBoot:
 	case imageEFI:
-		if fw != qemuvm.UEFI {
+		if o.firmware != qemuvm.UEFI {
 			return fmt.Errorf("-image efi needs -firmware uefi: out/lunboot.efi is an EFI executable, which SeaBIOS cannot start")
 		}
 		if o.appendArgs != "" {
@@ -32,26 +35,19 @@ func checkCombination(o options, fw qemuvm.Firmware) error {
 	default:
 		return fmt.Errorf("-image %q: want kernel, efi or linuxboot", o.image)
 	}
-	if o.image == imageKernel && fw == qemuvm.BIOS {
-		return nil
-	}
-	what := "-image " + o.image
-	if o.image == imageKernel {
-		what = "-firmware " + o.firmware
-	}
 	if o.pxe {
-		return fmt.Errorf("%s boots the Debian disk; -pxe boots out/vmlinuz and out/lunboot.cpio.xz under BIOS only", what)
+		return fmt.Errorf("-image %s boots the Debian disk; -pxe loads out/vmlinuz and out/lunboot.cpio.xz over the network", o.image)
 	}
 	if o.osName != "debian" || o.ipxe {
-		return fmt.Errorf("%s boots -os debian: the probe OS needs lunboot.force=1 and the fixtures are BIOS disks", what)
+		return fmt.Errorf("-image %s boots -os debian only (the probe OS needs lunboot.force=1 on a command line of the demo's choosing)", o.image)
 	}
 	return nil
 }
 
-// runDeliverable boots the Debian disk with the chosen firmware and
-// deliverable.
-func runDeliverable(ctx context.Context, o options, fw qemuvm.Firmware) error {
-	cfg := handoff.Config{Firmware: fw, Args: o.appendArgs}
+// runDeliverable boots the Debian disk from out/lunboot.efi or
+// out/linuxboot.bzImage under o's firmware.
+func runDeliverable(ctx context.Context, o options) error {
+	cfg := handoff.Config{Args: o.appendArgs}
 	need := func(name, by string) (string, error) {
 		p := filepath.Join(o.out, name)
 		if _, err := os.Stat(p); err != nil {
@@ -61,16 +57,12 @@ func runDeliverable(ctx context.Context, o options, fw qemuvm.Firmware) error {
 	}
 	var err error
 	switch o.image {
-	case imageKernel:
-		if cfg.Kernel, err = need("vmlinuz", "make image"); err == nil {
-			cfg.Image, err = need("lunboot.cpio.xz", "make image")
-		}
 	case imageEFI:
 		cfg.EFI, err = need("lunboot.efi", "make efi")
 	case imageLinuxBoot:
 		cfg.Kernel, err = need("linuxboot.bzImage", "make linuxboot")
 	default:
-		err = fmt.Errorf("-image %q: want kernel, efi or linuxboot", o.image)
+		err = fmt.Errorf("-image %q: want efi or linuxboot here", o.image)
 	}
 	if err != nil {
 		return err

@@ -10,32 +10,30 @@ import (
 // TestCheckCombination: every -firmware/-image pair that makes sense is
 // accepted; the others are refused with an error that names the choice.
 func TestCheckCombination(t *testing.T) {
-	debian := options{osName: "debian"}
-	with := func(o options, f func(*options)) options { f(&o); return o }
 	tests := []struct {
 		o    options
-		fw   qemuvm.Firmware
 		want string // "" accepted, else a piece of the error
 	}{
-		{with(debian, func(o *options) { o.image, o.firmware = "kernel", "bios" }), qemuvm.BIOS, ""},
-		{with(debian, func(o *options) { o.image, o.firmware = "kernel", "uefi" }), qemuvm.UEFI, ""},
-		{with(debian, func(o *options) { o.image, o.firmware = "efi", "uefi" }), qemuvm.UEFI, ""},
-		{with(debian, func(o *options) { o.image, o.firmware = "linuxboot", "bios" }), qemuvm.BIOS, ""},
-		{with(debian, func(o *options) { o.image, o.firmware = "linuxboot", "uefi" }), qemuvm.UEFI, ""},
-		{with(debian, func(o *options) { o.image, o.firmware = "efi", "bios" }), qemuvm.BIOS, "-image efi needs -firmware uefi"},
-		{with(debian, func(o *options) { o.image, o.firmware, o.appendArgs = "efi", "uefi", "x=1" }), qemuvm.UEFI, "-image efi takes no -append"},
-		{with(debian, func(o *options) { o.image = "uki" }), qemuvm.BIOS, `-image "uki"`},
-		{with(debian, func(o *options) { o.image, o.firmware, o.pxe = "kernel", "uefi", true }), qemuvm.UEFI, "-firmware uefi boots the Debian disk; -pxe"},
-		{with(debian, func(o *options) { o.image, o.osName = "linuxboot", "probe" }), qemuvm.BIOS, "-image linuxboot boots -os debian"},
-		{with(debian, func(o *options) { o.image, o.pxe = "kernel", true }), qemuvm.BIOS, ""},
+		{options{osName: "debian", image: "kernel", firmware: qemuvm.BIOS}, ""},
+		{options{osName: "debian", image: "kernel", firmware: qemuvm.UEFI}, ""},
+		{options{osName: "debian", image: "efi", firmware: qemuvm.UEFI}, ""},
+		{options{osName: "debian", image: "linuxboot", firmware: qemuvm.BIOS}, ""},
+		{options{osName: "debian", image: "linuxboot", firmware: qemuvm.UEFI}, ""},
+		{options{osName: "probe", image: "kernel", firmware: qemuvm.BIOS, pxe: true}, ""},
+		{options{osName: "debian", image: "efi", firmware: qemuvm.BIOS}, "-image efi needs -firmware uefi"},
+		{options{osName: "debian", image: "efi", firmware: qemuvm.UEFI, appendArgs: "x=1"}, "-image efi takes no -append"},
+		{options{osName: "debian", image: "uki"}, `-image "uki"`},
+		{options{osName: "debian", image: "linuxboot", pxe: true}, "-image linuxboot boots the Debian disk; -pxe"},
+		{options{osName: "probe", image: "linuxboot"}, "-image linuxboot boots -os debian only"},
+		{options{osName: "probe", image: "efi", firmware: qemuvm.UEFI}, "-image efi boots -os debian only"},
 	}
 	for _, tt := range tests {
-		err := checkCombination(tt.o, tt.fw)
+		err := checkCombination(tt.o)
 		switch {
 		case tt.want == "" && err != nil:
-			t.Errorf("checkCombination(-firmware %v -image %s) = %v, want accepted", tt.fw, tt.o.image, err)
+			t.Errorf("checkCombination(%+v) = %v, want accepted", tt.o, err)
 		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
-			t.Errorf("checkCombination(-firmware %v -image %s) = %v, want an error with %q", tt.fw, tt.o.image, err, tt.want)
+			t.Errorf("checkCombination(%+v) = %v, want an error with %q", tt.o, err, tt.want)
 		}
 	}
 }

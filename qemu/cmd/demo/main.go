@@ -5,10 +5,16 @@
 //
 // Usage:
 //
-//	demo [-out out] [-os debian|probe] [-append ARGS] [-quiet]
+//	demo [-out out] [-firmware bios|uefi] [-os debian|probe] [-append ARGS] [-quiet]
 //	demo [-firmware bios|uefi] [-image kernel|efi|linuxboot]
 //	demo -os probe [-fixture gpt-bls|mbr|grub-ext4] [-ipxe]
 //	demo -pxe [-fixture gpt-bls|mbr|grub-ext4]
+//
+// -firmware picks the machine's firmware: bios (SeaBIOS, the default) or
+// uefi (OVMF, Debian package ovmf), which starts lunboot's kernel through
+// its EFI stub. Under uefi, -os debian boots the Debian disk laid out as
+// Debian's UEFI installer leaves it (an ESP whose GRUB stub lunboot
+// follows); -ipxe and -pxe are BIOS only (SeaBIOS's iPXE ROM) and refused.
 //
 // With -os debian (the default) the disk is the lab's Debian 12 system
 // with initramfs-tools and open-iscsi (`make distro`, package qemu/distro).
@@ -17,14 +23,13 @@
 // stages and their times, the command line and iBFT the OS received, its
 // iSCSI session and root device.
 //
-// -firmware picks the guest's firmware: bios (SeaBIOS, the default) or
-// uefi (OVMF). -image picks which of lunboot's deliverables boots: kernel
-// (the default: out/vmlinuz and out/lunboot.cpio.xz with -kernel/-initrd),
-// efi (out/lunboot.efi from `make efi`, on a FAT disk's ESP as
-// \EFI\BOOT\BOOTX64.EFI; UEFI only) or linuxboot (out/linuxboot.bzImage
-// from `make linuxboot`, alone, as a LinuxBoot or coreboot payload is
-// entered). They apply to -os debian; under uefi the disk is the Debian
-// system laid out as Debian's UEFI installer leaves it.
+// -image picks which of lunboot's files boots: kernel (the default:
+// out/vmlinuz and out/lunboot.cpio.xz with -kernel/-initrd), efi
+// (out/lunboot.efi from `make efi`, on a local disk's ESP as
+// \EFI\BOOT\BOOTX64.EFI, with its built-in command line; -firmware uefi
+// only, no -append) or linuxboot (out/linuxboot.bzImage from `make
+// linuxboot`, alone, as a LinuxBoot or coreboot payload is entered). efi
+// and linuxboot boot -os debian only; the refused combinations are named.
 //
 // With -os probe the disk is a fixture carrying the probe OS (`make
 // fixtures`), which logs in again with what it was handed and reports; -ipxe
@@ -46,6 +51,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -69,8 +75,9 @@ func main() {
 // options are the command's flags.
 type options struct {
 	out, osName, fixture, appendArgs string
-	firmware, image                  string
+	image                            string
 	ipxe, pxe, quiet                 bool
+	firmware                         qemuvm.Firmware
 	stdout                           io.Writer
 }
 
@@ -85,7 +92,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&o.ipxe, "ipxe", false, "with -os probe, also boot the MBR disk with iPXE sanboot and compare the times")
 	fs.BoolVar(&o.pxe, "pxe", false, "boot the probe OS through the documented PXE chain (docs/deploy.md): iPXE, lunboot.ipxe over TFTP, lunboot")
 	fs.BoolVar(&o.quiet, "quiet", false, "do not stream the guests' consoles")
-	fs.StringVar(&o.firmware, "firmware", "bios", "the guest's firmware: bios (SeaBIOS) or uefi (OVMF)")
+	firmware := fs.String("firmware", "bios", "the machine's firmware: bios (SeaBIOS) or uefi (OVMF)")
 	fs.StringVar(&o.image, "image", imageKernel, "what boots: kernel (out/vmlinuz + out/lunboot.cpio.xz), efi (out/lunboot.efi from an ESP; uefi only) or linuxboot (out/linuxboot.bzImage alone)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -93,15 +100,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	fw, err := qemuvm.ParseFirmware(o.firmware)
-	if err != nil {
+	var err error
+	if o.firmware, err = qemuvm.ParseFirmware(*firmware); err != nil {
 		return fmt.Errorf("-firmware: %w", err)
 	}
-	if err := checkCombination(o, fw); err != nil {
+	if o.firmware == qemuvm.UEFI {
+		// The iPXE chains boot SeaBIOS's iPXE ROM (legacy sanboot of the
+		// MBR disk, the documented PXE recipe); under OVMF they are not
+		// what the docs describe, and untested.
+		switch {
+		case o.pxe:
+			return errors.New("-firmware uefi -pxe: the documented PXE chain is tested under BIOS only; use -firmware bios")
+		case o.ipxe:
+			return errors.New("-firmware uefi -ipxe: iPXE's sanboot of the MBR disk needs BIOS; use -firmware bios")
+		}
+	}
+	if err := checkCombination(o); err != nil {
 		return err
 	}
-	if o.image != imageKernel || fw != qemuvm.BIOS {
-		return runDeliverable(ctx, o, fw)
+	if o.image != imageKernel {
+		return runDeliverable(ctx, o)
 	}
 	kernel, image := filepath.Join(o.out, "vmlinuz"), filepath.Join(o.out, "lunboot.cpio.xz")
 	for _, f := range []string{kernel, image} {

@@ -39,7 +39,7 @@ func runProbe(ctx context.Context, o options, kernel, image string) error {
 	}
 	fmt.Fprintf(o.stdout, "== target %s, DHCP option 17 %q, option 203 %q\n", disk.Path, exp.RootPath(), probeInitiator)
 
-	lb, err := bootProbe(ctx, l, o.stdout, "lunboot", lab.VMConfig{Name: "lunboot", Kernel: kernel, Initrd: image,
+	lb, err := bootProbe(ctx, l, o.stdout, "lunboot", lab.VMConfig{Name: "lunboot", Firmware: o.firmware, Kernel: kernel, Initrd: image,
 		Cmdline: strings.TrimSpace("console=ttyS0 " + probeArgs + " " + o.appendArgs), OnConsole: o.console("lunboot")})
 	if err != nil {
 		return fmt.Errorf("%w\nlogs in %s", err, l.LogDir())

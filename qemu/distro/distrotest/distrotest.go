@@ -23,7 +23,7 @@ import (
 )
 
 // Tools are the programs a build runs.
-var Tools = []string{"debootstrap", "chroot", "sfdisk", "mkfs.ext4", "cp", "go", "dpkg-query"}
+var Tools = []string{"debootstrap", "chroot", "sfdisk", "mkfs.ext4", "mkfs.vfat", "mcopy", "cp", "go", "dpkg-query"}
 
 // BuildTimeout bounds a cold build (debootstrap, an apt install, three
 // initrds, three disks: 5–10 minutes on the lab machines).
