@@ -36,7 +36,8 @@ efi: image
 ## linuxboot: out/linuxboot.bzImage, a kernel with the drivers built in and
 ## lunboot's image inside, the payload for LinuxBoot or coreboot. Built
 ## from Debian's linux-source-6.1; cached by its inputs in $(CACHE)/linuxboot
-## (cold: about 10 minutes on 2 CPUs; then a relink with each new image).
+## (cold: a kernel compile, once per machine and fragment; after that each
+## new image relinks the cached tree, and the same image only copies).
 linuxboot: image
 	$(GO) run ./initramfs/mklinuxboot -out $(OUT) -cache $(CACHE)
 
