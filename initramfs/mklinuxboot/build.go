@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/lunboot/lunboot/internal/flock"
+	"github.com/lunboot/lunboot/internal/proc"
 )
 
 // defaultSource is where Debian's linux-source-6.1 package puts the tree.
@@ -307,12 +308,27 @@ func (b *kbuild) make(target string) error {
 
 func (b *kbuild) run(name string, args ...string) error {
 	fmt.Fprintf(b.log, "$ %s %s\n", name, strings.Join(args, " "))
-	cmd := exec.CommandContext(b.ctx, name, args...)
-	cmd.Dir = b.dir
-	cmd.Env = append(os.Environ(), buildEnv...)
-	cmd.Stdout = b.log
-	cmd.Stderr = b.log
-	if err := cmd.Run(); err != nil {
+	path, err := exec.LookPath(name)
+	if err != nil {
+		return fmt.Errorf("%s (make deps): %w", name, err)
+	}
+	// kbuild's make forks a make per directory, each with its compilers:
+	// stopping only the top one (as exec.CommandContext would) leaves the
+	// others building, and a resumed build then races them for the same
+	// files (seen: "fixdep: error opening file … .o.d"). So the command
+	// runs in its own process group (package proc), and a cancelled build
+	// stops the whole group; SIGTERM first, on which make deletes the
+	// half-written target.
+	p, err := proc.Start(append([]string{"/usr/bin/env", "-C", b.dir}, append(buildEnv, append([]string{path}, args...)...)...), proc.IO{Stdout: b.log, Stderr: b.log})
+	if err != nil {
+		return err
+	}
+	err = p.Wait(b.ctx)
+	if b.ctx.Err() != nil {
+		p.Stop(5 * time.Second)
+		return fmt.Errorf("%s %s: %w", filepath.Base(name), strings.Join(args, " "), b.ctx.Err())
+	}
+	if err != nil {
 		return fmt.Errorf("%s %s: %w", filepath.Base(name), strings.Join(args, " "), err)
 	}
 	return nil
