@@ -9,7 +9,7 @@ export LUNBOOT_CACHE := $(abspath $(CACHE))
 # Debian's GOAMD64 baseline: the image must run on any x86-64 (and under TCG).
 IMAGE_ENV := GOAMD64=v1 CGO_ENABLED=0
 
-.PHONY: all deps build image fixtures distro test test-full unit demo bench fuzz vet clean
+.PHONY: all deps build image efi linuxboot fixtures distro test test-full unit demo bench fuzz vet clean
 
 all: build
 
@@ -27,6 +27,20 @@ build:
 image: deps
 	$(IMAGE_ENV) $(GO) run ./initramfs/mkimage -out $(OUT) -kernel $(CACHE)/kernel/current
 
+## efi: out/lunboot.efi, one EFI executable (a Unified Kernel Image): the
+## kernel, lunboot's image and a default command line, for an ESP, a USB
+## stick or UEFI HTTP boot.
+efi: image
+	$(GO) run ./initramfs/mkefi -out $(OUT)
+
+## linuxboot: out/linuxboot.bzImage, a kernel with the drivers built in and
+## lunboot's image inside, the payload for LinuxBoot or coreboot. Built
+## from Debian's linux-source-6.1; cached by its inputs in $(CACHE)/linuxboot
+## (cold: a kernel compile, once per machine and fragment; after that each
+## new image relinks the cached tree, and the same image only copies).
+linuxboot: image
+	$(GO) run ./initramfs/mklinuxboot -out $(OUT) -cache $(CACHE)
+
 ## fixtures: the lab's disk images in out/fixtures (cached by content).
 fixtures: deps
 	$(GO) run ./qemu/cmd/mkfixtures -out $(OUT)/fixtures
@@ -37,13 +51,13 @@ distro: deps
 	$(GO) run ./qemu/cmd/mkdistro
 
 ## test: every suite — unit, fuzz seeds, tgtd interop, QEMU end to end.
-test: deps image fixtures distro
+test: deps image efi fixtures distro
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 85m ./...
 
 ## test-full: make test plus the slow end-to-end variants (testenv.Full):
 ## each capability keeps one case in make test, its other variants run here.
-test-full: deps image fixtures distro
+test-full: deps image efi linuxboot fixtures distro
 	$(GO) vet ./...
 	LUNBOOT_FULL=1 $(GO) test -count=1 -timeout 150m ./...
 

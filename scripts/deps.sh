@@ -23,6 +23,8 @@ pkgs=(
   debootstrap                                    # real Debian roots for hand-off tests
   mtools dosfstools e2fsprogs fdisk              # disk fixtures without loop devices
   syslinux syslinux-common extlinux              # MBR/syslinux fixture
+  linux-source-6.1 bc bison flex libelf-dev libssl-dev  # make linuxboot: the kernel source and what building it takes
+  systemd-boot-efi binutils                      # make efi: systemd's EFI stub, objcopy
 )
 # DHCP servers whose own syntax checkers (dhcpd -t, kea-dhcp4 -t) test the
 # example configurations in docs/dhcp/. Installed so that none of them starts:

@@ -18,7 +18,12 @@ import (
 
 // Names of what mkimage writes in the output directory.
 const (
-	imageName  = "lunboot.cpio.xz"
+	imageName = "lunboot.cpio.xz"
+	// flashName is the image without kernel modules, uncompressed: what a
+	// kernel with the drivers built in embeds (CONFIG_INITRAMFS_SOURCE
+	// takes a cpio file as it is; the kernel build compresses it, once,
+	// with the rest of the kernel). make linuxboot reads it.
+	flashName  = "lunboot-nomodules.cpio"
 	kernelName = "vmlinuz"
 	stampName  = ".lunboot.cpio.xz.inputs"
 	// versionName holds the version the image's lunboot was stamped with,
@@ -168,6 +173,9 @@ func build(ctx context.Context, c config, stdout, stderr io.Writer) error {
 	if err := copyFile(fullXZ, imagePath); err != nil {
 		return err
 	}
+	if err := copyFile(base, filepath.Join(c.out, flashName)); err != nil {
+		return err
+	}
 	if err := copyFile(vmlinuz, filepath.Join(c.out, kernelName)); err != nil {
 		return err
 	}
@@ -181,6 +189,7 @@ func build(ctx context.Context, c config, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "image: %s %s (without modules %s of the %s budget; %d modules for %s, %s uncompressed)\n",
 		imagePath, mib(fullSize), mib(baseSize), mib(c.budget), nmods, tree.Release, mib(modBytes))
 	fmt.Fprintf(stdout, "kernel: %s (from %s)\n", filepath.Join(c.out, kernelName), vmlinuz)
+	fmt.Fprintf(stdout, "without modules, uncompressed: %s (%s, for a kernel with the drivers built in: make linuxboot)\n", filepath.Join(c.out, flashName), mib(fileSize(filepath.Join(c.out, flashName))))
 	fmt.Fprintf(stdout, "version: lunboot %s\n", ver)
 	fmt.Fprintf(stdout, "built in %s\n", time.Since(start).Round(100*time.Millisecond))
 	return nil

@@ -147,7 +147,7 @@ func changes(out string, lines []string) []string {
 	if err != nil {
 		return []string{"no previous build in " + out}
 	}
-	for _, n := range []string{imageName, kernelName} {
+	for _, n := range []string{imageName, kernelName, flashName} {
 		if _, err := os.Stat(filepath.Join(out, n)); err != nil {
 			return []string{n + " missing"}
 		}

@@ -7,7 +7,9 @@
 // Description:
 //
 // mkimage writes DIR/lunboot.cpio.xz, a u-root initramfs, and DIR/vmlinuz,
-// the kernel it was built for:
+// the kernel it was built for, and DIR/lunboot-nomodules.cpio, the same
+// image without the modules and uncompressed, which a kernel with the
+// drivers built in embeds (make linuxboot):
 //
 //   - u-root (the `go tool u-root` that the module in initramfs/uroot pins,
 //     run there) builds one busybox-style binary from the commands that

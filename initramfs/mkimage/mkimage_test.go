@@ -228,7 +228,7 @@ func TestChanges(t *testing.T) {
 	if got := changes(out, lines); len(got) == 0 {
 		t.Errorf("changes(empty dir) = nil, want a reason to build")
 	}
-	for _, n := range []string{imageName, kernelName} {
+	for _, n := range []string{imageName, kernelName, flashName} {
 		if err := os.WriteFile(filepath.Join(out, n), nil, 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -243,9 +243,11 @@ func TestChanges(t *testing.T) {
 	if diff := cmp.Diff([]string{"+ src a.go 03", "- src a.go 01"}, got); diff != "" {
 		t.Errorf("changes(edited source) (-want +got):\n%s", diff)
 	}
-	os.Remove(filepath.Join(out, kernelName))
-	if got := changes(out, lines); len(got) == 0 {
-		t.Errorf("changes(vmlinuz missing) = nil, want a rebuild")
+	for _, n := range []string{flashName, kernelName} {
+		os.Remove(filepath.Join(out, n))
+		if got := changes(out, lines); len(got) == 0 {
+			t.Errorf("changes(%s missing) = nil, want a rebuild", n)
+		}
 	}
 }
 

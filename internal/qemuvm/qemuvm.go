@@ -320,6 +320,15 @@ func (c Config) Command() ([]string, error) {
 		if d.Snapshot {
 			opt += ",snapshot=on"
 		}
+		if c.DiskBoot && i == 0 && iface == "virtio" {
+			// bootindex=1 on the disk, as on the NIC for NetBoot: OVMF
+			// orders its boot options by bootindex (QEMU's "bootorder"
+			// fw_cfg file) and ignores -boot; without one it may try
+			// PXE on the NIC first and wait out its DHCP.
+			opt = strings.Replace(opt, ",if=virtio", fmt.Sprintf(",if=none,id=disk%d", i), 1)
+			args = append(args, "-drive", opt, "-device", fmt.Sprintf("virtio-blk-pci,drive=disk%d,bootindex=1", i))
+			continue
+		}
 		args = append(args, "-drive", opt)
 	}
 	switch {

@@ -74,7 +74,8 @@ func TestCommand(t *testing.T) {
 			want: slices.Concat([]string{"qemu-system-x86_64"}, base, []string{
 				"-drive", "if=pflash,format=raw,unit=0,readonly=on,file=" + OVMFCode,
 				"-drive", "if=pflash,format=raw,unit=1,file=/v",
-				"-drive", "file=/esp.img,format=raw,if=virtio",
+				"-drive", "file=/esp.img,format=raw,if=none,id=disk0",
+				"-device", "virtio-blk-pci,drive=disk0,bootindex=1",
 				"-boot", "c"}),
 		},
 	}

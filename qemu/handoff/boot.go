@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"github.com/lunboot/lunboot/qemu/bootlog"
 	"github.com/lunboot/lunboot/qemu/distro"
 	"github.com/lunboot/lunboot/qemu/distro/osproof"
+	"github.com/lunboot/lunboot/qemu/fixtures"
 	"github.com/lunboot/lunboot/qemu/lab"
 )
 
@@ -33,8 +35,17 @@ const loginExpr = `^lunboot-[\w-]+ login: `
 // Config describes one boot of a lab distribution through lunboot.
 type Config struct {
 	// Kernel and Image are lunboot's boot image (out/vmlinuz and
-	// out/lunboot.cpio.xz from `make image`).
+	// out/lunboot.cpio.xz from `make image`). Image is empty for a kernel
+	// with lunboot inside (out/linuxboot.bzImage from `make linuxboot`),
+	// entered with no initrd as a LinuxBoot or coreboot payload is.
 	Kernel, Image string
+	// EFI, instead of Kernel and Image, is an EFI executable with lunboot
+	// inside (out/lunboot.efi from `make efi`): the guest gets a local
+	// disk whose ESP holds it as \EFI\BOOT\BOOTX64.EFI, the path UEFI
+	// firmware boots without a boot option, and boots from it. It carries
+	// its own command line: Args and RawConsole must be empty. Needs
+	// Firmware qemuvm.UEFI.
+	EFI string
 	// System is the disk exported as LUN 1 (tgtd) or LUN 0 (LIO).
 	System *distro.System
 	// LIO boots from the lab's LIO target VM (lab.StartLIO) instead of
@@ -134,6 +145,16 @@ func Start(ctx context.Context, l *lab.Lab, cfg Config) (*Machine, error) {
 	if cfg.System == nil {
 		return nil, errors.New("handoff: Config.System is required")
 	}
+	if cfg.EFI != "" {
+		switch {
+		case cfg.Firmware != qemuvm.UEFI:
+			return nil, fmt.Errorf("handoff: an EFI executable (%s) needs UEFI firmware, not %v", cfg.EFI, cfg.Firmware)
+		case cfg.Kernel != "" || cfg.Image != "":
+			return nil, errors.New("handoff: set either EFI or Kernel and Image")
+		case cfg.Args != "" || cfg.RawConsole != "" || cfg.Network != (Network{}):
+			return nil, errors.New("handoff: an EFI executable carries its own command line: no Args, RawConsole or Network")
+		}
+	}
 	iqn := cfg.IQN
 	if iqn == "" {
 		iqn = "iqn.2026-11.org.lunboot.lab:" + cfg.System.Name
@@ -204,6 +225,14 @@ func Start(ctx context.Context, l *lab.Lab, cfg Config) (*Machine, error) {
 	}
 	cfg.Args = args
 	vc := vmConfig(cfg, "")
+	if cfg.EFI != "" {
+		esp := filepath.Join(l.WorkDir(), "esp-"+vc.Name+".img")
+		if err := fixtures.ESP(ctx, esp, map[string]string{`/EFI/BOOT/BOOTX64.EFI`: cfg.EFI}); err != nil {
+			return nil, err
+		}
+		vc.Kernel, vc.Cmdline, vc.DiskBoot = "", "", true
+		vc.Drives = []qemuvm.Drive{{File: esp, Snapshot: true}}
+	}
 	vm, err := l.StartVM(ctx, vc)
 	if err != nil {
 		return nil, err

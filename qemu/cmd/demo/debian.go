@@ -27,6 +27,13 @@ const (
 // DHCP option 17, or over scenario s's lab network, waits for the OS's proof
 // and its login prompt, and prints the summary.
 func runDebian(ctx context.Context, o options, kernel, image string, s *scenario) error {
+	return bootDebian(ctx, o, handoff.Config{Kernel: kernel, Image: image}, s)
+}
+
+// bootDebian boots the Debian disk (the UEFI-layout one under UEFI) with
+// o's firmware and cfg's lunboot deliverable (Kernel and Image, Kernel
+// alone, or EFI), over scenario s's lab network when s is not nil.
+func bootDebian(ctx context.Context, o options, cfg handoff.Config, s *scenario) error {
 	carry := o.osName == "noiscsi"
 	start := time.Now()
 	set, err := distro.Build(ctx, distro.Options{NoBuild: true})
@@ -49,6 +56,9 @@ func runDebian(ctx context.Context, o options, kernel, image string, s *scenario
 			return errors.New("no debian-uefi disk: run `make distro`")
 		}
 	}
+	cfg.System = sys
+	cfg.Firmware = o.firmware
+	cfg.OnConsole = o.console("guest")
 	fmt.Fprintf(o.stdout, "== firmware %s\n", o.firmware)
 	fmt.Fprintf(o.stdout, "== disk %s: %s initrd, kernel %s, entry %s\n", sys.Disk, sys.Generator, sys.KernelRelease, sys.Entry)
 	var nw handoff.Network
@@ -57,10 +67,13 @@ func runDebian(ctx context.Context, o options, kernel, image string, s *scenario
 		fmt.Fprintf(o.stdout, "== scenario %s: %s\n", s.name, s.about)
 		nw, adjust = s.network, s.lab
 	}
-	args := o.appendArgs
-	if s != nil {
-		args = strings.TrimSpace(s.args + " " + args)
+	if cfg.EFI == "" { // an EFI executable carries its own command line
+		cfg.Args = o.appendArgs
+		if s != nil {
+			cfg.Args = strings.TrimSpace(s.args + " " + cfg.Args)
+		}
 	}
+	cfg.Network = nw
 	l, err := newLab(ctx, o, adjust)
 	if err != nil {
 		return err
@@ -71,7 +84,8 @@ func runDebian(ctx context.Context, o options, kernel, image string, s *scenario
 	if lio {
 		fmt.Fprintf(o.stdout, "== starting the LIO target VM (a second guest; about a minute under TCG)\n")
 	}
-	m, err := handoff.Start(ctx, l, handoff.Config{Kernel: kernel, Image: image, System: sys, Args: args, Firmware: o.firmware, OnConsole: o.console("guest"), Network: nw, LIO: lio})
+	cfg.LIO = lio
+	m, err := handoff.Start(ctx, l, cfg)
 	if err != nil {
 		return fail(err)
 	}
@@ -85,8 +99,15 @@ func runDebian(ctx context.Context, o options, kernel, image string, s *scenario
 	case nw.TargetHost != "":
 		how = fmt.Sprintf("DHCP option 17 %q, its host name resolved by the lab's DNS", m.RootPath)
 	}
-	fmt.Fprintf(o.stdout, "== target %s (%s) on %s, LUN %d = %s; %s\n== powering on: lunboot, command line %q\n",
-		m.Export.IQN, o.target, m.Export.Portal, m.Export.LUNBase, sys.Disk, how, m.Cmdline)
+	deliverable := fmt.Sprintf("command line %q", m.Cmdline)
+	switch {
+	case cfg.EFI != "":
+		deliverable = cfg.EFI + " as \\EFI\\BOOT\\BOOTX64.EFI on a local ESP, its built-in command line"
+	case cfg.Image == "":
+		deliverable = cfg.Kernel + " alone (no initrd), " + deliverable
+	}
+	fmt.Fprintf(o.stdout, "== target %s (%s) on %s, LUN %d = %s; %s\n== powering on (%v): lunboot, %s\n",
+		m.Export.IQN, o.target, m.Export.Portal, m.Export.LUNBase, sys.Disk, how, cfg.Firmware, deliverable)
 
 	if err := m.WaitJump(ctx, jumpTimeout); err != nil {
 		fmt.Fprintln(o.stdout)

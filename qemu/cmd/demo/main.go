@@ -5,8 +5,8 @@
 //
 // Usage:
 //
-//	demo [-out out] [-firmware bios|uefi] [-os debian|dracut|noiscsi|probe] [-target tgtd|lio] [-append ARGS] [-quiet]
-//	demo -scenario vlan|dns|static [-os debian|dracut]
+//	demo [-out out] [-firmware bios|uefi] [-image kernel|efi|linuxboot] [-os debian|dracut|noiscsi|probe] [-target tgtd|lio] [-append ARGS] [-quiet]
+//	demo -scenario vlan|dns|static|ipv6|multipath [-os debian|dracut|probe]
 //	demo -os probe [-fixture gpt-bls|mbr|grub-ext4] [-ipxe]
 //	demo -pxe [-fixture gpt-bls|mbr|grub-ext4]
 //	demo -scenario multipath [-os probe] [-fixture …]
@@ -30,15 +30,24 @@
 // -scenario boots a Debian disk over one of the lab networks of issue 14:
 // vlan (the target and DHCP only on tagged VLAN 100; the dracut disk, since
 // an initramfs-tools initrd cannot configure a VLAN), dns (the portal named
-// by host name, resolved through the lease's DNS server) and static (no
-// DHCP server at all, a static ip= and netroot=). Combinations that cannot
-// work are refused by name.
+// by host name, resolved through the lease's DNS server), static (no
+// DHCP server at all, a static ip= and netroot=), ipv6 (an IPv6-only lab,
+// the dracut disk) and multipath (two portals, the first killed; the probe
+// OS). Combinations that cannot work are refused by name.
 //
 // -target lio serves the Debian disk from LIO, the Linux kernel's target, in
 // the lab's target VM (a second QEMU guest), as a storage appliance would:
 // the disk at LUN 0 and an ACL admitting lunboot's default initiator name.
 // tgtd is the default; -target lio goes with -os debian only (the probe,
 // iPXE and PXE demos run on tgtd).
+//
+// -image picks which of lunboot's files boots: kernel (the default:
+// out/vmlinuz and out/lunboot.cpio.xz with -kernel/-initrd), efi
+// (out/lunboot.efi from `make efi`, on a local disk's ESP as
+// \EFI\BOOT\BOOTX64.EFI, with its built-in command line; -firmware uefi
+// only, no -append) or linuxboot (out/linuxboot.bzImage from `make
+// linuxboot`, alone, as a LinuxBoot or coreboot payload is entered). efi
+// and linuxboot boot -os debian only; the refused combinations are named.
 //
 // With -os probe the disk is a fixture carrying the probe OS (`make
 // fixtures`), which logs in again with what it was handed and reports; -ipxe
@@ -91,7 +100,7 @@ func main() {
 // options are the command's flags.
 type options struct {
 	out, osName, fixture, appendArgs, scenario string
-	image, target                              string
+	image, cpio, target                        string
 	ipxe, pxe, quiet                           bool
 	runs                                       int
 	firmware                                   qemuvm.Firmware
@@ -107,13 +116,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.scenario, "scenario", "", "boot a Debian disk over a lab network of issue 14: "+scenarioNames())
 	fs.StringVar(&o.fixture, "fixture", fixtures.GPTBLS, "with -os probe, the disk to boot: "+strings.Join([]string{fixtures.GPTBLS, fixtures.MBR, fixtures.GRUBExt4}, ", "))
 	fs.StringVar(&o.appendArgs, "append", "", "extra kernel arguments for the lunboot image")
-	fs.StringVar(&o.image, "image", "", "the lunboot image to boot (default <out>/lunboot.cpio.xz), for comparing builds of it")
+	fs.StringVar(&o.cpio, "cpio", "", "with -image kernel, the lunboot initramfs to boot (default <out>/lunboot.cpio.xz), for comparing builds of it")
 	fs.StringVar(&o.target, "target", "tgtd", "the iSCSI target serving the disk: tgtd (in the lab's namespace) or lio (the Linux kernel's target in a VM; -os debian only)")
 	fs.BoolVar(&o.ipxe, "ipxe", false, "with -os probe, also boot the MBR disk with iPXE sanboot and compare the times")
 	fs.BoolVar(&o.pxe, "pxe", false, "boot the probe OS through the documented PXE chain (docs/deploy.md): iPXE, lunboot.ipxe over TFTP, lunboot")
 	fs.BoolVar(&o.quiet, "quiet", false, "do not stream the guests' consoles")
 	fs.IntVar(&o.runs, "runs", 1, "with -os probe, boot this many times (each path) and give medians and ranges in the timeline")
 	firmware := fs.String("firmware", "bios", "the machine's firmware: bios (SeaBIOS) or uefi (OVMF)")
+	fs.StringVar(&o.image, "image", imageKernel, "what boots: kernel (out/vmlinuz + out/lunboot.cpio.xz), efi (out/lunboot.efi from an ESP; uefi only) or linuxboot (out/linuxboot.bzImage alone)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -138,13 +148,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch o.target {
 	case "tgtd":
 	case "lio":
-		if o.pxe || o.osName != "debian" || o.ipxe || o.scenario != "" || o.firmware != qemuvm.BIOS {
-			return fmt.Errorf("-target lio boots the Debian disk under BIOS only: it does not go with -os %s, -scenario, -firmware uefi, -pxe or -ipxe (those demos run on tgtd)", o.osName)
+		if o.pxe || o.osName != "debian" || o.ipxe || o.scenario != "" || o.firmware != qemuvm.BIOS || o.image != imageKernel {
+			return fmt.Errorf("-target lio boots the Debian disk under BIOS with -image kernel only: it does not go with -os %s, -scenario, -firmware uefi, -image efi|linuxboot, -pxe or -ipxe (those demos run on tgtd)", o.osName)
 		}
 	default:
 		return fmt.Errorf("-target %q: want tgtd or lio", o.target)
 	}
-	kernel, image := filepath.Join(o.out, "vmlinuz"), cmp.Or(o.image, filepath.Join(o.out, "lunboot.cpio.xz"))
+	if err := checkCombination(o); err != nil {
+		return err
+	}
+	if o.image != imageKernel {
+		return runDeliverable(ctx, o)
+	}
+	kernel, image := filepath.Join(o.out, "vmlinuz"), cmp.Or(o.cpio, filepath.Join(o.out, "lunboot.cpio.xz"))
 	for _, f := range []string{kernel, image} {
 		if _, err := os.Stat(f); err != nil {
 			return fmt.Errorf("%w (run `make image`)", err)

@@ -17,7 +17,7 @@ func TestRefusedCombinations(t *testing.T) {
 		{[]string{"-firmware", "uefi", "-pxe"}, "-firmware uefi -pxe"},
 		{[]string{"-firmware", "uefi", "-os", "probe", "-ipxe"}, "-firmware uefi -ipxe"},
 		{[]string{"-firmware", "coreboot"}, `unknown firmware "coreboot"`},
-		{[]string{"-target", "lio", "-os", "probe"}, "-target lio boots the Debian disk under BIOS only"},
+		{[]string{"-target", "lio", "-os", "probe"}, "-target lio boots the Debian disk under BIOS"},
 		{[]string{"-target", "lio", "-pxe"}, "-pxe"},
 		{[]string{"-target", "lio", "-os", "probe", "-ipxe"}, "-ipxe"},
 		{[]string{"-target", "lio", "-firmware", "uefi"}, "-firmware uefi"},
