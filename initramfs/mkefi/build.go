@@ -11,6 +11,9 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/lunboot/lunboot/internal/bytesize"
+	"github.com/lunboot/lunboot/internal/fsutil"
 )
 
 const (
@@ -112,11 +115,11 @@ func build(ctx context.Context, c config, stdout io.Writer) error {
 	if err := os.MkdirAll(c.out, 0o755); err != nil {
 		return err
 	}
-	if err := copyFile(tmpOut, out); err != nil {
+	if err := fsutil.CopyFile(tmpOut, out); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "efi: %s %s (kernel %s, initrd %s, cmdline %q, lunboot %s) in %s\n",
-		out, mib(fileSize(out)), c.kernel, orNone(c.initrd), c.cmdline, ver, time.Since(start).Round(100*time.Millisecond))
+		out, bytesize.MiB(fsutil.Size(out)), c.kernel, orNone(c.initrd), c.cmdline, ver, time.Since(start).Round(100*time.Millisecond))
 	return nil
 }
 
@@ -235,36 +238,3 @@ func orNone(s string) string {
 	}
 	return s
 }
-
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	tmp := dst + ".tmp"
-	out, err := os.Create(tmp)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("copy %s to %s: %w", src, dst, err)
-	}
-	if err := out.Close(); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return os.Rename(tmp, dst)
-}
-
-func fileSize(p string) int64 {
-	st, err := os.Stat(p)
-	if err != nil {
-		return 0
-	}
-	return st.Size()
-}
-
-func mib(n int64) string { return fmt.Sprintf("%.2f MiB", float64(n)/(1<<20)) }

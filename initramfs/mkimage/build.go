@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lunboot/lunboot/internal/bytesize"
+	"github.com/lunboot/lunboot/internal/fsutil"
 	"github.com/lunboot/lunboot/internal/version"
 	"github.com/lunboot/lunboot/internal/version/vcs"
 	"github.com/lunboot/lunboot/pkg/kmod/depmod"
@@ -107,7 +109,7 @@ func build(ctx context.Context, c config, stdout, stderr io.Writer) error {
 	imagePath := filepath.Join(c.out, imageName)
 	diff := changes(c.out, in)
 	if !c.force && diff == nil {
-		fmt.Fprintf(stdout, "image up to date: %s (%s, kernel %s)\n", imagePath, mib(fileSize(imagePath)), tree.Release)
+		fmt.Fprintf(stdout, "image up to date: %s (%s, kernel %s)\n", imagePath, bytesize.MiB(fsutil.Size(imagePath)), tree.Release)
 		return nil
 	}
 	if !c.force {
@@ -160,9 +162,9 @@ func build(ctx context.Context, c config, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	baseSize, fullSize := fileSize(baseXZ), fileSize(fullXZ)
+	baseSize, fullSize := fsutil.Size(baseXZ), fsutil.Size(fullXZ)
 	if baseSize > c.budget {
-		return fmt.Errorf("the image without modules is %s compressed, over the %s budget: drop commands from %s/tools.go or find what grew in lunboot (go tool nm -size -sort size)", mib(baseSize), mib(c.budget), urootModule)
+		return fmt.Errorf("the image without modules is %s compressed, over the %s budget: drop commands from %s/tools.go or find what grew in lunboot (go tool nm -size -sort size)", bytesize.MiB(baseSize), bytesize.MiB(c.budget), urootModule)
 	}
 
 	// 4. Publish: the image, the kernel, then the stamp.
@@ -170,13 +172,13 @@ func build(ctx context.Context, c config, stdout, stderr io.Writer) error {
 		return err
 	}
 	os.Remove(filepath.Join(c.out, stampName))
-	if err := copyFile(fullXZ, imagePath); err != nil {
+	if err := fsutil.CopyFile(fullXZ, imagePath); err != nil {
 		return err
 	}
-	if err := copyFile(base, filepath.Join(c.out, flashName)); err != nil {
+	if err := fsutil.CopyFile(base, filepath.Join(c.out, flashName)); err != nil {
 		return err
 	}
-	if err := copyFile(vmlinuz, filepath.Join(c.out, kernelName)); err != nil {
+	if err := fsutil.CopyFile(vmlinuz, filepath.Join(c.out, kernelName)); err != nil {
 		return err
 	}
 	if err := os.WriteFile(filepath.Join(c.out, versionName), []byte(ver.String()+"\n"), 0o644); err != nil {
@@ -187,9 +189,9 @@ func build(ctx context.Context, c config, stdout, stderr io.Writer) error {
 	}
 
 	fmt.Fprintf(stdout, "image: %s %s (without modules %s of the %s budget; %d modules for %s, %s uncompressed)\n",
-		imagePath, mib(fullSize), mib(baseSize), mib(c.budget), nmods, tree.Release, mib(modBytes))
+		imagePath, bytesize.MiB(fullSize), bytesize.MiB(baseSize), bytesize.MiB(c.budget), nmods, tree.Release, bytesize.MiB(modBytes))
 	fmt.Fprintf(stdout, "kernel: %s (from %s)\n", filepath.Join(c.out, kernelName), vmlinuz)
-	fmt.Fprintf(stdout, "without modules, uncompressed: %s (%s, for a kernel with the drivers built in: make linuxboot)\n", filepath.Join(c.out, flashName), mib(fileSize(filepath.Join(c.out, flashName))))
+	fmt.Fprintf(stdout, "without modules, uncompressed: %s (%s, for a kernel with the drivers built in: make linuxboot)\n", filepath.Join(c.out, flashName), bytesize.MiB(fsutil.Size(filepath.Join(c.out, flashName))))
 	fmt.Fprintf(stdout, "version: lunboot %s\n", ver)
 	fmt.Fprintf(stdout, "built in %s\n", time.Since(start).Round(100*time.Millisecond))
 	return nil
@@ -319,39 +321,6 @@ func checkXZ(path string) error {
 	}
 	return nil
 }
-
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	tmp := dst + ".tmp"
-	out, err := os.Create(tmp)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("copy %s to %s: %w", src, dst, err)
-	}
-	if err := out.Close(); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return os.Rename(tmp, dst)
-}
-
-func fileSize(p string) int64 {
-	st, err := os.Stat(p)
-	if err != nil {
-		return 0
-	}
-	return st.Size()
-}
-
-func mib(n int64) string { return fmt.Sprintf("%.2f MiB", float64(n)/(1<<20)) }
 
 func shortNames(pkgs []string) string {
 	var s []string

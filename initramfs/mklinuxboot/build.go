@@ -15,7 +15,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lunboot/lunboot/internal/bytesize"
 	"github.com/lunboot/lunboot/internal/flock"
+	"github.com/lunboot/lunboot/internal/fsutil"
 	"github.com/lunboot/lunboot/internal/proc"
 )
 
@@ -96,7 +98,7 @@ func build(ctx context.Context, c config, stdout io.Writer) error {
 		if err := publish(cached, outPath, c.budget); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "linuxboot up to date: %s %s (from %s)\n", outPath, sizeNote(fileSize(outPath), c.budget), cached)
+		fmt.Fprintf(stdout, "linuxboot up to date: %s %s (from %s)\n", outPath, sizeNote(fsutil.Size(outPath), c.budget), cached)
 		return nil
 	}
 
@@ -113,7 +115,7 @@ func build(ctx context.Context, c config, stdout io.Writer) error {
 		if err := publish(cached, outPath, c.budget); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "linuxboot up to date: %s %s\n", outPath, sizeNote(fileSize(outPath), c.budget))
+		fmt.Fprintf(stdout, "linuxboot up to date: %s %s\n", outPath, sizeNote(fsutil.Size(outPath), c.budget))
 		return nil
 	}
 
@@ -136,7 +138,7 @@ func build(ctx context.Context, c config, stdout io.Writer) error {
 		}
 		defer lf.Close()
 		b.log = lf
-		if err := copyFile(c.initramfs, embedded); err != nil {
+		if err := fsutil.CopyFile(c.initramfs, embedded); err != nil {
 			return err
 		}
 	case errBuilt != nil:
@@ -154,7 +156,7 @@ func build(ctx context.Context, c config, stdout io.Writer) error {
 		}
 		defer lf.Close()
 		b.log = lf
-		if err := copyFile(c.initramfs, embedded); err != nil {
+		if err := fsutil.CopyFile(c.initramfs, embedded); err != nil {
 			return err
 		}
 		if err := b.run("tar", "-xJf", c.source, "-C", src, "--strip-components=1"); err != nil {
@@ -176,7 +178,7 @@ func build(ctx context.Context, c config, stdout io.Writer) error {
 		b.log = lf
 		// The config names this path: kbuild sees a newer file and
 		// regenerates usr/initramfs_data.o, then links vmlinux again.
-		if err := copyFile(c.initramfs, embedded); err != nil {
+		if err := fsutil.CopyFile(c.initramfs, embedded); err != nil {
 			return err
 		}
 	}
@@ -194,11 +196,11 @@ func build(ctx context.Context, c config, stdout io.Writer) error {
 	if err := os.MkdirAll(filepath.Dir(cached), 0o755); err != nil {
 		return err
 	}
-	if err := copyFile(bz, cached); err != nil {
+	if err := fsutil.CopyFile(bz, cached); err != nil {
 		return err
 	}
 	prune(filepath.Dir(cached), 8)
-	if err := copyFile(filepath.Join(src, ".config"), filepath.Join(c.out, outConfigName)); err != nil {
+	if err := fsutil.CopyFile(filepath.Join(src, ".config"), filepath.Join(c.out, outConfigName)); err != nil {
 		return err
 	}
 	if err := publish(cached, outPath, c.budget); err != nil {
@@ -208,7 +210,7 @@ func build(ctx context.Context, c config, stdout io.Writer) error {
 	if cold {
 		what = "built cold"
 	}
-	fmt.Fprintf(stdout, "linuxboot: %s %s\n", outPath, sizeNote(fileSize(outPath), c.budget))
+	fmt.Fprintf(stdout, "linuxboot: %s %s\n", outPath, sizeNote(fsutil.Size(outPath), c.budget))
 	fmt.Fprintf(stdout, "kernel %s in %s with %d jobs (make bzImage %s); its config: %s\n", what, time.Since(start).Round(time.Second), c.jobs, took, filepath.Join(c.out, outConfigName))
 	return nil
 }
@@ -347,14 +349,14 @@ func (b *kbuild) fail(err error, logPath string) error {
 // publish copies the cached bzImage to the output, unless it is over the
 // budget.
 func publish(cached, out string, budget int64) error {
-	if n := fileSize(cached); n > budget {
-		return fmt.Errorf("%s is %s, over the %s budget for the flash: drop drivers from the fragment or commands from the image", cached, mib(n), mib(budget))
+	if n := fsutil.Size(cached); n > budget {
+		return fmt.Errorf("%s is %s, over the %s budget for the flash: drop drivers from the fragment or commands from the image", cached, bytesize.MiB(n), bytesize.MiB(budget))
 	}
-	return copyFile(cached, out)
+	return fsutil.CopyFile(cached, out)
 }
 
 func sizeNote(n, budget int64) string {
-	return fmt.Sprintf("%s (%d bytes; budget %s)", mib(n), n, mib(budget))
+	return fmt.Sprintf("%s (%d bytes; budget %s)", bytesize.MiB(n), n, bytesize.MiB(budget))
 }
 
 // prune keeps the newest keep files of dir.
@@ -404,38 +406,3 @@ func fileSHA256(path string) (string, error) {
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
-
-// copyFile copies src to dst through a temporary file, so that dst is
-// either the old file or the whole new one.
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	tmp := dst + ".tmp"
-	out, err := os.Create(tmp)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("copy %s to %s: %w", src, dst, err)
-	}
-	if err := out.Close(); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return os.Rename(tmp, dst)
-}
-
-func fileSize(p string) int64 {
-	st, err := os.Stat(p)
-	if err != nil {
-		return 0
-	}
-	return st.Size()
-}
-
-func mib(n int64) string { return fmt.Sprintf("%.2f MiB", float64(n)/(1<<20)) }

@@ -20,3 +20,7 @@ func Format(n int64) string {
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
+
+// MiB formats n in MiB with two decimals, as the build tools report image
+// sizes against budgets given in MiB ("6.06 MiB").
+func MiB(n int64) string { return fmt.Sprintf("%.2f MiB", float64(n)/(1<<20)) }

@@ -26,3 +26,9 @@ func TestFormat(t *testing.T) {
 		}
 	}
 }
+
+func TestMiB(t *testing.T) {
+	if got := MiB(6356992); got != "6.06 MiB" {
+		t.Errorf("MiB(6356992) = %q, want %q", got, "6.06 MiB")
+	}
+}
