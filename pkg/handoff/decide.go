@@ -102,7 +102,8 @@ const (
 	fixNoInitrd         = "give the entry an initrd built with iSCSI support, or boot with lunboot.force=1"
 	fixNotReady         = "rebuild the OS initrd with iSCSI support (see above), or boot with lunboot.force=1 to kexec anyway"
 	fixCarryNoInitrd    = "carry-in appends to the entry's initrd: give the entry one (any initramfs-tools initrd), or use another lunboot.handoff="
-	fixVLAN             = "boot this OS from an untagged (access) switch port, or build its initrd with dracut (network-legacy or NetworkManager), which configures VLANs; lunboot.force=1 does not help, since nothing in the initrd can tag the traffic (carrying lunboot's session into the OS, the carry-in hand-off, is the future way)"
+	fixVLAN             = "boot this OS from an untagged (access) switch port, or build its initrd with dracut (network-legacy or NetworkManager), which configures VLANs; lunboot.force=1 does not help, since nothing in the initrd can tag the traffic, and the carry-in hand-off does not configure VLANs yet"
+	errCarryVLAN        = "the boot NIC is on a VLAN, and carry-in does not configure VLANs yet (the carried daemon brings the NIC up untagged)"
 )
 
 // Decide chooses the hand-off from the facts. The rules apply in this
@@ -130,13 +131,21 @@ const (
 //     for.
 //
 // lunboot.handoff=carry skips rules 1–5: it needs an inspected initrd to
-// append to and Carry.OK, and is refused otherwise. Under auto, rule 4
+// append to and Carry.OK, and is refused otherwise; on a VLAN carry-in
+// is never OK (the carried daemon does not tag its traffic yet). Under auto, rule 4
 // becomes carry instead of a refusal when Carry.OK and Force is not set
 // (lunboot.force=1 keeps the old meaning: kexec anyway, unverified).
 //
 // The Decision is returned with an error too when the initrd check ran, so
 // that the caller can print its report; the error is a *RefusedError.
 func Decide(f Facts) (*Decision, error) {
+	if f.VLAN != 0 && f.Carry.OK {
+		// The carried daemon brings the NIC up by its MAC, untagged, and
+		// carries no 8021q: on a trunk port it would never reach the
+		// target. Until it configures VLANs, carry-in cannot work there,
+		// asked for or chosen by auto (rule 4b then refuses).
+		f.Carry = CarryCheck{Why: errCarryVLAN, Fix: fixVLAN}
+	}
 	if f.Requested == ModeCarry {
 		return decideCarry(f)
 	}

@@ -105,6 +105,8 @@ func TestDecide(t *testing.T) {
 		{name: "carry requested", facts: Facts{Initrd: deb, Carry: carryOK, Requested: ModeCarry}, mode: ModeCarry, gen: GeneratorInitramfsTools, reason: "lunboot.handoff=carry"},
 		{name: "carry requested, impossible", facts: Facts{Initrd: debBare, Carry: carryNo, Requested: ModeCarry}, fix: "install the modules"},
 		{name: "carry requested, no initrd", facts: Facts{Carry: carryOK, Requested: ModeCarry}, fix: "carry-in appends to the entry's initrd"},
+		{name: "no open-iscsi, carry possible but VLAN", facts: Facts{Initrd: debBare, Carry: carryOK, VLAN: 100}, err: ErrNotReady, note: "carry-in cannot work either: the boot NIC is on a VLAN"},
+		{name: "carry requested, VLAN", facts: Facts{Initrd: deb, Carry: carryOK, Requested: ModeCarry, VLAN: 100}, fix: "untagged (access) switch port"},
 		{name: "carry requested, unreadable", facts: Facts{InspectErr: unreadable, Carry: carryOK, Requested: ModeCarry}, err: unreadable},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -116,6 +118,9 @@ func TestDecide(t *testing.T) {
 				}
 				if errors.Is(err, ErrNotReady) && (d == nil || d.Capability == nil) {
 					t.Errorf("Decide() refused for missing items without the Capability to report them")
+				}
+				if tt.note != "" && (d == nil || !strings.Contains(strings.Join(d.Notes, "\n"), tt.note)) {
+					t.Errorf("Decide() refused with decision %+v, want a note containing %q", d, tt.note)
 				}
 				return
 			}

@@ -519,6 +519,9 @@ func netArgs(info *Info, g Generator) ([]string, error) {
 		// dracut's auto6 (35network-legacy ifup.sh do_ipv6auto) waits
 		// for an autoconfigured address and a default route from a
 		// router advertisement, as lunboot got its own.
+		if dev != "" {
+			return withNIC("ip=" + dev + ":auto6"), nil
+		}
 		return []string{"ip=auto6", bootif}, nil
 	}
 	if n.Origin == ibft.OriginDHCP {

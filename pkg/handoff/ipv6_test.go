@@ -38,6 +38,10 @@ func TestCmdlineIPv6(t *testing.T) {
 			[]string{"netroot=iscsi:[fd6c:6200:15:7::1]::3260:1:", "ip=auto6", "BOOTIF=01-52-54-00-12-34-56"}},
 		{"static", ipv6Info(ibft.OriginManual), dracutLegacy, ModeCmdline,
 			[]string{"ip=[fd6c:6200:15:7::57]::[fe80::1]:64:::none:[fd6c:6200:15:7::1]"}},
+		{"slaac on VLAN 100", vlanInfo(ipv6Info(ibft.OriginRouterAdv), 100), dracutLegacy, ModeCmdline,
+			[]string{"ifname=lunboot0:52:54:00:12:34:56", "vlan=lunboot0.100:lunboot0", "ip=lunboot0.100:auto6"}},
+		{"dhcp6 on VLAN 100", vlanInfo(ipv6Info(ibft.OriginDHCP), 100), dracutLegacy, ModeCmdline,
+			[]string{"vlan=lunboot0.100:lunboot0", "ip=lunboot0.100:dhcp6"}},
 		{"ibft", ipv6Info(ibft.OriginDHCP), dracutLegacy, ModeIBFT,
 			[]string{"rd.iscsi.firmware=1", "rd.iscsi.ibft=1"}},
 	} {
@@ -140,4 +144,10 @@ func TestInfoTableIPv6(t *testing.T) {
 			t.Errorf("%s: decoded NIC %+v target %v; want %v origin %d flags %#x target %v", tt.addr, n, back.Targets[0].Addr, in.NIC.Addr, tt.origin, wantFlags, in.Target.Addr)
 		}
 	}
+}
+
+// vlanInfo is in with the boot NIC on VLAN id.
+func vlanInfo(in *Info, id uint16) *Info {
+	in.NIC.VLAN = id
+	return in
 }

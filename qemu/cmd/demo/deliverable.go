@@ -21,6 +21,9 @@ const (
 // sense with the other flags, before anything starts. (-image kernel is
 // the classic pair, which every other flag combines with.)
 func checkCombination(o options) error {
+	if o.cpio != "" && o.image != imageKernel {
+		return fmt.Errorf("-cpio replaces out/lunboot.cpio.xz of -image kernel; -image %s carries its own initramfs", o.image)
+	}
 	switch o.image {
 	case imageKernel:
 		return nil
