@@ -133,5 +133,8 @@ func TestBootIPv6InitramfsTools(t *testing.T) {
 		if !strings.Contains(con.text(), "klibc ipconfig") {
 			t.Errorf("console does not say why:\n%s", con.text())
 		}
+		if strings.Contains(se.Check, "lunboot.force=1") || !strings.Contains(se.Check, "over IPv4") {
+			t.Errorf("the check to print is %q: want it to name IPv4 and not suggest lunboot.force=1, which cannot help an IPv4-only initrd", se.Check)
+		}
 	})
 }

@@ -107,6 +107,10 @@ func (b *boot) handoff(ctx context.Context) (string, error) {
 		if errors.As(err, &re) {
 			return "", permanent(withCheck(err, "%s", re.Fix))
 		}
+		if errors.Is(err, handoff.ErrInitramfsToolsIPv6) {
+			// Nothing in the initrd speaks IPv6: lunboot.force=1 cannot help.
+			return "", permanent(withCheck(err, "boot this OS over IPv4, or rebuild its initrd with dracut (dracut --add \"iscsi network-legacy\")"))
+		}
 		return "", permanent(withCheck(err, "rebuild the OS initrd with iSCSI support (see above), or boot with lunboot.force=1 to kexec anyway"))
 	}
 	b.log.Info("hand-off decided", "mode", plan.Mode, "reason", plan.Reason)
