@@ -145,6 +145,16 @@ func Start(ctx context.Context, l *lab.Lab, cfg Config) (*Machine, error) {
 	if cfg.System == nil {
 		return nil, errors.New("handoff: Config.System is required")
 	}
+	// The lab networks combine only as built: refuse the rest by name
+	// rather than boot a guest that can never reach its target.
+	switch nw := cfg.Network; {
+	case cfg.LIO && (nw.VLAN != 0 || nw.IPv6Only):
+		return nil, errors.New("handoff: the LIO target VM runs on an untagged IPv4 lab only (no Network.VLAN, no Network.IPv6Only)")
+	case nw.Static && (nw.VLAN != 0 || nw.IPv6Only || nw.TargetHost != ""):
+		return nil, errors.New("handoff: Network.Static is an untagged IPv4 address with netroot= by address: not with VLAN, IPv6Only or TargetHost")
+	case nw.IPv6Only && (nw.VLAN != 0 || nw.TargetHost != ""):
+		return nil, errors.New("handoff: Network.IPv6Only does not combine with VLAN or TargetHost in the lab")
+	}
 	if cfg.EFI != "" {
 		switch {
 		case cfg.Firmware != qemuvm.UEFI:
