@@ -2,7 +2,9 @@
 SHELL := /bin/bash
 GO    ?= go
 OUT   ?= out
-CACHE ?= .cache
+# Machine-wide: slow builds (Debian disks, the LinuxBoot kernel) are cached by
+# their inputs and shared by every checkout on the machine.
+CACHE ?= /var/cache/lunboot
 export LUNBOOT_OUT   := $(abspath $(OUT))
 export LUNBOOT_CACHE := $(abspath $(CACHE))
 

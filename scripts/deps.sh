@@ -3,10 +3,10 @@
 # machine, and unpacks the current Debian kernel package into the cache.
 # It is idempotent: a second run installs nothing and downloads nothing.
 #
-# Usage: scripts/deps.sh [cache-dir]   (default: .cache)
+# Usage: scripts/deps.sh [cache-dir]   (default: /var/cache/lunboot)
 set -euo pipefail
 
-cache=${1:-.cache}
+cache=${1:-/var/cache/lunboot}
 mkdir -p "$cache"
 
 # Debian packages, one concern per line.

@@ -36,7 +36,7 @@
 // Options:
 //
 //	-out DIR       output directory (default out)
-//	-kernel DIR    unpacked kernel package: boot/vmlinuz-<release>, lib/modules/<release> (default .cache/kernel/current)
+//	-kernel DIR    unpacked kernel package: boot/vmlinuz-<release>, lib/modules/<release> (default /var/cache/lunboot/kernel/current)
 //	-modules FILE  module list (default initramfs/modules.txt)
 //	-budget BYTES  largest compressed size of the image without modules (default 4 MiB)
 //	-force         rebuild even if up to date
@@ -71,7 +71,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	c := config{}
 	fs.StringVar(&c.out, "out", "out", "output `directory`")
-	fs.StringVar(&c.kernel, "kernel", ".cache/kernel/current", "unpacked kernel package `directory`")
+	fs.StringVar(&c.kernel, "kernel", "/var/cache/lunboot/kernel/current", "unpacked kernel package `directory`")
 	fs.StringVar(&c.modules, "modules", "", "module list `file` (default <repo>/initramfs/modules.txt)")
 	fs.Int64Var(&c.budget, "budget", 4<<20, "largest compressed size in `bytes` of the image without modules")
 	fs.BoolVar(&c.force, "force", false, "rebuild even if the inputs did not change")

@@ -32,7 +32,7 @@
 // Options:
 //
 //	-out DIR         output directory (default out)
-//	-cache DIR       machine cache (default $LUNBOOT_CACHE, else .cache)
+//	-cache DIR       machine cache (default $LUNBOOT_CACHE, else /var/cache/lunboot)
 //	-source FILE     kernel source tarball (default /usr/src/linux-source-6.1.tar.xz)
 //	-config FILE     config fragment (default <repo>/initramfs/linuxboot.config)
 //	-initramfs FILE  uncompressed cpio to embed (default DIR/lunboot-nomodules.cpio)
@@ -70,7 +70,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	c := config{}
 	cache := os.Getenv("LUNBOOT_CACHE")
 	if cache == "" {
-		cache = ".cache"
+		cache = "/var/cache/lunboot"
 	}
 	fs.StringVar(&c.out, "out", "out", "output `directory`")
 	fs.StringVar(&c.cache, "cache", cache, "machine cache `directory`")

@@ -85,13 +85,17 @@ func OutDir() string {
 	return filepath.Join(RepoRoot(), "out")
 }
 
-// CacheDir is the git-ignored download cache `make deps` fills:
-// $LUNBOOT_CACHE, else <repo>/.cache.
+// DefaultCache is the machine-wide cache `make deps` fills (the Makefile's
+// CACHE): downloads and slow builds keyed by their inputs, shared by every
+// checkout on the machine.
+const DefaultCache = "/var/cache/lunboot"
+
+// CacheDir is the machine cache: $LUNBOOT_CACHE, else DefaultCache.
 func CacheDir() string {
 	if d := os.Getenv("LUNBOOT_CACHE"); d != "" {
 		return d
 	}
-	return filepath.Join(RepoRoot(), ".cache")
+	return DefaultCache
 }
 
 // KernelDir is the unpacked Debian kernel package (boot/vmlinuz-*, lib/modules/*).

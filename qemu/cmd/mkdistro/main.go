@@ -43,7 +43,7 @@ func main() {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("mkdistro", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	cache := fs.String("cache", "", "cache folder (default $LUNBOOT_CACHE/distro, else .cache/distro)")
+	cache := fs.String("cache", "", "cache folder (default $LUNBOOT_CACHE/distro, else /var/cache/lunboot/distro)")
 	mirror := fs.String("mirror", "", "Debian mirror (default: the one in the machine's apt sources)")
 	force := fs.Bool("force", false, "rebuild everything")
 	dropRoots := fs.Bool("drop-roots", false, "delete the unpacked root trees afterwards (saves ~3 GB; the next change rebuilds from debootstrap)")

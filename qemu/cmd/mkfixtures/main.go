@@ -36,7 +36,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("mkfixtures", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	out := fs.String("out", "out/fixtures", "output folder")
-	kernel := fs.String("kernel", "", "unpacked Debian kernel package (default $LUNBOOT_CACHE/kernel/current or .cache/kernel/current)")
+	kernel := fs.String("kernel", "", "unpacked Debian kernel package (default $LUNBOOT_CACHE/kernel/current or /var/cache/lunboot/kernel/current)")
 	verbose := fs.Bool("v", false, "log each step")
 	if err := fs.Parse(args); err != nil {
 		return err
