@@ -3,12 +3,14 @@ package iscsi
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -222,4 +224,82 @@ func TestFailoverRefusesOtherLU(t *testing.T) {
 	if len(opcodes) == 0 || bytes.Contains(opcodes, []byte{0x2a}) {
 		t.Errorf("the refused portal received commands %x, want its INQUIRY and no WRITE(10) (0x2a)", opcodes)
 	}
+}
+
+// TestReissueOnce: a command in flight when its path fails is re-issued
+// once, not on every reconnect. Here one WRITE takes down every
+// connection it reaches (the target drops the connection when it arrives):
+// the first time through the first portal, which then stops listening; the
+// session continues through the second portal of the same group and
+// re-issues the write, which drops that connection too. The write then
+// fails with ErrReissueFailed naming the command and both portals — well
+// before the recovery timeout, after exactly two deliveries — and the
+// session itself recovers and serves the next command.
+func TestReissueOnce(t *testing.T) {
+	const poisonLBA = 4242
+	var (
+		seen  atomic.Int32
+		first string
+		tg    *iscsitest.Target
+	)
+	tg = startTarget(t, iscsitest.Options{TPGT: 1, Hooks: iscsitest.Hooks{Command: func(c *iscsitest.Command) iscsitest.Fault {
+		if c.CDB[0] != 0x2a || binary.BigEndian.Uint32(c.CDB[2:6]) != poisonLBA {
+			return iscsitest.FaultNone
+		}
+		if seen.Add(1) == 1 {
+			tg.ClosePortal(first)
+		}
+		return iscsitest.FaultDrop
+	}}})
+	first = tg.Addr()
+	second, err := tg.Listen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev events
+	var s *Session
+	verify, remember := identityCheck(t, &s, scsi.LUN{})
+	cfg := config(t, tg)
+	fastRecovery(&cfg)
+	cfg.RecoveryTimeout = 10 * time.Second
+	cfg.Failover = []TargetAddress{addrOf(t, second, 0)}
+	cfg.VerifyPath, cfg.OnPath = verify, ev.add
+	s = mustLogin(t, cfg)
+	remember()
+
+	start := time.Now()
+	_, err = s.Execute(tctx(t), &scsi.Command{CDB: write10(poisonLBA, 8), DataOut: randBytes(4096)})
+	took := time.Since(start)
+	if !errors.Is(err, ErrReissueFailed) {
+		t.Fatalf("write that breaks every connection = %v, want ErrReissueFailed", err)
+	}
+	for _, want := range []string{"command 0x2a", "lost on " + first, "re-issued through " + second} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	if took >= cfg.RecoveryTimeout {
+		t.Errorf("the write failed after %v, want before the recovery timeout (%v)", took, cfg.RecoveryTimeout)
+	}
+	time.Sleep(200 * time.Millisecond) // a third delivery would come now
+	if n := seen.Load(); n != 2 {
+		t.Errorf("the target received the write %d times, want 2 (the command and its one re-issue)", n)
+	}
+
+	// The session is still good: the next command goes through.
+	data := randBytes(4096)
+	if res, err := s.Execute(tctx(t), &scsi.Command{CDB: write10(100, 8), DataOut: data}); err != nil || res.Status != 0 {
+		t.Fatalf("write after the failed re-issue: %+v, %v", res, err)
+	}
+	back := make([]byte, 4096)
+	if res, err := s.Execute(tctx(t), &scsi.Command{CDB: read10(100, 8), DataIn: back}); err != nil || res.Status != 0 || !bytes.Equal(back, data) {
+		t.Errorf("read back after the failed re-issue: %+v, %v, same data %v", res, err, bytes.Equal(back, data))
+	}
+	if p := s.Info().Portal; p != second {
+		t.Errorf("portal in use = %s, want %s", p, second)
+	}
+	if got := ev.all(); len(got) != 1 || got[0].Kind != PathMoved || got[0].Reissued != 1 {
+		t.Errorf("path events = %+v, want one move to %s with one command re-issued", got, second)
+	}
+	noViolations(t, tg)
 }

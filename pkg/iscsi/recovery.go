@@ -28,6 +28,10 @@ func backoff(n int) time.Duration {
 // go back to the front of the queue, in CmdSN order, to be re-issued with
 // fresh ITTs and CmdSNs once a new login with the same ISID (and TSIH 0,
 // which makes the target drop the old session and its tasks) succeeds.
+// Each command is re-issued once: one that was in flight again when its
+// re-issue's connection failed too ends with ErrReissueFailed, naming
+// both portals. A planned reconnect (the target asked for a logout) does
+// not count as the loss.
 func (s *Session) connFailed(c *conn, cause error) {
 	s.mu.Lock()
 	if s.cn != c {
@@ -54,12 +58,25 @@ func (s *Session) connFailed(c *conn, cause error) {
 		return 1
 	})
 	requeue := back[:0]
+	var gaveUp int
 	for _, t := range back {
 		t.state, t.cn = taskQueued, nil
 		if t.cancelled {
 			// Nobody waits for it any more: drop it instead of re-issuing.
 			s.finish(t, nil, cause)
 			continue
+		}
+		if !planned {
+			if t.reissuedVia != "" {
+				// Its one re-issue failed too: a command that takes
+				// down every connection it goes out on (or a path
+				// failing again at once) must surface, not loop
+				// until the recovery timeout.
+				s.finish(t, nil, reissueError(t, cause))
+				gaveUp++
+				continue
+			}
+			t.lostOn = c.portal
 		}
 		requeue = append(requeue, t)
 	}
@@ -92,6 +109,9 @@ func (s *Session) connFailed(c *conn, cause error) {
 	}
 	s.mu.Unlock()
 
+	if gaveUp > 0 {
+		s.log.Warn("iscsi: commands failed again after their re-issue; not sent a third time", "portal", c.portal, "failed", gaveUp, "err", cause)
+	}
 	multi := len(s.paths) > 1
 	if planned || multi {
 		// With other portals to go to, a lost connection is the
@@ -105,6 +125,14 @@ func (s *Session) connFailed(c *conn, cause error) {
 	// they may still hold the callers' buffers.
 	c.wg.Wait()
 	s.recoverLoop(max(wait, backoff(failures-1)))
+}
+
+// reissueError is the error of task t whose connection failed (cause)
+// after its one re-issue: it names the command and both paths, the one it
+// was first lost on and the one it was re-issued through.
+func reissueError(t *task, cause error) error {
+	return fmt.Errorf("%w: command 0x%02x (CDB %x) was lost on %s, re-issued through %s and lost again: %w",
+		ErrReissueFailed, t.cmd.CDB[0], t.cmd.CDB, t.lostOn, t.reissuedVia, cause)
 }
 
 // recoverLoop logs in again until it succeeds or the session is closed.

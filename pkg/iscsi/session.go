@@ -75,6 +75,11 @@ type task struct {
 	hadTimer bool
 	probe    bool // a VerifyPath command: sent while the queue is held
 
+	// The one re-issue (recovery.go): lostOn is the portal whose
+	// connection failed with the command outstanding, reissuedVia the
+	// portal it then went out through again. Guarded by Session.mu.
+	lostOn, reissuedVia string
+
 	// Guarded by Session.mu.
 	state     taskState
 	itt       uint32
@@ -246,7 +251,8 @@ func checkCommand(cmd *scsi.Command) error {
 // Execute sends cmd and waits for its status. It implements
 // scsi.Executor: many calls may be outstanding at once; they go out in
 // order within the target's command window. Across a reconnect the command
-// is re-issued; it fails with ErrRecoveryTimeout if it waits longer than
+// is re-issued, once: if it is lost again it fails with ErrReissueFailed;
+// it fails with ErrRecoveryTimeout if it waits longer than
 // Config.RecoveryTimeout. Once a command reached the target, the wait for
 // its status is bounded by ctx (a dead connection is detected by the
 // keepalive and recovered). When ctx ends first, Execute returns ctx's
@@ -355,6 +361,9 @@ func (s *Session) pump() bool {
 		s.cmdSN++
 		t.state, t.cn = taskSent, c
 		t.dataSN, t.inOff, t.inBytes, t.r2tSN = 0, 0, 0, 0
+		if t.lostOn != "" {
+			t.reissuedVia = c.portal
+		}
 		s.tasks[t.itt] = t
 		c.sendCommand(t)
 		sent = true
@@ -387,6 +396,9 @@ func (s *Session) pumpProbes(c *conn) bool {
 		s.cmdSN++
 		t.state, t.cn = taskSent, c
 		t.dataSN, t.inOff, t.inBytes, t.r2tSN = 0, 0, 0, 0
+		if t.lostOn != "" {
+			t.reissuedVia = c.portal
+		}
 		s.tasks[t.itt] = t
 		c.sendCommand(t)
 		sent = true
