@@ -131,6 +131,10 @@ type Machine struct {
 	// IPv6-only lab); "" without DHCP (Static).
 	RootPath string
 	lab      *lab.Lab
+	// cfg is the Config the machine was started with, Args including
+	// the network's arguments; esp is the ESP image built for cfg.EFI.
+	cfg Config
+	esp string
 }
 
 // Lab returns the lab the machine runs in.
@@ -234,20 +238,33 @@ func Start(ctx context.Context, l *lab.Lab, cfg Config) (*Machine, error) {
 		}
 	}
 	cfg.Args = args
-	vc := vmConfig(cfg, "")
+	m := &Machine{Target: tg, LIO: li, Export: exp, System: cfg.System, Network: nw, RootPath: option17, lab: l, cfg: cfg}
 	if cfg.EFI != "" {
-		esp := filepath.Join(l.WorkDir(), "esp-"+vc.Name+".img")
-		if err := fixtures.ESP(ctx, esp, map[string]string{`/EFI/BOOT/BOOTX64.EFI`: cfg.EFI}); err != nil {
+		m.esp = filepath.Join(l.WorkDir(), "esp-"+vmConfig(cfg, "").Name+".img")
+		if err := fixtures.ESP(ctx, m.esp, map[string]string{`/EFI/BOOT/BOOTX64.EFI`: cfg.EFI}); err != nil {
 			return nil, err
 		}
-		vc.Kernel, vc.Cmdline, vc.DiskBoot = "", "", true
-		vc.Drives = []qemuvm.Drive{{File: esp, Snapshot: true}}
 	}
+	vc := m.guestConfig("")
 	vm, err := l.StartVM(ctx, vc)
 	if err != nil {
 		return nil, err
 	}
-	return &Machine{VM: vm, Target: tg, LIO: li, Export: exp, System: cfg.System, Cmdline: vc.Cmdline, Network: nw, RootPath: option17, lab: l}, nil
+	m.VM, m.Cmdline = vm, vc.Cmdline
+	return m, nil
+}
+
+// guestConfig is the guest that boots m, named with suffix: m.cfg with
+// the network's arguments already in Args, and the ESP holding the EFI
+// executable when there is one (its drive is a snapshot, so every power-on
+// starts from the same ESP).
+func (m *Machine) guestConfig(suffix string) lab.VMConfig {
+	vc := vmConfig(m.cfg, suffix)
+	if m.esp != "" {
+		vc.Kernel, vc.Cmdline, vc.DiskBoot = "", "", true
+		vc.Drives = []qemuvm.Drive{{File: m.esp, Snapshot: true}}
+	}
+	return vc
 }
 
 // vmConfig is the guest of cfg; suffix is added to its name (for a second
@@ -273,18 +290,24 @@ func vmConfig(cfg Config, suffix string) lab.VMConfig {
 // has ended (a power cycle: the lab's guests run with -no-reboot): a new
 // guest on the same tap, so with the same MAC and initiator name, against
 // the same target and DHCP server, whose disk keeps what the first boot
-// wrote. args replaces the command line's extra arguments; suffix names
-// the new guest's logs.
-func (m *Machine) PowerOnAgain(ctx context.Context, l *lab.Lab, cfg Config, suffix string) (*Machine, error) {
+// wrote. The guest is m's: the same command line (with the network's
+// ip=, vlan= and netroot= arguments), firmware and EFI executable. suffix
+// names the new guest's logs.
+func (m *Machine) PowerOnAgain(ctx context.Context, suffix string) (*Machine, error) {
 	if !m.Exited() {
 		return nil, errors.New("handoff: PowerOnAgain while the first guest still runs")
 	}
-	vc := vmConfig(cfg, suffix)
-	vm, err := l.StartVM(ctx, vc)
+	if suffix == "" {
+		return nil, errors.New("handoff: PowerOnAgain needs a suffix for the new guest's logs")
+	}
+	vc := m.guestConfig(suffix)
+	vm, err := m.lab.StartVM(ctx, vc)
 	if err != nil {
 		return nil, err
 	}
-	return &Machine{VM: vm, Target: m.Target, LIO: m.LIO, Export: m.Export, System: m.System, Cmdline: vc.Cmdline, Network: m.Network, RootPath: m.RootPath, lab: m.lab}, nil
+	n := *m
+	n.VM, n.Cmdline = vm, vc.Cmdline
+	return &n, nil
 }
 
 // Initiator is the initiator name lunboot uses without option 203 or a

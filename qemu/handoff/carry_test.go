@@ -144,7 +144,7 @@ func carryCase(t *testing.T, kernel, image string, sys *distro.System, args stri
 	shutdownCheck(t, m)
 
 	// Power on again: through lunboot, carry-in again.
-	m2, err := m.PowerOnAgain(ctx, l, cfg, "-2")
+	m2, err := m.PowerOnAgain(ctx, "-2")
 	if err != nil {
 		t.Fatal(err)
 	}
