@@ -32,23 +32,32 @@ func addrOf(t *testing.T, hostport string, tpgt uint16) TargetAddress {
 // identityCheck is what lunboot's boot flow does: remember the LU's VPD
 // 0x83 identity at login and compare on every new portal.
 func identityCheck(t *testing.T, s **Session, lun scsi.LUN) (func(context.Context, scsi.Executor) error, func()) {
-	var want scsi.Identity
+	// mu: remember runs on the test's goroutine, verify on the session's,
+	// and only the network orders them (which the race detector cannot see).
+	var (
+		mu   sync.Mutex
+		want scsi.Identity
+	)
 	verify := func(ctx context.Context, ex scsi.Executor) error {
 		got, err := scsi.LogicalUnitIdentity(ctx, ex, lun)
 		if err != nil {
 			return err
 		}
+		mu.Lock()
+		defer mu.Unlock()
 		if !got.Same(want) {
 			return fmt.Errorf("LUN %s is %s there, not %s", lun, got, want)
 		}
 		return nil
 	}
 	remember := func() {
-		var err error
-		want, err = scsi.LogicalUnitIdentity(tctx(t), *s, lun)
+		id, err := scsi.LogicalUnitIdentity(tctx(t), *s, lun)
 		if err != nil {
 			t.Fatal(err)
 		}
+		mu.Lock()
+		want = id
+		mu.Unlock()
 	}
 	return verify, remember
 }
@@ -59,6 +68,20 @@ type events struct {
 }
 
 func (e *events) add(ev PathEvent) { e.mu.Lock(); e.ev = append(e.ev, ev); e.mu.Unlock() }
+
+// wait returns the events once there are at least n, or after 5 s: the
+// session reports a move after it re-sent the queued commands, so they
+// can complete before OnPath is called.
+func (e *events) wait(n int) []PathEvent {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got := e.all()
+		if len(got) >= n || time.Now().After(deadline) {
+			return got
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
 func (e *events) all() []PathEvent {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -139,7 +162,7 @@ func TestFailoverSamePortalGroup(t *testing.T) {
 	if n := tg.Sessions(); n != 1 {
 		t.Errorf("target has %d sessions, want 1", n)
 	}
-	got := ev.all()
+	got := ev.wait(1)
 	if len(got) != 1 || got[0].Kind != PathMoved || !got[0].SameGroup || got[0].From.Portal() != cfg.Portal || got[0].To.Portal() != second || got[0].To.TPGT != 1 {
 		t.Errorf("path events = %+v, want one move %s → %s in portal group 1", got, cfg.Portal, second)
 	}
@@ -172,7 +195,7 @@ func TestFailoverOtherPortalGroup(t *testing.T) {
 	if st := b.Stats(); st.Reinstatements != 0 || b.Sessions() != 1 {
 		t.Errorf("second controller: %d reinstatements, %d sessions; want a new session", st.Reinstatements, b.Sessions())
 	}
-	got := ev.all()
+	got := ev.wait(1)
 	if len(got) != 1 || got[0].Kind != PathMoved || got[0].SameGroup || got[0].From.TPGT != 1 || got[0].To.TPGT != 2 {
 		t.Errorf("path events = %+v, want one move from group 1 to group 2", got)
 	}
@@ -210,7 +233,7 @@ func TestFailoverRefusesOtherLU(t *testing.T) {
 	if !errors.Is(err, ErrRecoveryTimeout) || !strings.Contains(err.Error(), "another logical unit") || !strings.Contains(err.Error(), "naa.6001405fffff0009") {
 		t.Errorf("write with only a wrong LU left = %v, want ErrRecoveryTimeout naming the other LU", err)
 	}
-	got := ev.all()
+	got := ev.wait(1)
 	if len(got) < 1 || got[0].Kind != PathRefused || got[0].To.Portal() != b.Addr() || got[0].Err == nil {
 		t.Errorf("path events = %+v, want a refusal of %s with its reason", got, b.Addr())
 	}
@@ -298,7 +321,7 @@ func TestReissueOnce(t *testing.T) {
 	if p := s.Info().Portal; p != second {
 		t.Errorf("portal in use = %s, want %s", p, second)
 	}
-	if got := ev.all(); len(got) != 1 || got[0].Kind != PathMoved || got[0].Reissued != 1 {
+	if got := ev.wait(1); len(got) != 1 || got[0].Kind != PathMoved || got[0].Reissued != 1 {
 		t.Errorf("path events = %+v, want one move to %s with one command re-issued", got, second)
 	}
 	noViolations(t, tg)

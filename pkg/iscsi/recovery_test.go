@@ -77,12 +77,16 @@ func TestRecoveryFaults(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var faults atomic.Int32
+			var faults, writes, reads atomic.Int32
 			tg := startTarget(t, iscsitest.Options{LUNs: []iscsitest.LUNOptions{{Size: 32 << 20}}, Hooks: iscsitest.Hooks{
 				Command: func(c *iscsitest.Command) iscsitest.Fault {
-					// Break a few commands, not all; data faults need a read.
+					// Break the connection once in the concurrent writes
+					// and once in the reads (data faults need a read):
+					// every command is lost at most once, and a command
+					// is re-issued once (TestReissueOnce).
 					readOnly := tt.fault == iscsitest.FaultDataDigest || tt.fault == iscsitest.FaultDropMidData
-					if c.Seq%7 == 3 && (!readOnly || c.CDB[0] == 0x28) && faults.Add(1) <= 3 {
+					if (c.CDB[0] == 0x2a && writes.Add(1) == 4 && !readOnly) || (c.CDB[0] == 0x28 && reads.Add(1) == 4) {
+						faults.Add(1)
 						return tt.fault
 					}
 					return iscsitest.FaultNone
