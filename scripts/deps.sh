@@ -15,7 +15,7 @@ pkgs=(
   qemu-system-x86 qemu-utils ipxe-qemu           # the VMs, TCG only here
   ovmf                                           # UEFI firmware for the VMs (OVMF)
   systemd-boot-efi                               # the EFI stub the UKI fixture is built around
-  sbsigntool                                     # sbattach: unsigned-kernel copies for the lockdown tests
+  sbsigntool openssl                             # sbattach/sbsign (+ openssl for the snakeoil key): the lockdown fixtures
   tgt                                            # tgtd + tgtadm, the iSCSI target
   dnsmasq-base                                   # the lab's DHCP server
   libiscsi-bin libiscsi-dev                      # iscsi-perf, iscsi-ls; the C library for the write benchmark

@@ -71,6 +71,13 @@ const (
 const (
 	OVMFCode = "/usr/share/OVMF/OVMF_CODE_4M.fd"
 	OVMFVars = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+	// OVMFVarsSnakeoil is the variable store with Debian's test-only
+	// "snakeoil" key enrolled as PK, KEK and db and Secure Boot on
+	// (/usr/share/doc/ovmf/README.Debian): OVMF then starts only images
+	// signed with that key, and the kernel loads db into its platform
+	// keyring. OVMFCode supports Secure Boot without SMM, which is enough
+	// for tests (the .secboot build needs SMM and the q35 machine).
+	OVMFVarsSnakeoil = "/usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd"
 )
 
 // ParseFirmware reads a firmware name as String writes it, in any case
@@ -97,8 +104,11 @@ func (f Firmware) String() string {
 
 // NewUEFIVars copies OVMF's variable store template (OVMFVars) to path,
 // for one guest's Config.UEFIVars: OVMF writes its boot entries there.
-func NewUEFIVars(path string) error {
-	src, err := os.Open(OVMFVars)
+func NewUEFIVars(path string) error { return NewUEFIVarsFrom(path, OVMFVars) }
+
+// NewUEFIVarsFrom is NewUEFIVars from another template (OVMFVarsSnakeoil).
+func NewUEFIVarsFrom(path, template string) error {
+	src, err := os.Open(template)
 	if err != nil {
 		return fmt.Errorf("qemu: OVMF variable store (Debian package ovmf): %w", err)
 	}
@@ -109,10 +119,10 @@ func NewUEFIVars(path string) error {
 	}
 	if _, err := io.Copy(dst, src); err != nil {
 		dst.Close()
-		return fmt.Errorf("qemu: copy %s to %s: %w", OVMFVars, path, err)
+		return fmt.Errorf("qemu: copy %s to %s: %w", template, path, err)
 	}
 	if err := dst.Close(); err != nil {
-		return fmt.Errorf("qemu: copy %s to %s: %w", OVMFVars, path, err)
+		return fmt.Errorf("qemu: copy %s to %s: %w", template, path, err)
 	}
 	return nil
 }

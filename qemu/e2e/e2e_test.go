@@ -124,14 +124,22 @@ func (s *suite) powerOn(t *testing.T, l *lab.Lab, args string) *machine {
 // powerOnWith is powerOn on the named firmware.
 func (s *suite) powerOnWith(t *testing.T, l *lab.Lab, fw qemuvm.Firmware, args string) *machine {
 	t.Helper()
+	return s.powerOnVM(t, l, lab.VMConfig{Firmware: fw, Kernel: s.kernel}, args)
+}
+
+// powerOnVM is powerOn with the firmware, Secure Boot and the firmware
+// kernel taken from cfg (the rest is filled in).
+func (s *suite) powerOnVM(t *testing.T, l *lab.Lab, cfg lab.VMConfig, args string) *machine {
+	t.Helper()
 	raw := filepath.Join(t.TempDir(), "ttyS1.log")
 	vm := labtest.VM(t, l, lab.VMConfig{
-		Name:     "lunboot",
-		Firmware: fw,
-		Kernel:   s.kernel,
-		Initrd:   s.image,
-		Cmdline:  strings.TrimSpace("console=ttyS0 console=ttyS1 " + baseCmdline + " " + args),
-		Args:     []string{"-serial", "file:" + raw},
+		Name:       "lunboot",
+		Firmware:   cfg.Firmware,
+		SecureBoot: cfg.SecureBoot,
+		Kernel:     cfg.Kernel,
+		Initrd:     s.image,
+		Cmdline:    strings.TrimSpace("console=ttyS0 console=ttyS1 " + baseCmdline + " " + args),
+		Args:       []string{"-serial", "file:" + raw},
 	})
 	m := &machine{VM: vm, t: t, raw: raw}
 	labtest.Expect(t, vm, powerOnTimeout, regexp.MustCompile(regexp.QuoteMeta(bootlog.StartLine)))

@@ -39,6 +39,11 @@ type VMConfig struct {
 	// (OVMF; each guest gets its own copy of OVMF's variable store in the
 	// lab's work folder).
 	Firmware qemuvm.Firmware
+	// SecureBoot starts UEFI guests with Debian's snakeoil keys enrolled
+	// and Secure Boot on (qemuvm.OVMFVarsSnakeoil): OVMF then starts only
+	// a kernel signed with /usr/share/ovmf/PkKek-1-snakeoil.key
+	// (fixtures.SignSnakeoil). UEFI only.
+	SecureBoot bool
 
 	// Kernel, Initrd and Cmdline boot a kernel directly (-kernel,
 	// -initrd, -append). When Cmdline names no console=, console=ttyS0 is
@@ -178,9 +183,16 @@ func (l *Lab) StartVM(ctx context.Context, cfg VMConfig) (*VM, error) {
 		}
 		qc.NICs = append(qc.NICs, qemuvm.NIC{Tap: l.taps[n.Tap].Name, MAC: n.MAC, Model: n.Model, Slot: NICPCIAddr + i, NoOffload: l.opts.VLAN != 0})
 	}
+	if cfg.SecureBoot && cfg.Firmware != qemuvm.UEFI {
+		return nil, fmt.Errorf("lab: vm %s: SecureBoot needs Firmware UEFI, not %v", cfg.Name, cfg.Firmware)
+	}
 	if cfg.Firmware == qemuvm.UEFI {
 		qc.UEFIVars = filepath.Join(l.workDir, "ovmf-vars-"+cfg.Name+".fd")
-		if err := qemuvm.NewUEFIVars(qc.UEFIVars); err != nil {
+		template := qemuvm.OVMFVars
+		if cfg.SecureBoot {
+			template = qemuvm.OVMFVarsSnakeoil
+		}
+		if err := qemuvm.NewUEFIVarsFrom(qc.UEFIVars, template); err != nil {
 			return nil, fmt.Errorf("lab: vm %s: %w", cfg.Name, err)
 		}
 	}

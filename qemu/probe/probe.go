@@ -66,6 +66,10 @@ type Result struct {
 	Net *Net `json:"net,omitempty"`
 	// Logins has one entry per hand-off, in the same order: the proof.
 	Logins []Login `json:"logins,omitempty"`
+	// Lockdown is the OS kernel's lockdown level as it reports it in
+	// /sys/kernel/security/lockdown ("none", "integrity",
+	// "confidentiality"); empty when the kernel has no lockdown LSM.
+	Lockdown string `json:"lockdown,omitempty"`
 	// Errors collects stage failures (module loads, sysfs reads…).
 	Errors []string `json:"errors,omitempty"`
 	// Uptime is the kernel's uptime when the result was printed, seconds.

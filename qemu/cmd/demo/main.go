@@ -8,6 +8,7 @@
 //	demo [-out out] [-firmware bios|uefi] [-image kernel|efi|linuxboot] [-os debian|dracut|noiscsi|probe] [-target tgtd|lio] [-append ARGS] [-quiet]
 //	demo -scenario vlan|dns|static|ipv6|multipath [-os debian|dracut|probe]
 //	demo -os probe [-fixture gpt-bls|mbr|grub-ext4] [-ipxe]
+//	demo -os probe -firmware uefi -lockdown
 //	demo -pxe [-fixture gpt-bls|mbr|grub-ext4]
 //	demo -scenario multipath [-os probe] [-fixture …]
 //
@@ -52,6 +53,14 @@
 // With -os probe the disk is a fixture carrying the probe OS (`make
 // fixtures`), which logs in again with what it was handed and reports; -ipxe
 // then boots the same MBR disk with iPXE's sanboot for comparison.
+//
+// -lockdown (with -os probe -firmware uefi) boots under Secure Boot and
+// kernel lockdown: OVMF with Debian's snakeoil keys enrolled, lunboot's
+// kernel re-signed with the snakeoil key, lockdown=integrity on lunboot's
+// command line and (lunboot.append=) the OS's, and the gpt-bls-snakeoil
+// disk, whose probe kernel carries the snakeoil signature that lunboot's
+// locked-down kexec_file_load checks. It exits 0 only when the OS reports
+// itself locked down, found no iBFT and logged in from the command line.
 //
 // With -pxe the probe OS boots through the PXE chain of docs/deploy.md, from
 // the files in docs/dhcp: the guest's iPXE ROM gets lunboot.ipxe over TFTP
@@ -101,7 +110,7 @@ func main() {
 type options struct {
 	out, osName, fixture, appendArgs, scenario string
 	image, cpio, target                        string
-	ipxe, pxe, quiet                           bool
+	ipxe, pxe, quiet, lockdown                 bool
 	runs                                       int
 	firmware                                   qemuvm.Firmware
 	stdout                                     io.Writer
@@ -121,6 +130,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&o.ipxe, "ipxe", false, "with -os probe, also boot the MBR disk with iPXE sanboot and compare the times")
 	fs.BoolVar(&o.pxe, "pxe", false, "boot the probe OS through the documented PXE chain (docs/deploy.md): iPXE, lunboot.ipxe over TFTP, lunboot")
 	fs.BoolVar(&o.quiet, "quiet", false, "do not stream the guests' consoles")
+	fs.BoolVar(&o.lockdown, "lockdown", false, "with -os probe -firmware uefi: Secure Boot on (OVMF with Debian's snakeoil keys, lunboot's kernel re-signed with them), lockdown=integrity for lunboot and the OS, and the gpt-bls-snakeoil disk; exits 0 only when the OS reports itself locked down and got its target from the command line")
 	fs.IntVar(&o.runs, "runs", 1, "with -os probe, boot this many times (each path) and give medians and ranges in the timeline")
 	firmware := fs.String("firmware", "bios", "the machine's firmware: bios (SeaBIOS) or uefi (OVMF)")
 	fs.StringVar(&o.image, "image", imageKernel, "what boots: kernel (out/vmlinuz + out/lunboot.cpio.xz), efi (out/lunboot.efi from an ESP; uefi only) or linuxboot (out/linuxboot.bzImage alone)")
@@ -156,6 +166,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if err := checkCombination(o); err != nil {
 		return err
+	}
+	if o.lockdown {
+		if o.osName != "probe" || o.firmware != qemuvm.UEFI || o.image != imageKernel || o.scenario != "" || o.pxe || o.ipxe {
+			return errors.New("-lockdown boots the probe OS under OVMF with -image kernel: it needs -os probe -firmware uefi and takes no -image efi|linuxboot, -scenario, -pxe or -ipxe")
+		}
+		fixtureSet := false
+		fs.Visit(func(f *flag.Flag) { fixtureSet = fixtureSet || f.Name == "fixture" })
+		if fixtureSet && o.fixture != fixtures.GPTSnakeoil {
+			return fmt.Errorf("-lockdown boots the %s disk (its kernel signed with the snakeoil key), not -fixture %s: the unsigned kernel's refusal is qemu/e2e's TestLockdownUnsigned", fixtures.GPTSnakeoil, o.fixture)
+		}
+		o.fixture = fixtures.GPTSnakeoil
 	}
 	if o.image != imageKernel {
 		return runDeliverable(ctx, o)

@@ -21,6 +21,10 @@ func TestRefusedCombinations(t *testing.T) {
 		{[]string{"-target", "lio", "-pxe"}, "-pxe"},
 		{[]string{"-target", "lio", "-os", "probe", "-ipxe"}, "-ipxe"},
 		{[]string{"-target", "lio", "-firmware", "uefi"}, "-firmware uefi"},
+		{[]string{"-lockdown"}, "-lockdown boots the probe OS under OVMF"},
+		{[]string{"-lockdown", "-os", "probe"}, "needs -os probe -firmware uefi"},
+		{[]string{"-lockdown", "-firmware", "uefi"}, "needs -os probe -firmware uefi"},
+		{[]string{"-lockdown", "-os", "probe", "-firmware", "uefi", "-fixture", "gpt-bls-unsigned"}, "not -fixture gpt-bls-unsigned"},
 		{[]string{"-target", "scst"}, `-target "scst": want tgtd or lio`},
 	} {
 		err := run(context.Background(), append([]string{"-out", t.TempDir()}, tt.args...), io.Discard, io.Discard)

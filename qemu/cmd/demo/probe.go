@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -39,6 +40,19 @@ func runProbe(ctx context.Context, o options, kernel, image string) error {
 	}
 	fmt.Fprintf(o.stdout, "== target %s, DHCP option 17 %q, option 203 %q\n", disk.Path, exp.RootPath(), probeInitiator)
 
+	fw := lab.VMConfig{Firmware: o.firmware}
+	args := probeArgs
+	if o.lockdown {
+		fw.SecureBoot = true
+		fw.Kernel = filepath.Join(l.LogDir(), "vmlinuz.snakeoil")
+		if err := fixtures.SignSnakeoil(ctx, kernel, fw.Kernel); err != nil {
+			return err
+		}
+		kernel = fw.Kernel
+		args += " lockdown=integrity lunboot.append=lockdown=integrity"
+		fmt.Fprintf(o.stdout, "== Secure Boot (OVMF, snakeoil keys), lunboot's kernel %s, lockdown=integrity for lunboot and the OS\n", kernel)
+	}
+
 	ok := true
 	var lbRuns, ipRuns [][]time.Duration
 	var feet []string
@@ -46,13 +60,17 @@ func runProbe(ctx context.Context, o options, kernel, image string) error {
 		if o.runs > 1 {
 			fmt.Fprintf(o.stdout, "\n== run %d of %d\n", r+1, o.runs)
 		}
-		lb, err := bootProbe(ctx, l, o.stdout, "lunboot", lab.VMConfig{Name: "lunboot", Firmware: o.firmware, Kernel: kernel, Initrd: image,
-			Cmdline: strings.TrimSpace("console=ttyS0 " + probeArgs + " " + o.appendArgs), OnConsole: o.console("lunboot")},
+		lb, err := bootProbe(ctx, l, o.stdout, "lunboot", lab.VMConfig{Name: "lunboot", Firmware: fw.Firmware, SecureBoot: fw.SecureBoot, Kernel: kernel, Initrd: image,
+			Cmdline: strings.TrimSpace("console=ttyS0 " + args + " " + o.appendArgs), OnConsole: o.console("lunboot")},
 			lunbootMarks(probeMarks...))
 		if err != nil {
 			return fmt.Errorf("%w\nlogs in %s", err, l.LogDir())
 		}
 		ok = ok && lb.res.OK() && lb.res.Fixture == disk.Name
+		if o.lockdown {
+			fmt.Fprintf(o.stdout, "== lockdown: the OS reports %q, iBFT found: %v\n", lb.res.Lockdown, lb.res.IBFT != nil)
+			ok = ok && lb.res.Lockdown == "integrity" && lb.res.IBFT == nil
+		}
 		lbRuns = append(lbRuns, lb.timeline)
 		if f := footprint(lb.console); f != "" {
 			feet = append(feet, fmt.Sprintf("lunboot footprint, run %d: %s", r+1, f))

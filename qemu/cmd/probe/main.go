@@ -123,6 +123,14 @@ func run(s *state) {
 	s.r.Lunboot = cl.Lunboot()
 	s.r.Firmware = cl.Firmware()
 	s.mu.Unlock()
+	if lvl, err := readLockdown(); err != nil {
+		s.errorf("lockdown: %v", err)
+	} else {
+		s.mu.Lock()
+		s.r.Lockdown = lvl
+		s.mu.Unlock()
+		s.logf("kernel lockdown: %q", lvl)
+	}
 	fmt.Fprintf(s.out, "\n%s fixture=%s entry=%s kernel=%s uptime=%.2fs\n", probe.StartMarker,
 		s.r.Fixture, s.r.Entry, release, uptime())
 	s.logf("cmdline: %s", s.r.Cmdline)

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/lunboot/lunboot/pkg/handoff"
 	"github.com/lunboot/lunboot/pkg/kmod"
 )
 
@@ -30,6 +31,17 @@ func mountBasics() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// readLockdown mounts securityfs (the kernel's lockdown file lives there)
+// and returns the lockdown level, "" for a kernel without the lockdown LSM.
+func readLockdown() (string, error) {
+	const dir = "/sys/kernel/security"
+	err := unix.Mount("securityfs", dir, "securityfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
+	if err != nil && !errors.Is(err, unix.EBUSY) && !errors.Is(err, unix.ENOENT) {
+		return "", fmt.Errorf("mount securityfs on %s: %w", dir, err)
+	}
+	return handoff.ReadLockdown("/sys")
 }
 
 // loadModules inserts the modules of lib/modules/<release>/lunboot.order in
