@@ -241,7 +241,7 @@ func run(ctx context.Context, o options) error {
 				return lunbootRead(ctx, o.lunboot, rootPath, "lunboot-read", nil, res)
 			},
 			func(ctx context.Context) error {
-				return lunbootRead(ctx, o.lunboot, rootPath, "lunboot-read-256k", []string{"--request", "256K", "--inflight", "32"}, res)
+				return lunbootRead(ctx, o.lunboot, rootPath, "lunboot-read-1m", []string{"--request", "1M", "--inflight", "16"}, res)
 			},
 		}
 		if round%2 == 0 {
@@ -647,8 +647,8 @@ func report(o options, res results) string {
 	row("sequential write, 128 KiB × 32 in flight", "seq-write", "writeperf", mbps, "MB/s")
 	row("random write, 4 KiB × 32 in flight", "rand-write", "writeperf", iops, "IOPS")
 	for _, c := range []struct{ key, label string }{
-		{"lunboot-read/copy", "`lunboot read` with its defaults, whole LUN to /dev/null"},
-		{"lunboot-read-256k/copy", "`lunboot read --request 256K --inflight 32`, whole LUN"},
+		{"lunboot-read/copy", "`lunboot read` with its defaults (256 KiB × 8 in flight), whole LUN to /dev/null"},
+		{"lunboot-read-1m/copy", "`lunboot read --request 1M --inflight 16` (the defaults before 6 December 2026), whole LUN"},
 	} {
 		l, okL := median(res[c.key], mbps)
 		p, okP := median(res["iscsi-perf/seq-read"], mbps)
