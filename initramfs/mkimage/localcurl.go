@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -33,13 +34,20 @@ const (
 // replaced by the repository and u-root by tmp/u-root). It returns the
 // latter's directory, which is where go tool u-root and go list run.
 func imageModule(ctx context.Context, repo, urootDir, tmp string) (string, error) {
-	pinned, err := goCmd(ctx, urootDir, "list", "-m", "-f", "{{.Dir}}", urootPath)
+	// go mod download, not go list -m: on a fresh machine the module is
+	// not in the cache yet, and go list -m would give no directory.
+	out, err := goCmd(ctx, urootDir, "mod", "download", "-json", urootPath)
 	if err != nil {
 		return "", err
 	}
-	if pinned == "" {
-		return "", fmt.Errorf("go list -m %s in %s: no directory (run go mod download there)", urootPath, urootModule)
+	var dl struct{ Dir, Error string }
+	if err := json.Unmarshal([]byte(out), &dl); err != nil {
+		return "", fmt.Errorf("go mod download %s in %s: %w", urootPath, urootModule, err)
 	}
+	if dl.Error != "" || dl.Dir == "" {
+		return "", fmt.Errorf("go mod download %s in %s: no directory: %s", urootPath, urootModule, dl.Error)
+	}
+	pinned := dl.Dir
 	if _, err := os.Stat(filepath.Join(pinned, curlFile)); err != nil {
 		return "", fmt.Errorf("u-root's %s, which the image replaces with %s: %w (a new u-root version: check what its pkg/curl declares and adapt %s)", curlFile, localCurl, err, localCurl)
 	}
