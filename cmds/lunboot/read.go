@@ -27,15 +27,29 @@ func init() {
 	})
 }
 
+// The defaults of read's --request and --inflight: 2 MiB in flight, which
+// covers the bandwidth-delay product of a 25 Gb/s LAN at 0.5 ms. Chosen by
+// measurement (go run ./scripts/benchtarget -read-shapes …, interleaved
+// rounds against iscsi-perf on one tgtd LUN in /dev/shm, contended machine,
+// 6 December 2026): 256 KiB × 8 gave 1102 and 1160 MB/s medians in two
+// sweeps (1.76 and 1.65 of iscsi-perf in the same rounds), 256 KiB × 4 1133
+// and 256 KiB × 16 838, 938 and 543, while the old 1 MiB × 16 gave 146 and
+// 82 MB/s (0.18, 0.13) and 512 KiB × 8 131: bigger requests or more of them
+// in flight did not help tgtd and some combinations stalled it.
+const (
+	defaultReadRequest  = 256 << 10
+	defaultReadInflight = 8
+)
+
 func runRead(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("read", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	tf := addTargetFlags(fs)
-	var offset, length, chunk int64 = 0, -1, 1 << 20
+	var offset, length, chunk int64 = 0, -1, defaultReadRequest
 	fs.Var(sizeValue{&offset}, "offset", "start at `byte` offset (suffixes K, M, G, T)")
 	fs.Var(sizeValue{&length}, "length", "copy this many `bytes` (default: to the end of the LUN)")
 	fs.Var(sizeValue{&chunk}, "request", "bytes per READ `size`")
-	inflight := fs.Int("inflight", 16, "READs in flight")
+	inflight := fs.Int("inflight", defaultReadInflight, "READs in flight")
 	outFile := fs.String("o", "", "write to `file` instead of standard output")
 	fs.Usage = usageFunc(fs, "read [options] <target> > file",
 		"Logs in and copies the LUN's bytes, in order, to standard output (or -o file),\n"+

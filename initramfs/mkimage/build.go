@@ -102,7 +102,23 @@ func build(ctx context.Context, c config, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "warning: no version stamp, the image will say %q: %v\n", ver.String(), err)
 	}
 
-	in, err := inputs(ctx, repo, urootDir, pkgs, ver, listBytes, vmlinuz, mods)
+	tmp, err := os.MkdirTemp("", "lunboot-mkimage-")
+	if err != nil {
+		return err
+	}
+	if c.keep {
+		fmt.Fprintf(stdout, "build directory: %s\n", tmp)
+	} else {
+		defer os.RemoveAll(tmp)
+	}
+	// The busybox builds in a copy of the u-root module whose u-root has
+	// the local-only pkg/curl (localcurl.go); its sources are inputs.
+	imageDir, err := imageModule(ctx, repo, urootDir, tmp)
+	if err != nil {
+		return err
+	}
+
+	in, err := inputs(ctx, repo, imageDir, pkgs, ver, listBytes, vmlinuz, mods)
 	if err != nil {
 		return err
 	}
@@ -116,20 +132,10 @@ func build(ctx context.Context, c config, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "inputs changed since the last build:\n  %s\n", strings.Join(diff, "\n  "))
 	}
 
-	tmp, err := os.MkdirTemp("", "lunboot-mkimage-")
-	if err != nil {
-		return err
-	}
-	if c.keep {
-		fmt.Fprintf(stdout, "build directory: %s\n", tmp)
-	} else {
-		defer os.RemoveAll(tmp)
-	}
-
 	// 1. The u-root part: init, lunboot, the rescue commands.
 	fmt.Fprintf(stdout, "building %d commands with u-root (busybox mode): %s\n", len(pkgs), shortNames(pkgs))
 	base := filepath.Join(tmp, "base.cpio")
-	if err := urootBuild(ctx, urootDir, tmp, base, pkgs, ver, stderr); err != nil {
+	if err := urootBuild(ctx, imageDir, tmp, base, pkgs, ver, stderr); err != nil {
 		return err
 	}
 

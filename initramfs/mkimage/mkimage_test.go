@@ -291,3 +291,41 @@ func TestInputs(t *testing.T) {
 		t.Errorf("inputs() lists a lunboot package by version, not by its sources:\n%s", text)
 	}
 }
+
+// TestImageModule builds the module the busybox is built in and checks
+// what the local-only pkg/curl is for: the image's lunboot no longer
+// depends on net/http, crypto/tls, crypto/x509 or TFTP. (make image
+// compiles u-root's GRUB and syslinux parsers against it, and osfind's
+// tests run against it with `go test github.com/lunboot/lunboot/pkg/osfind`
+// in the uroot/ directory that mkimage -keep leaves.)
+func TestImageModule(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs go list and go vet over the image's u-root")
+	}
+	repo, err := repoRoot(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := imageModule(t.Context(), repo, filepath.Join(repo, urootModule), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := goCmd(t.Context(), dir, "list", "-deps", "-tags", strings.Join(buildTags, ","), "github.com/lunboot/lunboot/cmds/lunboot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deps := map[string]bool{}
+	for _, p := range strings.Fields(out) {
+		deps[p] = true
+	}
+	for _, p := range []string{"github.com/u-root/u-root/pkg/curl", "github.com/u-root/u-root/pkg/boot/grub", "github.com/u-root/u-root/pkg/boot/syslinux"} {
+		if !deps[p] {
+			t.Errorf("the image's lunboot does not depend on %s: the check below proves nothing", p)
+		}
+	}
+	for _, p := range []string{"net/http", "crypto/tls", "crypto/x509", "pack.ag/tftp"} {
+		if deps[p] {
+			t.Errorf("the image's lunboot depends on %s", p)
+		}
+	}
+}

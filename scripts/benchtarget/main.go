@@ -77,6 +77,7 @@ type options struct {
 	command  string
 	profile  string
 	place    *placement // the placement-fixed pair's CPUs; nil: not run
+	shapes   string     // -read-shapes: only the sweep of lunboot read's shapes
 }
 
 func main() {
@@ -89,6 +90,7 @@ func main() {
 	flag.StringVar(&o.dir, "dir", "/dev/shm", "where the LUN file lives")
 	flag.StringVar(&o.command, "command", "", "command line to record in the report (default: this one)")
 	flag.StringVar(&o.profile, "cpuprofile", "", "also write a CPU profile of lunboot's sequential read to this file")
+	flag.StringVar(&o.shapes, "read-shapes", "", "only compare `lunboot read` with these comma-separated `REQUESTxINFLIGHT` shapes (256Kx32,1Mx16) against iscsi-perf's sequential read, in interleaved rounds, and print the table (how read's defaults were chosen); -out is not written")
 	flag.Parse()
 	if o.command == "" {
 		o.command = "go run ./scripts/benchtarget " + strings.Join(os.Args[1:], " ")
@@ -206,6 +208,9 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "benchtarget: no placement-fixed sequential reads: %v\n", err)
 	}
+	if o.shapes != "" {
+		return sweepShapes(ctx, o, rootPath, url, secs)
+	}
 	o.loadBefore = loadAvg()
 	for round := 1; round <= o.runs; round++ {
 		fmt.Fprintf(os.Stderr, "benchtarget: round %d of %d\n", round, o.runs)
@@ -236,7 +241,7 @@ func run(ctx context.Context, o options) error {
 				return lunbootRead(ctx, o.lunboot, rootPath, "lunboot-read", nil, res)
 			},
 			func(ctx context.Context) error {
-				return lunbootRead(ctx, o.lunboot, rootPath, "lunboot-read-256k", []string{"--request", "256K", "--inflight", "32"}, res)
+				return lunbootRead(ctx, o.lunboot, rootPath, "lunboot-read-1m", []string{"--request", "1M", "--inflight", "16"}, res)
 			},
 		}
 		if round%2 == 0 {
@@ -642,8 +647,8 @@ func report(o options, res results) string {
 	row("sequential write, 128 KiB × 32 in flight", "seq-write", "writeperf", mbps, "MB/s")
 	row("random write, 4 KiB × 32 in flight", "rand-write", "writeperf", iops, "IOPS")
 	for _, c := range []struct{ key, label string }{
-		{"lunboot-read/copy", "`lunboot read` with its defaults, whole LUN to /dev/null"},
-		{"lunboot-read-256k/copy", "`lunboot read --request 256K --inflight 32`, whole LUN"},
+		{"lunboot-read/copy", "`lunboot read` with its defaults (256 KiB × 8 in flight), whole LUN to /dev/null"},
+		{"lunboot-read-1m/copy", "`lunboot read --request 1M --inflight 16` (the defaults before 6 December 2026), whole LUN"},
 	} {
 		l, okL := median(res[c.key], mbps)
 		p, okP := median(res["iscsi-perf/seq-read"], mbps)
@@ -799,4 +804,55 @@ func pkgVersion(name string) string {
 		return "?"
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// sweepShapes compares `lunboot read` (the whole LUN to /dev/null) with
+// each of o.shapes' request sizes and depths against iscsi-perf's
+// sequential read on the same LUN. Each round runs every case once, the
+// first case moving one place per round so that no case always follows
+// the same one; the table gives medians, ranges and the ratio of the
+// medians.
+func sweepShapes(ctx context.Context, o options, rootPath, url string, secs int) error {
+	type shape struct{ label, request, inflight string }
+	var shapes []shape
+	for _, f := range strings.Split(o.shapes, ",") {
+		req, inf, ok := strings.Cut(strings.ReplaceAll(strings.TrimSpace(f), "×", "x"), "x")
+		if !ok || req == "" || inf == "" {
+			return fmt.Errorf("-read-shapes: %q is not REQUESTxINFLIGHT (256Kx32)", f)
+		}
+		shapes = append(shapes, shape{req + " × " + inf, req, inf})
+	}
+	res := results{}
+	cases := []func(context.Context) error{func(ctx context.Context) error {
+		return perf(ctx, nil, "iscsi-perf", url, "seq-read", secs, seqBlock, false, res)
+	}}
+	for _, sh := range shapes {
+		cases = append(cases, func(ctx context.Context) error {
+			return lunbootRead(ctx, o.lunboot, rootPath, "read "+sh.label, []string{"--request", sh.request, "--inflight", sh.inflight}, res)
+		})
+	}
+	o.loadBefore = loadAvg()
+	for round := 1; round <= o.runs; round++ {
+		fmt.Fprintf(os.Stderr, "benchtarget: round %d of %d\n", round, o.runs)
+		for i := range cases {
+			sctx, cancel := context.WithTimeout(ctx, time.Duration(secs)*time.Second+2*time.Minute)
+			err := cases[(i+round-1)%len(cases)](sctx)
+			cancel()
+			if err != nil {
+				return err
+			}
+		}
+	}
+	o.loadAfter = loadAvg()
+	p, _ := median(res["iscsi-perf/seq-read"], mbps)
+	fmt.Printf("| `lunboot read`, request × in flight | MB/s, median (min–max) | / iscsi-perf |\n|---|---:|---:|\n")
+	fmt.Printf("| iscsi-perf sequential, 128 KiB × %d | %.0f%s | 1.00 |\n", depth, p, spread(res["iscsi-perf/seq-read"], mbps))
+	for _, sh := range shapes {
+		k := "read " + sh.label + "/copy"
+		l, _ := median(res[k], mbps)
+		fmt.Printf("| %s | %.0f%s | %.2f |\n", sh.label, l, spread(res[k], mbps), ratio(l, p))
+	}
+	fmt.Printf("\n%d rounds; %d MiB LUN in %s; iscsi-perf %ds per run; load average before %s, after %s (%d CPUs)\n",
+		o.runs, o.size>>20, o.dir, secs, o.loadBefore, o.loadAfter, runtime.NumCPU())
+	return nil
 }
