@@ -364,6 +364,11 @@ func (b *builder) setSystem(s *System) {
 
 // stageDir is where stage name with key k lives.
 func (b *builder) stageDir(name, k string) string {
+	if name == StageTargetcli {
+		// Its own folder: builders of other versions prune stages/ of
+		// every stage they do not know.
+		return filepath.Join(b.dir, StageTargetcli, name+"-"+k[:16])
+	}
 	return filepath.Join(b.dir, "stages", name+"-"+k[:16])
 }
 
@@ -593,6 +598,16 @@ func TargetcliRoot(ctx context.Context, opts Options) (string, error) {
 	st, err := b.ensureStage(ctx, StageTargetcli)
 	if err != nil {
 		return "", err
+	}
+	// Trees of other keys are stale.
+	ents, _ := os.ReadDir(filepath.Dir(st.dir))
+	for _, e := range ents {
+		if p := filepath.Join(filepath.Dir(st.dir), e.Name()); p != st.dir {
+			b.log.Info("removing stale targetcli root", "dir", p)
+			if err := os.RemoveAll(p); err != nil {
+				b.log.Warn("remove stale targetcli root", "dir", p, "err", err)
+			}
+		}
 	}
 	return st.root(), nil
 }
