@@ -29,9 +29,9 @@ const (
 	pageTUser, pageTSecret = "san", "san-secret-456"
 )
 
-// pageCommands returns the targetcli commands of docs/targets.md's LIO
-// section: the lines of its first ```sh block, comments and blank lines
-// left out.
+// pageCommands returns the commands of docs/targets.md's LIO section (the
+// backing file's mkdir and truncate, then targetcli): the lines of its
+// first ```sh block, comments and blank lines left out.
 func pageCommands(t *testing.T) []string {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "docs", "targets.md"))
@@ -53,13 +53,13 @@ func pageCommands(t *testing.T) []string {
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		if !strings.HasPrefix(line, "targetcli ") {
-			t.Fatalf("docs/targets.md's LIO block has a line that is not a targetcli command: %q", line)
+		if !strings.HasPrefix(line, "targetcli ") && !strings.HasPrefix(line, "mkdir ") && !strings.HasPrefix(line, "truncate ") {
+			t.Fatalf("docs/targets.md's LIO block has a line that is neither targetcli nor the backing file's mkdir/truncate: %q", line)
 		}
 		cmds = append(cmds, line)
 	}
-	if len(cmds) < 5 {
-		t.Fatalf("docs/targets.md's LIO block: only %d targetcli commands", len(cmds))
+	if n := len(cmds); n < 5 {
+		t.Fatalf("docs/targets.md's LIO block: only %d commands", n)
 	}
 	return cmds
 }
@@ -233,3 +233,14 @@ func TestTargetsPage(t *testing.T) {
 
 // netipPort is li's portal as "ip:port".
 func netipPort(li *lab.LIO) string { return li.Portal().String() }
+
+// TestPageCommands: the page's LIO block parses (no VM; -short too).
+func TestPageCommands(t *testing.T) {
+	cmds := pageCommands(t)
+	joined := strings.Join(cmds, "\n")
+	for _, want := range []string{pageIQN, pageFile, "-s 20G", "password=" + pageSecret, "mutual_password=" + pageTSecret, defaultInitiator(), "userid=" + pageUser, "mutual_userid=" + pageTUser, "authentication=1"} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("docs/targets.md's LIO commands lack %q (the test's pageConfig assumes it)", want)
+		}
+	}
+}
