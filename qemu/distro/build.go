@@ -63,8 +63,10 @@ var dracutArgs = []string{"--force", "--no-hostonly", "--add", "iscsi network-le
 // targetcliPackages are installed in a copy of the base root for the LIO
 // target VM, which runs docs/targets.md's targetcli commands chrooted into
 // it (qemu/lab LIOOptions.Share): Debian's targetcli-fb and what it pulls
-// in (python3, rtslib-fb, configshell-fb).
-var targetcliPackages = []string{"targetcli-fb"}
+// in (python3, rtslib-fb, configshell-fb), and dbus: targetcli asks the
+// system bus for tcmu-runner's backstores at every start and exits when
+// there is no bus (targetcli/ui_backstore.py _user_backstores).
+var targetcliPackages = []string{"targetcli-fb", "dbus"}
 
 // stageRecord is a built root stage's stage.json.
 type stageRecord struct {

@@ -313,6 +313,19 @@ func (a *agent) mountShare() error {
 	if err := unix.Mount("/dev", filepath.Join(shareDir, "dev"), "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("bind /dev into the shared root: %w", err)
 	}
+	// The system bus, as on the server the root comes from: targetcli
+	// connects to it at every start (and exits without it).
+	if _, err := os.Stat(filepath.Join(shareDir, "usr/bin/dbus-daemon")); err == nil {
+		if err := os.MkdirAll(filepath.Join(shareDir, "run/dbus"), 0o755); err != nil {
+			return err
+		}
+		cmd := exec.Command("/usr/bin/dbus-daemon", "--system", "--fork")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: shareDir}
+		cmd.Dir = "/"
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("start the system bus in the shared root: %w (%s)", err, strings.TrimSpace(string(out)))
+		}
+	}
 	a.shared = true
 	return nil
 }
@@ -336,7 +349,8 @@ func (a *agent) run(argv []string) (string, error) {
 	out, err := cmd.CombinedOutput()
 	a.log.Info("ran in the shared root", "command", argv[0], "took", time.Since(start).Round(time.Millisecond), "err", err)
 	if err != nil {
-		return string(out), fmt.Errorf("%s: %w", strings.Join(argv, " "), err)
+		// argv[0] only: the arguments may hold CHAP passwords.
+		return string(out), fmt.Errorf("%s: %w", argv[0], err)
 	}
 	return string(out), nil
 }
