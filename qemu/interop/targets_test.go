@@ -163,6 +163,10 @@ func TestTargetsPage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots the LIO target VM: not in -short mode")
 	}
+	// make test-full: targetcli starts Python for each of the page's
+	// commands, about 20 s each under TCG on the loaded lab machine (3 min
+	// for the page), and the targetcli root's first build takes 1–2 min.
+	testenv.Full(t)
 	cmds := pageCommands(t)
 	root := distrotest.TargetcliRoot(t)
 	l := labtest.Start(t, lab.Options{Name: "targets-page"})
@@ -220,6 +224,17 @@ func TestTargetsPage(t *testing.T) {
 		t.Fatal(err)
 	}
 	a, b := normalize(byTargetcli), normalize(byLab)
+	// Not an empty comparison: what the page set is in the tree.
+	acl := "iscsi/" + pageIQN + "/tpgt_1/acls/" + defaultInitiator()
+	for k, v := range map[string]string{
+		acl + "/auth/userid": pageUser, acl + "/auth/userid_mutual": pageTUser,
+		"iscsi/" + pageIQN + "/tpgt_1/attrib/authentication": "1", "core/<lun_0>/udev_path": pageFile,
+		"iscsi/" + pageIQN + "/tpgt_1/enable": "1",
+	} {
+		if a[k] != v {
+			t.Errorf("after the page's commands %s = %q, want %q", k, a[k], v)
+		}
+	}
 	if diffs := diffDumps(a, b); len(diffs) > 0 {
 		t.Errorf("configfs after the page's targetcli commands and after the lab's writer differ in %d of %d/%d entries:\n%s",
 			len(diffs), len(a), len(b), strings.Join(diffs, "\n"))
