@@ -213,16 +213,22 @@ const (
 	OpDump Op = "dump"
 	// OpPing answers OK.
 	OpPing Op = "ping"
+	// OpRun runs Request.Argv chrooted into the VM's shared root (a
+	// Debian root with targetcli-fb, mounted read-only over virtio-9p with
+	// tmpfs on the folders targetcli writes, /proc, /sys, configfs and
+	// /dev inside) and answers its output.
+	OpRun Op = "run"
 )
 
 // Request is one line of JSON from the lab to the agent.
 type Request struct {
-	Op     Op      `json:"op"`
-	Config *Config `json:"config,omitempty"`
-	IQN    string  `json:"iqn,omitempty"`
-	TPG    int     `json:"tpg,omitempty"`
-	Enable bool    `json:"enable,omitempty"`
-	Millis int     `json:"millis,omitempty"`
+	Op     Op       `json:"op"`
+	Config *Config  `json:"config,omitempty"`
+	IQN    string   `json:"iqn,omitempty"`
+	TPG    int      `json:"tpg,omitempty"`
+	Enable bool     `json:"enable,omitempty"`
+	Millis int      `json:"millis,omitempty"`
+	Argv   []string `json:"argv,omitempty"`
 }
 
 // Response is the agent's one-line JSON answer.
@@ -230,7 +236,13 @@ type Response struct {
 	Error string `json:"error,omitempty"`
 	// Dump maps configfs paths (relative to target/) to their contents.
 	Dump map[string]string `json:"dump,omitempty"`
+	// Output is OpRun's standard output and error, interleaved.
+	Output string `json:"output,omitempty"`
 }
+
+// ShareTag is the virtio-9p mount tag of the root the agent chroots into
+// for OpRun.
+const ShareTag = "share"
 
 // ControlPort is the agent's TCP port on the guest's address.
 const ControlPort = 3262

@@ -271,6 +271,12 @@ func (f *FS) backstore(name string, l LUN) error {
 	if err := f.write(filepath.Join(ddir, "control"), ctl); err != nil {
 		return err
 	}
+	// target_dev_udev_path_store: the path the backstore was made from,
+	// as targetcli records it (rtslib StorageObject udev_path); only shown,
+	// the kernel does not use it.
+	if err := f.write(filepath.Join(ddir, "udev_path"), l.File); err != nil {
+		return err
+	}
 	// target_dev_enable_store: configures the device.
 	return f.write(filepath.Join(ddir, "enable"), "1")
 }

@@ -32,9 +32,21 @@ type chapAuth struct {
 }
 
 func newCHAPAuth(cfg *CHAP, exclude []CHAPAlgorithm, issued [][]byte) *chapAuth {
-	algs := cfg.Algorithms
-	if algs == nil {
-		algs = DefaultCHAPAlgorithms
+	offer := chapOffer(cfg, exclude)
+	if len(offer) == 0 {
+		// Everything configured was excluded: offer it all again rather
+		// than anything the user did not list (no downgrade).
+		offer = chapOffer(cfg, nil)
+	}
+	return &chapAuth{cfg: cfg, algs: offer, issued: issued, rand: rand.Reader}
+}
+
+// chapOffer is what cfg lets us offer (its Algorithms, else
+// DefaultCHAPAlgorithms) without exclude, in order.
+func chapOffer(cfg *CHAP, exclude []CHAPAlgorithm) []CHAPAlgorithm {
+	algs := DefaultCHAPAlgorithms
+	if cfg != nil && cfg.Algorithms != nil {
+		algs = cfg.Algorithms
 	}
 	var offer []CHAPAlgorithm
 	for _, a := range algs {
@@ -42,10 +54,7 @@ func newCHAPAuth(cfg *CHAP, exclude []CHAPAlgorithm, issued [][]byte) *chapAuth 
 			offer = append(offer, a)
 		}
 	}
-	if len(offer) == 0 {
-		offer = []CHAPAlgorithm{CHAPMD5}
-	}
-	return &chapAuth{cfg: cfg, algs: offer, issued: issued, rand: rand.Reader}
+	return offer
 }
 
 // offerA is our CHAP_A list.

@@ -151,6 +151,11 @@ func TestCHAPLogin(t *testing.T) {
 			cfg: cfgOne, wantMode: CHAPOneWay, wantAlg: CHAPMD5, wantLog: "retrying without CHAP_A=7"},
 		{name: "tgtd numbering, mutual", target: with(*mutual, func(c *iscsitest.CHAP) { c.Algorithms = []int{5, 7}; c.SHA1As7 = true }),
 			cfg: cfgMutual, wantMode: CHAPMutual, wantAlg: CHAPMD5},
+		// Offered SHA-256 only: tgtd's SHA-1-as-7 fails, and there is no
+		// retry with MD5, which the user did not offer (a downgrade).
+		{name: "tgtd numbering, SHA-256 only: no fallback", target: with(*oneWay, func(c *iscsitest.CHAP) { c.Algorithms = []int{5, 7}; c.SHA1As7 = true }),
+			cfg: &CHAP{Username: "alice", Secret: initSecret, Algorithms: []CHAPAlgorithm{CHAPSHA256}}, want: ErrAuthenticationFailed, wantSide: CHAPInitiatorSide,
+			wantLog: "no retry with another"},
 		{name: "wrong secret", target: oneWay, cfg: &CHAP{Username: "alice", Secret: "not-the-secret-1"}, want: ErrAuthenticationFailed, wantSide: CHAPInitiatorSide},
 		{name: "wrong user", target: oneWay, cfg: &CHAP{Username: "bob", Secret: initSecret}, want: ErrAuthenticationFailed, wantSide: CHAPInitiatorSide},
 		{name: "no CHAP configured", target: oneWay, cfg: nil, want: ErrAuthenticationFailed, wantSide: CHAPInitiatorSide},

@@ -188,6 +188,13 @@ func loginWithFallback(ctx context.Context, in *loginInput, exclude func(CHAPAlg
 	var le *LoginError
 	if err != nil && in.chapAlg == CHAPSHA256 && errors.As(err, &le) && le.Class == 2 && le.Detail <= 1 &&
 		!slices.Contains(in.chapExclude, CHAPSHA256) {
+		if len(chapOffer(in.cfg.CHAP, append(slices.Clone(in.chapExclude), CHAPSHA256))) == 0 {
+			// Nothing else was offered: never fall back to an algorithm
+			// the user did not list (a downgrade, to MD5 say).
+			in.cfg.Logger.Info("iscsi: target refused our CHAP SHA-256 response; SHA-256 is the only algorithm configured, "+
+				"so no retry with another (tgtd numbers SHA-1 as 7)", "portal", portal, "status", fmt.Sprintf("%02x/%02x", le.Class, le.Detail))
+			return nc, res, portal, permanent, err
+		}
 		// Info, not Warn: with tgtd this happens on every login and the
 		// second attempt succeeds; a real failure is reported by it.
 		in.cfg.Logger.Info("iscsi: target refused our CHAP SHA-256 response; retrying without CHAP_A=7 "+

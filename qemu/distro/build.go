@@ -23,10 +23,11 @@ import (
 // Recipe versions: bump one when its stage changes in a way its key's other
 // inputs cannot see.
 const (
-	baseRecipe    = "distro-base-v1"
-	dracutRecipe  = "distro-dracut-v1"
-	noISCSIRecipe = "distro-noiscsi-v1"
-	diskRecipe    = "distro-disk-v1"
+	baseRecipe      = "distro-base-v1"
+	dracutRecipe    = "distro-dracut-v1"
+	noISCSIRecipe   = "distro-noiscsi-v1"
+	targetcliRecipe = "distro-targetcli-v1"
+	diskRecipe      = "distro-disk-v1"
 )
 
 // basePackages are debootstrap's --include list on top of minbase: the
@@ -58,6 +59,14 @@ install_items+=" /lib/open-iscsi/startup-checks.sh /etc/iscsi/iscsid.conf "
 // systemd-networkd backend: with networkd, dracut 059 gets a DHCP lease but
 // never runs the iSCSI login.
 var dracutArgs = []string{"--force", "--no-hostonly", "--add", "iscsi network-legacy", "--omit", "systemd-networkd network-manager"}
+
+// targetcliPackages are installed in a copy of the base root for the LIO
+// target VM, which runs docs/targets.md's targetcli commands chrooted into
+// it (qemu/lab LIOOptions.Share): Debian's targetcli-fb and what it pulls
+// in (python3, rtslib-fb, configshell-fb), and dbus: targetcli asks the
+// system bus for tcmu-runner's backstores at every start and exits when
+// there is no bus (targetcli/ui_backstore.py _user_backstores).
+var targetcliPackages = []string{"targetcli-fb", "dbus"}
 
 // stageRecord is a built root stage's stage.json.
 type stageRecord struct {
@@ -168,6 +177,8 @@ func (b *builder) stageKeys() map[string]string {
 		NameDebian:  base,
 		NameDracut:  key(dracutRecipe, base, strings.Join(dracutPackages, ","), dracutConf, strings.Join(dracutArgs, "\x00")),
 		NameNoISCSI: key(noISCSIRecipe, base),
+		// Not a system (no disk): a root tree the LIO VM chroots into.
+		StageTargetcli: key(targetcliRecipe, base, strings.Join(targetcliPackages, ",")),
 	}
 }
 
@@ -355,6 +366,11 @@ func (b *builder) setSystem(s *System) {
 
 // stageDir is where stage name with key k lives.
 func (b *builder) stageDir(name, k string) string {
+	if name == StageTargetcli {
+		// Its own folder: builders of other versions prune stages/ of
+		// every stage they do not know.
+		return filepath.Join(b.dir, StageTargetcli, name+"-"+k[:16])
+	}
 	return filepath.Join(b.dir, "stages", name+"-"+k[:16])
 }
 
@@ -379,13 +395,15 @@ func (b *builder) ensureStage(ctx context.Context, name string) (*stage, error) 
 	switch name {
 	case NameDebian:
 		build = b.buildBase
-	case NameDracut, NameNoISCSI:
+	case NameDracut, NameNoISCSI, StageTargetcli:
 		base, err := b.ensureStage(ctx, NameDebian)
 		if err != nil {
 			return nil, err
 		}
 		if name == NameDracut {
 			build = func(ctx context.Context, tmp string) error { return b.buildDracut(ctx, base, tmp) }
+		} else if name == StageTargetcli {
+			build = func(ctx context.Context, tmp string) error { return b.buildTargetcli(ctx, base, tmp) }
 		} else {
 			build = func(ctx context.Context, tmp string) error { return b.buildNoISCSI(ctx, base, tmp) }
 		}
@@ -531,6 +549,69 @@ func (b *builder) buildDracut(ctx context.Context, base *stage, tmp string) erro
 		_, err := b.r.chroot(ctx, root, boot, false, "apt-get", "clean")
 		return err
 	})
+}
+
+// buildTargetcli installs targetcli-fb in a copy of the base root: an apt
+// install on a root that already has libc, systemd's libraries and apt,
+// cheaper than a debootstrap of its own (7m20s for minbase plus
+// targetcli-fb on the loaded lab machine).
+func (b *builder) buildTargetcli(ctx context.Context, base *stage, tmp string) error {
+	if err := b.copyStage(ctx, base, tmp); err != nil {
+		return err
+	}
+	root, boot := filepath.Join(tmp, "root"), filepath.Join(tmp, "boot")
+	return withPolicy(root, func() error {
+		if _, err := b.r.chroot(ctx, root, boot, true, "apt-get", "update"); err != nil {
+			return fmt.Errorf("apt-get update in the root (is the mirror reachable?): %w", err)
+		}
+		if _, err := b.r.chroot(ctx, root, boot, true, append([]string{"apt-get", "install", "-y", "--no-install-recommends"}, targetcliPackages...)...); err != nil {
+			return err
+		}
+		_, err := b.r.chroot(ctx, root, boot, false, "apt-get", "clean")
+		return err
+	})
+}
+
+// TargetcliRoot returns a Debian root tree with targetcli-fb installed
+// (for the LIO target VM to chroot into), building it from the base root
+// (and that first, when missing) unless it is up to date. With
+// opts.NoBuild a missing or stale tree is ErrStale.
+func TargetcliRoot(ctx context.Context, opts Options) (string, error) {
+	b, err := newBuilder(ctx, opts)
+	if err != nil {
+		return "", err
+	}
+	defer b.close()
+	b.set = &Set{Dir: b.dir, Mirror: b.mirror, Suite: Suite, ReleaseDate: b.release}
+	b.keys = b.stageKeys()
+	k := b.keys[StageTargetcli]
+	var rec stageRecord
+	if err := readJSON(filepath.Join(b.stageDir(StageTargetcli, k), "stage.json"), &rec); err != nil || rec.Key != k || opts.Force {
+		if opts.NoBuild {
+			return "", fmt.Errorf("%w: %s root stage", ErrStale, StageTargetcli)
+		}
+		if os.Geteuid() != 0 {
+			return "", errors.New("distro: building the targetcli root needs root (chroot, apt-get)")
+		}
+		if err := b.openLog(); err != nil {
+			return "", err
+		}
+	}
+	st, err := b.ensureStage(ctx, StageTargetcli)
+	if err != nil {
+		return "", err
+	}
+	// Trees of other keys are stale.
+	ents, _ := os.ReadDir(filepath.Dir(st.dir))
+	for _, e := range ents {
+		if p := filepath.Join(filepath.Dir(st.dir), e.Name()); p != st.dir {
+			b.log.Info("removing stale targetcli root", "dir", p)
+			if err := os.RemoveAll(p); err != nil {
+				b.log.Warn("remove stale targetcli root", "dir", p, "err", err)
+			}
+		}
+	}
+	return st.root(), nil
 }
 
 // buildNoISCSI purges open-iscsi from a copy of the base root and rebuilds

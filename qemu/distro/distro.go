@@ -71,6 +71,10 @@ const (
 	NameDebianUEFI = "debian-uefi"
 )
 
+// StageTargetcli is a root stage without a disk: the base root with
+// targetcli-fb (TargetcliRoot).
+const StageTargetcli = "targetcli"
+
 // Disk layouts.
 const (
 	// LayoutBLS: a GPT disk with an ext4 boot partition holding a Boot

@@ -508,10 +508,11 @@ var chapRows = []struct {
 	{"mutual", true, &iscsi.CHAP{Username: chapUser, Secret: chapSecret, TargetUsername: chapTUser, TargetSecret: chapTSecret}, nil, iscsi.CHAPMD5, iscsi.CHAPSHA3256},
 	{"CHAP_A=5 MD5 only", false, &iscsi.CHAP{Username: chapUser, Secret: chapSecret, Algorithms: []iscsi.CHAPAlgorithm{iscsi.CHAPMD5}}, nil, iscsi.CHAPMD5, iscsi.CHAPMD5},
 	{"CHAP_A=6 SHA-1 only", false, &iscsi.CHAP{Username: chapUser, Secret: chapSecret, Algorithms: []iscsi.CHAPAlgorithm{iscsi.CHAPSHA1}}, nil, 0, iscsi.CHAPSHA1},
-	// tgtd numbers its SHA-1 7: it answers CHAP_A=7 with SHA-1, our
-	// SHA-256 response fails, and the session's next login leaves 7 out
-	// and falls back to MD5 (pkg/iscsi newCHAPAuth), which tgtd accepts.
-	{"CHAP_A=7 SHA-256 only", false, &iscsi.CHAP{Username: chapUser, Secret: chapSecret, Algorithms: []iscsi.CHAPAlgorithm{iscsi.CHAPSHA256}}, nil, iscsi.CHAPMD5, iscsi.CHAPSHA256},
+	// tgtd numbers its SHA-1 7: it answers CHAP_A=7 with SHA-1 and our
+	// SHA-256 response fails. With SHA-256 the only algorithm offered,
+	// lunboot does not retry with MD5 (a downgrade the user did not allow:
+	// pkg/iscsi loginWithFallback), so the login fails on tgtd.
+	{"CHAP_A=7 SHA-256 only", false, &iscsi.CHAP{Username: chapUser, Secret: chapSecret, Algorithms: []iscsi.CHAPAlgorithm{iscsi.CHAPSHA256}}, nil, 0, iscsi.CHAPSHA256},
 	{"CHAP_A=8 SHA3-256 only", false, &iscsi.CHAP{Username: chapUser, Secret: chapSecret, Algorithms: []iscsi.CHAPAlgorithm{iscsi.CHAPSHA3256}}, nil, 0, iscsi.CHAPSHA3256},
 	{"wrong secret", false, &iscsi.CHAP{Username: chapUser, Secret: wrongSecret}, iscsi.ErrAuthenticationFailed, 0, 0},
 	{"no credentials", false, nil, iscsi.ErrAuthenticationFailed, 0, 0},

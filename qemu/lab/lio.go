@@ -50,6 +50,11 @@ type LIOOptions struct {
 	// images stay pristine; the copies are attached as virtio disks
 	// (/dev/vda, /dev/vdb…).
 	Images []string
+	// Share is a host folder the VM mounts read-only over virtio-9p for
+	// Run to chroot into: a Debian root with targetcli-fb
+	// (distro.TargetcliRoot), so that docs/targets.md's commands run
+	// against this VM's LIO. Adds the 9p modules to the VM.
+	Share string
 	// Debug logs every configfs write on the VM's console.
 	Debug bool
 	// OnConsole receives each line of the VM's console (the agent's log).
@@ -112,8 +117,18 @@ func (l *Lab) StartLIO(ctx context.Context, opts LIOOptions) (*LIO, error) {
 	}
 	initrd := filepath.Join(dir, "initramfs.cpio")
 	start := time.Now()
+	modules := LIOModules
+	var args []string
+	if opts.Share != "" {
+		if st, err := os.Stat(opts.Share); err != nil || !st.IsDir() {
+			return nil, fmt.Errorf("lab: lio: LIOOptions.Share %s is not a folder (%v)", opts.Share, err)
+		}
+		// fs/9p and net/9p/trans_virtio.c: the guest's side of -virtfs.
+		modules = append(append([]string(nil), modules...), "9pnet_virtio", "9p")
+		args = append(args, "-virtfs", "local,path="+strings.ReplaceAll(opts.Share, ",", ",,")+",mount_tag="+lio.ShareTag+",security_model=none,readonly=on")
+	}
 	kernel, err := vmtest.BuildImage(ctx, initrd, vmtest.ImageSpec{
-		Modules:  LIOModules,
+		Modules:  modules,
 		Programs: map[string]string{"/bin/lioagent": "github.com/lunboot/lunboot/internal/lio/cmd/lioagent"},
 		Command:  []string{"/bin/lioagent"},
 	})
@@ -122,7 +137,6 @@ func (l *Lab) StartLIO(ctx context.Context, opts LIOOptions) (*LIO, error) {
 	}
 	l.cmds.printf("# lio: guest image %s built in %s (kernel %s)", initrd, time.Since(start).Round(time.Millisecond), kernel)
 
-	var args []string
 	for i, img := range opts.Images {
 		abs, err := filepath.Abs(img)
 		if err != nil {
@@ -183,10 +197,14 @@ func (t *LIO) Kind() string { return "lio" }
 // Stop kills the target VM.
 func (t *LIO) Stop() { t.vm.Kill() }
 
-// call sends one request to the agent and waits (up to a minute) for its
-// answer.
+// call sends one request to the agent and waits (up to a minute, six for
+// OpRun) for its answer.
 func (t *LIO) call(ctx context.Context, req lio.Request) (lio.Response, error) {
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	d := time.Minute
+	if req.Op == lio.OpRun {
+		d = 6 * time.Minute // the agent gives the command 5
+	}
+	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	ctl := netip.AddrPortFrom(t.addr, lio.ControlPort).String()
 	c, err := t.lab.DialContext(ctx, "tcp", ctl)
@@ -283,6 +301,24 @@ func (t *LIO) LinkDown(ctx context.Context, d time.Duration) error {
 func (t *LIO) Dump(ctx context.Context) (map[string]string, error) {
 	r, err := t.call(ctx, lio.Request{Op: lio.OpDump})
 	return r.Dump, err
+}
+
+// Run runs argv in the VM chrooted into LIOOptions.Share (read-only,
+// with tmpfs where targetcli writes; /proc, /sys, configfs and /dev from
+// the VM) and returns its output. It configures the VM's LIO behind the
+// lab's back: Reset or Apply afterwards to return to the lab's
+// configuration.
+func (t *LIO) Run(ctx context.Context, argv ...string) (string, error) {
+	if t.opts.Share == "" {
+		return "", errors.New("lab: lio run: the VM has no shared root (LIOOptions.Share)")
+	}
+	start := time.Now()
+	r, err := t.call(ctx, lio.Request{Op: lio.OpRun, Argv: argv})
+	t.lab.cmds.printf("# lio: ran %s in the shared root in %s: %v", argv[0], time.Since(start).Round(time.Millisecond), err)
+	if err != nil {
+		return r.Output, fmt.Errorf("%w\n%s", err, r.Output)
+	}
+	return r.Output, nil
 }
 
 // Export serves spec on TPG 1 at Portal: its images (given in

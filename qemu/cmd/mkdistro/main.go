@@ -6,7 +6,7 @@
 //
 // Usage:
 //
-//	mkdistro [-cache $LUNBOOT_CACHE/distro] [-mirror URI] [-force] [-drop-roots] [-check] [-json] [-v]
+//	mkdistro [-cache $LUNBOOT_CACHE/distro] [-mirror URI] [-force] [-drop-roots] [-check] [-json] [-v] [-targetcli]
 //
 // -check only reports whether the disks are up to date (exit 1 if not).
 // Building needs root and network access to the Debian mirror the machine's
@@ -51,6 +51,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	asJSON := fs.Bool("json", false, "print the set as JSON")
 	timeout := fs.Duration("timeout", 45*time.Minute, "give up after this long")
 	verbose := fs.Bool("v", false, "log each step and command")
+	targetcli := fs.Bool("targetcli", false, "also build (or check) the root tree with targetcli-fb that the LIO target VM runs docs/targets.md's commands in")
 	only := fs.String("only", "", "comma-separated systems to build or check (default all: debian, dracut, noiscsi, debian-uefi)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -74,6 +75,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if err != nil {
 		return err
+	}
+	if *targetcli {
+		tstart := time.Now()
+		root, err := distro.TargetcliRoot(ctx, distro.Options{Cache: *cache, Mirror: *mirror, Log: log, Force: *force, NoBuild: *check})
+		if err != nil {
+			if errors.Is(err, distro.ErrStale) && *check {
+				fmt.Fprintln(stdout, err)
+				return errors.New("out of date")
+			}
+			return err
+		}
+		fmt.Fprintf(stdout, "targetcli root %s (%s)\n", root, time.Since(tstart).Round(time.Millisecond))
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)

@@ -90,3 +90,38 @@ func (syncWriter) Write(p []byte) (int, error) {
 	defer logMu.Unlock()
 	return logOut.Write(p)
 }
+
+var (
+	tcliOnce sync.Once
+	tcliRoot string
+	tcliErr  error
+)
+
+// TargetcliRoot returns the Debian root with targetcli-fb
+// (distro.TargetcliRoot), building it (about 1–2 minutes from the cached
+// base root) on first use; in -short mode a missing tree skips the test.
+func TargetcliRoot(t testing.TB) string {
+	t.Helper()
+	testenv.RequireRoot(t)
+	testenv.RequireBinaries(t, Tools...)
+	tcliOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), BuildTimeout)
+		defer cancel()
+		w := &testLog{t: t}
+		logMu.Lock()
+		logOut = w
+		logMu.Unlock()
+		log := slog.New(slog.NewTextHandler(syncWriter{}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+		tcliRoot, tcliErr = distro.TargetcliRoot(ctx, distro.Options{Log: log, NoBuild: testing.Short()})
+		logMu.Lock()
+		logOut = io.Discard
+		logMu.Unlock()
+	})
+	if errors.Is(tcliErr, distro.ErrStale) && testing.Short() {
+		t.Skipf("skipping in -short mode: %v", tcliErr)
+	}
+	if tcliErr != nil {
+		t.Fatalf("distro.TargetcliRoot: %v", tcliErr)
+	}
+	return tcliRoot
+}

@@ -27,8 +27,11 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -143,6 +146,8 @@ type agent struct {
 	fs   *lio.FS
 	log  *slog.Logger
 	link netlink.Link
+	// shared is set once the shared root is mounted (OpRun).
+	shared bool
 }
 
 func (a *agent) serve(c net.Conn) {
@@ -199,6 +204,8 @@ func (a *agent) handle(req lio.Request) lio.Response {
 		go a.linkDown(d)
 	case lio.OpDump:
 		resp.Dump = a.fs.Dump()
+	case lio.OpRun:
+		resp.Output, err = a.run(req.Argv)
 	default:
 		err = fmt.Errorf("unknown op %q", req.Op)
 	}
@@ -264,4 +271,86 @@ func (a *agent) linkDown(d time.Duration) {
 		return
 	}
 	a.log.Info("link up")
+}
+
+// shareDir is where the shared root (virtio-9p tag lio.ShareTag) is
+// mounted and chrooted into.
+const shareDir = "/share"
+
+// mountShare mounts the shared root read-only and makes it usable as a
+// running system's root for targetcli: tmpfs where targetcli and rtslib
+// write (HOME=/root for ~/.targetcli, /run for its lock, /tmp,
+// /etc/rtslib-fb-target for saveconfig and its backups, /srv for backing
+// files), and the kernel's /proc (rtslib reads /proc/modules), /sys with
+// configfs at /sys/kernel/config (what targetcli configures), /dev.
+func (a *agent) mountShare() error {
+	if a.shared {
+		return nil
+	}
+	if err := os.MkdirAll(shareDir, 0o755); err != nil {
+		return err
+	}
+	if err := unix.Mount(lio.ShareTag, shareDir, "9p", unix.MS_RDONLY, "trans=virtio,version=9p2000.L"); err != nil {
+		return fmt.Errorf("mount the shared root (9p tag %q; did the lab give LIOOptions.Share?): %w", lio.ShareTag, err)
+	}
+	for _, d := range []string{"root", "run", "tmp", "srv", "etc/rtslib-fb-target"} {
+		if err := unix.Mount("tmpfs", filepath.Join(shareDir, d), "tmpfs", 0, "mode=0755"); err != nil {
+			return fmt.Errorf("tmpfs on %s in the shared root: %w", d, err)
+		}
+	}
+	for _, d := range []string{"run/lock", "etc/rtslib-fb-target/backup"} {
+		if err := os.MkdirAll(filepath.Join(shareDir, d), 0o755); err != nil {
+			return err
+		}
+	}
+	for _, m := range []struct{ src, dir, fstype string }{
+		{"proc", "proc", "proc"}, {"sysfs", "sys", "sysfs"}, {"configfs", "sys/kernel/config", "configfs"},
+	} {
+		if err := unix.Mount(m.src, filepath.Join(shareDir, m.dir), m.fstype, 0, ""); err != nil {
+			return fmt.Errorf("mount %s on %s in the shared root: %w", m.fstype, m.dir, err)
+		}
+	}
+	if err := unix.Mount("/dev", filepath.Join(shareDir, "dev"), "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind /dev into the shared root: %w", err)
+	}
+	// The system bus, as on the server the root comes from: targetcli
+	// connects to it at every start (and exits without it).
+	if _, err := os.Stat(filepath.Join(shareDir, "usr/bin/dbus-daemon")); err == nil {
+		if err := os.MkdirAll(filepath.Join(shareDir, "run/dbus"), 0o755); err != nil {
+			return err
+		}
+		cmd := exec.Command("/usr/bin/dbus-daemon", "--system", "--fork")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: shareDir}
+		cmd.Dir = "/"
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("start the system bus in the shared root: %w (%s)", err, strings.TrimSpace(string(out)))
+		}
+	}
+	a.shared = true
+	return nil
+}
+
+// run runs argv chrooted into the shared root, for up to 5 minutes, and
+// returns its output.
+func (a *agent) run(argv []string) (string, error) {
+	if len(argv) == 0 {
+		return "", errors.New("run: no command")
+	}
+	if err := a.mountShare(); err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: shareDir}
+	cmd.Dir = "/"
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "TERM=dumb", "LANG=C.UTF-8", "PYTHONDONTWRITEBYTECODE=1"}
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	a.log.Info("ran in the shared root", "command", argv[0], "took", time.Since(start).Round(time.Millisecond), "err", err)
+	if err != nil {
+		// argv[0] only: the arguments may hold CHAP passwords.
+		return string(out), fmt.Errorf("%s: %w", argv[0], err)
+	}
+	return string(out), nil
 }
