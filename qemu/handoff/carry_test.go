@@ -46,7 +46,9 @@ var (
 // The OS writes a marker and powers off: /run/initramfs/shutdown has the
 // daemon log out after the root is unmounted, so the target holds no
 // session. A second power-on through lunboot finds the marker and a file
-// system that needed no recovery, and leaves no session either.
+// system that needed no recovery, and leaves no session either. In
+// between, 60 s of memory pressure while the OS writes (memoryPressure):
+// the NBD data path is acceptable only with that passing (issue 15).
 func TestCarryNoISCSI(t *testing.T) {
 	e := setup(t)
 	carryCase(t, e.kernel, e.image, e.set.NoISCSI, "", true)
@@ -135,6 +137,8 @@ func carryCase(t *testing.T, kernel, image string, sys *distro.System, args stri
 	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) < 2 || strings.TrimSpace(lines[1]) != "0" {
 		t.Errorf("the OS's kernel log has I/O errors after the target's restart:\n%s", out)
 	}
+
+	memoryPressure(t, m, sh)
 
 	// A marker, then the OS's own power-off.
 	sh.run(t, `echo carry-marker-$((6*7)) > /root/carry-marker && sync && cat /root/carry-marker`, time.Minute)
@@ -305,4 +309,88 @@ func (s *shell) run(t *testing.T, cmd string, d time.Duration) string {
 		t.Fatalf("running %q on the guest: %v", cmd, err)
 	}
 	return strings.ReplaceAll(mt.Groups[1], "\r", "")
+}
+
+// Memory-pressure bounds: the pressure lasts pressureFor; the write loop
+// runs as long and must report within pressureBound of its start, or the
+// root's I/O hung.
+const (
+	pressureFor   = 60 * time.Second
+	pressureBound = 4 * time.Minute
+)
+
+var (
+	oomKilled = regexp.MustCompile(`OOMKILLS=(\d+)`)
+	ioErrs    = regexp.MustCompile(`IOERR=(\d+)`)
+	daemonPid = regexp.MustCompile(`pid=(\d+)`)
+)
+
+// ioErrors is what the OS's kernel log must not gain under memory
+// pressure: a failed block request, an ext4 error, a hung task, an NBD
+// request that timed out.
+const ioErrors = `'I/O error|blk_update_request|Buffer I/O|EXT4-fs error|blocked for more than|nbd.*(timed out|dead)'`
+
+// memoryPressure drives the OS booted by carry-in near OOM again and again
+// for 60 s while it writes and fsyncs to its root, which lunboot's daemon
+// serves over NBD: the root's dirty pages can only be cleaned through the
+// daemon, so a daemon that cannot get memory (or is killed, or swapped
+// out) hangs the OS. The pressure is a tmpfs filled with about 40 % of the
+// OS's memory (not reclaimable: there is no swap) and a loop of perl
+// processes that allocate and touch 16 MiB strings until the OOM killer
+// ends them (oom_score_adj 1000 makes them its first choice). Afterwards:
+// the writes completed within a bound that can fail, none failed, the OOM
+// killer ran at least twice (the pressure was real), the daemon is the
+// same process with its memory still locked, and the kernel log has no
+// I/O error and no hung task.
+func memoryPressure(t *testing.T, m *handoff.Machine, sh *shell) {
+	t.Helper()
+	ctx := context.Background()
+	before := sh.run(t, `echo OOMKILLS=$(dmesg | grep -c 'Killed process'); echo IOERR=$(dmesg | grep -ciE `+ioErrors+`); for d in /proc/[0-9]*; do case "$(tr '\0' ' ' < $d/cmdline 2>/dev/null)" in @lunboot*) echo pid=${d#/proc/};; esac; done; grep -E "MemTotal|MemAvailable" /proc/meminfo`, time.Minute)
+	t.Logf("before the memory pressure:\n%s", before)
+	pid := daemonPid.FindStringSubmatch(before)
+	kills0 := oomKilled.FindStringSubmatch(before)
+	if pid == nil || kills0 == nil {
+		t.Fatalf("no daemon pid or OOM count before the memory pressure:\n%s", before)
+	}
+	secs := int(pressureFor / time.Second)
+	hog := fmt.Sprintf(`(echo 1000 > /proc/self/oom_score_adj; end=$(($(date +%%s)+%d)); dd if=/dev/zero of=/dev/shm/fill bs=1M count=800 status=none; while [ $(date +%%s) -lt $end ]; do timeout 30 perl -e 'my @a; while (1) { push @a, "x" x (1<<24) }'; done; rm -f /dev/shm/fill) >/dev/null 2>&1 &`, secs)
+	loop := fmt.Sprintf(`rm -f /root/werr; end=$(($(date +%%s)+%d)); n=0; echo PLOOP-START; while [ $(date +%%s) -lt $end ]; do dd if=/dev/urandom of=/root/carry-p bs=64k count=8 conv=fsync status=none 2>>/root/werr || echo PFAIL >> /root/werr; n=$((n+1)); done; echo PLOOP-DONE-$n`, secs)
+	if err := m.Send(hog + " " + loop + "\n"); err != nil {
+		t.Fatal(err)
+	}
+	start, err := m.ExpectWithin(ctx, 30*time.Second, regexp.MustCompile(`PLOOP-START\r?\n`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mt, err := m.ExpectWithin(ctx, pressureBound, regexp.MustCompile(`PLOOP-DONE-(\d+)`))
+	if err != nil {
+		t.Fatalf("the OS's writes under memory pressure did not finish within %s (a hang): %v", pressureBound, err)
+	}
+	if _, err := m.ExpectWithin(ctx, 30*time.Second, shellPrompt); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("under memory pressure: %s fsynced writes of 512 KiB in %s", mt.Groups[1], (mt.At - start.At).Round(time.Second))
+	after := sh.run(t, `sleep 2; rm -f /dev/shm/fill; echo werr=$(wc -c < /root/werr); echo OOMKILLS=$(dmesg | grep -c 'Killed process'); echo IOERR=$(dmesg | grep -ciE `+ioErrors+`); tr '\0' ' ' < /proc/`+pid[1]+`/cmdline; echo; grep VmLck /proc/`+pid[1]+`/status; dmesg | grep 'Killed process' | tail -n 3`, time.Minute)
+	t.Logf("after the memory pressure:\n%s", after)
+	kills := oomKilled.FindStringSubmatch(after)
+	n0, _ := strconv.Atoi(kills0[1])
+	n1 := -1
+	if kills != nil {
+		n1, _ = strconv.Atoi(kills[1])
+	}
+	if n1-n0 < 2 {
+		t.Errorf("the OOM killer ran %d times during the pressure, want at least 2 (the pressure was not real):\n%s", n1-n0, after)
+	}
+	if !strings.Contains(after, "werr=0") {
+		t.Errorf("a write failed under memory pressure:\n%s", after)
+	}
+	if e0, e1 := ioErrs.FindStringSubmatch(before), ioErrs.FindStringSubmatch(after); e0 == nil || e1 == nil || e0[1] != e1[1] {
+		t.Errorf("the OS's kernel log has an I/O error or a hung task after the memory pressure:\n%s", after)
+	}
+	if !strings.Contains(after, "@lunboot lunboot carry") {
+		t.Errorf("the daemon (pid %s) did not survive the memory pressure:\n%s", pid[1], after)
+	}
+	if mm := regexp.MustCompile(`VmLck:\s+(\d+) kB`).FindStringSubmatch(after); mm == nil || mm[1] == "0" {
+		t.Errorf("the daemon has no locked memory after the memory pressure:\n%s", after)
+	}
 }
