@@ -243,6 +243,6 @@ func CarryModuleTree(release string) string {
 // (in its modules.dep) nor built in (modules.builtin) one that carry-in
 // needs: the boot NIC's driver or the data path's nbd.
 func CarryModules(missing []string) string {
-	return "carry-in needs the OS kernel's " + strings.Join(missing, ", ") + " (a module or built in): boot an OS kernel built with it (nbd is CONFIG_BLK_DEV_NBD; Debian's, Ubuntu's and Fedora's kernels have it) " +
+	return "give the OS kernel " + strings.Join(missing, ", ") + " as a module or built in: boot an OS kernel built with it (nbd is CONFIG_BLK_DEV_NBD; Debian's, Ubuntu's and Fedora's kernels have it) " +
 		"or install the package that ships it (Ubuntu: linux-modules-extra-<release>), then run depmod; or rebuild the OS initrd with iSCSI support, which needs no carry-in"
 }

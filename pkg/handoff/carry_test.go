@@ -117,7 +117,7 @@ func TestPlanCarry(t *testing.T) {
 		{"dracut", dracut, testRelease, "virtio_net", "dracut hook", ""},
 		{"no initrd", nil, testRelease, "virtio_net", "could not be read", ""},
 		{"no module tree", deb, "6.1.0-9-amd64", "virtio_net", "no lib/modules/6.1.0-9-amd64/modules.dep", "apt install --reinstall linux-image-6.1.0-9-amd64"},
-		{"NIC driver missing", deb, testRelease, "r8169", "no module r8169", "needs the OS kernel's r8169"},
+		{"NIC driver missing", deb, testRelease, "r8169", "no module r8169", "give the OS kernel r8169 as a module"},
 		{"release unknown", deb, "", "virtio_net", "release is unknown", ""},
 	} {
 		_, c := PlanCarry(tt.in, []iofs.FS{root}, tt.release, tt.nic)
