@@ -228,3 +228,21 @@ func KexecRefused(err error, lockdown string) string {
 	}
 	return "the firmware kernel needs CONFIG_KEXEC_FILE; under Secure Boot lockdown the OS kernel must be signed"
 }
+
+// CarryModuleTree is what to do when carry-in cannot work because the OS
+// kernel's module tree (lib/modules/<release>) is not on the LUN: carry-in
+// takes the NIC driver and the data path's modules from there, since the
+// firmware kernel's modules do not fit the OS kernel.
+func CarryModuleTree(release string) string {
+	return "put the OS kernel's modules on the LUN: in the OS, reinstall the kernel's package (Debian, Ubuntu: apt install --reinstall linux-image-" + release +
+		"; Fedora: dnf reinstall kernel-modules-core) and run depmod " + release +
+		"; or rebuild the OS initrd with iSCSI support (Debian: apt install open-iscsi, then update-initramfs -u), which needs no carry-in"
+}
+
+// CarryModules is what to do when the OS kernel has neither as a module
+// (in its modules.dep) nor built in (modules.builtin) one that carry-in
+// needs: the boot NIC's driver or the data path's nbd.
+func CarryModules(missing []string) string {
+	return "give the OS kernel " + strings.Join(missing, ", ") + " as a module or built in: boot an OS kernel built with it (nbd is CONFIG_BLK_DEV_NBD; Debian's, Ubuntu's and Fedora's kernels have it) " +
+		"or install the package that ships it (Ubuntu: linux-modules-extra-<release>), then run depmod; or rebuild the OS initrd with iSCSI support, which needs no carry-in"
+}

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/lunboot/lunboot/pkg/advice"
 	"github.com/lunboot/lunboot/pkg/kmod"
 )
 
@@ -188,6 +189,16 @@ func ParseModuleDep(dep, builtin io.Reader) (*ModuleDep, error) {
 	return m, nil
 }
 
+// MissingModulesError is Resolve's error when the OS kernel has some of
+// the modules asked for neither in modules.dep nor built in.
+type MissingModulesError struct {
+	Names []string
+}
+
+func (e *MissingModulesError) Error() string {
+	return fmt.Sprintf("the OS kernel has no module %s (neither in modules.dep nor built in)", strings.Join(e.Names, ", "))
+}
+
 // Resolve returns the modules to load for names, dependencies first. A
 // built-in name needs nothing; a name neither built in nor listed is an
 // error naming it.
@@ -239,7 +250,7 @@ func (m *ModuleDep) Resolve(names []string) ([]CarryModule, error) {
 		}
 	}
 	if len(missing) > 0 {
-		return out, fmt.Errorf("the OS kernel has no module %s (neither in modules.dep nor built in)", strings.Join(missing, ", "))
+		return out, &MissingModulesError{Names: missing}
 	}
 	return out, nil
 }
@@ -270,8 +281,12 @@ func OSModules(parts []fs.FS, release string) (fs.FS, string, *ModuleDep, error)
 			return p, dir, md, nil
 		}
 	}
-	return nil, "", nil, fmt.Errorf("no lib/modules/%s/modules.dep on the LUN: the OS kernel's module tree is missing (install the kernel's modules package, then run depmod %s in the OS)", release, release)
+	return nil, "", nil, fmt.Errorf("no lib/modules/%s/modules.dep on the LUN: the OS kernel's module tree is missing: %w", release, ErrNoModuleTree)
 }
+
+// ErrNoModuleTree is matched by errors.Is when the OS kernel's module tree
+// is not on the LUN.
+var ErrNoModuleTree = errors.New("no module tree")
 
 // CarryPlan is what the carry cpio will hold, found before the decision so
 // that Decide knows whether carry-in can work.
@@ -302,8 +317,11 @@ func PlanCarry(in *Initrd, parts []fs.FS, release, nicModule string, busModules 
 		return nil, CarryCheck{Why: "the OS initrd's generator is unknown: carry-in hooks into initramfs-tools only"}
 	}
 	root, dir, md, err := OSModules(parts, release)
+	if errors.Is(err, ErrNoModuleTree) {
+		return nil, CarryCheck{Why: err.Error(), Fix: advice.CarryModuleTree(release)}
+	}
 	if err != nil {
-		return nil, CarryCheck{Why: err.Error(), Fix: "install the OS kernel's modules on the LUN (for Debian: the linux-image package), or use an initrd with iSCSI support"}
+		return nil, CarryCheck{Why: err.Error(), Fix: "repair the OS kernel's modules.dep on the LUN: run depmod " + release + " in the OS; or use an initrd with iSCSI support"}
 	}
 	var want []string
 	for _, b := range busModules {
@@ -316,8 +334,11 @@ func PlanCarry(in *Initrd, parts []fs.FS, release, nicModule string, busModules 
 	}
 	want = append(want, CarryModulesWanted...)
 	mods, err := md.Resolve(want)
+	if me := (*MissingModulesError)(nil); errors.As(err, &me) {
+		return nil, CarryCheck{Why: err.Error() + " in " + dir, Fix: advice.CarryModules(me.Names)}
+	}
 	if err != nil {
-		return nil, CarryCheck{Why: err.Error() + " in " + dir, Fix: "install a kernel with the NIC's driver and nbd (CONFIG_BLK_DEV_NBD) on the LUN"}
+		return nil, CarryCheck{Why: err.Error() + " in " + dir, Fix: "repair the OS kernel's modules.dep on the LUN: run depmod " + release + " in the OS"}
 	}
 	return &CarryPlan{Release: release, Root: root, Dir: dir, Modules: mods}, CarryCheck{OK: true}
 }

@@ -112,16 +112,17 @@ func TestPlanCarry(t *testing.T) {
 		release string
 		nic     string
 		why     string
+		fix     string
 	}{
-		{"dracut", dracut, testRelease, "virtio_net", "dracut hook"},
-		{"no initrd", nil, testRelease, "virtio_net", "could not be read"},
-		{"no module tree", deb, "6.1.0-9-amd64", "virtio_net", "no lib/modules/6.1.0-9-amd64/modules.dep"},
-		{"NIC driver missing", deb, testRelease, "r8169", "no module r8169"},
-		{"release unknown", deb, "", "virtio_net", "release is unknown"},
+		{"dracut", dracut, testRelease, "virtio_net", "dracut hook", ""},
+		{"no initrd", nil, testRelease, "virtio_net", "could not be read", ""},
+		{"no module tree", deb, "6.1.0-9-amd64", "virtio_net", "no lib/modules/6.1.0-9-amd64/modules.dep", "apt install --reinstall linux-image-6.1.0-9-amd64"},
+		{"NIC driver missing", deb, testRelease, "r8169", "no module r8169", "give the OS kernel r8169 as a module"},
+		{"release unknown", deb, "", "virtio_net", "release is unknown", ""},
 	} {
 		_, c := PlanCarry(tt.in, []iofs.FS{root}, tt.release, tt.nic)
-		if c.OK || !strings.Contains(c.Why, tt.why) {
-			t.Errorf("PlanCarry(%s) = %+v, want not OK because %q", tt.name, c, tt.why)
+		if c.OK || !strings.Contains(c.Why, tt.why) || !strings.Contains(c.Fix, tt.fix) {
+			t.Errorf("PlanCarry(%s) = %+v, want not OK because %q, with a fix naming %q", tt.name, c, tt.why, tt.fix)
 		}
 	}
 	noNBD := strings.ReplaceAll(ubuntuDep, "kernel/drivers/block/nbd.ko.xz:\n", "")

@@ -200,7 +200,11 @@ func Decide(f Facts) (*Decision, error) {
 		}
 		if !f.Force {
 			if f.Requested == ModeAuto && f.Carry.Why != "" {
-				d.Notes = append(d.Notes, "carry-in cannot work either: "+f.Carry.Why)
+				note := "carry-in cannot work either: " + f.Carry.Why
+				if f.Carry.Fix != "" {
+					note += "; for carry-in: " + f.Carry.Fix
+				}
+				d.Notes = append(d.Notes, note)
 			}
 			return d, &RefusedError{Err: err, Fix: fixNotReady}
 		}

@@ -97,7 +97,8 @@ func TestDecide(t *testing.T) {
 		// Carry-in: auto turns a refusal into carry when carry can work.
 		{name: "no open-iscsi, carry possible", facts: Facts{Initrd: debBare, Carry: carryOK},
 			mode: ModeCarry, gen: GeneratorInitramfsTools, reason: "auto: the OS initrd cannot log in (missing open-iscsi boot script", note: "lunboot.force=1 turns the automatic carry-in off"},
-		{name: "no open-iscsi, carry impossible", facts: Facts{Initrd: debBare, Carry: carryNo}, err: ErrNotReady, fix: "rebuild the OS initrd"},
+		{name: "no open-iscsi, carry impossible", facts: Facts{Initrd: debBare, Carry: carryNo}, err: ErrNotReady, fix: "rebuild the OS initrd",
+			note: "carry-in cannot work either: no lib/modules/6.1.0-1-amd64/modules.dep on the LUN; for carry-in: install the modules"},
 		{name: "no open-iscsi, carry possible, force", facts: Facts{Initrd: debBare, Carry: carryOK, Force: true},
 			mode: ModeCmdline, note: "check overridden: missing iscsistart"},
 		{name: "no open-iscsi, carry possible, cmdline requested", facts: Facts{Initrd: debBare, Carry: carryOK, Requested: ModeCmdline}, err: ErrNotReady},

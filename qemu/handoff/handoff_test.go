@@ -17,6 +17,7 @@ import (
 	pkghandoff "github.com/lunboot/lunboot/pkg/handoff"
 	"github.com/lunboot/lunboot/qemu/bootlog"
 	"github.com/lunboot/lunboot/qemu/distro"
+	"github.com/lunboot/lunboot/qemu/distro/derive"
 	"github.com/lunboot/lunboot/qemu/distro/distrotest"
 	"github.com/lunboot/lunboot/qemu/distro/osproof"
 	"github.com/lunboot/lunboot/qemu/handoff"
@@ -485,20 +486,31 @@ func TestDefaultMode(t *testing.T) {
 	b.noArgs(t, "iscsi_auto")
 }
 
-// TestRefuseNoISCSI: asked for a hand-off the OS must do itself
-// (lunboot.handoff=cmdline), the initrd built without open-iscsi cannot log
-// in after kexec, so lunboot must refuse in its handoff stage, before
-// kexec_file_load: the report names what is missing and how to add it,
-// the rescue shell runs, the OS kernel never starts and lunboot has logged
-// out of the target. (Under the default auto the same disk boots by
-// carry-in: TestCarryNoISCSI.)
+// TestRefuseNoISCSI: the disk whose initrd cannot log in (open-iscsi
+// purged) and whose OS kernel has no nbd module either (derive.NoNBD: the
+// noiscsi disk with nbd.ko and its modules.dep line removed), under the
+// default lunboot.handoff=auto: the initrd cannot take over and carry-in,
+// which serves the root over NBD, cannot work, so lunboot must refuse in
+// its handoff stage, before kexec_file_load: the console names what is
+// missing for both (open-iscsi's iscsistart; the OS kernel's nbd) and what
+// to do for each, the rescue shell runs, the OS kernel never starts and
+// lunboot has logged out of the target. (With nbd the same disk boots by
+// carry-in: TestCarryNoISCSI; the OS kernel without its module tree is
+// refused the same way, unit-tested in pkg/handoff TestPlanCarry.)
 func TestRefuseNoISCSI(t *testing.T) {
 	e := setup(t)
-	m := e.start(t, e.set.NoISCSI, poweroff+" lunboot.handoff=cmdline", nil, "")
-	err := m.WaitJump(context.Background(), jumpTimeout)
+	testenv.RequireBinaries(t, derive.Tools...)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	sys, err := derive.Build(ctx, e.set.NoISCSI, derive.NoNBD, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := e.start(t, sys, poweroff, nil, "")
+	err = m.WaitJump(context.Background(), jumpTimeout)
 	bf, ok := err.(*handoff.BootFailedError)
 	if !ok {
-		t.Fatalf("lunboot with an initrd without open-iscsi: WaitJump = %v, want a failed boot", err)
+		t.Fatalf("lunboot with an initrd without open-iscsi and a kernel without nbd: WaitJump = %v, want a failed boot", err)
 	}
 	f := bf.Failure
 	stages := m.Stages()
@@ -517,7 +529,8 @@ func TestRefuseNoISCSI(t *testing.T) {
 	if want := strings.Join(bootlog.Stages[:8], " "); got != want {
 		t.Errorf("finished stages = %s, want %s (nothing after load)", got, want)
 	}
-	// What is missing, and how to fix it, must be on the console.
+	// What is missing, and how to fix it, must be on the console: the
+	// initrd's lack in the failure report, carry-in's in the note before.
 	msg := strings.Join(f.Error, "\n")
 	for _, want := range []string{"open-iscsi", "iscsistart"} {
 		if !strings.Contains(msg, want) {
@@ -526,6 +539,11 @@ func TestRefuseNoISCSI(t *testing.T) {
 	}
 	if !strings.Contains(msg, "apt") && !strings.Contains(msg, "install") {
 		t.Errorf("the failure report does not say how to fix it:\n%s", msg)
+	}
+	for _, want := range []string{"carry-in cannot work either: the OS kernel has no module nbd", "CONFIG_BLK_DEV_NBD"} {
+		if !strings.Contains(section, want) {
+			t.Errorf("lunboot's console does not say %q", want)
+		}
 	}
 	if f.Check == "" {
 		t.Errorf("the failure report has no check line")

@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/lunboot/lunboot/qemu/distro"
+	"github.com/lunboot/lunboot/qemu/distro/derive"
 )
 
 func main() {
@@ -115,6 +116,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "%-8s %s: disk %s (%d MiB, %d MiB allocated, root tree %d MiB), kernel %s, %s initrd %d MiB, root=UUID=%s\n",
 			s.Name, state, s.Disk, s.Size>>20, s.Allocated>>20, s.RootUsed>>20, s.KernelRelease, s.Generator, initrdSize>>20, s.RootUUID)
+	}
+	// The variant disks of the carry-in tests, derived from noiscsi
+	// (package derive; cached by its key, so an unchanged base costs
+	// nothing).
+	if set.NoISCSI != nil && !*check {
+		for _, v := range []derive.Variant{derive.XZModules, derive.NoNBD, derive.NoModuleTree} {
+			d, err := derive.Build(ctx, set.NoISCSI, v, log)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "%-8s derived from %s: disk %s (built %s in %s)\n", d.Name, set.NoISCSI.Name, d.Disk, d.Built.Format(time.RFC3339), d.BuildTime.Round(time.Second))
+		}
 	}
 	fmt.Fprintf(stdout, "distro: %s %s from %s (Release %s) in %s, %s\n", set.Suite, "amd64", set.Mirror, cmp.Or(set.ReleaseDate, "date unknown"), set.Dir, time.Since(start).Round(time.Millisecond))
 	return nil
