@@ -84,7 +84,7 @@ func (b *boot) handoff(ctx context.Context) (string, error) {
 		req.Initrd, req.InspectErr = handoff.Inspect(osInitrd, size)
 	}
 	if b.cfg.Overlay.Kind != handoff.OverlayNone {
-		if err := b.goldenImage(&req, parts); err != nil {
+		if err := b.goldenImage(ctx, &req, parts); err != nil {
 			return "", err
 		}
 	}

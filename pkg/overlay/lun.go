@@ -53,41 +53,9 @@ func Fingerprint(d blockdev.Device) ([32]byte, error) {
 // an error wrapping ErrGoldenChanged, ErrTooSmall, ErrOtherClient or
 // ErrNotOverlay. formatted reports a fresh overlay.
 func OpenLUN(g Golden, ov blockdev.Device, o Options) (dev *Device, formatted bool, err error) {
-	if ov.BlockSize() > HeaderSize {
-		return nil, false, fmt.Errorf("overlay: the overlay LUN's block size %d is above %d", ov.BlockSize(), HeaderSize)
-	}
-	fp, err := Fingerprint(g.Disk)
+	h, formatted, err := inspect(g, ov)
 	if err != nil {
 		return nil, false, err
-	}
-	want := Header{ChunkSize: LUNChunk, GoldenSize: uint64(g.Disk.Size()), GoldenBlockSize: uint32(g.Disk.BlockSize()),
-		Fingerprint: fp, Initiator: g.Initiator, Identity: g.Identity}
-	if want.ChunkSize < want.GoldenBlockSize {
-		want.ChunkSize = want.GoldenBlockSize
-	}
-	if ov.Size() < HeaderSize {
-		return nil, false, fmt.Errorf("%w: %d bytes, need %d (the golden LUN's %d bytes plus %d for header and map)",
-			ErrTooSmall, ov.Size(), want.RequiredSize(), want.GoldenSize, want.DataOffset())
-	}
-	blk := make([]byte, HeaderSize)
-	if _, err := ov.ReadAt(blk, 0); err != nil {
-		return nil, false, fmt.Errorf("overlay: read the overlay LUN's header: %w", err)
-	}
-	var h Header
-	if bytes.Equal(blk, make([]byte, HeaderSize)) {
-		if err := want.validate(); err != nil {
-			return nil, false, fmt.Errorf("overlay: %w", err)
-		}
-		h = want
-		formatted = true
-	} else if err := h.UnmarshalBinary(blk); err != nil {
-		return nil, false, err
-	} else if err := Compare(&h, &want); err != nil {
-		return nil, false, err
-	}
-	if uint64(ov.Size()) < h.RequiredSize() {
-		return nil, false, fmt.Errorf("%w: %d bytes, need %d (the golden LUN's %d bytes plus %d for header and map)",
-			ErrTooSmall, ov.Size(), h.RequiredSize(), h.GoldenSize, h.DataOffset())
 	}
 	ls := &lunStore{dev: ov, h: h, chunk: int64(h.ChunkSize), data: int64(h.DataOffset()), mapBuf: make([]byte, h.MapEntries()*4)}
 	if formatted {
@@ -132,6 +100,58 @@ func OpenLUN(g Golden, ov blockdev.Device, o Options) (dev *Device, formatted bo
 		ls.next = max(ls.next, uint64(v))
 	}
 	return d, formatted, nil
+}
+
+// Check is OpenLUN's verdict without opening: nil for a blank overlay
+// LUN large enough for g or one made for g by this client, else the
+// refusal OpenLUN would return. It only reads.
+func Check(g Golden, ov blockdev.Device) error {
+	_, _, err := inspect(g, ov)
+	return err
+}
+
+// inspect reads ov's header and checks it against g: the header to use
+// (made from g when ov is blank) and whether ov is blank.
+func inspect(g Golden, ov blockdev.Device) (Header, bool, error) {
+	if ov.BlockSize() > HeaderSize {
+		return Header{}, false, fmt.Errorf("overlay: the overlay LUN's block size %d is above %d", ov.BlockSize(), HeaderSize)
+	}
+	fp, err := Fingerprint(g.Disk)
+	if err != nil {
+		return Header{}, false, err
+	}
+	want := Header{ChunkSize: LUNChunk, GoldenSize: uint64(g.Disk.Size()), GoldenBlockSize: uint32(g.Disk.BlockSize()),
+		Fingerprint: fp, Initiator: g.Initiator, Identity: g.Identity}
+	if want.ChunkSize < want.GoldenBlockSize {
+		want.ChunkSize = want.GoldenBlockSize
+	}
+	tooSmall := func(h *Header) error {
+		return fmt.Errorf("%w: %d bytes, need %d (the golden LUN's %d bytes plus %d for header and map)",
+			ErrTooSmall, ov.Size(), h.RequiredSize(), h.GoldenSize, h.DataOffset())
+	}
+	if ov.Size() < HeaderSize {
+		return Header{}, false, tooSmall(&want)
+	}
+	blk := make([]byte, HeaderSize)
+	if _, err := ov.ReadAt(blk, 0); err != nil {
+		return Header{}, false, fmt.Errorf("overlay: read the overlay LUN's header: %w", err)
+	}
+	var h Header
+	blank := bytes.Equal(blk, make([]byte, HeaderSize))
+	if blank {
+		if err := want.validate(); err != nil {
+			return Header{}, false, fmt.Errorf("overlay: %w", err)
+		}
+		h = want
+	} else if err := h.UnmarshalBinary(blk); err != nil {
+		return Header{}, false, err
+	} else if err := Compare(&h, &want); err != nil {
+		return Header{}, false, err
+	}
+	if uint64(ov.Size()) < h.RequiredSize() {
+		return Header{}, false, tooSmall(&h)
+	}
+	return h, blank, nil
 }
 
 // Compare checks that an overlay's header have matches the golden LUN and

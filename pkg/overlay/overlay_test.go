@@ -262,6 +262,12 @@ func TestLUNRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.WriteAt([]byte("client data"), 4096)
+	if err := Check(gold, ov); err != nil {
+		t.Errorf("Check of the client's own overlay = %v", err)
+	}
+	if err := Check(gold, newMem(int(h.RequiredSize()), 512)); err != nil {
+		t.Errorf("Check of a blank overlay LUN = %v", err)
+	}
 
 	bigger := golden(size + 512)
 	rewritten := golden(size)
@@ -284,6 +290,9 @@ func TestLUNRefusals(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := tc.ov.writes
+			if err := Check(tc.g, tc.ov); !errors.Is(err, tc.want) {
+				t.Errorf("Check = %v, want %v", err, tc.want)
+			}
 			_, _, err := OpenLUN(tc.g, tc.ov, Options{})
 			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.says) {
 				t.Fatalf("OpenLUN = %v, want %v saying %q", err, tc.want, tc.says)
