@@ -22,6 +22,9 @@ func TestRefusedCombinations(t *testing.T) {
 		{[]string{"-target", "lio", "-os", "probe", "-ipxe"}, "-ipxe"},
 		{[]string{"-target", "lio", "-firmware", "uefi"}, "-firmware uefi"},
 		{[]string{"-target", "scst"}, `-target "scst": want tgtd or lio`},
+		{[]string{"-golden", "5"}, "-golden 5: want 1 to 4 clients"},
+		{[]string{"-golden", "2", "-os", "noiscsi"}, "-golden boots the Debian disk"},
+		{[]string{"-golden", "2", "-scenario", "vlan"}, "-golden boots the Debian disk"},
 	} {
 		err := run(context.Background(), append([]string{"-out", t.TempDir()}, tt.args...), io.Discard, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
