@@ -28,7 +28,6 @@ import (
 	"github.com/lunboot/lunboot/pkg/kmod"
 	"github.com/lunboot/lunboot/pkg/nbd"
 	"github.com/lunboot/lunboot/pkg/netconf"
-	"github.com/lunboot/lunboot/pkg/sam"
 	"github.com/lunboot/lunboot/pkg/scsi"
 )
 
@@ -339,12 +338,11 @@ func carryDaemon(ctx context.Context, s *handoff.CarrySettings, readyFD int) (er
 		}
 		log.Info("logged out", "target", s.Target)
 	}()
-	lun := sam.LUNFromLinux(s.LUN)
-	disk, err := scsi.OpenDisk(nctx, sess, lun, scsi.DiskOptions{Logger: log, Timeout: 30 * time.Second})
+	disk, closeDisk, err := openServed(nctx, log, sess, s, scsi.DiskOptions{Logger: log, Timeout: 30 * time.Second})
 	if err != nil {
-		return fmt.Errorf("open LUN %d of %s: %w", s.LUN, s.Target, err)
+		return err
 	}
-	defer disk.Close()
+	defer closeDisk()
 	dev, err := nbd.Attach(nctx, disk, nbd.AttachOptions{Index: s.NBD, Backend: "lunboot:" + s.Target, Logger: log})
 	if err != nil {
 		return fmt.Errorf("attach LUN %d of %s as /dev/nbd%d: %w", s.LUN, s.Target, s.NBD, err)

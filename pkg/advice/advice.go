@@ -22,6 +22,7 @@ import (
 	"syscall"
 
 	"github.com/lunboot/lunboot/pkg/iscsi"
+	"github.com/lunboot/lunboot/pkg/overlay"
 	"github.com/lunboot/lunboot/pkg/scsi"
 )
 
@@ -245,4 +246,24 @@ func CarryModuleTree(release string) string {
 func CarryModules(missing []string) string {
 	return "give the OS kernel " + strings.Join(missing, ", ") + " as a module or built in: boot an OS kernel built with it (nbd is CONFIG_BLK_DEV_NBD; Debian's, Ubuntu's and Fedora's kernels have it) " +
 		"or install the package that ships it (Ubuntu: linux-modules-extra-<release>), then run depmod; or rebuild the OS initrd with iSCSI support, which needs no carry-in"
+}
+
+// Overlay returns what to do about a per-client overlay LUN that
+// lunboot.overlay=lun:<LUN> named and the carried daemon refused
+// (pkg/overlay's errors), given the size it needs in bytes.
+func Overlay(err error, lun string, required uint64) string {
+	size := fmt.Sprintf("at least %d bytes (%d MiB)", required, (required+1<<20-1)>>20)
+	switch {
+	case errors.Is(err, scsi.ErrLUNNotSupported), errors.Is(err, scsi.ErrNotBlockDevice):
+		return "create the overlay LUN " + lun + " on the golden image's target, " + size + " and blank (it is formatted on first use), or correct lunboot.overlay=lun:<LUN in hex>"
+	case errors.Is(err, overlay.ErrTooSmall):
+		return "give this client an overlay LUN of " + size + " (the golden LUN's size plus its map), blank, or use lunboot.overlay=ram"
+	case errors.Is(err, overlay.ErrGoldenChanged):
+		return "this overlay's writes belong to the golden image it was made against; boot that image again, or discard the writes by blanking the overlay LUN's first 4 KiB (it is then formatted for the new image): docs/handoff.md, \"Updating the golden image\""
+	case errors.Is(err, overlay.ErrOtherClient):
+		return "every client needs its own overlay LUN: give this client another lunboot.overlay=lun:<LUN>, or blank this one's first 4 KiB to hand it over"
+	case errors.Is(err, overlay.ErrNotOverlay):
+		return "lunboot formats only a blank overlay LUN (first 4 KiB zero): check lunboot.overlay=lun:<LUN in hex> names the overlay and not another disk, then blank it"
+	}
+	return "check the overlay LUN " + lun + " (lunboot.overlay=lun:<LUN in hex>)"
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/lunboot/lunboot/pkg/iscsi"
+	"github.com/lunboot/lunboot/pkg/overlay"
 	"github.com/lunboot/lunboot/pkg/scsi"
 )
 
@@ -116,6 +117,23 @@ func TestOpenDisk(t *testing.T) {
 		got := OpenDisk(tt.err, tt.p)
 		if (tt.want == "") != (got == "") || !strings.Contains(got, tt.want) {
 			t.Errorf("OpenDisk(%v, %d) = %q, want %q", tt.err, tt.p, got, tt.want)
+		}
+	}
+}
+
+func TestOverlay(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{fmt.Errorf("open: %w", scsi.ErrLUNNotSupported), "create the overlay LUN 2"},
+		{fmt.Errorf("x: %w", overlay.ErrTooSmall), "at least 1073745920 bytes (1025 MiB)"},
+		{fmt.Errorf("x: %w", overlay.ErrGoldenChanged), "blanking the overlay LUN's first 4 KiB"},
+		{fmt.Errorf("x: %w", overlay.ErrOtherClient), "its own overlay LUN"},
+		{fmt.Errorf("x: %w", overlay.ErrNotOverlay), "formats only a blank overlay LUN"},
+	} {
+		if got := Overlay(tc.err, "2", 1<<30+4096); !strings.Contains(got, tc.want) {
+			t.Errorf("Overlay(%v) = %q, want it to contain %q", tc.err, got, tc.want)
 		}
 	}
 }

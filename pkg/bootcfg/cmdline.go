@@ -89,7 +89,20 @@ var lunbootKeys = map[string]handler{
 		}
 		return setOnce(p, &p.src.Handoff, m, k, eq)
 	}},
-	"lunboot.force":         {fn: boolOpt(func(s *Source) *Setting[bool] { return &s.Force })},
+	"lunboot.force": {fn: boolOpt(func(s *Source) *Setting[bool] { return &s.Force })},
+	"lunboot.overlay": {fn: func(p *cmdParser, k, v string, _ bool) error {
+		o, err := handoff.ParseOverlay(v)
+		if err != nil {
+			return err
+		}
+		return setOnce(p, &p.src.Overlay, o, k, eq)
+	}},
+	"lunboot.overlay_size": {fn: func(p *cmdParser, k, v string, _ bool) error {
+		if _, _, err := handoff.ParseOverlaySize(v); err != nil {
+			return err
+		}
+		return setOnce(p, &p.src.OverlaySize, v, k, eq)
+	}},
 	"lunboot.multipath":     {fn: boolOpt(func(s *Source) *Setting[bool] { return &s.Multipath })},
 	"lunboot.portal":        {fn: (*cmdParser).portals},
 	"lunboot.header_digest": {fn: enumOpt(func(s *Source) *Setting[Digest] { return &s.HeaderDigest }, digestValues)},

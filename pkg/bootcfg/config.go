@@ -46,6 +46,8 @@ const (
 	FieldForce          Field = "force"
 	FieldPortals        Field = "portals"
 	FieldMultipath      Field = "multipath"
+	FieldOverlay        Field = "overlay"
+	FieldOverlaySize    Field = "overlay size"
 	FieldHeaderDigest   Field = "header digest"
 	FieldDataDigest     Field = "data digest"
 	FieldLogLevel       Field = "log level"
@@ -114,6 +116,14 @@ type Config struct {
 	// lunboot.portal=). Default none; the portals SendTargets reports
 	// are added at login.
 	Portals []string
+	// Overlay is lunboot.overlay=: a golden image served read-only with
+	// the client's writes in RAM or on its own LUN (docs/handoff.md,
+	// "Golden images"); it implies carry-in. Default none.
+	Overlay handoff.Overlay
+	// OverlaySize is lunboot.overlay_size= as given (a size or a
+	// percentage of the OS's memory; the carried daemon resolves it).
+	// Default handoff.DefaultOverlaySize.
+	OverlaySize string
 	// Multipath hands every path to the OS (lunboot.multipath=1): two
 	// iBFT target slots and one netroot= per portal. Default: only when
 	// the OS initrd carries dm-multipath.
@@ -264,6 +274,8 @@ func Resolve(cmdline, network, firmware Source) Config {
 	c.MenuTimeout = pick(&c, FieldMenuTimeout, cmd, 0, "", func(s *Source) Setting[time.Duration] { return s.MenuTimeout })
 	c.Handoff = pick(&c, FieldHandoff, cmd, handoff.ModeAuto, "", func(s *Source) Setting[handoff.Mode] { return s.Handoff })
 	c.Force = pick(&c, FieldForce, cmd, false, "", func(s *Source) Setting[bool] { return s.Force })
+	c.Overlay = pick(&c, FieldOverlay, cmd, handoff.Overlay{}, "none", func(s *Source) Setting[handoff.Overlay] { return s.Overlay })
+	c.OverlaySize = pick(&c, FieldOverlaySize, cmd, handoff.DefaultOverlaySize, "", func(s *Source) Setting[string] { return s.OverlaySize })
 	c.Multipath = pick(&c, FieldMultipath, cmd, false, "", func(s *Source) Setting[bool] { return s.Multipath })
 	for _, p := range pick(&c, FieldPortals, cmd, nil, "none", func(s *Source) Setting[[]string] { return s.Portals }) {
 		if p != c.Target.Portal() && !slices.Contains(c.Portals, p) {
@@ -397,7 +409,7 @@ func (c Config) Report() []string {
 	if c.Timeout > 0 {
 		overall = fmt.Sprintf("overall timeout %v", c.Timeout)
 	}
-	return []string{
+	lines := []string{
 		line("target", FieldTarget, target),
 		line("initiator", FieldInitiator, cmp.Or(c.Initiator, "none")),
 		line("chap", FieldCHAP, c.CHAP.String()),
@@ -408,6 +420,13 @@ func (c Config) Report() []string {
 		fmt.Sprintf("network and login %s, %s, dhcp timeout %v, carrier timeout %v", retries, overall, c.DHCPTimeout, c.CarrierTimeout),
 		fmt.Sprintf("handoff %s, force %t, rescue %t, entry %q, menu timeout %v", c.Handoff, c.Force, c.Rescue, c.Entry, c.MenuTimeout),
 	}
+	switch c.Overlay.Kind {
+	case handoff.OverlayRAM:
+		lines = append(lines, line("overlay", FieldOverlay, "ram, size "+c.OverlaySize))
+	case handoff.OverlayLUN:
+		lines = append(lines, line("overlay", FieldOverlay, c.Overlay.String()))
+	}
+	return lines
 }
 
 // from says where field f came from, for Report: "from DHCP option 17";

@@ -58,6 +58,8 @@ type Source struct {
 	MenuTimeout    Setting[time.Duration]
 	Handoff        Setting[handoff.Mode]
 	Force          Setting[bool]
+	Overlay        Setting[handoff.Overlay]
+	OverlaySize    Setting[string]
 	HeaderDigest   Setting[Digest]
 	DataDigest     Setting[Digest]
 	LogLevel       Setting[slog.Level]

@@ -83,6 +83,11 @@ func (b *boot) handoff(ctx context.Context) (string, error) {
 		size = st.Size()
 		req.Initrd, req.InspectErr = handoff.Inspect(osInitrd, size)
 	}
+	if b.cfg.Overlay.Kind != handoff.OverlayNone {
+		if err := b.goldenImage(ctx, &req, parts); err != nil {
+			return "", err
+		}
+	}
 	var carry *handoff.CarryPlan
 	if req.Mode == handoff.ModeCarry || req.Mode == handoff.ModeAuto && !req.Force {
 		carry, req.Carry = handoff.PlanCarry(req.Initrd, parts, req.KernelVersion, info.NIC.Driver, busModules(b.o.Sysfs, b.net.Link.Name)...)
@@ -234,6 +239,9 @@ func (b *boot) carryIn(plan *handoff.CarryPlan, in *handoff.Initrd, osInitrd *os
 	}
 	if n.Gateway.IsValid() {
 		set.Gateway = n.Gateway.String()
+	}
+	if b.cfg.Overlay.Kind != handoff.OverlayNone {
+		set.Overlay, set.OverlaySize = b.cfg.Overlay.String(), b.cfg.OverlaySize
 	}
 	if c := info.CHAP; c != nil {
 		set.CHAPUser, set.CHAPSecret, set.CHAPTargetUser, set.CHAPTargetSecret = c.Username, c.Secret, c.TargetUsername, c.TargetSecret

@@ -78,6 +78,11 @@ type CarrySettings struct {
 	Release string `json:"release"`
 	// NBD is the /dev/nbdN index to serve the LUN on.
 	NBD int `json:"nbd"`
+	// Overlay is lunboot.overlay= ("ram", "lun:<hex>"; "" for none) and
+	// OverlaySize lunboot.overlay_size= as given ("" for the default):
+	// the LUN is then a golden image, opened read-only (overlay.go).
+	Overlay     string `json:"overlay,omitempty"`
+	OverlaySize string `json:"overlay_size,omitempty"`
 }
 
 // Validate checks the fields the daemon cannot do without.
@@ -94,6 +99,14 @@ func (s *CarrySettings) Validate() error {
 	}
 	if len(miss) > 0 {
 		return fmt.Errorf("carry settings: missing %s", strings.Join(miss, ", "))
+	}
+	if _, err := ParseOverlay(s.Overlay); err != nil {
+		return fmt.Errorf("carry settings: %w", err)
+	}
+	if s.OverlaySize != "" {
+		if _, _, err := ParseOverlaySize(s.OverlaySize); err != nil {
+			return fmt.Errorf("carry settings: %w", err)
+		}
 	}
 	if (s.CHAPUser == "") != (s.CHAPSecret == "") || (s.CHAPTargetUser == "") != (s.CHAPTargetSecret == "") {
 		return errors.New("carry settings: a CHAP user without its secret or the other way round")

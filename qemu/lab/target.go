@@ -86,6 +86,10 @@ type ExportSpec struct {
 	Shared bool
 	// ReadOnly makes the LUNs read-only (implied by Shared).
 	ReadOnly bool
+	// ImagesReadOnly makes the Images' LUNs read-only and leaves the
+	// blank LUNs of Sizes writable (a golden image and its clients'
+	// overlay LUNs); tgtd only.
+	ImagesReadOnly bool
 	// CHAP, when set, requires CHAP (mutual if TargetUsername is set).
 	CHAP *CHAP
 	// Params are target-wide iSCSI keys (MaxRecvDataSegmentLength,
@@ -323,7 +327,7 @@ func (t *Target) apply(e *Export) error {
 			return wrap(err)
 		}
 		params := e.spec.LUNParams
-		if e.spec.ReadOnly {
+		if e.spec.ReadOnly || e.spec.ImagesReadOnly && i < len(e.spec.Images) {
 			params = strings.Trim(params+",readonly=1", ",")
 		}
 		if params != "" {

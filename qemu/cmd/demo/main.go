@@ -11,6 +11,13 @@
 //	demo -os probe -firmware uefi -lockdown
 //	demo -pxe [-fixture gpt-bls|mbr|grub-ext4]
 //	demo -scenario multipath [-os probe] [-fixture …]
+//	demo -golden N
+//
+// -golden N boots N clients (1–4) at once from one golden LUN, read-only
+// on the target, each with lunboot.overlay=ram: every OS proves its root
+// is nbd0 served by its carried lunboot, writes its own marker and sees no
+// other's, and powers off; the golden LUN's checksum is unchanged
+// (docs/handoff.md, "Golden images").
 //
 // -firmware picks the machine's firmware: bios (SeaBIOS, the default) or
 // uefi (OVMF, Debian package ovmf), which starts lunboot's kernel through
@@ -111,7 +118,7 @@ type options struct {
 	out, osName, fixture, appendArgs, scenario string
 	image, cpio, target                        string
 	ipxe, pxe, quiet, lockdown                 bool
-	runs                                       int
+	runs, golden                               int
 	firmware                                   qemuvm.Firmware
 	stdout                                     io.Writer
 }
@@ -131,6 +138,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&o.pxe, "pxe", false, "boot the probe OS through the documented PXE chain (docs/deploy.md): iPXE, lunboot.ipxe over TFTP, lunboot")
 	fs.BoolVar(&o.quiet, "quiet", false, "do not stream the guests' consoles")
 	fs.BoolVar(&o.lockdown, "lockdown", false, "with -os probe -firmware uefi: Secure Boot on (OVMF with Debian's snakeoil keys, lunboot's kernel re-signed with them), lockdown=integrity for lunboot and the OS, and the gpt-bls-snakeoil disk; exits 0 only when the OS reports itself locked down and got its target from the command line")
+	fs.IntVar(&o.golden, "golden", 0, "boot this many clients (1–4) at once from one read-only golden LUN with lunboot.overlay=ram (the Debian disk; BIOS, tgtd)")
 	fs.IntVar(&o.runs, "runs", 1, "with -os probe, boot this many times (each path) and give medians and ranges in the timeline")
 	firmware := fs.String("firmware", "bios", "the machine's firmware: bios (SeaBIOS) or uefi (OVMF)")
 	fs.StringVar(&o.image, "image", imageKernel, "what boots: kernel (out/vmlinuz + out/lunboot.cpio.xz), efi (out/lunboot.efi from an ESP; uefi only) or linuxboot (out/linuxboot.bzImage alone)")
@@ -178,6 +186,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		o.fixture = fixtures.GPTSnakeoil
 	}
+	if o.golden != 0 {
+		osSet := false
+		fs.Visit(func(f *flag.Flag) { osSet = osSet || f.Name == "os" })
+		if o.golden < 1 || o.golden > maxGolden {
+			return fmt.Errorf("-golden %d: want 1 to %d clients", o.golden, maxGolden)
+		}
+		if osSet && o.osName != "debian" || o.scenario != "" || o.pxe || o.ipxe || o.firmware != qemuvm.BIOS || o.target != "tgtd" || o.image != imageKernel {
+			return errors.New("-golden boots the Debian disk from tgtd under BIOS with -image kernel: it takes no -os other than debian, -scenario, -pxe, -ipxe, -firmware uefi, -target lio or -image efi|linuxboot")
+		}
+	}
 	if o.image != imageKernel {
 		return runDeliverable(ctx, o)
 	}
@@ -189,6 +207,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	osSet := false
 	fs.Visit(func(f *flag.Flag) { osSet = osSet || f.Name == "os" })
+	if o.golden != 0 {
+		return runGolden(ctx, o, kernel, image, o.golden)
+	}
 	if o.firmware == qemuvm.UEFI && (o.scenario != "" || o.osName == "dracut" || o.osName == "noiscsi") {
 		// Under OVMF the demo boots the debian-uefi disk (or the probe OS);
 		// the scenarios and the other Debian disks are laid out for BIOS.

@@ -26,6 +26,9 @@ func TestRefusedCombinations(t *testing.T) {
 		{[]string{"-lockdown", "-firmware", "uefi"}, "needs -os probe -firmware uefi"},
 		{[]string{"-lockdown", "-os", "probe", "-firmware", "uefi", "-fixture", "gpt-bls-unsigned"}, "not -fixture gpt-bls-unsigned"},
 		{[]string{"-target", "scst"}, `-target "scst": want tgtd or lio`},
+		{[]string{"-golden", "5"}, "-golden 5: want 1 to 4 clients"},
+		{[]string{"-golden", "2", "-os", "noiscsi"}, "-golden boots the Debian disk"},
+		{[]string{"-golden", "2", "-scenario", "vlan"}, "-golden boots the Debian disk"},
 	} {
 		err := run(context.Background(), append([]string{"-out", t.TempDir()}, tt.args...), io.Discard, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
