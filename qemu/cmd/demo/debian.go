@@ -124,7 +124,11 @@ func bootDebian(ctx context.Context, o options, cfg handoff.Config, s *scenario)
 	if f := footprint(m.Console()); f != "" {
 		feet = append(feet, "lunboot footprint: "+f)
 	}
-	writeTimelines(o.stdout, []string{"lunboot"}, marks, [][][]time.Duration{{timeline(m.VM.Events, marks)}}, feet, fairness)
+	fair := fairness
+	if lio {
+		fair = strings.Replace(fair, "same tgtd", "same LIO target VM", 1)
+	}
+	writeTimelines(o.stdout, []string{"lunboot"}, marks, [][][]time.Duration{{timeline(m.VM.Events, marks)}}, feet, fair)
 	if err != nil {
 		return fail(fmt.Errorf("the OS did not report in: %w", err))
 	}
