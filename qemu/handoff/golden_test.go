@@ -79,7 +79,7 @@ func TestGoldenRAM(t *testing.T) {
 	wantSessionsN(t, g, 2, "with both clients up")
 
 	for i, sh := range shells {
-		out := sh.run(t, `cat /sys/block/nbd0/backend; grep ' / ' /proc/mounts; lsblk -dno NAME,RO,SIZE; systemctl is-enabled iscsid.service iscsid.socket open-iscsi.service 2>&1; systemctl is-active iscsid.service open-iscsi.service 2>&1; iscsiadm -m session 2>&1; ls /sys/class/iscsi_session 2>&1 | wc -w; dmesg | grep -E 'golden image' | cut -c1-220`, time.Minute)
+		out := sh.run(t, `cat /sys/block/nbd0/backend; grep ' / ' /proc/mounts; lsblk -dno NAME,RO,SIZE; systemctl is-enabled iscsid.service iscsid.socket open-iscsi.service 2>&1; systemctl is-active iscsid.service open-iscsi.service 2>&1; iscsiadm -m session 2>&1; echo iscsi_sessions=$(ls /sys/class/iscsi_session 2>/dev/null | wc -w); dmesg | grep -E 'golden image' | cut -c1-220`, time.Minute)
 		t.Logf("client %d, the OS on its root and its iSCSI units:\n%s", i, out)
 		for _, want := range []string{"lunboot:" + g.Export.IQN, "/dev/nbd0p", "masked", "golden image: RAM overlay", "iSCSI units are masked"} {
 			if !strings.Contains(out, want) {
@@ -88,6 +88,9 @@ func TestGoldenRAM(t *testing.T) {
 		}
 		if regexp.MustCompile(`(?m)^sd[a-z]`).MatchString(out) {
 			t.Errorf("client %d: a SCSI disk appeared in the OS (the golden LUN through the OS's own initiator?):\n%s", i, out)
+		}
+		if !strings.Contains(out, "iscsi_sessions=0") {
+			t.Errorf("client %d: the OS's kernel has an iSCSI session:\n%s", i, out)
 		}
 		if strings.Contains(out, "\nactive") {
 			t.Errorf("client %d: an OS iSCSI unit is active:\n%s", i, out)
