@@ -53,7 +53,8 @@ distro: deps
 	$(GO) run ./qemu/cmd/mkdistro
 
 ## test: every suite — unit, fuzz seeds, tgtd interop, QEMU end to end.
-test: deps image efi fixtures distro
+## Builds the three deliverables the suites boot (image, efi, linuxboot).
+test: deps image efi linuxboot fixtures distro
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 85m ./...
 

@@ -4,11 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"strings"
 
 	"github.com/lunboot/lunboot/pkg/bootcfg"
 	"github.com/lunboot/lunboot/pkg/kmod"
 )
+
+// noModules is the modules stage's summary when the image carries none.
+const noModules = "none: the image carries no modules (the kernel's drivers are built in)"
 
 // moduleParallel is how many independent modules stage 1 inserts at once.
 const moduleParallel = 1
@@ -34,6 +38,13 @@ func (b *boot) modules(ctx context.Context) (string, error) {
 		Modaliases:    func() ([]string, error) { return kmod.Modaliases(b.o.Sysfs) },
 	})
 	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			// No load order at all: an image without modules inside a
+			// kernel with its drivers built in (make linuxboot's
+			// bzImage). The NIC and NBD stages say so if a driver is
+			// missing after all.
+			return noModules, nil
+		}
 		if errors.Is(err, kmod.ErrWrongKernel) {
 			b.o.Console.Info("warning: %v", err)
 			return "none loaded: the image's modules are for another kernel", nil
