@@ -295,6 +295,10 @@ func carryDaemon(ctx context.Context, s *handoff.CarrySettings, readyFD int) (er
 	if err != nil {
 		return fmt.Errorf("configure the boot NIC %s: %w", s.MAC, err)
 	}
+	// MaxReissues stays 0: this session serves the running OS's root, where
+	// a failed command is EIO and ext4 remounts read-only, so a command is
+	// re-issued across every reconnect until RecoveryTimeout (60 s), not once
+	// as at boot (a link flapping twice must not cost the root).
 	ic := iscsi.Config{Portal: s.Portal, TargetName: s.Target, InitiatorName: s.Initiator, Logger: log}
 	if s.ISID != "" {
 		b, err := hex.DecodeString(s.ISID)

@@ -72,6 +72,10 @@ func (b *boot) login(ctx context.Context) (string, error) {
 		DataDigest:   b.cfg.DataDigest.Policy(),
 		Logger:       b.log,
 		Dial:         b.m.Dial,
+		// Issue 14: commands in flight are re-issued once; a command
+		// lost again fails the boot step instead of looping until the
+		// recovery timeout (the carried daemon leaves this at 0).
+		MaxReissues: 1,
 	}
 	if c := b.cfg.CHAP; c.Enabled() {
 		ic.CHAP = &c

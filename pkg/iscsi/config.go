@@ -48,6 +48,16 @@ type Config struct {
 	// disables recovery: a connection failure fails the outstanding
 	// commands and closes the session.
 	RecoveryTimeout time.Duration
+	// MaxReissues is how many times a command lost with a failed
+	// connection is sent again before it fails with ErrReissueFailed.
+	// 0 (the default) bounds the re-issues by RecoveryTimeout alone: a
+	// session serving a running system's root (lunboot carry) must ride
+	// out a link that flaps twice, since a failed write there means EIO
+	// and a root remounted read-only. The firmware boot path sets 1
+	// (issue 14: commands in flight are re-issued once), so a command
+	// that takes down every connection it goes out on surfaces at once
+	// instead of looping until the recovery timeout. Negative is an error.
+	MaxReissues int
 	// KeepAlive is the NOP-Out ping interval on an idle connection
 	// (default 5s); a ping unanswered for 3×KeepAlive means the
 	// connection is dead. Negative disables pings.
@@ -424,6 +434,9 @@ func (c Config) normalize(discovery bool) (Config, Params, error) {
 	}
 	if c.LoginTimeout <= 0 {
 		c.LoginTimeout = DefaultLoginTimeout
+	}
+	if c.MaxReissues < 0 {
+		return c, Params{}, fmt.Errorf("iscsi: MaxReissues %d: want 0 (bounded by RecoveryTimeout) or a positive count", c.MaxReissues)
 	}
 	if c.RecoveryTimeout == 0 {
 		c.RecoveryTimeout = DefaultRecoveryTimeout

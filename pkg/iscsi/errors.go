@@ -32,9 +32,9 @@ var (
 	// the session to come back (or for the command window to open).
 	ErrRecoveryTimeout = errors.New("iscsi: recovery timeout")
 	// ErrReissueFailed: a command outstanding when its connection failed
-	// was re-issued once after the recovery and its connection failed
-	// again before it completed; it is not sent a third time.
-	ErrReissueFailed = errors.New("iscsi: command failed again after its re-issue")
+	// was re-issued Config.MaxReissues times and its connection failed
+	// again before it completed; it is not sent again.
+	ErrReissueFailed = errors.New("iscsi: command failed again after its last allowed re-issue")
 )
 
 // protoErr builds an error wrapping ErrProtocol.

@@ -285,6 +285,7 @@ func TestReissueOnce(t *testing.T) {
 	cfg := config(t, tg)
 	fastRecovery(&cfg)
 	cfg.RecoveryTimeout = 10 * time.Second
+	cfg.MaxReissues = 1 // the firmware boot path's setting (issue 14)
 	cfg.Failover = []TargetAddress{addrOf(t, second, 0)}
 	cfg.VerifyPath, cfg.OnPath = verify, ev.add
 	s = mustLogin(t, cfg)
@@ -325,4 +326,52 @@ func TestReissueOnce(t *testing.T) {
 		t.Errorf("path events = %+v, want one move to %s with one command re-issued", got, second)
 	}
 	noViolations(t, tg)
+}
+
+// TestReissueUnlimited: with MaxReissues 0 (the carried daemon's setting)
+// a command survives two drops of its connection to the one portal in a
+// row and completes at its third delivery, within the recovery timeout.
+func TestReissueUnlimited(t *testing.T) {
+	const flapLBA = 4243
+	var seen atomic.Int32
+	tg := startTarget(t, iscsitest.Options{TPGT: 1, Hooks: iscsitest.Hooks{Command: func(c *iscsitest.Command) iscsitest.Fault {
+		if c.CDB[0] != 0x2a || binary.BigEndian.Uint32(c.CDB[2:6]) != flapLBA {
+			return iscsitest.FaultNone
+		}
+		if seen.Add(1) <= 2 {
+			return iscsitest.FaultDrop
+		}
+		return iscsitest.FaultNone
+	}}})
+	cfg := config(t, tg)
+	fastRecovery(&cfg)
+	cfg.RecoveryTimeout = 10 * time.Second
+	s := mustLogin(t, cfg)
+
+	data := randBytes(4096)
+	res, err := s.Execute(tctx(t), &scsi.Command{CDB: write10(flapLBA, 8), DataOut: data})
+	if err != nil || res.Status != 0 {
+		t.Fatalf("write across two connection drops: %+v, %v (want it re-issued until it completes)", res, err)
+	}
+	if n := seen.Load(); n != 3 {
+		t.Errorf("the target received the write %d times, want 3 (the command and two re-issues)", n)
+	}
+	back := make([]byte, 4096)
+	if res, err := s.Execute(tctx(t), &scsi.Command{CDB: read10(flapLBA, 8), DataIn: back}); err != nil || res.Status != 0 || !bytes.Equal(back, data) {
+		t.Errorf("read back after the re-issues: %+v, %v, same data %v", res, err, bytes.Equal(back, data))
+	}
+	if n := s.Info().Reconnects; n != 2 {
+		t.Errorf("reconnects = %d, want 2", n)
+	}
+	noViolations(t, tg)
+}
+
+// TestMaxReissuesNegative: a negative MaxReissues is refused with an
+// error naming the setting.
+func TestMaxReissuesNegative(t *testing.T) {
+	cfg := Config{Portal: "192.0.2.1:3260", TargetName: "iqn.2026-12.test:t", InitiatorName: "iqn.2026-12.test:i", MaxReissues: -1}
+	_, err := Login(tctx(t), cfg)
+	if err == nil || !strings.Contains(err.Error(), "MaxReissues -1") {
+		t.Errorf("Login with MaxReissues -1 = %v, want an error naming MaxReissues", err)
+	}
 }

@@ -106,6 +106,10 @@ func TestHostileTarget(t *testing.T) {
 				cfg := config(t, tg)
 				fastRecovery(&cfg)
 				cfg.RecoveryTimeout = time.Second
+				// The boot path's limit: an always-hostile answer
+				// surfaces after one re-issue. (With 0 it would end
+				// as ErrRecoveryTimeout; TestReissueUnlimited.)
+				cfg.MaxReissues = 1
 				log, logs := newLog(t)
 				cfg.Logger = log
 				s := mustLogin(t, cfg)

@@ -28,10 +28,11 @@ func backoff(n int) time.Duration {
 // go back to the front of the queue, in CmdSN order, to be re-issued with
 // fresh ITTs and CmdSNs once a new login with the same ISID (and TSIH 0,
 // which makes the target drop the old session and its tasks) succeeds.
-// Each command is re-issued once: one that was in flight again when its
-// re-issue's connection failed too ends with ErrReissueFailed, naming
-// both portals. A planned reconnect (the target asked for a logout) does
-// not count as the loss.
+// With Config.MaxReissues n > 0, a command is re-issued at most n times:
+// one in flight again when its n-th re-issue's connection failed too ends
+// with ErrReissueFailed, naming both portals; with 0 it is re-issued until
+// Config.RecoveryTimeout ends its wait. A planned reconnect (the target
+// asked for a logout) does not count as a loss.
 func (s *Session) connFailed(c *conn, cause error) {
 	s.mu.Lock()
 	if s.cn != c {
@@ -67,15 +68,22 @@ func (s *Session) connFailed(c *conn, cause error) {
 			continue
 		}
 		if !planned {
-			if t.reissuedVia != "" {
-				// Its one re-issue failed too: a command that takes
-				// down every connection it goes out on (or a path
-				// failing again at once) must surface, not loop
-				// until the recovery timeout.
+			// t is in flight again after t.losses losses: each was
+			// followed by a re-issue. With MaxReissues set (the
+			// firmware boot path: once, issue 14) a command that
+			// takes down every connection it goes out on must
+			// surface, not loop until the recovery timeout. With 0
+			// only RecoveryTimeout bounds it: a session serving a
+			// running system's root rides out a link that flaps
+			// twice rather than fail a write into EIO — it cannot
+			// tell a poisonous command from a flapping link, and
+			// RecoveryTimeout still ends the loop.
+			if limit := s.cfg.MaxReissues; limit > 0 && t.losses >= limit {
 				s.finish(t, nil, reissueError(t, cause))
 				gaveUp++
 				continue
 			}
+			t.losses++
 			t.lostOn = c.portal
 		}
 		requeue = append(requeue, t)
@@ -110,7 +118,7 @@ func (s *Session) connFailed(c *conn, cause error) {
 	s.mu.Unlock()
 
 	if gaveUp > 0 {
-		s.log.Warn("iscsi: commands failed again after their re-issue; not sent a third time", "portal", c.portal, "failed", gaveUp, "err", cause)
+		s.log.Warn("iscsi: commands failed again after their last allowed re-issue; not sent again", "portal", c.portal, "failed", gaveUp, "err", cause)
 	}
 	multi := len(s.paths) > 1
 	if planned || multi {
@@ -128,11 +136,11 @@ func (s *Session) connFailed(c *conn, cause error) {
 }
 
 // reissueError is the error of task t whose connection failed (cause)
-// after its one re-issue: it names the command and both paths, the one it
-// was first lost on and the one it was re-issued through.
+// after its last allowed re-issue: it names the command and both paths,
+// the one it was last lost on and the one it was re-issued through.
 func reissueError(t *task, cause error) error {
-	return fmt.Errorf("%w: command 0x%02x (CDB %x) was lost on %s, re-issued through %s and lost again: %w",
-		ErrReissueFailed, t.cmd.CDB[0], t.cmd.CDB, t.lostOn, t.reissuedVia, cause)
+	return fmt.Errorf("%w: command 0x%02x (CDB %x) was lost on %s, re-issued through %s and lost again (%d re-issues allowed): %w",
+		ErrReissueFailed, t.cmd.CDB[0], t.cmd.CDB, t.lostOn, t.reissuedVia, t.losses, cause)
 }
 
 // recoverLoop logs in again until it succeeds or the session is closed.

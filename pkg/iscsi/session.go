@@ -75,10 +75,13 @@ type task struct {
 	hadTimer bool
 	probe    bool // a VerifyPath command: sent while the queue is held
 
-	// The one re-issue (recovery.go): lostOn is the portal whose
-	// connection failed with the command outstanding, reissuedVia the
-	// portal it then went out through again. Guarded by Session.mu.
+	// Re-issues (recovery.go): lostOn is the portal whose connection
+	// last failed with the command outstanding, reissuedVia the portal it
+	// then went out through again, losses how many connections failed
+	// with it outstanding (unplanned; each loss was followed by a
+	// re-issue, Config.MaxReissues bounds them). Guarded by Session.mu.
 	lostOn, reissuedVia string
+	losses              int
 
 	// Guarded by Session.mu.
 	state     taskState
@@ -258,8 +261,9 @@ func checkCommand(cmd *scsi.Command) error {
 // Execute sends cmd and waits for its status. It implements
 // scsi.Executor: many calls may be outstanding at once; they go out in
 // order within the target's command window. Across a reconnect the command
-// is re-issued, once: if it is lost again it fails with ErrReissueFailed;
-// it fails with ErrRecoveryTimeout if it waits longer than
+// is re-issued; with Config.MaxReissues set, a command lost again after
+// that many re-issues fails with ErrReissueFailed; in any case it fails
+// with ErrRecoveryTimeout if it waits longer than
 // Config.RecoveryTimeout. Once a command reached the target, the wait for
 // its status is bounded by ctx (a dead connection is detected by the
 // keepalive and recovered). When ctx ends first, Execute returns ctx's
