@@ -205,11 +205,19 @@ func (l *lunStore) writeSlot(p []byte, slot uint32, off int) error {
 	return err
 }
 
-// commit writes the map's block holding chunk's entry. The data was
-// written before; both reach stable storage at the next flush, which is
-// when the OS relies on them (a crash in between loses the chunk's copy,
-// as it would lose an unflushed write to a plain disk).
+// commit writes the map's block holding chunk's entry, after flushing
+// the overlay LUN so that the chunk's data (written just before) is on
+// stable storage first. Without that flush a write-back target may
+// persist the map block before the data, and after a power loss the map
+// would name a slot holding zeros: the golden copy of the sectors of the
+// chunk the OS never wrote would read back as zeros, although the OS
+// never wrote them. The entry itself reaches stable storage at the OS's
+// next flush (until then a crash loses the new chunk, as it would lose an
+// unflushed write to a plain disk, and the golden copy shows through).
 func (l *lunStore) commit(chunk uint64, slot uint32) error {
+	if err := l.dev.Flush(); err != nil {
+		return fmt.Errorf("flush the chunk's data before its map entry: %w", err)
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	binary.BigEndian.PutUint32(l.mapBuf[chunk*4:], slot+1)
