@@ -457,3 +457,100 @@ func TestLUNCrashKeepsGoldenSectors(t *testing.T) {
 		t.Fatalf("after a crash, the unflushed sector is neither the old nor the new data: %x", s[:8])
 	}
 }
+
+// flakyDisk is a memDisk whose writes fail while fail says so.
+type flakyDisk struct {
+	memDisk
+	fail func(off int64) bool
+}
+
+func (f *flakyDisk) WriteAt(p []byte, off int64) (int, error) {
+	if f.fail != nil && f.fail(off) {
+		return 0, errors.New("flakyDisk: transient write error")
+	}
+	return f.memDisk.WriteAt(p, off)
+}
+
+// TestLUNFailedWritesKeepSlots: a failed data or map write releases its
+// slot, so after transient errors every chunk of the golden disk can
+// still be copied (the overlay LUN holds exactly one slot per chunk).
+func TestLUNFailedWritesKeepSlots(t *testing.T) {
+	const size = 1 << 20
+	g := golden(size)
+	gold := Golden{Disk: g, Identity: identity("golden"), Initiator: initiator}
+	h := Header{ChunkSize: LUNChunk, GoldenSize: size, GoldenBlockSize: 512}
+	ov := &flakyDisk{memDisk: memDisk{b: make([]byte, h.RequiredSize()), bs: 512}}
+	d, _, err := OpenLUN(gold, ov, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := int64(h.DataOffset())
+	for _, inData := range []bool{true, false, true} {
+		ov.fail = func(off int64) bool { return (off >= data) == inData }
+		if _, err := d.WriteAt([]byte{1}, 0); err == nil {
+			t.Fatal("a write while the overlay LUN fails succeeded")
+		}
+	}
+	ov.fail = nil
+	ref := bytes.Clone(g.b)
+	for c := int64(0); c < size/LUNChunk; c++ {
+		p := bytes.Repeat([]byte{byte(c + 1)}, 100)
+		if _, err := d.WriteAt(p, c*LUNChunk+7); err != nil {
+			t.Fatalf("write to chunk %d after 3 failed writes: %v", c, err)
+		}
+		copy(ref[c*LUNChunk+7:], p)
+	}
+	if err := d.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	d2, _, err := OpenLUN(gold, &ov.memDisk, Options{})
+	if err != nil {
+		t.Fatalf("OpenLUN again: %v", err)
+	}
+	got := make([]byte, size)
+	if _, err := d2.ReadAt(got, 0); err != nil || !bytes.Equal(got, ref) {
+		t.Fatalf("after reopening: %v, contents equal %v", err, bytes.Equal(got, ref))
+	}
+}
+
+// TestLUNFailedMapWriteNotPersisted: a map write that fails must not
+// leave its entry in memory, where the next commit in the same map block
+// would persist it: the failed chunk must read the golden data after
+// reopening.
+func TestLUNFailedMapWriteNotPersisted(t *testing.T) {
+	const size = 1 << 20
+	g := golden(size)
+	gold := Golden{Disk: g, Identity: identity("golden"), Initiator: initiator}
+	h := Header{ChunkSize: LUNChunk, GoldenSize: size, GoldenBlockSize: 512}
+	ov := &flakyDisk{memDisk: memDisk{b: make([]byte, h.RequiredSize()), bs: 512}}
+	d, _, err := OpenLUN(gold, ov, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := int64(h.DataOffset())
+	ov.fail = func(off int64) bool { return off < data }
+	if _, err := d.WriteAt(bytes.Repeat([]byte{0xEE}, 512), 0); err == nil {
+		t.Fatal("a write whose map write fails succeeded")
+	}
+	ov.fail = nil
+	if _, err := d.WriteAt(bytes.Repeat([]byte{0x55}, 512), LUNChunk); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	d2, _, err := OpenLUN(gold, &ov.memDisk, Options{})
+	if err != nil {
+		t.Fatalf("OpenLUN again: %v", err)
+	}
+	got := make([]byte, 2*LUNChunk)
+	if _, err := d2.ReadAt(got, 0); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got[:LUNChunk], g.b[:LUNChunk]) {
+		t.Fatalf("chunk 0, whose write failed, reads %x…, want the golden %x…", got[:8], g.b[:8])
+	}
+	if !bytes.Equal(got[LUNChunk:LUNChunk+512], bytes.Repeat([]byte{0x55}, 512)) {
+		t.Fatalf("chunk 1 lost its write: %x…", got[LUNChunk:LUNChunk+8])
+	}
+}
