@@ -267,3 +267,12 @@ func Overlay(err error, lun string, required uint64) string {
 	}
 	return "check the overlay LUN " + lun + " (lunboot.overlay=lun:<LUN in hex>)"
 }
+
+// GoldenInitrdISCSI is what to do when a golden image's OS initrd bakes
+// open-iscsi's etc/iscsi.initramfs (ISCSI_AUTO or ISCSI_TARGET_NAME):
+// its own iSCSI script would log in to the golden LUN by itself, beside
+// the carried daemon's overlay, read-write.
+func GoldenInitrdISCSI() string {
+	return "in the golden image, remove /etc/iscsi/iscsi.initramfs and rebuild the initrd (Debian, Ubuntu: update-initramfs -u), so that the OS's initrd does not log in to the golden LUN itself; " +
+		"lunboot's carried daemon serves it under the overlay"
+}

@@ -28,6 +28,18 @@ func (b *boot) goldenImage(ctx context.Context, req *handoff.Request, parts []fs
 		return permanent(withCheck(fmt.Errorf("lunboot.overlay=%s is served by lunboot's carried daemon, but lunboot.handoff=%s asks for the OS's own initiator", b.cfg.Overlay, req.Mode),
 			"drop lunboot.handoff= (or set lunboot.handoff=carry) to boot the golden image with an overlay, or drop lunboot.overlay= to boot the LUN itself"))
 	}
+	// initramfs-tools' open-iscsi script (scripts/local-top/iscsi) logs in
+	// by itself when the initrd bakes etc/iscsi.initramfs with
+	// ISCSI_AUTO (iBFT) or ISCSI_TARGET_NAME, and carry keeps that script
+	// in ORDER after lunboot's hook: the golden LUN would appear a second
+	// time, read-write, beside the overlay. The command line cannot
+	// switch ISCSI_AUTO off, so the image must not bake it.
+	if in := req.Initrd; in != nil {
+		if v := in.ISCSIConf; v["ISCSI_AUTO"] != "" || v["ISCSI_TARGET_NAME"] != "" {
+			return permanent(withCheck(fmt.Errorf("lunboot.overlay=%s: the OS initrd bakes etc/iscsi.initramfs (ISCSI_AUTO=%q ISCSI_TARGET_NAME=%q), so its own open-iscsi would log in to the golden LUN beside the overlay, read-write",
+				b.cfg.Overlay, v["ISCSI_AUTO"], v["ISCSI_TARGET_NAME"]), "%s", advice.GoldenInitrdISCSI()))
+		}
+	}
 	if b.cfg.Overlay.Kind == handoff.OverlayLUN {
 		if err := b.checkOverlayLUN(ctx); err != nil {
 			return err

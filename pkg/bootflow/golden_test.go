@@ -81,6 +81,24 @@ func TestOverlayLUNChecked(t *testing.T) {
 			t.Errorf("LUN %d was written by the check", id)
 		}
 	}
+	// An OS initrd that bakes etc/iscsi.initramfs would log in to the
+	// golden LUN itself: refused before kexec, for either overlay.
+	for _, conf := range []map[string]string{{"ISCSI_AUTO": "true"}, {"ISCSI_TARGET_NAME": tg.Name()}} {
+		for _, ov := range []handoff.Overlay{{Kind: handoff.OverlayRAM}, {Kind: handoff.OverlayLUN, LUN: 2}} {
+			b.cfg.Overlay = ov
+			req := handoff.Request{Mode: handoff.ModeAuto, Initrd: &handoff.Initrd{ISCSIConf: conf}}
+			err := b.goldenImage(ctx, &req, nil)
+			var ce *checkError
+			if err == nil || !strings.Contains(err.Error(), "etc/iscsi.initramfs") || !errors.As(err, &ce) || !strings.Contains(ce.check, "update-initramfs -u") {
+				t.Errorf("overlay %s, initrd baking %v: %v; want a refusal with advice", ov, conf, err)
+			}
+		}
+	}
+	// Without the baked conf the same initrd passes.
+	b.cfg.Overlay = handoff.Overlay{Kind: handoff.OverlayRAM}
+	if err := b.goldenImage(ctx, &handoff.Request{Mode: handoff.ModeAuto, Initrd: &handoff.Initrd{ISCSIConf: map[string]string{}}}, nil); err != nil {
+		t.Errorf("overlay ram, initrd without etc/iscsi.initramfs: %v", err)
+	}
 	// An explicit other hand-off with an overlay is refused.
 	b.cfg.Overlay = handoff.Overlay{Kind: handoff.OverlayRAM}
 	req := handoff.Request{Mode: handoff.ModeIBFT}

@@ -88,6 +88,7 @@ func OpenLUN(g Golden, ov blockdev.Device, o Options) (dev *Device, formatted bo
 		return nil, false, err
 	}
 	n := h.MapEntries()
+	named := make([]bool, n)
 	for c := uint64(0); c < n; c++ {
 		v := binary.BigEndian.Uint32(ls.mapBuf[c*4:])
 		if v == 0 {
@@ -96,8 +97,19 @@ func OpenLUN(g Golden, ov blockdev.Device, o Options) (dev *Device, formatted bo
 		if uint64(v-1) >= n {
 			return nil, false, fmt.Errorf("overlay: the map's entry for chunk %d names slot %d of %d: the map is damaged", c, v-1, n)
 		}
+		if named[v-1] {
+			return nil, false, fmt.Errorf("overlay: the map names slot %d for two chunks (one is %d): the map is damaged", v-1, c)
+		}
+		named[v-1] = true
 		d.set(c, v-1)
 		ls.next = max(ls.next, uint64(v))
+	}
+	// Slots below next that no entry names were released (a failed
+	// write) or never committed: reuse them.
+	for s := ls.next; s > 0; s-- {
+		if !named[s-1] {
+			ls.free = append(ls.free, uint32(s-1))
+		}
 	}
 	return d, formatted, nil
 }
@@ -173,21 +185,33 @@ func Compare(have, want *Header) error {
 }
 
 // lunStore keeps chunks on the overlay LUN; every slot it can hand out
-// fits (OpenLUN checked RequiredSize), so it never fills up.
+// fits (OpenLUN checked RequiredSize), and a slot whose write failed is
+// reused, so it never fills up.
 type lunStore struct {
 	dev   blockdev.Device
 	h     Header
 	chunk int64
 	data  int64
 
-	mu     sync.Mutex // guards mapBuf, next, and each map block's write
+	mu     sync.Mutex // guards mapBuf, next, free, unsafe and each map block's write
 	mapBuf []byte
 	next   uint64
+	free   []uint32 // released slots and slots below next no entry names
+	// unsafe are slots whose map write failed and whose old entry could
+	// not be written back, with the offset of their map block: the LUN's
+	// map may still name them, so they are reused only after the next
+	// successful write of that block (which carries the old entry).
+	unsafe map[uint32]int64
 }
 
 func (l *lunStore) alloc() (uint32, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if n := len(l.free); n > 0 {
+		s := l.free[n-1]
+		l.free = l.free[:n-1]
+		return s, nil
+	}
 	if l.next >= l.h.MapEntries() {
 		return 0, fullError(l.describe())
 	}
@@ -205,19 +229,70 @@ func (l *lunStore) writeSlot(p []byte, slot uint32, off int) error {
 	return err
 }
 
-// commit writes the map's block holding chunk's entry. The data was
-// written before; both reach stable storage at the next flush, which is
-// when the OS relies on them (a crash in between loses the chunk's copy,
-// as it would lose an unflushed write to a plain disk).
+// commit writes the map's block holding chunk's entry, after flushing
+// the overlay LUN so that the chunk's data (written just before) is on
+// stable storage first. Without that flush a write-back target may
+// persist the map block before the data, and after a power loss the map
+// would name a slot holding zeros: the golden copy of the sectors of the
+// chunk the OS never wrote would read back as zeros, although the OS
+// never wrote them. The entry itself reaches stable storage at the OS's
+// next flush (until then a crash loses the new chunk, as it would lose an
+// unflushed write to a plain disk, and the golden copy shows through).
 func (l *lunStore) commit(chunk uint64, slot uint32) error {
+	if err := l.dev.Flush(); err != nil {
+		l.release(slot)
+		return fmt.Errorf("flush the chunk's data before its map entry: %w", err)
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	binary.BigEndian.PutUint32(l.mapBuf[chunk*4:], slot+1)
+	if err := l.writeEntry(chunk, slot+1); err != nil {
+		// The block's write failed, perhaps half done: mapBuf has the old
+		// entry back (a later commit in the block must not persist the
+		// failed one); write it back so the slot can be reused.
+		if l.writeEntry(chunk, binary.BigEndian.Uint32(l.mapBuf[chunk*4:])) != nil {
+			if l.unsafe == nil {
+				l.unsafe = map[uint32]int64{}
+			}
+			l.unsafe[slot] = l.mapBlock(chunk)
+		} else {
+			l.free = append(l.free, slot)
+		}
+		return err
+	}
+	return nil
+}
+
+// writeEntry sets chunk's map entry to v and writes its map block; when
+// the write fails the entry's old value is restored in mapBuf. l.mu is
+// held.
+func (l *lunStore) writeEntry(chunk uint64, v uint32) error {
+	old := binary.BigEndian.Uint32(l.mapBuf[chunk*4:])
+	binary.BigEndian.PutUint32(l.mapBuf[chunk*4:], v)
+	start := l.mapBlock(chunk)
+	end := min(start+int64(max(l.dev.BlockSize(), 512)), int64(len(l.mapBuf)))
+	if _, err := l.dev.WriteAt(l.mapBuf[start:end], HeaderSize+start); err != nil {
+		binary.BigEndian.PutUint32(l.mapBuf[chunk*4:], old)
+		return err
+	}
+	for s, b := range l.unsafe {
+		if b == start {
+			l.free = append(l.free, s)
+			delete(l.unsafe, s)
+		}
+	}
+	return nil
+}
+
+// mapBlock is the offset in mapBuf of the block holding chunk's entry.
+func (l *lunStore) mapBlock(chunk uint64) int64 {
 	bs := int64(max(l.dev.BlockSize(), 512))
-	start := int64(chunk*4) / bs * bs
-	end := min(start+bs, int64(len(l.mapBuf)))
-	_, err := l.dev.WriteAt(l.mapBuf[start:end], HeaderSize+start)
-	return err
+	return int64(chunk*4) / bs * bs
+}
+
+func (l *lunStore) release(slot uint32) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.free = append(l.free, slot)
 }
 
 func (l *lunStore) flush() error     { return l.dev.Flush() }

@@ -19,15 +19,20 @@ var ErrFull = errors.New("overlay: full")
 // ErrOutOfRange is returned for a read or write outside the golden disk.
 var ErrOutOfRange = errors.New("overlay: range outside the disk")
 
-// store keeps the copied chunks. Slots are numbered from 0 and never freed.
+// store keeps the copied chunks. Slots are numbered from 0; a slot
+// committed to a chunk is never freed, one whose data or map write failed
+// is released for reuse, so transient errors do not use up the store.
 type store interface {
 	// alloc returns a free slot, or an error wrapping ErrFull.
 	alloc() (uint32, error)
+	// release returns a slot alloc handed out whose data write failed.
+	release(slot uint32)
 	// readSlot and writeSlot move p at byte off of slot.
 	readSlot(p []byte, slot uint32, off int) error
 	writeSlot(p []byte, slot uint32, off int) error
 	// commit records that chunk now lives in slot, after its data was
-	// written.
+	// written. When it fails, the slot is the store's again (reused once
+	// no map on the store can name it).
 	commit(chunk uint64, slot uint32) error
 	flush() error
 	// capacity is the number of slots the store can hold.
@@ -233,6 +238,7 @@ func (d *Device) writeChunk(c uint64, p []byte, within int) error {
 		return err
 	}
 	if err := d.st.writeSlot(buf, slot, 0); err != nil {
+		d.st.release(slot)
 		return fmt.Errorf("overlay: write chunk %d to %s: %w", c, d.st.describe(), err)
 	}
 	if err := d.st.commit(c, slot); err != nil {

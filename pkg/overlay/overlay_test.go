@@ -375,3 +375,182 @@ func roundTrip(t *testing.T, b []byte) {
 		t.Fatalf("round trip differs: %v", err)
 	}
 }
+
+// wbDisk is a write-back disk: writes are visible to reads at once but
+// reach stable storage (durable) only at Flush, or at crash in any order
+// the test picks, as a target's volatile cache may persist them.
+type wbDisk struct {
+	memDisk           // what reads see (the cache)
+	durable []byte    // stable storage
+	pending []wbWrite // written since the last flush
+}
+
+type wbWrite struct {
+	off int64
+	b   []byte
+}
+
+func newWB(size, bs int) *wbDisk {
+	return &wbDisk{memDisk: memDisk{b: make([]byte, size), bs: bs}, durable: make([]byte, size)}
+}
+
+func (w *wbDisk) WriteAt(p []byte, off int64) (int, error) {
+	n, err := w.memDisk.WriteAt(p, off)
+	if err == nil {
+		w.pending = append(w.pending, wbWrite{off, bytes.Clone(p)})
+	}
+	return n, err
+}
+
+func (w *wbDisk) Flush() error {
+	for _, p := range w.pending {
+		copy(w.durable[p.off:], p.b)
+	}
+	w.pending = nil
+	return w.memDisk.Flush()
+}
+
+// crash loses power: of the unflushed writes only those keep picks
+// reached stable storage. It returns the disk as the next boot sees it.
+func (w *wbDisk) crash(keep func(off int64) bool) *memDisk {
+	for _, p := range w.pending {
+		if keep(p.off) {
+			copy(w.durable[p.off:], p.b)
+		}
+	}
+	return &memDisk{b: bytes.Clone(w.durable), bs: w.bs}
+}
+
+// TestLUNCrashKeepsGoldenSectors: a write-back target that persists the
+// map block of a new chunk but not its data before a power loss must not
+// make the chunk's sectors the OS never wrote read back as zeros: the
+// data is flushed before the map entry is written.
+func TestLUNCrashKeepsGoldenSectors(t *testing.T) {
+	const size = 1 << 20
+	g := golden(size)
+	gold := Golden{Disk: g, Identity: identity("golden"), Initiator: initiator}
+	h := Header{ChunkSize: LUNChunk, GoldenSize: size, GoldenBlockSize: 512}
+	ov := newWB(int(h.RequiredSize()), 512)
+	d, _, err := OpenLUN(gold, ov, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One sector into chunk 3, never flushed by the OS.
+	if _, err := d.WriteAt(bytes.Repeat([]byte{0xAA}, 512), 3*LUNChunk+512); err != nil {
+		t.Fatal(err)
+	}
+	// The worst order: the map blocks persisted, the data lost.
+	after := ov.crash(func(off int64) bool { return off < int64(h.DataOffset()) })
+	d2, _, err := OpenLUN(gold, after, Options{})
+	if err != nil {
+		t.Fatalf("OpenLUN after the crash: %v", err)
+	}
+	got := make([]byte, LUNChunk)
+	if _, err := d2.ReadAt(got, 3*LUNChunk); err != nil {
+		t.Fatal(err)
+	}
+	want := g.b[3*LUNChunk : 4*LUNChunk]
+	if !bytes.Equal(got[:512], want[:512]) || !bytes.Equal(got[1024:], want[1024:]) {
+		t.Fatalf("after a crash, the sectors of chunk 3 the OS never wrote differ from the golden disk (first bytes %x, want %x)", got[:8], want[:8])
+	}
+	if s := got[512:1024]; !bytes.Equal(s, want[512:1024]) && !bytes.Equal(s, bytes.Repeat([]byte{0xAA}, 512)) {
+		t.Fatalf("after a crash, the unflushed sector is neither the old nor the new data: %x", s[:8])
+	}
+}
+
+// flakyDisk is a memDisk whose writes fail while fail says so.
+type flakyDisk struct {
+	memDisk
+	fail func(off int64) bool
+}
+
+func (f *flakyDisk) WriteAt(p []byte, off int64) (int, error) {
+	if f.fail != nil && f.fail(off) {
+		return 0, errors.New("flakyDisk: transient write error")
+	}
+	return f.memDisk.WriteAt(p, off)
+}
+
+// TestLUNFailedWritesKeepSlots: a failed data or map write releases its
+// slot, so after transient errors every chunk of the golden disk can
+// still be copied (the overlay LUN holds exactly one slot per chunk).
+func TestLUNFailedWritesKeepSlots(t *testing.T) {
+	const size = 1 << 20
+	g := golden(size)
+	gold := Golden{Disk: g, Identity: identity("golden"), Initiator: initiator}
+	h := Header{ChunkSize: LUNChunk, GoldenSize: size, GoldenBlockSize: 512}
+	ov := &flakyDisk{memDisk: memDisk{b: make([]byte, h.RequiredSize()), bs: 512}}
+	d, _, err := OpenLUN(gold, ov, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := int64(h.DataOffset())
+	for _, inData := range []bool{true, false, true} {
+		ov.fail = func(off int64) bool { return (off >= data) == inData }
+		if _, err := d.WriteAt([]byte{1}, 0); err == nil {
+			t.Fatal("a write while the overlay LUN fails succeeded")
+		}
+	}
+	ov.fail = nil
+	ref := bytes.Clone(g.b)
+	for c := int64(0); c < size/LUNChunk; c++ {
+		p := bytes.Repeat([]byte{byte(c + 1)}, 100)
+		if _, err := d.WriteAt(p, c*LUNChunk+7); err != nil {
+			t.Fatalf("write to chunk %d after 3 failed writes: %v", c, err)
+		}
+		copy(ref[c*LUNChunk+7:], p)
+	}
+	if err := d.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	d2, _, err := OpenLUN(gold, &ov.memDisk, Options{})
+	if err != nil {
+		t.Fatalf("OpenLUN again: %v", err)
+	}
+	got := make([]byte, size)
+	if _, err := d2.ReadAt(got, 0); err != nil || !bytes.Equal(got, ref) {
+		t.Fatalf("after reopening: %v, contents equal %v", err, bytes.Equal(got, ref))
+	}
+}
+
+// TestLUNFailedMapWriteNotPersisted: a map write that fails must not
+// leave its entry in memory, where the next commit in the same map block
+// would persist it: the failed chunk must read the golden data after
+// reopening.
+func TestLUNFailedMapWriteNotPersisted(t *testing.T) {
+	const size = 1 << 20
+	g := golden(size)
+	gold := Golden{Disk: g, Identity: identity("golden"), Initiator: initiator}
+	h := Header{ChunkSize: LUNChunk, GoldenSize: size, GoldenBlockSize: 512}
+	ov := &flakyDisk{memDisk: memDisk{b: make([]byte, h.RequiredSize()), bs: 512}}
+	d, _, err := OpenLUN(gold, ov, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := int64(h.DataOffset())
+	ov.fail = func(off int64) bool { return off < data }
+	if _, err := d.WriteAt(bytes.Repeat([]byte{0xEE}, 512), 0); err == nil {
+		t.Fatal("a write whose map write fails succeeded")
+	}
+	ov.fail = nil
+	if _, err := d.WriteAt(bytes.Repeat([]byte{0x55}, 512), LUNChunk); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	d2, _, err := OpenLUN(gold, &ov.memDisk, Options{})
+	if err != nil {
+		t.Fatalf("OpenLUN again: %v", err)
+	}
+	got := make([]byte, 2*LUNChunk)
+	if _, err := d2.ReadAt(got, 0); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got[:LUNChunk], g.b[:LUNChunk]) {
+		t.Fatalf("chunk 0, whose write failed, reads %x…, want the golden %x…", got[:8], g.b[:8])
+	}
+	if !bytes.Equal(got[LUNChunk:LUNChunk+512], bytes.Repeat([]byte{0x55}, 512)) {
+		t.Fatalf("chunk 1 lost its write: %x…", got[LUNChunk:LUNChunk+8])
+	}
+}

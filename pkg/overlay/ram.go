@@ -36,11 +36,17 @@ type ramStore struct {
 	mu    sync.RWMutex
 	slabs [][]byte
 	next  uint64
+	free  []uint32 // released slots, reused first
 }
 
 func (r *ramStore) alloc() (uint32, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if n := len(r.free); n > 0 {
+		s := r.free[n-1]
+		r.free = r.free[:n-1]
+		return s, nil
+	}
 	if r.next >= r.max {
 		return 0, fullError(r.describe())
 	}
@@ -51,6 +57,12 @@ func (r *ramStore) alloc() (uint32, error) {
 	}
 	r.next++
 	return uint32(s), nil
+}
+
+func (r *ramStore) release(slot uint32) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.free = append(r.free, slot)
 }
 
 func (r *ramStore) at(slot uint32, off, n int) []byte {
