@@ -104,7 +104,7 @@ func TestDecide(t *testing.T) {
 			mode: ModeCmdline, note: "check overridden: missing iscsistart"},
 		{name: "no open-iscsi, carry possible, cmdline requested", facts: Facts{Initrd: debBare, Carry: carryOK, Requested: ModeCmdline}, err: ErrNotReady},
 		{name: "dracut without iSCSI, carry possible", facts: Facts{Initrd: dracutBare, Carry: carryOK},
-			mode: ModeCarry, gen: GeneratorDracut, reason: "auto: the OS initrd cannot log in (missing dracut iscsi module, iscsiadm, iscsid", note: "lunboot.force=1 turns the automatic carry-in off"},
+			mode: ModeCarry, gen: GeneratorDracut, reason: "auto: the OS initrd cannot log in (missing iscsiadm, iscsid, iscsi_tcp kernel module)", note: "lunboot.force=1 turns the automatic carry-in off"},
 		{name: "dracut without iSCSI, carry impossible", facts: Facts{Initrd: dracutBare, Carry: carryNo}, err: ErrNotReady, note: "carry-in cannot work either: no lib/modules"},
 		{name: "dracut without iSCSI, carry requested", facts: Facts{Initrd: dracutBare, Carry: carryOK, Requested: ModeCarry}, mode: ModeCarry, gen: GeneratorDracut, reason: "lunboot.handoff=carry"},
 		{name: "open-iscsi, carry possible", facts: Facts{Initrd: deb, Carry: carryOK}, mode: ModeBoth, reason: "auto: no CHAP"},
