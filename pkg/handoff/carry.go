@@ -462,6 +462,8 @@ type CarryContents struct {
 	BinarySize  int
 	Modules     []string // module files, relative to lib/modules/<rel>
 	ModuleBytes int
+	// Hook is the hook's file: the local-top script or the systemd unit.
+	Hook string
 }
 
 // BuildCarry returns the carry cpio (uncompressed newc, padded to 512
@@ -516,10 +518,12 @@ func BuildCarry(in CarryInput) ([]byte, *CarryContents, error) {
 	switch in.Plan.Generator {
 	case GeneratorDracut:
 		file(CarryUnitPath, 0o644, []byte(CarryUnit))
+		c.Hook = CarryUnitPath
 		mkdirs(CarryUnitWants)
 		w.add(CarryUnitWants, modeSymlink|0o777, []byte("../"+carryUnitName))
 	default:
 		file(CarryHookPath, 0o755, []byte(CarryHook))
+		c.Hook = CarryHookPath
 		file(carryOrderPath, 0o644, CarryOrder(in.Order))
 	}
 	out := w.finish()

@@ -220,7 +220,7 @@ func TestBuildCarryDracut(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(out)%512 != 0 || len(contents.Modules) != 4 {
+	if len(out)%512 != 0 || len(contents.Modules) != 4 || contents.Hook != CarryUnitPath {
 		t.Errorf("BuildCarry(dracut): %d bytes, contents %+v", len(out), contents)
 	}
 	var whole bytes.Buffer

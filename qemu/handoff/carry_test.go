@@ -112,8 +112,11 @@ func TestCarryDracut(t *testing.T) {
 	}
 	labtest.KillAtEnd(t, l, m.VM)
 	carryBoot(t, m, true)
-	if s := bootlog.Section(m.Console()); !strings.Contains(s, "missing dracut iscsi module") {
-		t.Errorf("lunboot's console does not name the missing dracut iscsi module:\n%s", s)
+	section := bootlog.Section(m.Console())
+	for _, want := range []string{"missing dracut iscsi module", "hook etc/systemd/system/lunboot-carry.service", "dracut initrd; hand-off carry"} {
+		if !strings.Contains(section, want) {
+			t.Errorf("lunboot's console lacks %q:\n%s", want, section)
+		}
 	}
 	sh := login(t, m)
 	out := sh.run(t, `grep ' / ' /proc/mounts; cat /sys/block/nbd0/backend; for d in /proc/[0-9]*; do case "$(tr '\0' ' ' < $d/cmdline 2>/dev/null)" in @lunboot*) P=${d#/proc/};; esac; done; echo pid=$P; tr '\0' ' ' < /proc/$P/cmdline; echo; echo cgroup=$(cat /proc/$P/cgroup); echo oom=$(cat /proc/$P/oom_score_adj); echo kernel-iscsi-sessions=$(ls /sys/class/iscsi_session 2>/dev/null | wc -l); systemctl show -p ActiveState -p KillMode lunboot-carry.service; journalctl -b -u lunboot-carry.service --no-pager | tail -n 5`, time.Minute)
