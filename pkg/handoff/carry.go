@@ -405,8 +405,9 @@ log_end_msg
 //     its KillMode would fall back to control-group at shutdown and the
 //     daemon would be killed with the root still mounted. So `carry start`
 //     moves the daemon out of the unit's cgroup into the root cgroup, where
-//     the initramfs-tools hook's daemon is from the start: no unit's stop
-//     kills it, and systemd-shutdown's final kill spares it by its argv[0]
+//     the initramfs-tools hook's daemon is from the start (the OS's
+//     systemd moves both into init.scope when it starts, and never stops
+//     that): no unit's stop kills it, and systemd-shutdown's final kill spares it by its argv[0]
 //     '@' (systemd.io/ROOT_STORAGE_DAEMONS). KillMode=process keeps a stop
 //     of the unit off the daemon even before the move.
 //   - A failure fails the unit; OnFailure= takes dracut's emergency shell.
