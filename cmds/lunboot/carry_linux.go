@@ -172,6 +172,9 @@ func carryStart(ctx context.Context, s *handoff.CarrySettings, settingsPath stri
 	if err != nil {
 		return fmt.Errorf("carry: start the daemon: %w", err)
 	}
+	if err := leaveUnitCgroup(pid); err != nil {
+		fmt.Fprintf(stdout, "lunboot carry-in: warning: %v: a stop of the unit that started it may kill the daemon\n", err)
+	}
 	type answer struct {
 		line string
 		err  error
@@ -195,6 +198,26 @@ func carryStart(ctx context.Context, s *handoff.CarrySettings, settingsPath stri
 		}
 		return fmt.Errorf("carry: the daemon (pid %d) exited before it was ready: %v", pid, a.err)
 	}
+}
+
+// leaveUnitCgroup moves the daemon into the root cgroup (cgroup v2,
+// Documentation/admin-guide/cgroup-v2.rst: writing a PID to cgroup.procs
+// migrates the whole process) when it was started in another: in dracut's
+// systemd initrd it starts in lunboot-carry.service's cgroup, and a unit
+// that is stopped kills what is left in its cgroup — after switch-root the
+// OS's systemd knows that unit only by name, with the default KillMode.
+// In the root cgroup it is where initramfs-tools' hook starts it: no
+// unit's stop reaches it. Without the unified hierarchy (initramfs-tools'
+// /init mounts none) there is nothing to leave.
+func leaveUnitCgroup(pid int) error {
+	self, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil || strings.TrimSpace(string(self)) == "0::/" || !strings.HasPrefix(string(self), "0::/") {
+		return nil
+	}
+	if err := os.WriteFile("/sys/fs/cgroup/cgroup.procs", []byte(strconv.Itoa(pid)), 0); err != nil {
+		return fmt.Errorf("move the daemon (pid %d) out of cgroup %s into the root cgroup: %w", pid, strings.TrimSpace(strings.TrimPrefix(string(self), "0::")), err)
+	}
+	return nil
 }
 
 // forkDaemon starts `lunboot carry daemon` from this binary with argv[0]

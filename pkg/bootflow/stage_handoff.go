@@ -269,10 +269,10 @@ func (b *boot) carryIn(plan *handoff.CarryPlan, in *handoff.Initrd, osInitrd *os
 	}
 	os.Remove(b.initrd)
 	b.initrd = final
-	b.o.Console.Info("  carry cpio %s: lunboot %s, %d OS modules (%s: %s), hook scripts/local-top/lunboot, settings; initrd now %s",
+	b.o.Console.Info("  carry cpio %s: lunboot %s, %d OS modules (%s: %s), hook %s, settings; initrd now %s",
 		bytesize.Format(int64(contents.Size)), bytesize.Format(int64(contents.BinarySize)), len(contents.Modules),
-		bytesize.Format(int64(contents.ModuleBytes)), strings.Join(contents.Modules, " "), bytesize.Format(total))
-	return fmt.Sprintf("initramfs-tools initrd; hand-off carry (carry cpio %s built in %s)", bytesize.Format(int64(contents.Size)), time.Since(start).Round(10*time.Millisecond)), nil
+		bytesize.Format(int64(contents.ModuleBytes)), strings.Join(contents.Modules, " "), contents.Hook, bytesize.Format(total))
+	return fmt.Sprintf("%s initrd; hand-off carry (carry cpio %s built in %s)", plan.Generator, bytesize.Format(int64(contents.Size)), time.Since(start).Round(10*time.Millisecond)), nil
 }
 
 // busModules lists the modules of the drivers above a network interface's

@@ -26,6 +26,12 @@ import (
 //	scripts/local-top/lunboot           the initramfs-tools hook
 //	scripts/local-top/ORDER             the initrd's ORDER with the hook first
 //
+// or, for a dracut initrd (a systemd initrd: /init is systemd, dracut's
+// hooks run from its dracut-*.service units), instead of the last two:
+//
+//	etc/systemd/system/lunboot-carry.service                   the unit (CarryUnit)
+//	etc/systemd/system/initrd.target.wants/lunboot-carry.service  a symlink to it
+//
 // The kernel unpacks the archives of an initrd one after another into the
 // same rootfs, a later file replacing an earlier one of the same name
 // (init/initramfs.c), so the appended ORDER replaces the initrd's own.
@@ -35,6 +41,9 @@ const (
 	CarrySettingsPath = CarryDir + "/carry.json"
 	CarryHookPath     = "scripts/local-top/lunboot"
 	carryOrderPath    = "scripts/local-top/ORDER"
+	CarryUnitPath     = "etc/systemd/system/" + carryUnitName
+	CarryUnitWants    = "etc/systemd/system/initrd.target.wants/" + carryUnitName
+	carryUnitName     = "lunboot-carry.service"
 )
 
 // CarryModulesWanted are the data path's modules besides the NIC driver:
@@ -304,7 +313,9 @@ var ErrNoModuleTree = errors.New("no module tree")
 // CarryPlan is what the carry cpio will hold, found before the decision so
 // that Decide knows whether carry-in can work.
 type CarryPlan struct {
-	Release string
+	// Generator is the OS initrd's make: it decides the hook.
+	Generator Generator
+	Release   string
 	// Root is the file system holding the module tree and Dir the tree.
 	Root    fs.FS
 	Dir     string
@@ -323,11 +334,9 @@ func PlanCarry(in *Initrd, parts []fs.FS, release, nicModule string, busModules 
 		return nil, CarryCheck{Why: "the OS initrd could not be read", Fix: "give the entry a readable initrd"}
 	}
 	switch in.Generator {
-	case GeneratorInitramfsTools:
-	case GeneratorDracut:
-		return nil, CarryCheck{Why: "carry-in has no dracut hook yet (initramfs-tools only)", Fix: "rebuild the initrd with dracut's iscsi module (dracut --add iscsi)"}
+	case GeneratorInitramfsTools, GeneratorDracut:
 	default:
-		return nil, CarryCheck{Why: "the OS initrd's generator is unknown: carry-in hooks into initramfs-tools only"}
+		return nil, CarryCheck{Why: "the OS initrd's generator is unknown: carry-in hooks into initramfs-tools and dracut initrds only"}
 	}
 	root, dir, md, err := OSModules(parts, release)
 	if errors.Is(err, ErrNoModuleTree) {
@@ -353,7 +362,7 @@ func PlanCarry(in *Initrd, parts []fs.FS, release, nicModule string, busModules 
 	if err != nil {
 		return nil, CarryCheck{Why: err.Error() + " in " + dir, Fix: "repair the OS kernel's modules.dep on the LUN: run depmod " + release + " in the OS"}
 	}
-	return &CarryPlan{Release: release, Root: root, Dir: dir, Modules: mods}, CarryCheck{OK: true}
+	return &CarryPlan{Generator: in.Generator, Release: release, Root: root, Dir: dir, Modules: mods}, CarryCheck{OK: true}
 }
 
 // CarryHook is the initramfs-tools local-top script: it runs the carried
@@ -377,6 +386,49 @@ if ! /` + CarryBinary + ` carry --settings /` + CarrySettingsPath + ` start; the
 	panic "lunboot carry-in failed (see the lines above); the root disk is not available"
 fi
 log_end_msg
+`
+
+// CarryUnit is the dracut hook: a unit of dracut's systemd initrd that
+// runs the carried lunboot as the initramfs-tools hook does. Why so:
+//   - dracut's own hooks run too late or in the wrong place: pre-mount
+//     runs after dracut-initqueue.service, whose main loop waits for the
+//     root= device first; the initqueue and pre-mount units run their hooks
+//     with KillMode=process, but their files come from the OS, not from us.
+//     A unit of its own, DefaultDependencies=no, ordered after udev has
+//     replayed the kernel's events (systemd-udev-trigger.service: udevd
+//     then sees nbd0's partitions appear and makes the by-uuid links root=
+//     is found by) and before dracut-initqueue.service and the root device
+//     wait (initrd-root-device.target, sysroot.mount), makes /dev/nbd0 first.
+//   - The daemon must outlive this unit. The unit is stopped when the
+//     initrd isolates initrd-switch-root.target, and after switch-root the
+//     OS's systemd knows it only by name (its file stays in the initrd), so
+//     its KillMode would fall back to control-group at shutdown and the
+//     daemon would be killed with the root still mounted. So `carry start`
+//     moves the daemon out of the unit's cgroup into the root cgroup, where
+//     the initramfs-tools hook's daemon is from the start (the OS's
+//     systemd moves both into init.scope when it starts, and never stops
+//     that): no unit's stop kills it, and systemd-shutdown's final kill spares it by its argv[0]
+//     '@' (systemd.io/ROOT_STORAGE_DAEMONS). KillMode=process keeps a stop
+//     of the unit off the daemon even before the move.
+//   - A failure fails the unit; OnFailure= takes dracut's emergency shell.
+const CarryUnit = `# lunboot carry-in (lunboot.handoff=carry): appended to this initrd by
+# lunboot before kexec. It logs in to the iSCSI root again and serves the
+# LUN as /dev/nbd0 before dracut looks for root=.
+[Unit]
+Description=lunboot carry-in: iSCSI root served as /dev/nbd0
+DefaultDependencies=no
+After=systemd-udevd.service systemd-udev-trigger.service
+Before=dracut-initqueue.service initrd-root-device.target sysroot.mount
+OnFailure=emergency.target
+OnFailureJobMode=isolate
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+KillMode=process
+StandardOutput=journal+console
+StandardError=journal+console
+ExecStart=/` + CarryBinary + ` carry --settings /` + CarrySettingsPath + ` start
 `
 
 // CarryOrder returns the local-top ORDER with the hook first: the
@@ -411,6 +463,8 @@ type CarryContents struct {
 	BinarySize  int
 	Modules     []string // module files, relative to lib/modules/<rel>
 	ModuleBytes int
+	// Hook is the hook's file: the local-top script or the systemd unit.
+	Hook string
 }
 
 // BuildCarry returns the carry cpio (uncompressed newc, padded to 512
@@ -462,8 +516,17 @@ func BuildCarry(in CarryInput) ([]byte, *CarryContents, error) {
 		return nil, nil, fmt.Errorf("carry: %w", err)
 	}
 	file(modDir+"/"+kmod.OrderFile, 0o644, order.Bytes())
-	file(CarryHookPath, 0o755, []byte(CarryHook))
-	file(carryOrderPath, 0o644, CarryOrder(in.Order))
+	switch in.Plan.Generator {
+	case GeneratorDracut:
+		file(CarryUnitPath, 0o644, []byte(CarryUnit))
+		c.Hook = CarryUnitPath
+		mkdirs(CarryUnitWants)
+		w.add(CarryUnitWants, modeSymlink|0o777, []byte("../"+carryUnitName))
+	default:
+		file(CarryHookPath, 0o755, []byte(CarryHook))
+		c.Hook = CarryHookPath
+		file(carryOrderPath, 0o644, CarryOrder(in.Order))
+	}
 	out := w.finish()
 	c.Size = len(out)
 	return out, c, nil

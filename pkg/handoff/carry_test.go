@@ -106,6 +106,10 @@ func TestPlanCarry(t *testing.T) {
 	if !c.OK || len(bp.Modules) != 5 || bp.Modules[0].Name != "virtio_pci" {
 		t.Errorf("PlanCarry(bus virtio_pci, pcieport) = %+v, %+v; want virtio_pci first, 5 modules", bp, c)
 	}
+	// A dracut initrd gets carry-in too, with its own hook (BuildCarry).
+	if dp, c := PlanCarry(dracut, []iofs.FS{root}, testRelease, "virtio_net"); !c.OK || dp.Generator != GeneratorDracut || len(dp.Modules) != 4 {
+		t.Errorf("PlanCarry(dracut) = %+v, %+v; want OK, generator dracut, 4 modules", dp, c)
+	}
 	for _, tt := range []struct {
 		name    string
 		in      *Initrd
@@ -114,7 +118,6 @@ func TestPlanCarry(t *testing.T) {
 		why     string
 		fix     string
 	}{
-		{"dracut", dracut, testRelease, "virtio_net", "dracut hook", ""},
 		{"no initrd", nil, testRelease, "virtio_net", "could not be read", ""},
 		{"no module tree", deb, "6.1.0-9-amd64", "virtio_net", "no lib/modules/6.1.0-9-amd64/modules.dep", "apt install --reinstall linux-image-6.1.0-9-amd64"},
 		{"NIC driver missing", deb, testRelease, "r8169", "no module r8169", "give the OS kernel r8169 as a module"},
@@ -196,6 +199,70 @@ func TestBuildCarry(t *testing.T) {
 	bad.MAC = ""
 	if _, _, err := BuildCarry(CarryInput{Binary: []byte("x"), Plan: p, Settings: bad}); err == nil || !strings.Contains(err.Error(), "mac") {
 		t.Errorf("BuildCarry(no MAC) = %v, want an error naming mac", err)
+	}
+}
+
+// TestBuildCarryDracut checks the dracut hook in the carry cpio appended to
+// a dracut initrd without iSCSI: the unit and its initrd.target.wants
+// symlink, the unit's ordering before dracut's root wait, its KillMode, and
+// no initramfs-tools hook.
+func TestBuildCarryDracut(t *testing.T) {
+	osFiles := without(dracutFiles(), "iscsi")
+	dr := inspectBytes(t, cpioOf(osFiles...))
+	if dr.Generator != GeneratorDracut {
+		t.Fatalf("fixture generator %s, want dracut", dr.Generator)
+	}
+	p, c := PlanCarry(dr, []iofs.FS{osRoot(ubuntuDep)}, testRelease, "virtio_net")
+	if !c.OK {
+		t.Fatal(c)
+	}
+	out, contents, err := BuildCarry(CarryInput{Binary: []byte("\x7fELF lunboot"), Plan: p, Settings: carrySettings()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out)%512 != 0 || len(contents.Modules) != 4 || contents.Hook != CarryUnitPath {
+		t.Errorf("BuildCarry(dracut): %d bytes, contents %+v", len(out), contents)
+	}
+	var whole bytes.Buffer
+	if _, err := AppendInitrd(&whole, bytes.NewReader(cpioOf(osFiles...)), out); err != nil {
+		t.Fatal(err)
+	}
+	in := inspectBytes(t, whole.Bytes())
+	if in.Generator != GeneratorDracut {
+		t.Errorf("the initrd with the carry cpio reads as %s, want dracut still", in.Generator)
+	}
+	for _, name := range []string{CarryBinary, CarrySettingsPath, CarryUnitPath, CarryUnitWants,
+		"lunboot/lib/modules/" + testRelease + "/" + kmod.OrderFile,
+		"lunboot/lib/modules/" + testRelease + "/kernel/drivers/block/nbd.ko.xz"} {
+		if !in.Has(name) {
+			t.Errorf("the dracut initrd with the carry cpio lacks %s", name)
+		}
+	}
+	for _, name := range []string{CarryHookPath, carryOrderPath} {
+		if in.Has(name) {
+			t.Errorf("the dracut carry cpio has the initramfs-tools file %s", name)
+		}
+	}
+	if mode := entryMode(t, out, CarryUnitWants); mode&0o170000 != 0o120000 {
+		t.Errorf("%s mode %o, want a symlink", CarryUnitWants, mode)
+	}
+	if target := string(extract(t, out, CarryUnitWants)); target != "../lunboot-carry.service" {
+		t.Errorf("%s -> %q, want ../lunboot-carry.service", CarryUnitWants, target)
+	}
+	unit := string(extract(t, out, CarryUnitPath))
+	for _, want := range []string{
+		"DefaultDependencies=no\n",
+		"After=systemd-udevd.service systemd-udev-trigger.service\n",
+		"Before=dracut-initqueue.service initrd-root-device.target sysroot.mount\n",
+		"KillMode=process\n", "Type=oneshot\n", "OnFailure=emergency.target\n",
+		"ExecStart=/lunboot/lunboot carry --settings /lunboot/carry.json start\n",
+	} {
+		if !strings.Contains(unit, want) {
+			t.Errorf("the carry unit lacks %q:\n%s", want, unit)
+		}
+	}
+	if strings.Contains(unit, "s3cret") {
+		t.Error("the carry unit holds the CHAP secret")
 	}
 }
 

@@ -18,6 +18,7 @@ func TestDecide(t *testing.T) {
 	lockdown := KernelSupport{TableUpgrade: Yes, IBFTDriver: Yes, ForcedLockdown: No, LockdownInSecureBoot: Yes}
 	noUpgrade := KernelSupport{TableUpgrade: No, IBFTDriver: Yes}
 	carryOK := CarryCheck{OK: true}
+	dracutBare := inspectBytes(t, cpioOf(without(dracutFiles(), "iscsi")...))
 	carryNo := CarryCheck{Why: "no lib/modules/6.1.0-1-amd64/modules.dep on the LUN", Fix: "install the modules"}
 
 	for _, tt := range []struct {
@@ -102,6 +103,10 @@ func TestDecide(t *testing.T) {
 		{name: "no open-iscsi, carry possible, force", facts: Facts{Initrd: debBare, Carry: carryOK, Force: true},
 			mode: ModeCmdline, note: "check overridden: missing iscsistart"},
 		{name: "no open-iscsi, carry possible, cmdline requested", facts: Facts{Initrd: debBare, Carry: carryOK, Requested: ModeCmdline}, err: ErrNotReady},
+		{name: "dracut without iSCSI, carry possible", facts: Facts{Initrd: dracutBare, Carry: carryOK},
+			mode: ModeCarry, gen: GeneratorDracut, reason: "auto: the OS initrd cannot log in (missing iscsiadm, iscsid, iscsi_tcp kernel module)", note: "lunboot.force=1 turns the automatic carry-in off"},
+		{name: "dracut without iSCSI, carry impossible", facts: Facts{Initrd: dracutBare, Carry: carryNo}, err: ErrNotReady, note: "carry-in cannot work either: no lib/modules"},
+		{name: "dracut without iSCSI, carry requested", facts: Facts{Initrd: dracutBare, Carry: carryOK, Requested: ModeCarry}, mode: ModeCarry, gen: GeneratorDracut, reason: "lunboot.handoff=carry"},
 		{name: "open-iscsi, carry possible", facts: Facts{Initrd: deb, Carry: carryOK}, mode: ModeBoth, reason: "auto: no CHAP"},
 		{name: "carry requested", facts: Facts{Initrd: deb, Carry: carryOK, Requested: ModeCarry}, mode: ModeCarry, gen: GeneratorInitramfsTools, reason: "lunboot.handoff=carry"},
 		{name: "carry requested, impossible", facts: Facts{Initrd: debBare, Carry: carryNo, Requested: ModeCarry}, fix: "install the modules"},

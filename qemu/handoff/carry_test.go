@@ -79,6 +79,66 @@ func TestCarryRequested(t *testing.T) {
 	carryCase(t, e.kernel, e.image, e.set.Debian, "lunboot.handoff=carry", false, "kernel/drivers/block/nbd.ko)")
 }
 
+// TestCarryDracut: the dracut disk whose initrd has its iSCSI support taken
+// out (derive.DracutNoISCSI) boots by carry-in, chosen by
+// lunboot.handoff=auto. Its initrd is a systemd initrd: the carried hook is
+// lunboot-carry.service (handoff.CarryUnit), which must have served the
+// LUN as /dev/nbd0 before dracut's root wait, and whose daemon must
+// survive the unit, the switch to the real root and the OS's shutdown
+// until the root is unmounted. The OS proves its root is a partition of
+// nbd0 served by the "@lunboot" daemon, which sits out of the unit's reach
+// (in init.scope, where the OS's systemd puts the root cgroup's processes), with the target holding one session and no kernel
+// iSCSI session; the OS powers off and the daemon logs out after the
+// root is unmounted, leaving no session. A slow variant (make test-full).
+func TestCarryDracut(t *testing.T) {
+	testenv.Full(t)
+	testenv.RequireBinaries(t, derive.Tools...)
+	e := setup(t)
+	if e.set.Dracut == nil {
+		t.Fatal("no dracut system in the distro set")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	sys, err := derive.Build(ctx, e.set.Dracut, derive.DracutNoISCSI, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := labtest.Start(t, lab.Options{Name: "handoff-carry-dracut"})
+	cfg := handoff.Config{Kernel: e.kernel, Image: e.image, System: sys,
+		OnConsole: labtest.Console(t, strings.TrimPrefix(t.Name(), "Test"))}
+	m, err := handoff.Start(context.Background(), l, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	labtest.KillAtEnd(t, l, m.VM)
+	carryBoot(t, m, true)
+	section := bootlog.Section(m.Console())
+	for _, want := range []string{"missing dracut iscsi module", "hook etc/systemd/system/lunboot-carry.service", "dracut initrd; hand-off carry"} {
+		if !strings.Contains(section, want) {
+			t.Errorf("lunboot's console lacks %q:\n%s", want, section)
+		}
+	}
+	sh := login(t, m)
+	out := sh.run(t, `grep ' / ' /proc/mounts; cat /sys/block/nbd0/backend; for d in /proc/[0-9]*; do case "$(tr '\0' ' ' < $d/cmdline 2>/dev/null)" in @lunboot*) P=${d#/proc/};; esac; done; echo pid=$P; tr '\0' ' ' < /proc/$P/cmdline; echo; echo cgroup=$(cat /proc/$P/cgroup); echo oom=$(cat /proc/$P/oom_score_adj); echo kernel-iscsi-sessions=$(ls /sys/class/iscsi_session 2>/dev/null | wc -l); systemctl show -p ActiveState -p KillMode lunboot-carry.service; journalctl -b -u lunboot-carry.service --no-pager | tail -n 5`, time.Minute)
+	t.Logf("the OS on its root and lunboot's daemon:\n%s", out)
+	for _, want := range []string{"/dev/nbd0p", "lunboot:" + m.Export.IQN, "@lunboot lunboot carry", "oom=-1000", "kernel-iscsi-sessions=0"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the OS's account lacks %q:\n%s", want, out)
+		}
+	}
+	// Out of the unit's cgroup: in the root cgroup, or in init.scope,
+	// where the OS's systemd moves what it finds in the root cgroup when it
+	// starts (never stopped).
+	if !strings.Contains(out, "cgroup=0::/\n") && !strings.Contains(out, "cgroup=0::/init.scope\n") {
+		t.Errorf("the daemon is not in the root cgroup or init.scope:\n%s", out)
+	}
+	wantSessions(t, m, 1, "while the OS runs from lunboot's session")
+	if err := m.Send("poweroff\n"); err != nil {
+		t.Fatal(err)
+	}
+	shutdownCheck(t, m)
+}
+
 // carryCase is TestCarryNoISCSI's body for sys booted with lunboot args;
 // auto says that lunboot must have chosen carry-in by itself; carried is
 // a module file the carry cpio's line must list.

@@ -129,6 +129,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintf(stdout, "%-8s derived from %s: disk %s (built %s in %s)\n", d.Name, set.NoISCSI.Name, d.Disk, d.Built.Format(time.RFC3339), d.BuildTime.Round(time.Second))
 		}
 	}
+	// The dracut disk without iSCSI (TestCarryDracut), from dracut.
+	if set.Dracut != nil && !*check {
+		d, err := derive.Build(ctx, set.Dracut, derive.DracutNoISCSI, log)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%-8s derived from %s: disk %s (built %s in %s)\n", d.Name, set.Dracut.Name, d.Disk, d.Built.Format(time.RFC3339), d.BuildTime.Round(time.Second))
+	}
 	fmt.Fprintf(stdout, "distro: %s %s from %s (Release %s) in %s, %s\n", set.Suite, "amd64", set.Mirror, cmp.Or(set.ReleaseDate, "date unknown"), set.Dir, time.Since(start).Round(time.Millisecond))
 	return nil
 }

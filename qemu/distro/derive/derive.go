@@ -21,7 +21,6 @@ import (
 	"embed"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -69,6 +68,10 @@ var (
 	// rebuilt by the host's depmod: the OS's udev and modprobe load the
 	// .ko.xz files, and carry-in must carry them as they are.
 	XZModules = Variant{Name: "noiscsi-xz", apply: (*deriver).xzModules}
+	// DracutNoISCSI is the dracut system (base: distro.NameDracut) whose
+	// initrd has its iSCSI support taken out (dracutNoISCSI): a dracut
+	// disk without iSCSI, which lunboot boots by carry-in.
+	DracutNoISCSI = Variant{Name: "dracut-noiscsi", apply: (*deriver).dracutNoISCSI}
 )
 
 // Build returns base changed by v, building it when its cache is missing
@@ -126,6 +129,9 @@ func Build(ctx context.Context, base *distro.System, v Variant, log *slog.Logger
 		return nil, err
 	}
 	d := &deriver{dev: fmt.Sprintf("%s?offset=%d", tmp, off), rel: base.KernelRelease, work: work, log: log}
+	if boff, err := partOffset(ctx, tmp, "boot"); err == nil {
+		d.boot = fmt.Sprintf("%s?offset=%d", tmp, boff)
+	}
 	if err := v.apply(d, ctx); err != nil {
 		return nil, fmt.Errorf("derive %s: %w", v.Name, err)
 	}
@@ -134,11 +140,26 @@ func Build(ctx context.Context, base *distro.System, v Variant, log *slog.Logger
 	if out, err := run(ctx, "e2fsck", "-fn", d.dev); err != nil {
 		return nil, fmt.Errorf("derive %s: the changed root does not check clean: %w\n%s", v.Name, err, out)
 	}
+	if d.initrd != "" {
+		if out, err := run(ctx, "e2fsck", "-fn", d.boot); err != nil {
+			return nil, fmt.Errorf("derive %s: the changed boot partition does not check clean: %w\n%s", v.Name, err, out)
+		}
+	}
 	if err := os.Rename(tmp, img); err != nil {
 		return nil, err
 	}
 	sys := *base
 	sys.Name, sys.Disk, sys.Key = v.Name, img, k
+	if d.initrd != "" {
+		// The host's copy of the changed initrd, as a base system keeps one.
+		sys.Initrd = filepath.Join(dir, filepath.Base(base.Initrd))
+		if err := os.Rename(d.initrd, sys.Initrd); err != nil {
+			return nil, fmt.Errorf("derive %s: %w", v.Name, err)
+		}
+	}
+	if d.noISCSI {
+		sys.ISCSI = false
+	}
 	sys.Built, sys.BuildTime = time.Now().UTC(), time.Since(start).Round(time.Millisecond)
 	data, _ := json.MarshalIndent(&sys, "", "  ")
 	if err := os.WriteFile(manifest, append(data, '\n'), 0o644); err != nil {
@@ -154,6 +175,12 @@ type deriver struct {
 	rel  string // the OS kernel release
 	work string // a scratch folder
 	log  *slog.Logger
+	// boot is debugfs's device for the boot partition ("" when none).
+	boot string
+	// initrd, when set by the variant, is its changed initrd (in work),
+	// written to the boot partition already; noISCSI says it has no iSCSI.
+	initrd  string
+	noISCSI bool
 }
 
 func (d *deriver) modDir() string { return "/lib/modules/" + d.rel }
@@ -162,11 +189,16 @@ func (d *deriver) modDir() string { return "/lib/modules/" + d.rel }
 // system. debugfs exits 0 even when a request fails, so anything it
 // writes to stderr but its banner is an error.
 func (d *deriver) debugfs(ctx context.Context, script string) error {
+	return d.debugfsOn(ctx, d.dev, script)
+}
+
+// debugfsOn is debugfs on another partition's device.
+func (d *deriver) debugfsOn(ctx context.Context, dev, script string) error {
 	f := filepath.Join(d.work, "debugfs.cmds")
 	if err := os.WriteFile(f, []byte(script), 0o644); err != nil {
 		return err
 	}
-	cmd := exec.CommandContext(ctx, "debugfs", "-w", "-f", f, d.dev)
+	cmd := exec.CommandContext(ctx, "debugfs", "-w", "-f", f, dev)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	cmd.Stdout = nil
@@ -296,7 +328,10 @@ func (d *deriver) xzModules(ctx context.Context) error {
 }
 
 // rootOffset is the byte offset of the partition named "root".
-func rootOffset(ctx context.Context, img string) (int64, error) {
+func rootOffset(ctx context.Context, img string) (int64, error) { return partOffset(ctx, img, "root") }
+
+// partOffset is the byte offset of the partition named name.
+func partOffset(ctx context.Context, img, name string) (int64, error) {
 	out, err := run(ctx, "sfdisk", "-J", img)
 	if err != nil {
 		return 0, err
@@ -314,11 +349,11 @@ func rootOffset(ctx context.Context, img string) (int64, error) {
 		return 0, fmt.Errorf("sfdisk -J %s: %w", img, err)
 	}
 	for _, p := range pt.PartitionTable.Partitions {
-		if p.Name == "root" {
+		if p.Name == name {
 			return p.Start * max(pt.PartitionTable.SectorSize, 512), nil
 		}
 	}
-	return 0, errors.New("no partition named root in " + img)
+	return 0, fmt.Errorf("no partition named %s in %s", name, img)
 }
 
 func run(ctx context.Context, name string, args ...string) ([]byte, error) {
