@@ -74,15 +74,48 @@ func TestBootOwnInitrd(t *testing.T) {
 			initiator := testInitiatorPrefix + sys.Name
 			cmdline := tc.dialect(exp.Portal.Addr().String(), exp.Portal.Port(), exp.IQN, initiator) + " " + sys.Cmdline + " " + tc.poweroff
 			t.Logf("booting %s (%s initrd) with: %s", sys.Name, sys.Generator, cmdline)
-			vm := labtest.VM(t, l, lab.VMConfig{Name: sys.Name, Memory: "2G", Kernel: sys.Kernel, Initrd: sys.Initrd, Cmdline: cmdline})
-
-			m := labtest.Expect(t, vm, proofTimeout, proofOrLostSession)
-			if m.Groups[1] == "" {
-				// The guest still runs: labtest snapshots the lab
-				// (tgtd's threads, the connection) before killing it,
-				// then prints it with the console's tail.
-				t.Fatalf("%s lost its iSCSI session and gave up on it at +%s QEMU time (%q): the proof cannot come",
-					sys.Name, m.At.Round(time.Millisecond), m.Groups[2])
+			// Debian's open-iscsi drops and re-opens the connection
+			// iscsistart made when iscsid starts in the real root (its
+			// session sync, open-iscsi usr/initiator.c
+			// iscsi_sync_session): the target closes the old TCP
+			// connection ("detected conn error (1020)") and iscsid logs
+			// in again. Twice in CI, on a loaded machine, that re-open
+			// never completed and the guest lost its root after the
+			// replacement timeout. That is the OS's own take-over, not
+			// the parameters under test, so a lost session boots the
+			// same disk once more (a machine reset, as an operator
+			// would); losing it twice fails.
+			var vm *lab.VM
+			var m *lab.Match
+			for attempt := 1; ; attempt++ {
+				name := sys.Name
+				if attempt > 1 {
+					name += "-again"
+				}
+				vm = labtest.VM(t, l, lab.VMConfig{Name: name, Memory: "2G", Kernel: sys.Kernel, Initrd: sys.Initrd, Cmdline: cmdline})
+				m = labtest.Expect(t, vm, proofTimeout, proofOrLostSession)
+				logSessionEvents(t, name, vm.Console())
+				if m.Groups[1] != "" {
+					break
+				}
+				if attempt == 2 {
+					// The guest still runs: labtest snapshots the lab
+					// (tgtd's threads, the connection) before killing
+					// it, then prints it with the console's tail.
+					t.Fatalf("%s lost its iSCSI session on both boots, the second at +%s QEMU time (%q): the proof cannot come",
+						sys.Name, m.At.Round(time.Millisecond), m.Groups[2])
+				}
+				t.Logf("%s lost its iSCSI session and gave up on it at +%s QEMU time (%q); its console is kept as console-%s.log; booting it once more",
+					sys.Name, m.At.Round(time.Millisecond), m.Groups[2], name)
+				l.KeepLogs(fmt.Sprintf("%s lost its iSCSI session on the first boot (console-%s.log)", sys.Name, name))
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				if dir, err := l.Snapshot(ctx); err != nil {
+					t.Logf("lab snapshot: %v", err)
+				} else {
+					t.Logf("lab snapshot of the lost session: %s", dir)
+				}
+				cancel()
+				vm.Kill()
 			}
 			p, err := osproof.Parse(m.Groups[1])
 			if err != nil {
@@ -152,6 +185,22 @@ func TestNoISCSICannotBoot(t *testing.T) {
 	if n, err := tg.Sessions(exp.TID); err != nil || n != 0 {
 		t.Errorf("target sessions = %d, %v; want none from an initrd without iSCSI", n, err)
 	}
+}
+
+// sessionEvent matches what the guest kernel and the OS print about its
+// iSCSI session and the services that manage it: the lines that explain a
+// lost session, logged on every run so a passing run shows recoveries too.
+var sessionEvent = regexp.MustCompile(`(?i)connection\d+:\d+|session\d+:|iscsid|open-iscsi|iscsistart|I/O error|reset occurred`)
+
+func logSessionEvents(t *testing.T, name, console string) {
+	t.Helper()
+	var ev []string
+	for _, line := range strings.Split(console, "\n") {
+		if sessionEvent.MatchString(line) {
+			ev = append(ev, strings.TrimSpace(line))
+		}
+	}
+	t.Logf("%s: the guest's iSCSI session events (%d lines):\n%s", name, len(ev), strings.Join(ev, "\n"))
 }
 
 var loginPrompt = regexp.MustCompile(`(?m)^lunboot-\w+ login: `)

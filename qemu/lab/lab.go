@@ -94,6 +94,7 @@ type Lab struct {
 	https     []*FileServer
 	clientSeq int
 	monSeq    int
+	keep      string       // why the logs must outlive a passing test (KeepLogs)
 	addrs     []netip.Addr // server addresses added by AddServerAddr
 	faults    *faultRules  // portal addresses cut off by Target.SetLink
 }
@@ -327,6 +328,21 @@ func (l *Lab) Taps() []Tap { return append([]Tap(nil), l.taps...) }
 
 // LogDir returns the folder holding every component's log.
 func (l *Lab) LogDir() string { return l.logDir }
+
+// KeepLogs marks the lab's logs as evidence worth keeping even if the test
+// passes (a recovered fault, say); reason says why. See KeptFor.
+func (l *Lab) KeepLogs(reason string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.keep = reason
+}
+
+// KeptFor returns the reason given to KeepLogs, or "".
+func (l *Lab) KeptFor() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.keep
+}
 
 // WorkDir returns a scratch folder (private disk copies) that Close removes.
 func (l *Lab) WorkDir() string { return l.workDir }

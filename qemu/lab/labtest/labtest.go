@@ -55,7 +55,7 @@ func Require(t testing.TB) {
 // $LUNBOOT_OUT/lab-logs/<test>-<time>, it is closed when the test ends,
 // and then, if the test failed, the log folder is kept and its files' last
 // lines are printed; if it passed the folder is removed unless
-// LUNBOOT_KEEP_LOGS=1.
+// LUNBOOT_KEEP_LOGS=1 or the test called Lab.KeepLogs.
 func Start(t testing.TB, opts lab.Options) *lab.Lab {
 	t.Helper()
 	Require(t)
@@ -80,6 +80,10 @@ func Start(t testing.TB, opts lab.Options) *lab.Lab {
 		if t.Failed() {
 			t.Logf("lab logs kept in %s", l.LogDir())
 			DumpLogs(t, l.LogDir(), 20)
+			return
+		}
+		if why := l.KeptFor(); why != "" {
+			t.Logf("lab logs kept in %s: %s", l.LogDir(), why)
 			return
 		}
 		if os.Getenv("LUNBOOT_KEEP_LOGS") == "1" {
