@@ -34,14 +34,50 @@ func runDebian(ctx context.Context, o options, kernel, image string, s *scenario
 // o's firmware and cfg's lunboot deliverable (Kernel and Image, Kernel
 // alone, or EFI), over scenario s's lab network when s is not nil.
 func bootDebian(ctx context.Context, o options, cfg handoff.Config, s *scenario) error {
+	runs := max(o.runs, 1)
+	if runs == 1 {
+		_, _, err := bootDebianOnce(ctx, o, cfg, s, true)
+		return err
+	}
+	// Several runs (make bench): each boot prints its summary, and one
+	// timeline at the end gives each mark's median and range.
+	var tls [][]time.Duration
+	var feet []string
+	for r := range runs {
+		fmt.Fprintf(o.stdout, "\n== run %d of %d\n", r+1, runs)
+		tl, foot, err := bootDebianOnce(ctx, o, cfg, s, false)
+		if err != nil {
+			return fmt.Errorf("run %d of %d: %w", r+1, runs, err)
+		}
+		tls = append(tls, tl)
+		if foot != "" {
+			feet = append(feet, fmt.Sprintf("lunboot footprint, run %d: %s", r+1, foot))
+		}
+	}
+	writeTimelines(o.stdout, []string{"lunboot"}, lunbootMarks(debianMarks...), [][][]time.Duration{tls}, feet, debianFairness(o))
+	return nil
+}
+
+// debianFairness is the timeline's note on how the boot was measured.
+func debianFairness(o options) string {
+	if o.target == "lio" {
+		return strings.Replace(fairness, "same tgtd", "same LIO target VM", 1)
+	}
+	return fairness
+}
+
+// bootDebianOnce is one boot of bootDebian: it returns the boot's timeline
+// (one entry per lunbootMarks(debianMarks...)) and lunboot's footprint
+// line, and prints the timeline itself when printTimeline is set.
+func bootDebianOnce(ctx context.Context, o options, cfg handoff.Config, s *scenario, printTimeline bool) ([]time.Duration, string, error) {
 	carry := o.osName == "noiscsi"
 	start := time.Now()
 	set, err := distro.Build(ctx, distro.Options{NoBuild: true})
 	if err != nil {
 		if errors.Is(err, distro.ErrStale) {
-			return fmt.Errorf("%w: run `make distro`", err)
+			return nil, "", fmt.Errorf("%w: run `make distro`", err)
 		}
-		return err
+		return nil, "", err
 	}
 	sys := set.Debian
 	switch o.osName {
@@ -53,7 +89,7 @@ func bootDebian(ctx context.Context, o options, cfg handoff.Config, s *scenario)
 	if o.firmware == qemuvm.UEFI {
 		// A UEFI machine's Debian: ESP with grub-install's stub.
 		if sys = set.DebianUEFI; sys == nil {
-			return errors.New("no debian-uefi disk: run `make distro`")
+			return nil, "", errors.New("no debian-uefi disk: run `make distro`")
 		}
 	}
 	cfg.System = sys
@@ -76,7 +112,7 @@ func bootDebian(ctx context.Context, o options, cfg handoff.Config, s *scenario)
 	cfg.Network = nw
 	l, err := newLab(ctx, o, adjust)
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	defer l.Close()
 	fail := func(err error) error { return fmt.Errorf("%w\nlogs in %s", err, l.LogDir()) }
@@ -87,7 +123,7 @@ func bootDebian(ctx context.Context, o options, cfg handoff.Config, s *scenario)
 	cfg.LIO = lio
 	m, err := handoff.Start(ctx, l, cfg)
 	if err != nil {
-		return fail(err)
+		return nil, "", fail(err)
 	}
 	defer m.Kill()
 	how := fmt.Sprintf("DHCP option 17 %q and nothing else", m.RootPath)
@@ -112,7 +148,7 @@ func bootDebian(ctx context.Context, o options, cfg handoff.Config, s *scenario)
 	if err := m.WaitJump(ctx, jumpTimeout); err != nil {
 		fmt.Fprintln(o.stdout)
 		handoff.WriteSummary(o.stdout, m.Stages(), nil)
-		return fail(err)
+		return nil, "", fail(err)
 	}
 	res, err := m.WaitOS(ctx, osTimeout, true)
 	m.Kill()
@@ -120,30 +156,30 @@ func bootDebian(ctx context.Context, o options, cfg handoff.Config, s *scenario)
 	fmt.Fprintf(o.stdout, "\n== summary\n")
 	handoff.WriteSummary(o.stdout, stages, res)
 	marks := lunbootMarks(debianMarks...)
-	var feet []string
-	if f := footprint(m.Console()); f != "" {
-		feet = append(feet, "lunboot footprint: "+f)
+	tl := timeline(m.VM.Events, marks)
+	foot := footprint(m.Console())
+	if printTimeline {
+		var feet []string
+		if foot != "" {
+			feet = append(feet, "lunboot footprint: "+foot)
+		}
+		writeTimelines(o.stdout, []string{"lunboot"}, marks, [][][]time.Duration{{tl}}, feet, debianFairness(o))
 	}
-	fair := fairness
-	if lio {
-		fair = strings.Replace(fair, "same tgtd", "same LIO target VM", 1)
-	}
-	writeTimelines(o.stdout, []string{"lunboot"}, marks, [][][]time.Duration{{timeline(m.VM.Events, marks)}}, feet, fair)
 	if err != nil {
-		return fail(fmt.Errorf("the OS did not report in: %w", err))
+		return nil, "", fail(fmt.Errorf("the OS did not report in: %w", err))
 	}
 	if carry {
 		if err := m.VerifyCarry(res.Proof); err != nil {
-			return fail(fmt.Errorf("the OS booted, but: %w", err))
+			return nil, "", fail(fmt.Errorf("the OS booted, but: %w", err))
 		}
 		fmt.Fprintf(o.stdout, "\n== done in %s: Debian without iSCSI in its initrd booted by carry-in from %s LUN 1 (root %s, served by lunboot's carried initiator)\n",
 			round(time.Since(start)), m.Export.IQN, res.Proof.Root.Source)
-		return nil
+		return tl, foot, nil
 	}
 	if err := handoff.Verify(res.Proof, m.Want(nil)); err != nil {
-		return fail(fmt.Errorf("the OS booted, but its root is not what lunboot handed over: %w", err))
+		return nil, "", fail(fmt.Errorf("the OS booted, but its root is not what lunboot handed over: %w", err))
 	}
 	fmt.Fprintf(o.stdout, "\n== done in %s: Debian booted through lunboot from %s (%s) LUN %d and logged in again on its own\n",
 		round(time.Since(start)), m.Export.IQN, o.target, res.Proof.Root.LUN)
-	return nil
+	return tl, foot, nil
 }
