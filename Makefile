@@ -75,7 +75,7 @@ demo: deps image fixtures distro
 ## bench: lunboot vs libiscsi (iscsi-perf reads, scripts/writeperf writes) against tgtd, the
 ## boot storm (scripts/stormbench) and the boot timeline (QEMU demo, lunboot vs iPXE and the
 ## Debian disk); writes docs/benchmarks.md.
-bench: deps build image fixtures distro
+bench: deps build image fixtures distro linuxboot
 	scripts/bench.sh $(OUT)/lunboot docs/benchmarks.md
 
 ## fuzz: run every fuzz target for FUZZTIME each (default 20s).

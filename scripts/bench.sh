@@ -56,7 +56,7 @@ if [ "${BENCH_BOOT:-1}" != 0 ]; then
     go run ./qemu/cmd/demo -quiet -os debian -runs "$runs" | sed -n '/^== boot timeline/,/^same lab/p'
     # The trimmed LinuxBoot kernel (make linuxboot) as the second
     # configuration: drivers built in, no module stage.
-    if [ -f "$(dirname "$lunboot")/linuxboot.bzImage" ]; then
+    if [ -f "$(dirname "$lunboot")/linuxboot.bzImage" ]; then # make bench builds it
       printf '\nThe same disk, firmware kernel: the trimmed LinuxBoot kernel with the image inside (`make linuxboot`, `-image linuxboot`):\n'
       go run ./qemu/cmd/demo -quiet -image linuxboot -runs "$runs" | sed -n '/^== boot timeline/,/^same lab/p'
     fi
