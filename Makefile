@@ -48,7 +48,7 @@ fixtures: deps
 	$(GO) run ./qemu/cmd/mkfixtures -out $(OUT)/fixtures
 
 ## distro: the real Debian 12 disks for the hand-off tests (cached; a cold
-## build runs debootstrap against the machine's apt mirror, ~6 minutes).
+## build runs debootstrap against the machine's apt mirror, ~9 minutes).
 distro: deps
 	$(GO) run ./qemu/cmd/mkdistro
 
@@ -73,8 +73,9 @@ demo: deps image fixtures distro
 	$(GO) run ./qemu/cmd/demo -out $(OUT)
 
 ## bench: lunboot vs libiscsi (iscsi-perf reads, scripts/writeperf writes) against tgtd, the
-## boot storm (scripts/stormbench) and the boot timeline (QEMU demo, lunboot vs iPXE and the
-## Debian disk); writes docs/benchmarks.md.
+## boot storm (scripts/stormbench), the boot timeline (QEMU demo, lunboot vs iPXE, the
+## Debian disk with Debian's kernel and with the LinuxBoot kernel) and the footprint;
+## writes docs/benchmarks.md.
 bench: deps build image fixtures distro linuxboot
 	scripts/bench.sh $(OUT)/lunboot docs/benchmarks.md
 

@@ -45,22 +45,29 @@ go run ./scripts/stormbench -runs "${BENCH_RUNS:-3}" -out "$out" \
 # LinuxBoot kernel when out/linuxboot.bzImage exists), each BENCH_BOOT_RUNS
 # times (default 3). Needs `make image fixtures` (and
 # `make distro` for Debian); BENCH_BOOT=0 leaves it out.
+outdir=$(dirname "$lunboot") # make's $(OUT): the image, fixtures and kernels the demo boots
 if [ "${BENCH_BOOT:-1}" != 0 ]; then
   runs=${BENCH_BOOT_RUNS:-3}
+  # timeline <heading> <sed range end> <demo flags...>: one fenced timeline.
+  timeline() {
+    local heading=$1 end=$2
+    shift 2
+    printf '\n%s\n\n```\n' "$heading"
+    go run ./qemu/cmd/demo -quiet -out "$outdir" -runs "$runs" "$@" | sed -n "/^== boot timeline/,$end"
+    printf '```\n'
+  }
   {
     printf '\n## Boot timeline\n\n'
-    printf 'Time from QEMU power-on (TCG, 1 vCPU) to each point, as the serial console shows it: the firmware kernel, lunboot and its stages, the kexec call, the OS kernel, the OS initrd'"'"'s own iSCSI login and (Debian) the login prompt. Median [min–max] of %s runs.\n\n' "$runs"
-    printf '```\n'
-    go run ./qemu/cmd/demo -quiet -os probe -fixture mbr -ipxe -runs "$runs" | sed -n '/^== boot timeline/,$p'
-    printf '\nThe Debian 12 disk through lunboot, firmware kernel: Debian'"'"'s with its modules (`make image`, what users get):\n'
-    go run ./qemu/cmd/demo -quiet -os debian -runs "$runs" | sed -n '/^== boot timeline/,/^same lab/p'
-    # The trimmed LinuxBoot kernel (make linuxboot) as the second
-    # configuration: drivers built in, no module stage.
-    if [ -f "$(dirname "$lunboot")/linuxboot.bzImage" ]; then # make bench builds it
-      printf '\nThe same disk, firmware kernel: the trimmed LinuxBoot kernel with the image inside (`make linuxboot`, `-image linuxboot`):\n'
-      go run ./qemu/cmd/demo -quiet -image linuxboot -runs "$runs" | sed -n '/^== boot timeline/,/^same lab/p'
+    printf 'Time from QEMU power-on (TCG, 1 vCPU) to each point, as the serial console shows it: the firmware kernel, lunboot and its stages, the kexec call, the OS kernel, the OS initrd'"'"'s own iSCSI login and (Debian) the login prompt. Median [min–max] of %s runs.\n' "$runs"
+    timeline 'The MBR probe disk through lunboot and through iPXE (sanboot), in the same lab:' '$p' -os probe -fixture mbr -ipxe
+    timeline 'The Debian 12 disk through lunboot, firmware kernel: Debian'"'"'s with its modules (`make image`, what users get):' '/^same lab/p' -os debian
+    # The trimmed LinuxBoot kernel (make linuxboot, a prerequisite of
+    # make bench) as the second configuration: drivers built in, no
+    # module stage.
+    if [ -f "$outdir/linuxboot.bzImage" ]; then
+      timeline 'The same disk, firmware kernel: the trimmed LinuxBoot kernel with the image inside (`make linuxboot`, `-image linuxboot`):' '/^same lab/p' -image linuxboot
     fi
-    printf '```\n\n`scripts/bench.sh (make bench), BENCH_BOOT_RUNS=%s`; load average: %s\n' "$runs" "$(cut -d' ' -f1-3 /proc/loadavg)"
+    printf '\n`scripts/bench.sh (make bench), BENCH_BOOT_RUNS=%s`; load average: %s\n' "$runs" "$(cut -d' ' -f1-3 /proc/loadavg)"
   } >> "$out"
 fi
 
@@ -68,7 +75,6 @@ fi
 # alone (the image without modules, compressed as mkimage compresses it).
 # lunboot's peak memory is in the "lunboot footprint" lines of the boot
 # timelines above (VmHWM from the shutdown stage line).
-outdir=$(dirname "$lunboot")
 if [ -f "$outdir/lunboot.cpio.xz" ] && [ -f "$outdir/lunboot-nomodules.cpio" ]; then
   img=$(stat -c %s "$outdir/lunboot.cpio.xz")
   base=$(xz --format=xz --check=crc32 --lzma2=preset=9,dict=1MiB --threads=1 --stdout < "$outdir/lunboot-nomodules.cpio" | wc -c)
@@ -77,6 +83,9 @@ if [ -f "$outdir/lunboot.cpio.xz" ] && [ -f "$outdir/lunboot-nomodules.cpio" ]; 
     printf '\n## Footprint\n\n| | size | goal |\n|---|---:|---:|\n'
     printf '| `%s`, the image with its modules (xz) | %s | ≤ 6 MiB |\n' "$outdir/lunboot.cpio.xz" "$(mib "$img")"
     printf '| the u-root busybox alone: `%s` compressed as mkimage compresses it (xz preset 9, 1 MiB dictionary) | %s | ≤ 3 MiB |\n' "$outdir/lunboot-nomodules.cpio" "$(mib "$base")"
-    printf '\nlunboot'"'"'s peak memory (VmHWM, goal ≤ 32 MiB) and its tmpfs use are the "lunboot footprint" lines under the boot timelines above. Image: %s.\n' "$(cat "$outdir/lunboot.version" 2>/dev/null || echo unknown)"
+    if [ "${BENCH_BOOT:-1}" != 0 ]; then
+      printf '\nlunboot'"'"'s peak memory (VmHWM, goal ≤ 32 MiB) and its tmpfs use are the "lunboot footprint" lines under the boot timelines above.'
+    fi
+    printf '\nImage: %s.\n' "$(cat "$outdir/lunboot.version" 2>/dev/null || echo unknown)"
   } >> "$out"
 fi

@@ -83,8 +83,9 @@ func TestBootOwnInitrd(t *testing.T) {
 			// never completed and the guest lost its root after the
 			// replacement timeout. That is the OS's own take-over, not
 			// the parameters under test, so a lost session boots the
-			// same disk once more (a machine reset, as an operator
-			// would); losing it twice fails.
+			// same disk copy once more (a machine reset, as an operator
+			// would; dracut's boot gets the same rule); losing it twice
+			// fails.
 			var vm *lab.VM
 			var m *lab.Match
 			for attempt := 1; ; attempt++ {
@@ -109,10 +110,10 @@ func TestBootOwnInitrd(t *testing.T) {
 					sys.Name, m.At.Round(time.Millisecond), m.Groups[2], name)
 				l.KeepLogs(fmt.Sprintf("%s lost its iSCSI session on the first boot (console-%s.log)", sys.Name, name))
 				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-				if dir, err := l.Snapshot(ctx); err != nil {
+				if snap, err := l.Snapshot(ctx); err != nil {
 					t.Logf("lab snapshot: %v", err)
 				} else {
-					t.Logf("lab snapshot of the lost session: %s", dir)
+					t.Logf("lab snapshot of the lost session: %s", snap)
 				}
 				cancel()
 				vm.Kill()

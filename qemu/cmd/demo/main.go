@@ -139,7 +139,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&o.quiet, "quiet", false, "do not stream the guests' consoles")
 	fs.BoolVar(&o.lockdown, "lockdown", false, "with -os probe -firmware uefi: Secure Boot on (OVMF with Debian's snakeoil keys, lunboot's kernel re-signed with them), lockdown=integrity for lunboot and the OS, and the gpt-bls-snakeoil disk; exits 0 only when the OS reports itself locked down and got its target from the command line")
 	fs.IntVar(&o.golden, "golden", 0, "boot this many clients (1–4) at once from one read-only golden LUN with lunboot.overlay=ram (the Debian disk; BIOS, tgtd)")
-	fs.IntVar(&o.runs, "runs", 1, "boot this many times (with -os probe, each path) and give medians and ranges in the timeline")
+	fs.IntVar(&o.runs, "runs", 1, "boot this many times (with -os probe, each path; not with -pxe, -golden or -scenario multipath) and give medians and ranges in the timeline")
 	firmware := fs.String("firmware", "bios", "the machine's firmware: bios (SeaBIOS) or uefi (OVMF)")
 	fs.StringVar(&o.image, "image", imageKernel, "what boots: kernel (out/vmlinuz + out/lunboot.cpio.xz), efi (out/lunboot.efi from an ESP; uefi only) or linuxboot (out/linuxboot.bzImage alone)")
 	if err := fs.Parse(args); err != nil {
@@ -174,6 +174,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if err := checkCombination(o); err != nil {
 		return err
+	}
+	if o.runs < 1 {
+		return fmt.Errorf("-runs %d: want 1 or more", o.runs)
+	}
+	if o.runs > 1 && (o.pxe || o.golden != 0 || o.scenario == "multipath") {
+		return errors.New("-runs repeats the probe OS and Debian boots; -pxe, -golden and -scenario multipath boot once")
 	}
 	if o.lockdown {
 		if o.osName != "probe" || o.firmware != qemuvm.UEFI || o.image != imageKernel || o.scenario != "" || o.pxe || o.ipxe {
