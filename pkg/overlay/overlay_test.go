@@ -471,20 +471,36 @@ func (f *flakyDisk) WriteAt(p []byte, off int64) (int, error) {
 	return f.memDisk.WriteAt(p, off)
 }
 
-// TestLUNFailedWritesKeepSlots: a failed data or map write releases its
-// slot, so after transient errors every chunk of the golden disk can
-// still be copied (the overlay LUN holds exactly one slot per chunk).
-func TestLUNFailedWritesKeepSlots(t *testing.T) {
-	const size = 1 << 20
+// flakyLUN is a LUN overlay on a blank overlay disk whose writes can be
+// made to fail (ov.fail), over a golden disk of the given size.
+type flakyLUN struct {
+	golden *memDisk
+	gold   Golden
+	ov     *flakyDisk
+	d      *Device
+	data   int64 // the overlay disk's first data byte: below it, the header and map
+}
+
+func newFlakyLUN(t *testing.T, size int) flakyLUN {
+	t.Helper()
 	g := golden(size)
 	gold := Golden{Disk: g, Identity: identity("golden"), Initiator: initiator}
-	h := Header{ChunkSize: LUNChunk, GoldenSize: size, GoldenBlockSize: 512}
+	h := Header{ChunkSize: LUNChunk, GoldenSize: uint64(size), GoldenBlockSize: 512}
 	ov := &flakyDisk{memDisk: memDisk{b: make([]byte, h.RequiredSize()), bs: 512}}
 	d, _, err := OpenLUN(gold, ov, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	data := int64(h.DataOffset())
+	return flakyLUN{golden: g, gold: gold, ov: ov, d: d, data: int64(h.DataOffset())}
+}
+
+// TestLUNFailedWritesKeepSlots: a failed data or map write releases its
+// slot, so after transient errors every chunk of the golden disk can
+// still be copied (the overlay LUN holds exactly one slot per chunk).
+func TestLUNFailedWritesKeepSlots(t *testing.T) {
+	const size = 1 << 20
+	f := newFlakyLUN(t, size)
+	g, gold, ov, d, data := f.golden, f.gold, f.ov, f.d, f.data
 	for _, inData := range []bool{true, false, true} {
 		ov.fail = func(off int64) bool { return (off >= data) == inData }
 		if _, err := d.WriteAt([]byte{1}, 0); err == nil {
@@ -519,15 +535,8 @@ func TestLUNFailedWritesKeepSlots(t *testing.T) {
 // reopening.
 func TestLUNFailedMapWriteNotPersisted(t *testing.T) {
 	const size = 1 << 20
-	g := golden(size)
-	gold := Golden{Disk: g, Identity: identity("golden"), Initiator: initiator}
-	h := Header{ChunkSize: LUNChunk, GoldenSize: size, GoldenBlockSize: 512}
-	ov := &flakyDisk{memDisk: memDisk{b: make([]byte, h.RequiredSize()), bs: 512}}
-	d, _, err := OpenLUN(gold, ov, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	data := int64(h.DataOffset())
+	f := newFlakyLUN(t, size)
+	g, gold, ov, d, data := f.golden, f.gold, f.ov, f.d, f.data
 	ov.fail = func(off int64) bool { return off < data }
 	if _, err := d.WriteAt(bytes.Repeat([]byte{0xEE}, 512), 0); err == nil {
 		t.Fatal("a write whose map write fails succeeded")
