@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/lunboot/lunboot/pkg/blockdev"
 	"github.com/lunboot/lunboot/pkg/scsi"
 )
 
@@ -253,14 +254,8 @@ func TestLUNKeepsWritesAcrossOpens(t *testing.T) {
 
 func TestLUNRefusals(t *testing.T) {
 	const size = 1 << 20
-	g := golden(size)
-	gold := Golden{Disk: g, Identity: identity("golden"), Initiator: initiator}
-	h := Header{ChunkSize: LUNChunk, GoldenSize: size, GoldenBlockSize: 512}
-	ov := newMem(int(h.RequiredSize()), 512)
-	d, _, err := OpenLUN(gold, ov, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := openLUN(t, size, newMem)
+	g, gold, ov, d, h := f.golden, f.gold, f.ov, f.d, f.h
 	d.WriteAt([]byte("client data"), 4096)
 	if err := Check(gold, ov); err != nil {
 		t.Errorf("Check of the client's own overlay = %v", err)
@@ -427,20 +422,14 @@ func (w *wbDisk) crash(keep func(off int64) bool) *memDisk {
 // data is flushed before the map entry is written.
 func TestLUNCrashKeepsGoldenSectors(t *testing.T) {
 	const size = 1 << 20
-	g := golden(size)
-	gold := Golden{Disk: g, Identity: identity("golden"), Initiator: initiator}
-	h := Header{ChunkSize: LUNChunk, GoldenSize: size, GoldenBlockSize: 512}
-	ov := newWB(int(h.RequiredSize()), 512)
-	d, _, err := OpenLUN(gold, ov, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := openLUN(t, size, newWB)
+	g, gold, ov, d := f.golden, f.gold, f.ov, f.d
 	// One sector into chunk 3, never flushed by the OS.
 	if _, err := d.WriteAt(bytes.Repeat([]byte{0xAA}, 512), 3*LUNChunk+512); err != nil {
 		t.Fatal(err)
 	}
 	// The worst order: the map blocks persisted, the data lost.
-	after := ov.crash(func(off int64) bool { return off < int64(h.DataOffset()) })
+	after := ov.crash(func(off int64) bool { return off < f.data })
 	d2, _, err := OpenLUN(gold, after, Options{})
 	if err != nil {
 		t.Fatalf("OpenLUN after the crash: %v", err)
@@ -471,35 +460,38 @@ func (f *flakyDisk) WriteAt(p []byte, off int64) (int, error) {
 	return f.memDisk.WriteAt(p, off)
 }
 
-// flakyLUN is a LUN overlay on a blank overlay disk whose writes can be
-// made to fail (ov.fail), over a golden disk of the given size.
-type flakyLUN struct {
+// lunFixture is a golden disk of a given size and a LUN overlay opened on
+// a blank overlay disk of type D sized for it (openLUN).
+type lunFixture[D blockdev.Device] struct {
 	golden *memDisk
 	gold   Golden
-	ov     *flakyDisk
+	ov     D
 	d      *Device
-	data   int64 // the overlay disk's first data byte: below it, the header and map
+	h      Header // the overlay's layout
+	data   int64  // the overlay disk's first data byte: below it, the header and map
 }
 
-func newFlakyLUN(t *testing.T, size int) flakyLUN {
+func openLUN[D blockdev.Device](t *testing.T, size int, mk func(n, bs int) D) lunFixture[D] {
 	t.Helper()
 	g := golden(size)
 	gold := Golden{Disk: g, Identity: identity("golden"), Initiator: initiator}
 	h := Header{ChunkSize: LUNChunk, GoldenSize: uint64(size), GoldenBlockSize: 512}
-	ov := &flakyDisk{memDisk: memDisk{b: make([]byte, h.RequiredSize()), bs: 512}}
+	ov := mk(int(h.RequiredSize()), 512)
 	d, _, err := OpenLUN(gold, ov, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return flakyLUN{golden: g, gold: gold, ov: ov, d: d, data: int64(h.DataOffset())}
+	return lunFixture[D]{golden: g, gold: gold, ov: ov, d: d, h: h, data: int64(h.DataOffset())}
 }
+
+func newFlaky(size, bs int) *flakyDisk { return &flakyDisk{memDisk: *newMem(size, bs)} }
 
 // TestLUNFailedWritesKeepSlots: a failed data or map write releases its
 // slot, so after transient errors every chunk of the golden disk can
 // still be copied (the overlay LUN holds exactly one slot per chunk).
 func TestLUNFailedWritesKeepSlots(t *testing.T) {
 	const size = 1 << 20
-	f := newFlakyLUN(t, size)
+	f := openLUN(t, size, newFlaky)
 	g, gold, ov, d, data := f.golden, f.gold, f.ov, f.d, f.data
 	for _, inData := range []bool{true, false, true} {
 		ov.fail = func(off int64) bool { return (off >= data) == inData }
@@ -535,7 +527,7 @@ func TestLUNFailedWritesKeepSlots(t *testing.T) {
 // reopening.
 func TestLUNFailedMapWriteNotPersisted(t *testing.T) {
 	const size = 1 << 20
-	f := newFlakyLUN(t, size)
+	f := openLUN(t, size, newFlaky)
 	g, gold, ov, d, data := f.golden, f.gold, f.ov, f.d, f.data
 	ov.fail = func(off int64) bool { return off < data }
 	if _, err := d.WriteAt(bytes.Repeat([]byte{0xEE}, 512), 0); err == nil {
