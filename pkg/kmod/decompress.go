@@ -7,7 +7,7 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
-	"github.com/ulikunitz/xz"
+	"github.com/therootcompany/xz"
 )
 
 // maxModuleSize bounds the init_module fallback's read; the largest module
@@ -26,7 +26,7 @@ func decompress(r io.Reader, path string) ([]byte, error) {
 	var dr io.Reader
 	switch {
 	case strings.HasSuffix(path, ".xz"):
-		x, err := xz.NewReader(r)
+		x, err := xz.NewReader(r, 0) // XZ Embedded in Go, as pkg/handoff
 		if err != nil {
 			return nil, fmt.Errorf("decompress %s: %w", path, err)
 		}

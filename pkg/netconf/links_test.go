@@ -86,6 +86,11 @@ func TestHasCarrier(t *testing.T) {
 		{netlink.OperDown, unix.IFF_UP, false},
 		{netlink.OperLowerLayerDown, unix.IFF_UP, false},
 		{netlink.OperDormant, unix.IFF_UP | unix.IFF_LOWER_UP, false},
+		{netlink.OperTesting, unix.IFF_UP | unix.IFF_LOWER_UP, false},
+		// Carrier on, operstate not yet updated by the kernel's linkwatch.
+		{netlink.OperDown, unix.IFF_UP | unix.IFF_LOWER_UP, true},
+		// Operstate up but the carrier bit already gone (cable pulled).
+		{netlink.OperUp, unix.IFF_UP, false},
 		// Drivers that do not report operstate: the carrier bit decides.
 		{netlink.OperUnknown, unix.IFF_UP | unix.IFF_LOWER_UP, true},
 		{netlink.OperUnknown, unix.IFF_UP, false},
