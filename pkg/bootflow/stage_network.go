@@ -73,6 +73,7 @@ func (b *boot) network(ctx context.Context) (string, error) {
 			o.Static.Device = "" // the VLAN interface, on the selected parent
 		}
 		b.o.Console.Info("network: VLAN %d on %s (%s)", v.ID, cmp.Or(sel.Name, sel.BootIF.String(), "any NIC"), b.cfg.Origin(bootcfg.FieldVLAN))
+		b.loadOnDemand(ctx, fmt.Sprintf("VLAN %d", v.ID), vlanModules...)
 	}
 	// Say what the stage waits for and how long before it starts: with no
 	// cable or no DHCP server the first result line comes only when the

@@ -13,6 +13,7 @@ import (
 // findOS is stage 7: the LUN's partitions mounted read-only, their boot
 // entries read, one chosen (lunboot.entry=, or the menu, or the default).
 func (b *boot) findOS(ctx context.Context) (string, error) {
+	b.loadFileSystems(ctx, b.nbd.Path())
 	f, err := b.m.FindOS(ctx, b.log, b.nbd.Path())
 	if err != nil {
 		return "", err

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -160,6 +161,7 @@ type matcher struct {
 	entries []Entry
 	aliases map[string][]string // module -> patterns
 	isDep   map[string]bool     // some other entry depends on it
+	later   []string            // Options.OnDemand: never wanted here
 }
 
 func newMatcher(entries []Entry, aliases map[string][]string) *matcher {
@@ -205,6 +207,9 @@ func (m *matcher) matches(name string, modaliases []string) bool {
 func (m *matcher) wanted(modaliases []string) map[string]bool {
 	want := map[string]bool{}
 	for _, e := range m.entries {
+		if slices.Contains(m.later, e.Name) {
+			continue
+		}
 		if m.isDriver(e.Name) {
 			if m.matches(e.Name, modaliases) {
 				want[e.Name] = true

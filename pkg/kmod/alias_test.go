@@ -3,8 +3,11 @@ package kmod
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -213,5 +216,61 @@ func TestModaliases(t *testing.T) {
 	}
 	if _, err := Modaliases(filepath.Join(sys, "nothing")); err == nil {
 		t.Errorf("Modaliases(no sysfs) = nil error, want one")
+	}
+}
+
+// TestOnDemand: modules named in OnDemand stay out of LoadAll, with the
+// dependencies only they need, and LoadNamed brings them in later, after
+// their dependencies, and never inserts what the kernel already has.
+func TestOnDemand(t *testing.T) {
+	root := aliasImage(t)
+	l := &loader{t: t, done: map[string]bool{}, deps: depsOf(lab)}
+	present := func(name string) bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return l.done[name]
+	}
+	opts := Options{
+		Root: root, Release: rel, Params: map[string]string{},
+		Load: l.load, Present: present, MatchHardware: true, OnDemand: []string{"ext4"},
+		Modaliases: func() ([]string, error) {
+			return []string{"pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00", "virtio:d00000001v00001AF4"}, nil
+		},
+	}
+	res, err := LoadAll(context.Background(), nil, opts)
+	if err != nil {
+		t.Fatalf("LoadAll() = %v", err)
+	}
+	if got := Summarize(res).String(); got != "6 loaded, 6 not needed" {
+		t.Errorf("LoadAll(OnDemand ext4) = %q, want ext4, jbd2 and crc32c_generic left out with the two Intel NICs and mdio", got)
+	}
+	if l.done["ext4"] || l.done["jbd2"] || l.done["crc32c_generic"] {
+		t.Fatalf("LoadAll loaded an on-demand module: %v", l.calls)
+	}
+	n := len(l.calls)
+	res, err = LoadNamed(context.Background(), nil, opts, "ext4")
+	if err != nil {
+		t.Fatalf("LoadNamed(ext4) = %v", err)
+	}
+	// crc32c_generic is ext4's dependency here, so it waited with it.
+	want := []outcome{{"crc32c_generic", "loaded", ""}, {"jbd2", "loaded", ""}, {"ext4", "loaded", ""}}
+	if diff := cmp.Diff(want, outcomes(res)); diff != "" {
+		t.Errorf("LoadNamed(ext4) (-want +got):\n%s", diff)
+	}
+	if got := l.calls[n:]; !slices.Equal(got, []string{"crc32c_generic", "jbd2", "ext4"}) {
+		t.Errorf("LoadNamed(ext4) inserted %v, want [crc32c_generic jbd2 ext4]", got)
+	}
+	// Again: everything is there now, nothing is inserted twice.
+	n = len(l.calls)
+	if _, err := LoadNamed(context.Background(), nil, opts, "ext4"); err != nil || len(l.calls) != n {
+		t.Errorf("LoadNamed(ext4) again = %v, inserted %v", err, l.calls[n:])
+	}
+	// A module the image lacks is named; the others load all the same.
+	res, err = LoadNamed(context.Background(), nil, opts, "xfs", "igb")
+	if err == nil || !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "xfs: not in the image") {
+		t.Errorf("LoadNamed(xfs, igb) = %v, want an error naming xfs", err)
+	}
+	if diff := cmp.Diff([]outcome{{"mdio", "loaded", ""}, {"igb", "loaded", ""}}, outcomes(res)); diff != "" {
+		t.Errorf("LoadNamed(xfs, igb) (-want +got):\n%s", diff)
 	}
 }

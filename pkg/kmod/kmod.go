@@ -23,6 +23,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -140,6 +141,12 @@ type Options struct {
 	// Modaliases lists the devices present for MatchHardware; nil means
 	// Modaliases("/sys").
 	Modaliases func() ([]string, error)
+	// OnDemand names modules that MatchHardware leaves out, with the
+	// dependencies only they need, because the caller loads them with
+	// LoadNamed once it knows they are wanted (a file system when a
+	// partition of its type is found, 8021q when a VLAN is asked for).
+	// Without MatchHardware everything is loaded, these too.
+	OnDemand []string
 }
 
 // location fills in Root and Release, all Order needs.
@@ -268,7 +275,57 @@ func LoadAll(ctx context.Context, logger *slog.Logger, opts Options) ([]Result, 
 	if err != nil {
 		return nil, err
 	}
-	return matchAndLoad(ctx, logger, entries, dir, opts, newMatcher(entries, aliases))
+	m := newMatcher(entries, aliases)
+	m.later = opts.OnDemand
+	return matchAndLoad(ctx, logger, entries, dir, opts, m)
+}
+
+// LoadNamed loads the named modules of the image and what they depend on,
+// in load order, skipping what the kernel already has: the second half of
+// Options.OnDemand. Names the image does not carry are left out and named
+// in the error, which wraps fs.ErrNotExist; the others are loaded all the
+// same, and the results cover every module it tried.
+func LoadNamed(ctx context.Context, logger *slog.Logger, opts Options, names ...string) ([]Result, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if err := opts.defaults(); err != nil {
+		return nil, err
+	}
+	entries, dir, err := Order(opts)
+	if err != nil {
+		return nil, err
+	}
+	want := map[string]bool{}
+	for _, n := range names {
+		want[strings.ReplaceAll(n, "-", "_")] = true
+	}
+	var missing []string
+	for n := range want {
+		if !slices.ContainsFunc(entries, func(e Entry) bool { return e.Name == n }) {
+			missing = append(missing, n)
+		}
+	}
+	// Dependencies come earlier in the order: walk it backwards once.
+	for i := len(entries) - 1; i >= 0; i-- {
+		if e := entries[i]; want[e.Name] {
+			for _, d := range e.Depends {
+				want[d] = true
+			}
+		}
+	}
+	var batch []Entry
+	for _, e := range entries {
+		if want[e.Name] {
+			batch = append(batch, e)
+		}
+	}
+	res, err := run(ctx, logger, batch, dir, opts, nil)
+	if err == nil && len(missing) > 0 {
+		slices.Sort(missing)
+		err = fmt.Errorf("load modules %s: not in the image's %s: %w", strings.Join(missing, ", "), OrderFile, fs.ErrNotExist)
+	}
+	return res, err
 }
 
 // matchAndLoad loads, in rounds, the modules the devices present want

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -20,33 +21,10 @@ func Scan(ctx context.Context, log *slog.Logger, disk string) (*Found, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	disk = strings.TrimPrefix(disk, "/dev/")
-	all, err := block.GetBlockDevices()
+	parts, err := partitions(disk)
 	if err != nil {
-		return nil, fmt.Errorf("listing block devices: %w", err)
+		return nil, err
 	}
-	// Partitions of disk: nbd0p1, nbd0p2… (sda1 for disks whose name ends
-	// in a letter). The whole disk is tried only when it has none, as a
-	// partitionless file system.
-	var parts block.BlockDevices
-	for _, d := range all {
-		rest, ok := strings.CutPrefix(d.Name, disk)
-		if !ok || rest == "" {
-			continue
-		}
-		rest = strings.TrimPrefix(rest, "p")
-		if rest != "" && strings.Trim(rest, "0123456789") == "" {
-			parts = append(parts, d)
-		}
-	}
-	if len(parts) == 0 {
-		parts = all.FilterName(disk)
-	}
-	if len(parts) == 0 {
-		return nil, fmt.Errorf("block device %s not found", disk)
-	}
-	sort.Slice(parts, func(i, j int) bool { return partLess(parts[i].Name, parts[j].Name) })
-
 	pool := &mount.Pool{}
 	f := &Found{}
 	f.closers = append(f.closers, func() error {
@@ -82,4 +60,57 @@ func partLess(a, b string) bool {
 		return len(a) < len(b)
 	}
 	return a < b
+}
+
+// partitions lists the block devices Scan mounts for disk, in order.
+func partitions(disk string) (block.BlockDevices, error) {
+	disk = strings.TrimPrefix(disk, "/dev/")
+	all, err := block.GetBlockDevices()
+	if err != nil {
+		return nil, fmt.Errorf("listing block devices: %w", err)
+	}
+	// Partitions of disk: nbd0p1, nbd0p2… (sda1 for disks whose name ends
+	// in a letter). The whole disk is tried only when it has none, as a
+	// partitionless file system.
+	var parts block.BlockDevices
+	for _, d := range all {
+		rest, ok := strings.CutPrefix(d.Name, disk)
+		if !ok || rest == "" {
+			continue
+		}
+		rest = strings.TrimPrefix(rest, "p")
+		if rest != "" && strings.Trim(rest, "0123456789") == "" {
+			parts = append(parts, d)
+		}
+	}
+	if len(parts) == 0 {
+		parts = all.FilterName(disk)
+	}
+	if len(parts) == 0 {
+		return nil, fmt.Errorf("block device %s not found", disk)
+	}
+	sort.Slice(parts, func(i, j int) bool { return partLess(parts[i].Name, parts[j].Name) })
+	return parts, nil
+}
+
+// FileSystems names the file system on each partition Scan would mount
+// ("/dev/nbd0p1" → "vfat"), read from its superblock without mounting
+// it, so that the caller can load the file system's module first; "" for
+// one it does not recognise (see DetectFS).
+func FileSystems(disk string) (map[string]string, error) {
+	parts, err := partitions(disk)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, d := range parts {
+		dev := filepath.Join("/dev", d.Name)
+		f, err := os.Open(dev)
+		if err != nil {
+			return out, fmt.Errorf("reading the superblock of %s: %w", dev, err)
+		}
+		out[dev] = DetectFS(f)
+		f.Close()
+	}
+	return out, nil
 }
