@@ -67,9 +67,11 @@ func (b *boot) modules(ctx context.Context) (string, error) {
 		return "", err
 	}
 	var loaded, present, failed []string
-	unneeded := 0
+	unneeded, later := 0, 0
 	for _, r := range res {
 		switch {
+		case r.Status == kmod.Unneeded && slices.Contains(onDemandModules(), r.Name):
+			later++
 		case r.Status == kmod.Unneeded:
 			unneeded++
 		case r.Status == kmod.Loaded:
@@ -83,7 +85,10 @@ func (b *boot) modules(ctx context.Context) (string, error) {
 	}
 	s := fmt.Sprintf("%d loaded, %d already present", len(loaded), len(present))
 	if unneeded > 0 {
-		s += fmt.Sprintf(", %d not needed now (no matching device, or loaded when a file system or VLAN asks; lunboot.modules=all loads them)", unneeded)
+		s += fmt.Sprintf(", %d not needed (no matching device; lunboot.modules=all loads them)", unneeded)
+	}
+	if later > 0 {
+		s += fmt.Sprintf(", %d when a file system or VLAN needs them", later)
 	}
 	if len(failed) > 0 {
 		s += fmt.Sprintf(", %d failed (%s)", len(failed), strings.Join(failed, ", "))
