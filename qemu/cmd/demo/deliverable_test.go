@@ -24,8 +24,11 @@ func TestCheckCombination(t *testing.T) {
 		{options{osName: "debian", image: "efi", firmware: qemuvm.UEFI, appendArgs: "x=1"}, "-image efi takes no -append"},
 		{options{osName: "debian", image: "uki"}, `-image "uki"`},
 		{options{osName: "debian", image: "linuxboot", pxe: true}, "-image linuxboot boots the Debian disk; -pxe"},
-		{options{osName: "probe", image: "linuxboot"}, "-image linuxboot boots -os debian only"},
-		{options{osName: "probe", image: "efi", firmware: qemuvm.UEFI}, "-image efi boots -os debian only"},
+		{options{osName: "probe", image: "linuxboot", firmware: qemuvm.BIOS}, ""},
+		{options{osName: "probe", image: "linuxboot", firmware: qemuvm.BIOS, ipxe: true}, ""},
+		{options{osName: "probe", image: "linuxboot", firmware: qemuvm.UEFI}, "-image linuxboot boots -os debian"},
+		{options{osName: "probe", image: "linuxboot", firmware: qemuvm.BIOS, lockdown: true}, "-image linuxboot boots -os debian"},
+		{options{osName: "probe", image: "efi", firmware: qemuvm.UEFI}, "-image efi boots -os debian"},
 	}
 	for _, tt := range tests {
 		err := checkCombination(tt.o)

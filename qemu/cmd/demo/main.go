@@ -55,7 +55,8 @@
 // \EFI\BOOT\BOOTX64.EFI, with its built-in command line; -firmware uefi
 // only, no -append) or linuxboot (out/linuxboot.bzImage from `make
 // linuxboot`, alone, as a LinuxBoot or coreboot payload is entered). efi
-// and linuxboot boot -os debian only; the refused combinations are named.
+// and linuxboot boot -os debian (linuxboot also -os probe under BIOS, with
+// or without -ipxe); the refused combinations are named.
 //
 // With -os probe the disk is a fixture carrying the probe OS (`make
 // fixtures`), which logs in again with what it was handed and reports; -ipxe
@@ -201,6 +202,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if osSet && o.osName != "debian" || o.scenario != "" || o.pxe || o.ipxe || o.firmware != qemuvm.BIOS || o.target != "tgtd" || o.image != imageKernel {
 			return errors.New("-golden boots the Debian disk from tgtd under BIOS with -image kernel: it takes no -os other than debian, -scenario, -pxe, -ipxe, -firmware uefi, -target lio or -image efi|linuxboot")
 		}
+	}
+	if o.image == imageLinuxBoot && o.osName == "probe" {
+		// The LinuxBoot kernel carries lunboot inside: no initramfs.
+		kernel := filepath.Join(o.out, "linuxboot.bzImage")
+		if _, err := os.Stat(kernel); err != nil {
+			return fmt.Errorf("%w (run `make linuxboot`)", err)
+		}
+		return runProbe(ctx, o, kernel, "")
 	}
 	if o.image != imageKernel {
 		return runDeliverable(ctx, o)
