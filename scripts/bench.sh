@@ -65,6 +65,7 @@ if [ "${BENCH_BOOT:-1}" != 0 ]; then
     # make bench) as the second configuration: drivers built in, no
     # module stage.
     if [ -f "$outdir/linuxboot.bzImage" ]; then
+      timeline 'The MBR probe disk again, firmware kernel: the trimmed LinuxBoot kernel with the image inside (`-image linuxboot`), against iPXE in the same lab:' '$p' -os probe -fixture mbr -ipxe -image linuxboot
       timeline 'The same disk, firmware kernel: the trimmed LinuxBoot kernel with the image inside (`make linuxboot`, `-image linuxboot`):' '/^same lab/p' -image linuxboot
     fi
     printf '\n`scripts/bench.sh (make bench), BENCH_BOOT_RUNS=%s`; load average: %s\n' "$runs" "$(cut -d' ' -f1-3 /proc/loadavg)"
