@@ -92,6 +92,19 @@ func runBoot(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return fmt.Errorf("reboot: %w", rerr)
 		}
 	}
+	if !*skipModules {
+		// Stage 1 left the file systems and 8021q for later; the
+		// operator may mount the LUN's partitions or make a VLAN.
+		rctx, cancel := context.WithTimeout(ctx, time.Minute)
+		loaded, problems := bootflow.RescueModules(rctx, log, *cmdline)
+		cancel()
+		if len(loaded) > 0 {
+			fmt.Fprintf(stdout, "lunboot: loaded for the shell: %s\n", strings.Join(loaded, ", "))
+		}
+		for _, p := range problems {
+			fmt.Fprintf(stdout, "lunboot: warning: %s\n", p)
+		}
+	}
 	fmt.Fprintf(stdout, "lunboot: dropping to the rescue shell; `lunboot boot` tries again, `lunboot help` lists tools\n")
 	releaseConsole()
 	return fmt.Errorf("boot failed in stage %s", se.Stage)

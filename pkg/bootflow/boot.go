@@ -132,12 +132,7 @@ func Boot(ctx context.Context, o Options) (err error) {
 			if errors.As(err, &se) && b.configured && !b.cfg.Rescue {
 				se.Reboot = true
 			}
-			if b.configured && b.cfg.Rescue {
-				// The rescue shell may mount the LUN's partitions or
-				// make a VLAN by hand: what stage 1 left for later
-				// is loaded now.
-				b.loadOnDemand(context.Background(), "the rescue shell", onDemandModules()...)
-			}
+
 		}
 	}()
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"maps"
 	"slices"
 	"strings"
@@ -70,7 +71,7 @@ func (b *boot) modules(ctx context.Context) (string, error) {
 	unneeded, later := 0, 0
 	for _, r := range res {
 		switch {
-		case r.Status == kmod.Unneeded && slices.Contains(onDemandModules(), r.Name):
+		case r.Status == kmod.Deferred:
 			later++
 		case r.Status == kmod.Unneeded:
 			unneeded++
@@ -88,7 +89,7 @@ func (b *boot) modules(ctx context.Context) (string, error) {
 		s += fmt.Sprintf(", %d not needed (no matching device; lunboot.modules=all loads them)", unneeded)
 	}
 	if later > 0 {
-		s += fmt.Sprintf(", %d when a file system or VLAN needs them", later)
+		s += fmt.Sprintf(", %d on demand (file systems when a partition has them, 8021q for a VLAN)", later)
 	}
 	if len(failed) > 0 {
 		s += fmt.Sprintf(", %d failed (%s)", len(failed), strings.Join(failed, ", "))
@@ -98,13 +99,13 @@ func (b *boot) modules(ctx context.Context) (string, error) {
 
 // Modules loaded only when the boot finds it needs them (kmod.OnDemand):
 // a file system's when a partition of that type is on the LUN, 8021q when
-// a VLAN is configured. Under QEMU TCG the nine modules this leaves out of
-// stage 1 for a BIOS boot from ext4 or FAT (xfs and libcrc32c; 8021q,
-// garp, mrp, stp and llc) took 0.6 s of its 1.25 s (docs/boot-speed.md).
+// a VLAN is configured. Under QEMU TCG, leaving 8021q (with garp, mrp, stp
+// and llc), xfs (with libcrc32c) and iscsi_ibft out of stage 1 took it
+// from 1.25 to 0.6 s in a trial; see docs/boot-speed.md.
 var (
 	// fsModules maps osfind.DetectFS's names to the image's modules
-	// (initramfs/modules.txt). FAT mounts want the code pages and
-	// character sets of their defaults (codepage=437, Debian's utf8 or
+	// (initramfs/modules.txt). FAT mounts want the code page and
+	// character set of their defaults (codepage=437, Debian's utf8 or
 	// iso8859-1 iocharset) at mount time, and the kernel cannot load
 	// them itself: the image has no modprobe.
 	fsModules = map[string][]string{
@@ -125,32 +126,50 @@ func onDemandModules() []string {
 	return names
 }
 
-// loadOnDemand loads modules stage 1 left for later, for why (shown on the
-// console with what was loaded). Nothing happens when stage 1 did not run
-// (Options.SkipModules) or the image carries no modules (the LinuxBoot
-// kernel has its drivers built in). A module that fails is reported; the
-// step that needs it then fails with its own error.
-func (b *boot) loadOnDemand(ctx context.Context, why string, names ...string) {
-	if b.o.SkipModules || len(names) == 0 {
-		return
-	}
-	start := time.Now()
-	mctx, cancel := context.WithTimeout(ctx, kmod.LoadTimeout)
+// loadNamed loads modules of the image with kmod.LoadNamed and the module
+// parameters of cmdline ("" for /proc/cmdline), bounded by
+// kmod.LoadTimeout. It
+// returns those it inserted and a line for each problem. An image without
+// modules, or with modules for another kernel (stage 1 has said so), is
+// no problem: there is nothing to load.
+func loadNamed(ctx context.Context, log *slog.Logger, cmdline string, names ...string) (loaded, problems []string) {
+	ctx, cancel := context.WithTimeout(ctx, kmod.LoadTimeout)
 	defer cancel()
-	res, err := kmod.LoadNamed(mctx, b.log, kmod.Options{Params: kmod.ParamsFromCmdline(b.o.Cmdline)}, names...)
-	var loaded []string
+	var params map[string]string // nil: kmod reads /proc/cmdline
+	if cmdline != "" {
+		params = kmod.ParamsFromCmdline(cmdline)
+	}
+	res, err := kmod.LoadNamed(ctx, log, kmod.Options{Params: params}, names...)
 	for _, r := range res {
 		switch {
 		case r.Status == kmod.Loaded:
 			loaded = append(loaded, r.Name)
 		case !r.Status.OK():
-			b.o.Console.Info("warning: module %s for %s %s: %s", r.Name, why, r.Status, r.Detail())
+			problems = append(problems, fmt.Sprintf("module %s %s: %s", r.Name, r.Status, r.Detail()))
 		}
 	}
-	if err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, kmod.ErrWrongKernel) {
-		b.o.Console.Info("warning: modules for %s: %v", why, err)
-	} else if err != nil {
-		b.log.Debug("on-demand modules", "for", why, "err", err)
+	switch {
+	case err == nil:
+	case errors.Is(err, kmod.ErrWrongKernel), errors.Is(err, fs.ErrNotExist) && len(res) == 0:
+		log.Debug("on-demand modules", "modules", names, "err", err)
+	default:
+		problems = append(problems, err.Error())
+	}
+	return loaded, problems
+}
+
+// loadOnDemand loads modules stage 1 left for later, for why (shown on the
+// console with what was loaded). Nothing happens when stage 1 did not run
+// (Options.SkipModules). A module that fails is reported; the step that
+// needs it then fails with its own error.
+func (b *boot) loadOnDemand(ctx context.Context, why string, names ...string) {
+	if b.o.SkipModules || len(names) == 0 {
+		return
+	}
+	start := time.Now()
+	loaded, problems := loadNamed(ctx, b.log, b.o.Cmdline, names...)
+	for _, p := range problems {
+		b.o.Console.Info("warning: for %s: %s", why, p)
 	}
 	if len(loaded) > 0 {
 		b.o.Console.Info("  modules for %s: %s (%s)", why, strings.Join(loaded, ", "), time.Since(start).Round(10*time.Millisecond))
@@ -158,26 +177,41 @@ func (b *boot) loadOnDemand(ctx context.Context, why string, names ...string) {
 }
 
 // loadFileSystems loads the modules of the file systems on the LUN's
-// partitions before the os stage mounts them.
+// partitions before the os stage mounts them. A partition whose
+// superblock cannot be read gets every file system's modules, as stage 1
+// loads every module when it cannot list the devices.
 func (b *boot) loadFileSystems(ctx context.Context, disk string) {
 	if b.o.SkipModules {
 		return
 	}
 	fss, err := osfind.FileSystems(disk)
-	if err != nil {
-		b.log.Debug("file systems not detected", "disk", disk, "err", err)
-	}
 	var names, found []string
 	for _, dev := range slices.Sorted(maps.Keys(fss)) {
-		typ := fss[dev]
-		for _, m := range fsModules[typ] {
-			if !slices.Contains(names, m) {
-				names = append(names, m)
-			}
-		}
-		if typ != "" {
+		if typ := fss[dev]; typ != "" {
+			names = append(names, fsModules[typ]...)
 			found = append(found, fmt.Sprintf("%s on %s", typ, dev))
 		}
 	}
-	b.loadOnDemand(ctx, strings.Join(found, ", "), names...)
+	if err != nil {
+		b.o.Console.Info("warning: %v; loading every file system's modules", err)
+		names = names[:0]
+		for _, typ := range slices.Sorted(maps.Keys(fsModules)) {
+			names = append(names, fsModules[typ]...)
+		}
+		found = append(found, "partitions not recognised")
+	}
+	slices.Sort(names)
+	b.loadOnDemand(ctx, strings.Join(found, ", "), slices.Compact(names)...)
+}
+
+// RescueModules loads what stage 1 left for later (kmod.OnDemand: the
+// file systems, 8021q) for a rescue shell, where the operator may mount
+// the LUN's partitions or make a VLAN by hand. It returns the modules it
+// inserted and a line for each problem; an image without modules loads
+// nothing.
+func RescueModules(ctx context.Context, log *slog.Logger, cmdline string) (loaded, problems []string) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return loadNamed(ctx, log, cmdline, onDemandModules()...)
 }

@@ -126,7 +126,8 @@ func decompressor(c Compression, r *posReader) (io.Reader, func(), error) {
 
 // checkXZ vets the LZMA2 dictionary sizes of an xz stream before the xz
 // reader allocates them (it sizes each block's dictionary from the block
-// header, up to 4 GiB). The stream must end the initrd, as every generator
+// header; the reader's own limit, maxXZDict, is a second line). The
+// stream must end the initrd, as every generator
 // writes it: the footer is found behind any zero padding at end, the index
 // before it lists every block, and each block header is read where the
 // index says it is.

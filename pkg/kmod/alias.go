@@ -162,6 +162,9 @@ type matcher struct {
 	aliases map[string][]string // module -> patterns
 	isDep   map[string]bool     // some other entry depends on it
 	later   []string            // Options.OnDemand: never wanted here
+	// deferred holds what wanted left out for later: the OnDemand
+	// modules and the dependencies nothing else wanted needs.
+	deferred map[string]bool
 }
 
 func newMatcher(entries []Entry, aliases map[string][]string) *matcher {
@@ -223,6 +226,15 @@ func (m *matcher) wanted(modaliases []string) map[string]bool {
 		if e := m.entries[i]; want[e.Name] {
 			for _, d := range e.Depends {
 				want[d] = true
+			}
+		}
+	}
+	m.deferred = map[string]bool{}
+	for i := len(m.entries) - 1; i >= 0; i-- {
+		if e := m.entries[i]; !want[e.Name] && (slices.Contains(m.later, e.Name) || m.deferred[e.Name]) {
+			m.deferred[e.Name] = true
+			for _, d := range e.Depends {
+				m.deferred[d] = !want[d]
 			}
 		}
 	}

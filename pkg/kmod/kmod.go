@@ -54,6 +54,9 @@ const (
 	// Unneeded: not attempted, because Options.MatchHardware found no
 	// device it drives and nothing loaded needs it. Not a failure.
 	Unneeded
+	// Deferred: not attempted, because it is in Options.OnDemand or only
+	// those need it; LoadNamed loads it when the caller asks.
+	Deferred
 )
 
 func (s Status) String() string {
@@ -70,6 +73,8 @@ func (s Status) String() string {
 		return "skipped"
 	case Unneeded:
 		return "not needed"
+	case Deferred:
+		return "on demand"
 	}
 	return fmt.Sprintf("Status(%d)", int(s))
 }
@@ -369,6 +374,9 @@ func matchAndLoad(ctx context.Context, logger *slog.Logger, entries []Entry, dir
 		r, ok := decided[e.Name]
 		if !ok {
 			r = Result{Name: e.Name, Path: filepath.Join(dir, e.Path), Status: Unneeded}
+			if m.deferred[e.Name] {
+				r.Status = Deferred
+			}
 			if opts.Present(e.Name) {
 				r.Status = Present
 			}
@@ -484,7 +492,7 @@ func logResult(logger *slog.Logger, r Result) {
 		attrs = append(attrs, "detail", r.Detail())
 	}
 	level := slog.LevelInfo
-	if r.Status == Unneeded {
+	if r.Status == Unneeded || r.Status == Deferred {
 		level = slog.LevelDebug
 	}
 	if r.Status == Failed || r.Status == Skipped {
@@ -509,7 +517,7 @@ func Summarize(results []Result) Summary {
 // out.
 func (s Summary) String() string {
 	var parts []string
-	for st := Loaded; st <= Unneeded; st++ {
+	for st := Loaded; st <= Deferred; st++ {
 		if s[st] > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", s[st], st))
 		}

@@ -6,7 +6,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
+
+	"github.com/lunboot/lunboot/internal/testenv"
 )
 
 func TestDetectFS(t *testing.T) {
@@ -23,6 +26,16 @@ func TestDetectFS(t *testing.T) {
 	}
 	noSig := fat(54, "FAT16   ")
 	noSig[511] = 0
+	// A BPB as mkfs.fat writes one, without signature or type string.
+	bpb := blank()
+	bpb[0] = 0xeb
+	binary.LittleEndian.PutUint16(bpb[11:], 512)
+	bpb[13], bpb[16], bpb[21] = 4, 2, 0xf8
+	binary.LittleEndian.PutUint16(bpb[14:], 1)
+	ntfs := slices.Clone(bpb)
+	copy(ntfs[3:], "NTFS    ")
+	ntfs[16] = 0
+	binary.LittleEndian.PutUint16(ntfs[14:], 0)
 	for _, tt := range []struct {
 		name string
 		blk  []byte
@@ -33,7 +46,9 @@ func TestDetectFS(t *testing.T) {
 		{"fat16", fat(54, "FAT16   "), "vfat"},
 		{"fat32", fat(82, "FAT32   "), "vfat"},
 		{"boot sector without FAT", fat(3, "NTFS    "), ""},
-		{"FAT without signature", noSig, ""},
+		{"FAT type string, no signature, no BPB", noSig, ""},
+		{"BPB alone", bpb, "vfat"},
+		{"NTFS", ntfs, ""},
 		{"zeros", blank(), ""},
 		{"short", []byte("XF"), ""},
 		{"empty", nil, ""},
@@ -45,7 +60,8 @@ func TestDetectFS(t *testing.T) {
 }
 
 // TestDetectFSMkfs reads what the real tools write (both are in make deps:
-// e2fsprogs and dosfstools, which the disk fixtures use too).
+// e2fsprogs and dosfstools, which the disk fixtures use too; xfsprogs is
+// not, so XFS is only checked against its documented magic above).
 func TestDetectFSMkfs(t *testing.T) {
 	for _, tt := range []struct {
 		want string
@@ -57,6 +73,7 @@ func TestDetectFSMkfs(t *testing.T) {
 		{"vfat", []string{"mkfs.fat", "-F", "16"}},
 		{"vfat", []string{"mkfs.fat", "-F", "12"}},
 	} {
+		bin := testenv.RequireBinaries(t, tt.cmd[0])[0]
 		img := filepath.Join(t.TempDir(), "fs.img")
 		if err := os.WriteFile(img, nil, 0o644); err != nil {
 			t.Fatal(err)
@@ -64,7 +81,7 @@ func TestDetectFSMkfs(t *testing.T) {
 		if err := os.Truncate(img, 64<<20); err != nil {
 			t.Fatal(err)
 		}
-		if out, err := exec.Command(tt.cmd[0], append(tt.cmd[1:], img)...).CombinedOutput(); err != nil {
+		if out, err := exec.Command(bin, append(tt.cmd[1:], img)...).CombinedOutput(); err != nil {
 			t.Fatalf("%v: %v\n%s", tt.cmd, err, out)
 		}
 		f, err := os.Open(img)

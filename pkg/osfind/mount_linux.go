@@ -2,6 +2,7 @@ package osfind
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -96,21 +97,24 @@ func partitions(disk string) (block.BlockDevices, error) {
 // FileSystems names the file system on each partition Scan would mount
 // ("/dev/nbd0p1" → "vfat"), read from its superblock without mounting
 // it, so that the caller can load the file system's module first; "" for
-// one it does not recognise (see DetectFS).
+// one it does not recognise (see DetectFS). A partition that cannot be
+// read is left out and named in the error, the others are still read.
 func FileSystems(disk string) (map[string]string, error) {
 	parts, err := partitions(disk)
 	if err != nil {
 		return nil, err
 	}
 	out := map[string]string{}
+	var errs []error
 	for _, d := range parts {
 		dev := filepath.Join("/dev", d.Name)
 		f, err := os.Open(dev)
 		if err != nil {
-			return out, fmt.Errorf("reading the superblock of %s: %w", dev, err)
+			errs = append(errs, fmt.Errorf("reading the superblock of %s: %w", dev, err))
+			continue
 		}
 		out[dev] = DetectFS(f)
 		f.Close()
 	}
-	return out, nil
+	return out, errors.Join(errs...)
 }
