@@ -445,10 +445,12 @@ func CarryOrder(own []byte) []byte {
 	return b.Bytes()
 }
 
-// CarryInput is what BuildCarry packs.
+// CarryInput is what WriteCarry packs.
 type CarryInput struct {
-	// Binary is the running lunboot (/proc/self/exe).
-	Binary []byte
+	// Binary is the running lunboot (/proc/self/exe), BinarySize bytes
+	// of it: streamed into the cpio, never held in memory.
+	Binary     io.Reader
+	BinarySize int64
 	// Plan says which modules to take from where.
 	Plan *CarryPlan
 	// Settings are written as carry.json.
@@ -459,29 +461,37 @@ type CarryInput struct {
 
 // CarryContents summarises a built carry cpio for the console.
 type CarryContents struct {
-	Size        int
-	BinarySize  int
+	Size        int64
+	BinarySize  int64
 	Modules     []string // module files, relative to lib/modules/<rel>
 	ModuleBytes int
 	// Hook is the hook's file: the local-top script or the systemd unit.
 	Hook string
 }
 
-// BuildCarry returns the carry cpio (uncompressed newc, padded to 512
-// bytes) and what it holds.
-func BuildCarry(in CarryInput) ([]byte, *CarryContents, error) {
-	if in.Plan == nil || in.Settings == nil || len(in.Binary) == 0 {
-		return nil, nil, errors.New("carry: BuildCarry needs the binary, the plan and the settings")
+// WriteCarry writes the carry cpio (uncompressed newc, padded to 512
+// bytes) to out and says what it holds. The OS modules are read before
+// anything is written, so that a module the LUN cannot give fails the
+// build with nothing written.
+func WriteCarry(out io.Writer, in CarryInput) (*CarryContents, error) {
+	if in.Plan == nil || in.Settings == nil || in.Binary == nil || in.BinarySize <= 0 {
+		return nil, errors.New("carry: WriteCarry needs the binary, the plan and the settings")
 	}
 	if err := in.Settings.Validate(); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	settings, err := json.Marshal(in.Settings)
 	if err != nil {
-		return nil, nil, fmt.Errorf("carry: encode settings: %w", err)
+		return nil, fmt.Errorf("carry: encode settings: %w", err)
 	}
-	c := &CarryContents{BinarySize: len(in.Binary)}
-	var w newcWriter
+	modules := make([][]byte, len(in.Plan.Modules))
+	for i, m := range in.Plan.Modules {
+		if modules[i], err = fs.ReadFile(in.Plan.Root, in.Plan.Dir+"/"+m.Rel); err != nil {
+			return nil, fmt.Errorf("carry: read the OS module %s from the LUN: %w", m.Rel, err)
+		}
+	}
+	c := &CarryContents{BinarySize: in.BinarySize}
+	w := newcWriter{W: out}
 	dirs := map[string]bool{}
 	mkdirs := func(p string) {
 		var chain []string
@@ -497,15 +507,13 @@ func BuildCarry(in CarryInput) ([]byte, *CarryContents, error) {
 		mkdirs(p)
 		w.add(p, modeRegular|mode, data)
 	}
-	file(CarryBinary, 0o755, in.Binary)
+	mkdirs(CarryBinary)
+	w.addFrom(CarryBinary, modeRegular|0o755, in.Binary, in.BinarySize)
 	file(CarrySettingsPath, 0o600, settings)
 	modDir := CarryDir + "/lib/modules/" + in.Plan.Release
 	var entries []kmod.Entry
-	for _, m := range in.Plan.Modules {
-		data, err := fs.ReadFile(in.Plan.Root, in.Plan.Dir+"/"+m.Rel)
-		if err != nil {
-			return nil, nil, fmt.Errorf("carry: read the OS module %s from the LUN: %w", m.Rel, err)
-		}
+	for i, m := range in.Plan.Modules {
+		data := modules[i]
 		file(modDir+"/"+m.Rel, 0o644, data)
 		c.Modules = append(c.Modules, m.Rel)
 		c.ModuleBytes += len(data)
@@ -513,7 +521,7 @@ func BuildCarry(in CarryInput) ([]byte, *CarryContents, error) {
 	}
 	var order bytes.Buffer
 	if err := kmod.WriteOrder(&order, "lunboot carry-in: the OS kernel's modules for the data path", entries); err != nil {
-		return nil, nil, fmt.Errorf("carry: %w", err)
+		return nil, fmt.Errorf("carry: %w", err)
 	}
 	file(modDir+"/"+kmod.OrderFile, 0o644, order.Bytes())
 	switch in.Plan.Generator {
@@ -527,26 +535,32 @@ func BuildCarry(in CarryInput) ([]byte, *CarryContents, error) {
 		c.Hook = CarryHookPath
 		file(carryOrderPath, 0o644, CarryOrder(in.Order))
 	}
-	out := w.finish()
-	c.Size = len(out)
-	return out, c, nil
+	if err := w.finish(); err != nil {
+		return nil, fmt.Errorf("carry: write the cpio: %w", err)
+	}
+	c.Size = w.n
+	return c, nil
 }
 
-// AppendInitrd writes the OS initrd, zero padding to a 4-byte boundary
+// AppendCarry writes the OS initrd, zero padding to a 4-byte boundary
 // (the kernel's cpio parser needs headers 4-byte aligned and skips zeros
-// between archives) and the carry cpio to w.
-func AppendInitrd(w io.Writer, osInitrd io.Reader, carry []byte) (int64, error) {
+// between archives) and the carry cpio (WriteCarry) to w, and returns the
+// bytes written in all.
+func AppendCarry(w io.Writer, osInitrd io.Reader, in CarryInput) (int64, *CarryContents, error) {
 	n, err := io.Copy(w, osInitrd)
 	if err != nil {
-		return n, fmt.Errorf("carry: copy the OS initrd: %w", err)
+		return n, nil, fmt.Errorf("carry: copy the OS initrd: %w", err)
 	}
 	if pad := (4 - n%4) % 4; pad > 0 {
 		m, err := w.Write(make([]byte, pad))
 		n += int64(m)
 		if err != nil {
-			return n, err
+			return n, nil, err
 		}
 	}
-	m, err := w.Write(carry)
-	return n + int64(m), err
+	c, err := WriteCarry(w, in)
+	if c != nil {
+		n += c.Size
+	}
+	return n, c, err
 }

@@ -140,6 +140,20 @@ func carrySettings() *CarrySettings {
 		CHAPUser: "u", CHAPSecret: "s3cret-chap"}
 }
 
+// fakeBinary stands for /proc/self/exe in the carry cpio.
+const fakeBinary = "\x7fELF lunboot"
+
+// buildCarry runs WriteCarry into memory.
+func buildCarry(t *testing.T, in CarryInput) ([]byte, *CarryContents) {
+	t.Helper()
+	var b bytes.Buffer
+	c, err := WriteCarry(&b, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes(), c
+}
+
 // TestBuildCarry unpacks the carry cpio with the inspector (which reads it
 // as the kernel does) and checks every file the hook and the daemon need.
 func TestBuildCarry(t *testing.T) {
@@ -149,20 +163,27 @@ func TestBuildCarry(t *testing.T) {
 		t.Fatal(c)
 	}
 	ownOrder := "/scripts/local-top/lvm2 \"$@\"\n[ -e /conf/param.conf ] && . /conf/param.conf\n"
-	out, contents, err := BuildCarry(CarryInput{Binary: []byte("\x7fELF lunboot"), Plan: p, Settings: carrySettings(), Order: []byte(ownOrder)})
-	if err != nil {
-		t.Fatal(err)
+	input := func() CarryInput {
+		return CarryInput{Binary: strings.NewReader(fakeBinary), BinarySize: int64(len(fakeBinary)), Plan: p, Settings: carrySettings(), Order: []byte(ownOrder)}
 	}
-	if len(out)%512 != 0 || contents.Size != len(out) || len(contents.Modules) != 4 {
-		t.Errorf("BuildCarry: %d bytes, contents %+v", len(out), contents)
+	out, contents := buildCarry(t, input())
+	if len(out)%512 != 0 || contents.Size != int64(len(out)) || len(contents.Modules) != 4 || contents.BinarySize != int64(len(fakeBinary)) {
+		t.Errorf("WriteCarry: %d bytes, contents %+v", len(out), contents)
+	}
+	if got := extract(t, out, CarryBinary); string(got) != fakeBinary {
+		t.Errorf("the carried binary = %q, want %q", got, fakeBinary)
 	}
 	// Appended to an initrd whose length is not a multiple of 4, as the
 	// kernel will see it: the OS's files and the carried ones.
 	osInitrd := cpioOf(without(debianFiles(), "iscsi")...)
 	osInitrd = osInitrd[:len(osInitrd)-2] // the trailer's padding cut short
 	var whole bytes.Buffer
-	if _, err := AppendInitrd(&whole, bytes.NewReader(osInitrd), out); err != nil {
+	n, _, err := AppendCarry(&whole, bytes.NewReader(osInitrd), input())
+	if err != nil {
 		t.Fatal(err)
+	}
+	if n != int64(whole.Len()) || !bytes.HasSuffix(whole.Bytes(), out) || whole.Len() != (len(osInitrd)+3)&^3+len(out) {
+		t.Errorf("AppendCarry: %d bytes counted, %d written, want the OS initrd padded to 4 then the %d-byte carry cpio", n, whole.Len(), len(out))
 	}
 	in := inspectBytes(t, whole.Bytes())
 	for _, name := range []string{CarryBinary, CarrySettingsPath, CarryHookPath, "scripts/local-top/ORDER",
@@ -197,8 +218,14 @@ func TestBuildCarry(t *testing.T) {
 	}
 	bad := carrySettings()
 	bad.MAC = ""
-	if _, _, err := BuildCarry(CarryInput{Binary: []byte("x"), Plan: p, Settings: bad}); err == nil || !strings.Contains(err.Error(), "mac") {
-		t.Errorf("BuildCarry(no MAC) = %v, want an error naming mac", err)
+	if _, err := WriteCarry(io.Discard, CarryInput{Binary: strings.NewReader("x"), BinarySize: 1, Plan: p, Settings: bad}); err == nil || !strings.Contains(err.Error(), "mac") {
+		t.Errorf("WriteCarry(no MAC) = %v, want an error naming mac", err)
+	}
+	// A binary shorter than its stated size fails the build, naming it.
+	short := input()
+	short.BinarySize++
+	if _, err := WriteCarry(io.Discard, short); err == nil || !strings.Contains(err.Error(), CarryBinary) {
+		t.Errorf("WriteCarry(binary short by a byte) = %v, want an error naming %s", err, CarryBinary)
 	}
 }
 
@@ -216,16 +243,15 @@ func TestBuildCarryDracut(t *testing.T) {
 	if !c.OK {
 		t.Fatal(c)
 	}
-	out, contents, err := BuildCarry(CarryInput{Binary: []byte("\x7fELF lunboot"), Plan: p, Settings: carrySettings()})
+	input := CarryInput{Binary: strings.NewReader(fakeBinary), BinarySize: int64(len(fakeBinary)), Plan: p, Settings: carrySettings()}
+	var whole bytes.Buffer
+	_, contents, err := AppendCarry(&whole, bytes.NewReader(cpioOf(osFiles...)), input)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(out)%512 != 0 || len(contents.Modules) != 4 || contents.Hook != CarryUnitPath {
-		t.Errorf("BuildCarry(dracut): %d bytes, contents %+v", len(out), contents)
-	}
-	var whole bytes.Buffer
-	if _, err := AppendInitrd(&whole, bytes.NewReader(cpioOf(osFiles...)), out); err != nil {
-		t.Fatal(err)
+	out := whole.Bytes()[len(cpioOf(osFiles...)):]
+	if len(out)%512 != 0 || contents.Size != int64(len(out)) || len(contents.Modules) != 4 || contents.Hook != CarryUnitPath {
+		t.Errorf("AppendCarry(dracut): %d bytes, contents %+v", len(out), contents)
 	}
 	in := inspectBytes(t, whole.Bytes())
 	if in.Generator != GeneratorDracut {

@@ -3,6 +3,7 @@ package handoff
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -177,13 +178,27 @@ func readHeader(p *posReader) (newcHeader, error) {
 	return h, nil
 }
 
-// newcWriter writes a newc archive the way the kernel reads it.
+// newcWriter writes a newc archive the way the kernel reads it, to W as it
+// goes: a file's data may be streamed (addFrom), so that carrying the 11
+// MiB lunboot binary does not hold it in memory. The first error sticks;
+// finish returns it.
 type newcWriter struct {
-	buf bytes.Buffer
+	W   io.Writer
+	n   int64 // bytes written
 	ino uint32
+	err error
 }
 
-func (w *newcWriter) add(name string, mode uint32, data []byte) {
+func (w *newcWriter) write(b []byte) {
+	if w.err != nil {
+		return
+	}
+	m, err := w.W.Write(b)
+	w.n += int64(m)
+	w.err = err
+}
+
+func (w *newcWriter) header(name string, mode uint32, size int64) {
 	w.ino++
 	nlink := uint32(1)
 	if mode&modeTypeMask == modeDir {
@@ -192,26 +207,46 @@ func (w *newcWriter) add(name string, mode uint32, data []byte) {
 	if name == newcTrailer {
 		w.ino, nlink = 0, 1
 	}
-	fmt.Fprintf(&w.buf, "070701%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x",
-		w.ino, mode, 0, 0, nlink, 0, len(data), 0, 0, 0, 0, len(name)+1, 0)
-	w.buf.WriteString(name)
-	w.buf.WriteByte(0)
-	w.pad(4)
-	w.buf.Write(data)
+	w.write(fmt.Appendf(nil, "070701%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x",
+		w.ino, mode, 0, 0, nlink, 0, size, 0, 0, 0, 0, len(name)+1, 0))
+	w.write(append([]byte(name), 0))
 	w.pad(4)
 }
 
-func (w *newcWriter) pad(n int) {
-	for w.buf.Len()%n != 0 {
-		w.buf.WriteByte(0)
+func (w *newcWriter) add(name string, mode uint32, data []byte) {
+	w.header(name, mode, int64(len(data)))
+	w.write(data)
+	w.pad(4)
+}
+
+// addFrom adds a file whose size bytes of data come from r.
+func (w *newcWriter) addFrom(name string, mode uint32, r io.Reader, size int64) {
+	if size < 0 || size > 0xffffffff {
+		w.err = cmp.Or(w.err, fmt.Errorf("cpio: %s is %d bytes, more than newc's 4 GiB", name, size))
+		return
+	}
+	w.header(name, mode, size)
+	if w.err == nil {
+		m, err := io.CopyN(w.W, r, size)
+		w.n += m
+		if err != nil {
+			w.err = fmt.Errorf("cpio: copy %s (%d of %d bytes): %w", name, m, size, err)
+		}
+	}
+	w.pad(4)
+}
+
+func (w *newcWriter) pad(n int64) {
+	if p := (n - w.n%n) % n; p > 0 {
+		w.write(make([]byte, p))
 	}
 }
 
 // finish writes the trailer and pads the archive to a multiple of 512 bytes
 // (what GNU cpio does, and more than the 4-byte alignment the kernel needs
-// for the archive that follows).
-func (w *newcWriter) finish() []byte {
+// for the archive that follows). It returns the first error of any write.
+func (w *newcWriter) finish() error {
 	w.add(newcTrailer, 0, nil)
 	w.pad(512)
-	return w.buf.Bytes()
+	return w.err
 }

@@ -1,6 +1,7 @@
 package handoff
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 )
@@ -29,12 +30,14 @@ const IBFTPath = "kernel/firmware/acpi/ibft.aml"
 // The kernel ignores the table when locked down (Secure Boot), and needs
 // CONFIG_ACPI_TABLE_UPGRADE=y (Debian, Fedora and Ubuntu kernels have it).
 func EarlyCPIO(table []byte) []byte {
-	var w newcWriter
+	var b bytes.Buffer
+	w := newcWriter{W: &b}
 	w.add("kernel", modeDir|0o755, nil)
 	w.add("kernel/firmware", modeDir|0o755, nil)
 	w.add("kernel/firmware/acpi", modeDir|0o755, nil)
 	w.add(IBFTPath, modeRegular|0o644, table)
-	return w.finish()
+	w.finish() // a bytes.Buffer does not fail
+	return b.Bytes()
 }
 
 // Concat is an io.ReaderAt over an early archive followed by the OS initrd,

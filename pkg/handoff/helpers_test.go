@@ -25,11 +25,13 @@ func link(name, target string) tfile { return tfile{name, modeSymlink | 0o777, t
 func file(name, data string) tfile   { return tfile{name, modeRegular | 0o644, data} }
 func exe(name string) tfile          { return tfile{name, modeRegular | 0o755, "\x7fELF fake"} }
 func cpioOf(files ...tfile) []byte {
-	var w newcWriter
+	var b bytes.Buffer
+	w := newcWriter{W: &b}
 	for _, f := range files {
 		w.add(f.name, f.mode, []byte(f.data))
 	}
-	return w.finish()
+	w.finish() // a bytes.Buffer does not fail
+	return b.Bytes()
 }
 
 const testKver = "6.1.0-56-amd64"
