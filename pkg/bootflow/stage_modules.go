@@ -99,9 +99,10 @@ func (b *boot) modules(ctx context.Context) (string, error) {
 
 // Modules loaded only when the boot finds it needs them (kmod.OnDemand):
 // a file system's when a partition of that type is on the LUN, 8021q when
-// a VLAN is configured. Under QEMU TCG, leaving 8021q (with garp, mrp, stp
-// and llc), xfs (with libcrc32c) and iscsi_ibft out of stage 1 took it
-// from 1.25 to 0.6 s in a trial; see docs/boot-speed.md.
+// a VLAN is configured. Under QEMU TCG, an image without 8021q (with garp,
+// mrp, stp and llc), xfs (with libcrc32c) and iscsi_ibft took stage 1 from
+// 1.25 to 0.6 s in a trial (iscsi_ibft stays: only it reads an iBFT that
+// is not an ACPI table); see docs/boot-speed.md.
 var (
 	// fsModules maps osfind.DetectFS's names to the image's modules
 	// (initramfs/modules.txt). FAT mounts want the code page and
@@ -128,10 +129,9 @@ func onDemandModules() []string {
 
 // loadNamed loads modules of the image with kmod.LoadNamed and the module
 // parameters of cmdline ("" for /proc/cmdline), bounded by
-// kmod.LoadTimeout. It
-// returns those it inserted and a line for each problem. An image without
-// modules, or with modules for another kernel (stage 1 has said so), is
-// no problem: there is nothing to load.
+// kmod.LoadTimeout. It returns those it inserted and a line for each
+// problem. An image without modules, or with modules for another kernel
+// (stage 1 has said so), is no problem: there is nothing to load.
 func loadNamed(ctx context.Context, log *slog.Logger, cmdline string, names ...string) (loaded, problems []string) {
 	ctx, cancel := context.WithTimeout(ctx, kmod.LoadTimeout)
 	defer cancel()

@@ -95,3 +95,20 @@ func TestDetectFSMkfs(t *testing.T) {
 		}
 	}
 }
+
+// FuzzDetectFS: any first sectors give a name DetectFS knows or "", never
+// a panic.
+func FuzzDetectFS(f *testing.F) {
+	ext := make([]byte, 2048)
+	binary.LittleEndian.PutUint16(ext[0x438:], 0xef53)
+	f.Add(ext)
+	f.Add([]byte("XFSB"))
+	f.Add(append(make([]byte, 510), 0x55, 0xaa))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		switch got := DetectFS(bytes.NewReader(b)); got {
+		case "", "ext4", "xfs", "vfat":
+		default:
+			t.Fatalf("DetectFS = %q", got)
+		}
+	})
+}
