@@ -221,14 +221,7 @@ func (m *matcher) wanted(modaliases []string) map[string]bool {
 			want[e.Name] = true
 		}
 	}
-	// Dependencies come earlier in the order: walk it backwards once.
-	for i := len(m.entries) - 1; i >= 0; i-- {
-		if e := m.entries[i]; want[e.Name] {
-			for _, d := range e.Depends {
-				want[d] = true
-			}
-		}
-	}
+	addDeps(m.entries, want)
 	m.deferred = map[string]bool{}
 	for i := len(m.entries) - 1; i >= 0; i-- {
 		if e := m.entries[i]; !want[e.Name] && (slices.Contains(m.later, e.Name) || m.deferred[e.Name]) {
@@ -331,4 +324,16 @@ func matchClass(p string, c byte) (int, bool) {
 		i++
 	}
 	return 0, false
+}
+
+// addDeps adds to want everything its modules depend on, directly or not.
+// Dependencies come earlier in the load order, so one backward walk does.
+func addDeps(entries []Entry, want map[string]bool) {
+	for i := len(entries) - 1; i >= 0; i-- {
+		if e := entries[i]; want[e.Name] {
+			for _, d := range e.Depends {
+				want[d] = true
+			}
+		}
+	}
 }

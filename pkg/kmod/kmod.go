@@ -311,14 +311,7 @@ func LoadNamed(ctx context.Context, logger *slog.Logger, opts Options, names ...
 			missing = append(missing, n)
 		}
 	}
-	// Dependencies come earlier in the order: walk it backwards once.
-	for i := len(entries) - 1; i >= 0; i-- {
-		if e := entries[i]; want[e.Name] {
-			for _, d := range e.Depends {
-				want[d] = true
-			}
-		}
-	}
+	addDeps(entries, want)
 	var batch []Entry
 	for _, e := range entries {
 		if want[e.Name] {
